@@ -1,0 +1,729 @@
+//! The client's chat rules as a state machine, shared by the scripted client and the GUI.
+//!
+//! It keeps the outbox (sent but not acknowledged, resent after a reconnect with the same
+//! client message id), the sequence position of each conversation (catch-up from there,
+//! gaps noticed and filled), the set of shown messages (nothing shown twice) and the `sync`
+//! barriers. The driver feeds it commands and server frames; it answers with frames to send
+//! and [`Event`]s for the user.
+
+use super::ids::{ClientMsgId, ConvId, GENERAL, MsgId, Seq, UserName};
+use super::protocol::{
+    ControlDown, ControlUp, ConvDown, ConvEvent, ConvSummary, ConvUp, DeleteScope, ErrorCode,
+    EventKind, Hidden,
+};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::time::Duration;
+
+/// Largest message text the client sends (the server's default limit).
+pub const MAX_TEXT: usize = 16 * 1024;
+
+/// A user command (one JSON line in scripted mode, a click in the GUI).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "cmd", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Command {
+    /// Post `text` to `#general` or `@user`.
+    Send {
+        /// `#general` or `@user`.
+        to: String,
+        /// Message text.
+        text: String,
+    },
+    /// Delete a message for me or for everyone.
+    Delete {
+        /// Server message id.
+        id: MsgId,
+        /// `me` or `everyone`.
+        #[serde(rename = "for")]
+        scope: DeleteScope,
+    },
+    /// List online users.
+    Who,
+    /// Fetch a page of a conversation's history.
+    History {
+        /// `#general` or `@user`.
+        conv: String,
+        /// Only events before this sequence number.
+        #[serde(default)]
+        before: Option<Seq>,
+        /// Page size (server default when absent).
+        #[serde(default)]
+        limit: Option<u32>,
+    },
+    /// Barrier: answered by a `sync` event once everything before it was handled.
+    Sync,
+    /// Log out and end.
+    Logout,
+}
+
+/// One message as shown in a `history` event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryItem {
+    /// Server id.
+    pub id: MsgId,
+    /// Sequence number.
+    pub seq: Seq,
+    /// Author.
+    pub from: String,
+    /// Text; `None` when deleted for everyone.
+    pub text: Option<String>,
+    /// Server time, Unix ms.
+    pub ts: u64,
+}
+
+/// Something for the user (one JSON line in scripted mode).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    /// Logged in for the first time in this run.
+    Ready {
+        /// Name as registered.
+        user: String,
+        /// Users online.
+        online: Vec<String>,
+    },
+    /// Connection lost; commands are kept and sent after the reconnect.
+    Disconnected {
+        /// Why.
+        reason: String,
+    },
+    /// Logged in again after a disconnect.
+    Reconnected {
+        /// Users online.
+        online: Vec<String>,
+    },
+    /// Own message stored by the server.
+    Sent {
+        /// `#general` or `@peer`.
+        conv: String,
+        /// Server id.
+        id: MsgId,
+        /// Sequence number.
+        seq: Seq,
+        /// Server time, Unix ms.
+        ts: u64,
+        /// The text sent.
+        text: String,
+    },
+    /// A message (text `None`: deleted for everyone).
+    Message {
+        /// `#general` or `@peer`.
+        conv: String,
+        /// Server id.
+        id: MsgId,
+        /// Sequence number.
+        seq: Seq,
+        /// Author.
+        from: String,
+        /// Text.
+        text: Option<String>,
+        /// Server time, Unix ms.
+        ts: u64,
+    },
+    /// A message was deleted.
+    Deleted {
+        /// Conversation.
+        conv: String,
+        /// Message id.
+        id: MsgId,
+        /// `me` or `everyone`.
+        #[serde(rename = "for")]
+        scope: DeleteScope,
+    },
+    /// Someone came or went.
+    Presence {
+        /// User.
+        user: String,
+        /// Online?
+        online: bool,
+    },
+    /// Answer to `who`.
+    Who {
+        /// Online users.
+        users: Vec<String>,
+    },
+    /// Answer to `history`.
+    History {
+        /// Conversation.
+        conv: String,
+        /// Oldest first.
+        messages: Vec<HistoryItem>,
+        /// Older messages exist.
+        more: bool,
+    },
+    /// Answer to `sync`.
+    Sync,
+    /// A command failed.
+    Error {
+        /// Machine-readable code.
+        code: String,
+        /// For a person.
+        message: String,
+    },
+}
+
+impl Event {
+    /// An error event.
+    pub fn error(code: ErrorCode, message: impl Into<String>) -> Self {
+        Event::Error {
+            code: code.as_str().to_owned(),
+            message: message.into(),
+        }
+    }
+}
+
+/// What the driver must do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    /// Send on the control stream.
+    Control(ControlUp),
+    /// Send on the stream of this conversation, opening it first if there is none.
+    Conv(ConvId, ConvUp),
+    /// Tell the user.
+    Event(Event),
+}
+
+/// What the client remembers between runs (per server and user).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SavedState {
+    /// Last sequence number seen per conversation (storage keys).
+    pub convs: BTreeMap<String, Seq>,
+    /// Highest delete-for-me counter seen.
+    pub hide_cursor: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stream {
+    Closed,
+    CatchingUp,
+    Open,
+}
+
+#[derive(Debug)]
+struct ConvState {
+    last_seq: Option<Seq>,
+    stream: Stream,
+}
+
+#[derive(Debug)]
+struct Pending {
+    cmid: ClientMsgId,
+    conv: ConvId,
+    text: String,
+}
+
+#[derive(Debug)]
+struct Barrier {
+    token: u64,
+    sent: bool,
+    waiting: usize,
+}
+
+/// The client state machine.
+#[derive(Debug)]
+pub struct ClientCore {
+    me: String,
+    me_key: String,
+    online: bool,
+    ever_ready: bool,
+    convs: BTreeMap<ConvId, ConvState>,
+    outbox: Vec<Pending>,
+    shown: HashSet<MsgId>,
+    hide_cursor: u64,
+    barriers: VecDeque<Barrier>,
+    next_token: u64,
+    id_prefix: [u8; 8],
+    next_cmid: u64,
+    dirty: bool,
+    out: Vec<Output>,
+}
+
+impl ClientCore {
+    /// A client for `user` (as typed), with state from an earlier run and 8 random bytes
+    /// that make its message ids unique.
+    pub fn new(user: &str, saved: SavedState, random: [u8; 8]) -> Self {
+        let convs = saved
+            .convs
+            .iter()
+            .filter_map(|(k, s)| ConvId::from_storage_key(k).map(|c| (c, *s)))
+            .map(|(c, s)| {
+                (
+                    c,
+                    ConvState {
+                        last_seq: Some(s),
+                        stream: Stream::Closed,
+                    },
+                )
+            })
+            .collect();
+        Self {
+            me: user.to_owned(),
+            me_key: user.to_ascii_lowercase(),
+            online: false,
+            ever_ready: false,
+            convs,
+            outbox: Vec::new(),
+            shown: HashSet::new(),
+            hide_cursor: saved.hide_cursor,
+            barriers: VecDeque::new(),
+            next_token: 1,
+            id_prefix: random,
+            next_cmid: 0,
+            dirty: false,
+            out: Vec::new(),
+        }
+    }
+
+    /// The user's name (as registered once logged in).
+    pub fn user(&self) -> &str {
+        &self.me
+    }
+
+    /// Whether a session is up.
+    pub fn is_online(&self) -> bool {
+        self.online
+    }
+
+    /// Messages sent and not yet acknowledged.
+    pub fn outbox_len(&self) -> usize {
+        self.outbox.len()
+    }
+
+    /// `sync` barriers not yet answered.
+    pub fn pending_barriers(&self) -> usize {
+        self.barriers.len()
+    }
+
+    /// Highest delete-for-me counter seen (goes into the login frame).
+    pub fn hide_cursor(&self) -> u64 {
+        self.hide_cursor
+    }
+
+    /// The state to save, if it changed since the last call.
+    pub fn take_saved_state(&mut self) -> Option<SavedState> {
+        if !std::mem::take(&mut self.dirty) {
+            return None;
+        }
+        Some(SavedState {
+            convs: self
+                .convs
+                .iter()
+                .filter_map(|(c, s)| s.last_seq.map(|q| (c.storage_key(), q)))
+                .collect(),
+            hide_cursor: self.hide_cursor,
+        })
+    }
+
+    fn label(&self, conv: &ConvId) -> String {
+        conv.label_for(&self.me_key)
+    }
+
+    fn event(&mut self, e: Event) {
+        self.out.push(Output::Event(e));
+    }
+
+    /// Parses `#general` / `@user` into a conversation.
+    pub fn parse_conv(&self, to: &str) -> Result<ConvId, Event> {
+        if to == GENERAL {
+            return Ok(ConvId::General);
+        }
+        let Some(name) = to.strip_prefix('@') else {
+            return Err(Event::error(
+                ErrorCode::BadRequest,
+                format!("unknown conversation {to:?}: use #general or @user"),
+            ));
+        };
+        let peer = UserName::parse(name)
+            .map_err(|e| Event::error(ErrorCode::UnknownUser, format!("no user named {name:?}: {e}")))?;
+        let me = UserName::parse(&self.me)
+            .map_err(|e| Event::error(ErrorCode::BadUsername, e.to_string()))?;
+        Ok(ConvId::direct(&me, &peer))
+    }
+
+    /// Handles a user command.
+    pub fn command(&mut self, cmd: Command) -> Vec<Output> {
+        match cmd {
+            Command::Send { to, text } => self.send(&to, text),
+            Command::Delete { id, scope } => {
+                if self.online {
+                    self.out.push(Output::Control(ControlUp::Delete { id, scope }));
+                } else {
+                    self.event(Event::error(ErrorCode::BadRequest, "not connected: try again once reconnected"));
+                }
+            }
+            Command::Who => {
+                if self.online {
+                    self.out.push(Output::Control(ControlUp::Who));
+                } else {
+                    self.event(Event::error(ErrorCode::BadRequest, "not connected"));
+                }
+            }
+            Command::History { conv, before, limit } => match self.parse_conv(&conv) {
+                Ok(c) if self.online => {
+                    self.ensure_open(&c);
+                    let up = ConvUp::History {
+                        before,
+                        limit: limit.unwrap_or(0),
+                    };
+                    self.out.push(Output::Conv(c, up));
+                }
+                Ok(_) => self.event(Event::error(ErrorCode::BadRequest, "not connected")),
+                Err(e) => self.event(e),
+            },
+            Command::Sync => {
+                let token = self.next_token;
+                self.next_token += 1;
+                self.barriers.push_back(Barrier {
+                    token,
+                    sent: false,
+                    waiting: 0,
+                });
+                if self.online {
+                    self.send_barriers();
+                }
+            }
+            Command::Logout => self.out.push(Output::Control(ControlUp::Logout)),
+        }
+        std::mem::take(&mut self.out)
+    }
+
+    fn send(&mut self, to: &str, text: String) {
+        let conv = match self.parse_conv(to) {
+            Ok(c) => c,
+            Err(e) => return self.event(e),
+        };
+        if text.is_empty() {
+            return self.event(Event::error(ErrorCode::BadRequest, "empty message"));
+        }
+        if text.len() > MAX_TEXT {
+            let msg = format!("message is {} bytes; the limit is {MAX_TEXT}", text.len());
+            return self.event(Event::error(ErrorCode::TooLarge, msg));
+        }
+        let mut id = [0u8; 16];
+        id[..8].copy_from_slice(&self.id_prefix);
+        id[8..].copy_from_slice(&self.next_cmid.to_be_bytes());
+        self.next_cmid += 1;
+        let cmid = ClientMsgId(id);
+        if self.online {
+            self.ensure_open(&conv);
+            let body = text.clone().into_bytes();
+            self.out.push(Output::Conv(conv.clone(), ConvUp::Send { cmid, body }));
+        }
+        self.outbox.push(Pending { cmid, conv, text });
+    }
+
+    fn ensure_open(&mut self, conv: &ConvId) {
+        let state = self.convs.entry(conv.clone()).or_insert(ConvState {
+            last_seq: None,
+            stream: Stream::Closed,
+        });
+        if state.stream == Stream::Closed {
+            state.stream = Stream::CatchingUp;
+            let after = state.last_seq;
+            self.out.push(Output::Conv(
+                conv.clone(),
+                ConvUp::Open {
+                    conv: conv.clone(),
+                    after,
+                },
+            ));
+        }
+    }
+
+    fn send_barriers(&mut self) {
+        let open: Vec<ConvId> = self
+            .convs
+            .iter()
+            .filter(|(_, s)| s.stream != Stream::Closed)
+            .map(|(c, _)| c.clone())
+            .collect();
+        for i in 0..self.barriers.len() {
+            if self.barriers[i].sent {
+                continue;
+            }
+            let token = self.barriers[i].token;
+            self.out.push(Output::Control(ControlUp::Sync { token }));
+            for c in &open {
+                self.out.push(Output::Conv(c.clone(), ConvUp::Sync { token }));
+            }
+            self.barriers[i].sent = true;
+            self.barriers[i].waiting = 1 + open.len();
+        }
+    }
+
+    fn barrier_ack(&mut self, token: u64) {
+        if let Some(b) = self.barriers.iter_mut().find(|b| b.token == token && b.sent) {
+            b.waiting = b.waiting.saturating_sub(1);
+        }
+        self.complete_barriers();
+    }
+
+    fn complete_barriers(&mut self) {
+        if self.convs.values().any(|s| s.stream == Stream::CatchingUp) {
+            return;
+        }
+        while self
+            .barriers
+            .front()
+            .is_some_and(|b| b.sent && b.waiting == 0)
+        {
+            self.barriers.pop_front();
+            self.event(Event::Sync);
+        }
+    }
+
+    /// The session is up: `LoginOk` arrived. Opens conversations, resends the outbox and
+    /// pending barriers.
+    pub fn logged_in(&mut self, user: String, convs: Vec<ConvSummary>, online: Vec<String>, hidden: Vec<Hidden>) -> Vec<Output> {
+        self.me_key = user.to_ascii_lowercase();
+        self.me = user.clone();
+        self.online = true;
+        let ready = if std::mem::replace(&mut self.ever_ready, true) {
+            Event::Reconnected { online }
+        } else {
+            Event::Ready { user, online }
+        };
+        self.event(ready);
+        self.ensure_open(&ConvId::General);
+        for s in convs {
+            let local = self.convs.get(&s.conv).and_then(|c| c.last_seq);
+            if local.is_none_or(|l| l < s.last_seq) && s.last_seq > 0 {
+                self.ensure_open(&s.conv);
+            }
+        }
+        for h in hidden {
+            self.hidden(h);
+        }
+        let resend: Vec<(ConvId, ClientMsgId, Vec<u8>)> = self
+            .outbox
+            .iter()
+            .map(|p| (p.conv.clone(), p.cmid, p.text.clone().into_bytes()))
+            .collect();
+        for (conv, cmid, body) in resend {
+            self.ensure_open(&conv);
+            self.out.push(Output::Conv(conv, ConvUp::Send { cmid, body }));
+        }
+        self.send_barriers();
+        std::mem::take(&mut self.out)
+    }
+
+    /// The session ended; everything unacknowledged will be resent after the next login.
+    pub fn disconnected(&mut self, reason: String) -> Vec<Output> {
+        if self.online {
+            self.event(Event::Disconnected { reason });
+        }
+        self.online = false;
+        for s in self.convs.values_mut() {
+            s.stream = Stream::Closed;
+        }
+        for b in &mut self.barriers {
+            b.sent = false;
+            b.waiting = 0;
+        }
+        std::mem::take(&mut self.out)
+    }
+
+    fn hidden(&mut self, h: Hidden) {
+        if h.hseq > self.hide_cursor {
+            self.hide_cursor = h.hseq;
+            self.dirty = true;
+        }
+        let conv = self.label(&h.conv);
+        self.event(Event::Deleted {
+            conv,
+            id: h.id,
+            scope: DeleteScope::Me,
+        });
+    }
+
+    /// A control-stream frame (after login).
+    pub fn control(&mut self, down: ControlDown) -> Vec<Output> {
+        match down {
+            ControlDown::Presence { user, online } => self.event(Event::Presence { user, online }),
+            ControlDown::Who { users } => self.event(Event::Who { users }),
+            ControlDown::ConvActivity { conv } => self.ensure_open(&conv),
+            ControlDown::Hidden(h) => self.hidden(h),
+            ControlDown::SyncAck { token } => self.barrier_ack(token),
+            ControlDown::Error { code, message } => self.event(Event::error(code, message)),
+            ControlDown::LoginOk { .. } | ControlDown::LoginRefused { .. } | ControlDown::Closing { .. } => {}
+        }
+        std::mem::take(&mut self.out)
+    }
+
+    /// A conversation-stream frame.
+    pub fn conv(&mut self, conv: ConvId, down: ConvDown) -> Vec<Output> {
+        match down {
+            ConvDown::Event(e) => self.conv_event(&conv, e, true),
+            ConvDown::Backlog(e) => self.conv_event(&conv, e, false),
+            ConvDown::CaughtUp { upto, more } => {
+                if let Some(s) = self.convs.get_mut(&conv) {
+                    s.last_seq = Some(s.last_seq.unwrap_or(0).max(upto));
+                    self.dirty = true;
+                    if more {
+                        self.out.push(Output::Conv(conv, ConvUp::Catchup { after: upto }));
+                    } else {
+                        s.stream = Stream::Open;
+                        self.complete_barriers();
+                    }
+                }
+            }
+            ConvDown::Ack { cmid, id, seq, ts } => {
+                if let Some(i) = self.outbox.iter().position(|p| p.cmid == cmid) {
+                    let p = self.outbox.remove(i);
+                    self.shown.insert(id);
+                    if let Some(s) = self.convs.get_mut(&conv)
+                        && s.stream == Stream::Open
+                        && s.last_seq.is_none_or(|l| l + 1 == seq)
+                    {
+                        s.last_seq = Some(seq);
+                        self.dirty = true;
+                    }
+                    let conv = self.label(&p.conv);
+                    self.event(Event::Sent {
+                        conv,
+                        id,
+                        seq,
+                        ts,
+                        text: p.text,
+                    });
+                }
+            }
+            ConvDown::History { events, more } => {
+                let messages = events
+                    .into_iter()
+                    .filter_map(|e| {
+                        let text = match e.kind {
+                            EventKind::Message { body } => Some(String::from_utf8_lossy(&body).into_owned()),
+                            EventKind::Erased => None,
+                            EventKind::Tombstone { .. } => return None,
+                        };
+                        Some(HistoryItem {
+                            id: e.id,
+                            seq: e.seq,
+                            from: e.sender,
+                            text,
+                            ts: e.ts,
+                        })
+                    })
+                    .collect();
+                let conv = self.label(&conv);
+                self.event(Event::History { conv, messages, more });
+            }
+            ConvDown::SyncAck { token } => self.barrier_ack(token),
+            ConvDown::Error { code, message, cmid } => {
+                match cmid {
+                    Some(cmid) => {
+                        let before = self.outbox.len();
+                        self.outbox.retain(|p| p.cmid != cmid);
+                        if self.outbox.len() == before {
+                            // Already settled (e.g. its conversation failed to open).
+                            return std::mem::take(&mut self.out);
+                        }
+                    }
+                    None => {
+                        // The conversation could not be opened (e.g. unknown user): forget
+                        // it and what was queued for it.
+                        let catching = self.convs.get(&conv).is_some_and(|s| s.stream == Stream::CatchingUp);
+                        if catching {
+                            self.convs.remove(&conv);
+                            self.outbox.retain(|p| p.conv != conv);
+                            self.complete_barriers();
+                        }
+                    }
+                }
+                self.event(Event::error(code, message));
+            }
+        }
+        std::mem::take(&mut self.out)
+    }
+
+    fn conv_event(&mut self, conv: &ConvId, e: ConvEvent, live: bool) {
+        let Some(state) = self.convs.get_mut(conv) else {
+            return;
+        };
+        let last = state.last_seq.unwrap_or(0);
+        if state.last_seq.is_some() && e.seq <= last {
+            return;
+        }
+        if live && state.stream != Stream::Open {
+            // A catch-up is under way and will include this event, in order.
+            return;
+        }
+        if live && e.seq > last + 1 {
+            // A gap: ask again from where we are; this event comes back in order.
+            state.stream = Stream::CatchingUp;
+            self.out.push(Output::Conv(conv.clone(), ConvUp::Catchup { after: last }));
+            return;
+        }
+        state.last_seq = Some(e.seq);
+        self.dirty = true;
+        let label = self.label(conv);
+        match e.kind {
+            EventKind::Tombstone { target } => {
+                self.event(Event::Deleted {
+                    conv: label,
+                    id: target,
+                    scope: DeleteScope::Everyone,
+                });
+            }
+            kind => {
+                if !self.shown.insert(e.id) {
+                    return;
+                }
+                // Our own message, stored before a disconnect ate the ack.
+                if let Some(i) = self.outbox.iter().position(|p| p.cmid == e.cmid && e.sender.eq_ignore_ascii_case(&self.me)) {
+                    let p = self.outbox.remove(i);
+                    self.event(Event::Sent {
+                        conv: label,
+                        id: e.id,
+                        seq: e.seq,
+                        ts: e.ts,
+                        text: p.text,
+                    });
+                    return;
+                }
+                let text = match kind {
+                    EventKind::Message { body } => Some(String::from_utf8_lossy(&body).into_owned()),
+                    _ => None,
+                };
+                self.event(Event::Message {
+                    conv: label,
+                    id: e.id,
+                    seq: e.seq,
+                    from: e.sender,
+                    text,
+                    ts: e.ts,
+                });
+            }
+        }
+    }
+}
+
+/// Reconnect delays: 1 s × 1.6 per attempt, capped at 60 s, ±20 % jitter; reset after a
+/// successful login.
+#[derive(Debug, Default, Clone)]
+pub struct Backoff {
+    attempt: u32,
+}
+
+impl Backoff {
+    /// Starting value for the first delay.
+    pub const BASE: f64 = 1.0;
+    /// Growth per attempt.
+    pub const FACTOR: f64 = 1.6;
+    /// Cap in seconds.
+    pub const CAP: f64 = 60.0;
+
+    /// Back to the first delay.
+    pub fn reset(&mut self) {
+        self.attempt = 0;
+    }
+
+    /// The next delay; `jitter` in [-1, 1] (from a random source) spreads it by ±20 %.
+    pub fn next_delay(&mut self, jitter: f64) -> Duration {
+        let base = (Self::BASE * Self::FACTOR.powi(self.attempt.min(64) as i32)).min(Self::CAP);
+        self.attempt = self.attempt.saturating_add(1);
+        let j = if jitter.is_finite() { jitter.clamp(-1.0, 1.0) } else { 0.0 };
+        Duration::from_secs_f64(base * (1.0 + 0.2 * j))
+    }
+}

@@ -1,0 +1,217 @@
+//! Names and identifiers: usernames, conversations, message ids.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// The one broadcast room every user is in.
+pub const GENERAL: &str = "#general";
+
+/// Server-assigned message id, unique across the server.
+pub type MsgId = u64;
+/// Per-conversation sequence number (1, 2, 3, … with no gaps).
+pub type Seq = u64;
+
+/// Names nobody may register: they would let a user pass for the operator.
+pub const RESERVED_NAMES: &[&str] = &["server", "admin", "root", "livewire", "system"];
+
+/// Why a username was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NameError {
+    /// Empty or longer than 32 characters.
+    #[error("a username has 1 to 32 characters")]
+    Length,
+    /// A character outside letters, digits, `_`, `-` and `.`.
+    #[error("a username may only contain letters, digits, '_', '-' and '.'")]
+    Charset,
+    /// One of [`RESERVED_NAMES`].
+    #[error("that username is reserved")]
+    Reserved,
+}
+
+/// A valid username as its owner spelled it at registration.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct UserName(String);
+
+impl UserName {
+    /// Validates a name: 1–32 ASCII letters, digits, `_ - .`.
+    pub fn parse(s: &str) -> Result<Self, NameError> {
+        if s.is_empty() || s.chars().count() > 32 {
+            return Err(NameError::Length);
+        }
+        if !s
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+        {
+            return Err(NameError::Charset);
+        }
+        Ok(Self(s.to_owned()))
+    }
+
+    /// Like [`UserName::parse`], and also refuses reserved names (for registration).
+    pub fn parse_new(s: &str) -> Result<Self, NameError> {
+        let name = Self::parse(s)?;
+        if RESERVED_NAMES.contains(&name.key().as_str()) {
+            return Err(NameError::Reserved);
+        }
+        Ok(name)
+    }
+
+    /// The name as spelled.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The case-insensitive key that makes a name unique.
+    pub fn key(&self) -> String {
+        self.0.to_ascii_lowercase()
+    }
+
+    /// A "skeleton" that maps look-alike characters together (`0`/`o`, `1`/`l`/`I`,
+    /// `rn`/`m`), so `AIice` cannot be registered next to `alice`.
+    pub fn skeleton(&self) -> String {
+        self.key()
+            .replace("rn", "m")
+            .chars()
+            .map(|c| match c {
+                '0' => 'o',
+                '1' | 'i' => 'l',
+                '5' => 's',
+                c => c,
+            })
+            .collect()
+    }
+}
+
+impl fmt::Display for UserName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A conversation: the shared room or a private conversation between two users.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum ConvId {
+    /// `#general`, which every user is in.
+    General,
+    /// A private conversation, by the two users' keys in sorted order.
+    Direct(String, String),
+}
+
+impl ConvId {
+    /// The private conversation between two users (order does not matter).
+    pub fn direct(a: &UserName, b: &UserName) -> Self {
+        let (a, b) = (a.key(), b.key());
+        if a <= b {
+            ConvId::Direct(a, b)
+        } else {
+            ConvId::Direct(b, a)
+        }
+    }
+
+    /// Whether the user (by key) is a member.
+    pub fn has_member(&self, key: &str) -> bool {
+        match self {
+            ConvId::General => true,
+            ConvId::Direct(a, b) => a == key || b == key,
+        }
+    }
+
+    /// For a private conversation, the member who is not `me_key`.
+    pub fn peer_of(&self, me_key: &str) -> Option<&str> {
+        match self {
+            ConvId::General => None,
+            ConvId::Direct(a, b) if a == me_key => Some(b),
+            ConvId::Direct(a, _) => Some(a),
+        }
+    }
+
+    /// A stable string form, used as a storage key and in the AAD of envelopes.
+    pub fn storage_key(&self) -> String {
+        match self {
+            ConvId::General => GENERAL.to_owned(),
+            ConvId::Direct(a, b) => format!("dm:{a}:{b}"),
+        }
+    }
+
+    /// Parses [`ConvId::storage_key`] output.
+    pub fn from_storage_key(s: &str) -> Option<Self> {
+        if s == GENERAL {
+            return Some(ConvId::General);
+        }
+        let rest = s.strip_prefix("dm:")?;
+        let (a, b) = rest.split_once(':')?;
+        Some(ConvId::Direct(a.to_owned(), b.to_owned()))
+    }
+
+    /// How a user sees this conversation: `#general` or `@peer`.
+    pub fn label_for(&self, me_key: &str) -> String {
+        match self.peer_of(me_key) {
+            None => GENERAL.to_owned(),
+            Some(peer) => format!("@{peer}"),
+        }
+    }
+}
+
+/// The sending client's own id for a message: random, 128 bits, so a resend is recognised.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct ClientMsgId(pub [u8; 16]);
+
+impl fmt::Display for ClientMsgId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for b in self.0 {
+            write!(f, "{b:02x}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Identifies one connection inside the server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnId(pub u64);
+
+impl fmt::Display for ConnId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "c{}", self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_validated() {
+        assert!(UserName::parse("alice_1.x-y").is_ok());
+        assert_eq!(UserName::parse(""), Err(NameError::Length));
+        assert_eq!(UserName::parse(&"a".repeat(33)), Err(NameError::Length));
+        assert_eq!(UserName::parse("al ice"), Err(NameError::Charset));
+        assert_eq!(UserName::parse("élan"), Err(NameError::Charset));
+        assert_eq!(UserName::parse_new("Admin"), Err(NameError::Reserved));
+        assert!(UserName::parse("Admin").is_ok());
+    }
+
+    #[test]
+    fn case_and_lookalikes_fold_together() {
+        let a = UserName::parse("alice").unwrap();
+        assert_eq!(UserName::parse("ALICE").unwrap().key(), a.key());
+        assert_eq!(UserName::parse("AIice").unwrap().skeleton(), a.skeleton());
+        assert_eq!(UserName::parse("a1ice").unwrap().skeleton(), a.skeleton());
+        assert_ne!(UserName::parse("bob").unwrap().skeleton(), a.skeleton());
+    }
+
+    #[test]
+    fn direct_conversations_are_symmetric() {
+        let a = UserName::parse("Alice").unwrap();
+        let b = UserName::parse("bob").unwrap();
+        let c = ConvId::direct(&a, &b);
+        assert_eq!(c, ConvId::direct(&b, &a));
+        assert_eq!(c.label_for("alice"), "@bob");
+        assert_eq!(c.label_for("bob"), "@alice");
+        assert!(!c.has_member("carol"));
+        assert_eq!(ConvId::from_storage_key(&c.storage_key()), Some(c));
+        assert_eq!(
+            ConvId::from_storage_key(GENERAL),
+            Some(ConvId::General)
+        );
+    }
+}

@@ -1,0 +1,13 @@
+//! Chat semantics without I/O: identifiers, protocol messages, the server and client state
+//! machines, limits, and the storage trait. Nothing here knows about tokio, quinn, GTK or
+//! SQLite; time and randomness come in as arguments.
+
+pub mod client;
+pub mod ids;
+pub mod limits;
+pub mod protocol;
+pub mod server;
+pub mod store;
+
+#[cfg(test)]
+mod tests;

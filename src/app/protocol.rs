@@ -1,0 +1,308 @@
+//! The messages client and server exchange, independent of how they are framed.
+//!
+//! Two kinds of stream (see docs/PROTOCOL.md): the *control* stream, the client's first
+//! bidirectional stream, carries login, presence, roster, deletes and barriers; one
+//! *conversation* stream per conversation carries that conversation's messages in order.
+//! The client opens every stream. `body` fields hold the bytes the sender sealed; inside
+//! the app cores they are the opened bytes, the transport seals and opens them.
+
+use super::ids::{ClientMsgId, ConvId, MsgId, Seq};
+use serde::{Deserialize, Serialize};
+
+/// Version in the login frame and in every envelope's AAD.
+pub const PROTOCOL_VERSION: u16 = 1;
+
+/// Who a delete applies to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeleteScope {
+    /// Hidden for the deleting user in all their sessions.
+    Me,
+    /// Erased for every member (author only, within the delete window).
+    Everyone,
+}
+
+/// Machine-readable error codes, shared by the protocol and the scripted client.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ErrorCode {
+    /// Username/password refused (same answer for an unknown user).
+    LoginRefused,
+    /// Too many failed logins: try later.
+    LoginThrottled,
+    /// The username is malformed, reserved or too close to an existing one.
+    BadUsername,
+    /// A command that needs a login came before it.
+    NotLoggedIn,
+    /// No such user.
+    UnknownUser,
+    /// No such message (or not in a conversation of yours).
+    NotFound,
+    /// Only the author may delete for everyone.
+    NotAuthor,
+    /// The delete-for-everyone window has passed.
+    DeleteWindowExpired,
+    /// Sending too fast; retry later.
+    RateLimited,
+    /// Body or frame over the limit.
+    TooLarge,
+    /// Malformed or unexpected frame or command.
+    BadRequest,
+    /// The server failed; nothing was changed.
+    Internal,
+}
+
+impl ErrorCode {
+    /// The snake_case name used in scripted-mode `error` events.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::LoginRefused => "login_refused",
+            ErrorCode::LoginThrottled => "login_throttled",
+            ErrorCode::BadUsername => "bad_username",
+            ErrorCode::NotLoggedIn => "not_logged_in",
+            ErrorCode::UnknownUser => "unknown_user",
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::NotAuthor => "not_author",
+            ErrorCode::DeleteWindowExpired => "delete_window_expired",
+            ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::TooLarge => "too_large",
+            ErrorCode::BadRequest => "bad_request",
+            ErrorCode::Internal => "internal",
+        }
+    }
+}
+
+/// A conversation's last sequence number, as listed at login.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConvSummary {
+    /// The conversation.
+    pub conv: ConvId,
+    /// Its newest sequence number (0 when empty).
+    pub last_seq: Seq,
+}
+
+/// A delete-for-me, numbered per user so that other sessions catch up on it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hidden {
+    /// Conversation of the hidden message.
+    pub conv: ConvId,
+    /// The hidden message.
+    pub id: MsgId,
+    /// The user's hide counter after this hide.
+    pub hseq: u64,
+}
+
+/// Client to server, on the control stream.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ControlUp {
+    /// First frame: log in (or register on first use of a name).
+    Login {
+        /// [`PROTOCOL_VERSION`] of the client.
+        version: u16,
+        /// Username as typed.
+        user: String,
+        /// Password (inside QUIC's TLS; hashed with Argon2id by the server).
+        password: String,
+        /// Ephemeral X25519 public key for the session key.
+        session_pub: [u8; 32],
+        /// Highest hide counter this client has seen.
+        hide_cursor: u64,
+    },
+    /// List online users.
+    Who,
+    /// Delete a message.
+    Delete {
+        /// Message id.
+        id: MsgId,
+        /// For me or for everyone.
+        scope: DeleteScope,
+    },
+    /// Barrier: answered with [`ControlDown::SyncAck`] after everything before it.
+    Sync {
+        /// Echoed back.
+        token: u64,
+    },
+    /// End the session.
+    Logout,
+}
+
+/// Server to client, on the control stream.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ControlDown {
+    /// Login accepted.
+    LoginOk {
+        /// The name as registered.
+        user: String,
+        /// Server's ephemeral X25519 public key for the session key.
+        session_pub: [u8; 32],
+        /// The user's conversations and their newest sequence numbers.
+        convs: Vec<ConvSummary>,
+        /// Users online now.
+        online: Vec<String>,
+        /// Deletes-for-me newer than the client's hide cursor.
+        hidden: Vec<Hidden>,
+        /// The delete-for-everyone window in seconds.
+        delete_window_secs: u64,
+    },
+    /// Login refused; the connection closes after this.
+    LoginRefused {
+        /// Why.
+        code: ErrorCode,
+        /// For a person.
+        message: String,
+    },
+    /// Someone came online or left.
+    Presence {
+        /// Who.
+        user: String,
+        /// Online now?
+        online: bool,
+    },
+    /// Answer to [`ControlUp::Who`].
+    Who {
+        /// Online users.
+        users: Vec<String>,
+    },
+    /// A conversation with no stream open yet has news: the client should open it.
+    ConvActivity {
+        /// Which.
+        conv: ConvId,
+    },
+    /// A delete-for-me made in any session of this user.
+    Hidden(Hidden),
+    /// Answer to [`ControlUp::Sync`].
+    SyncAck {
+        /// Echoed.
+        token: u64,
+    },
+    /// A command failed.
+    Error {
+        /// What kind of failure.
+        code: ErrorCode,
+        /// For a person.
+        message: String,
+    },
+    /// The server is shutting down or closing this session.
+    Closing {
+        /// For a person.
+        reason: String,
+    },
+}
+
+/// What a sequenced conversation event is.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EventKind {
+    /// A message with its (sealed) body.
+    Message {
+        /// Body bytes.
+        body: Vec<u8>,
+    },
+    /// A message whose body was erased by a delete for everyone.
+    Erased,
+    /// The record of a delete for everyone.
+    Tombstone {
+        /// The erased message.
+        target: MsgId,
+    },
+}
+
+/// One entry of a conversation's sequence.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConvEvent {
+    /// Position in the conversation.
+    pub seq: Seq,
+    /// Server id.
+    pub id: MsgId,
+    /// Unix milliseconds at the server.
+    pub ts: u64,
+    /// Author as registered (`server` for announcements and tombstones' author).
+    pub sender: String,
+    /// The author's client message id.
+    pub cmid: ClientMsgId,
+    /// Message, erased message or tombstone.
+    pub kind: EventKind,
+}
+
+/// Client to server, on a conversation stream.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ConvUp {
+    /// First frame on the stream: which conversation, and where the client is.
+    /// `after: None` asks for the newest page only (a device with no local state).
+    Open {
+        /// Conversation.
+        conv: ConvId,
+        /// The client's newest sequence number.
+        after: Option<Seq>,
+    },
+    /// Ask for everything after `after` again (a gap, or the next page).
+    Catchup {
+        /// Sequence number to continue after.
+        after: Seq,
+    },
+    /// Post a message.
+    Send {
+        /// The client's id for it (a resend reuses it).
+        cmid: ClientMsgId,
+        /// Sealed body.
+        body: Vec<u8>,
+    },
+    /// A page of history ending before `before` (newest page when `None`).
+    History {
+        /// Exclusive upper bound.
+        before: Option<Seq>,
+        /// Page size (capped by the server).
+        limit: u32,
+    },
+    /// Barrier, answered on this stream.
+    Sync {
+        /// Echoed.
+        token: u64,
+    },
+}
+
+/// Server to client, on a conversation stream.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ConvDown {
+    /// A live sequenced event.
+    Event(ConvEvent),
+    /// A sequenced event sent in answer to an `Open` or `Catchup` (ends with `CaughtUp`).
+    Backlog(ConvEvent),
+    /// End of a catch-up: the client is current up to `upto`; `more` asks it to continue.
+    CaughtUp {
+        /// Last sequence number sent.
+        upto: Seq,
+        /// Whether another page waits.
+        more: bool,
+    },
+    /// The message was stored (durably) under this id.
+    Ack {
+        /// The client's id.
+        cmid: ClientMsgId,
+        /// Server id.
+        id: MsgId,
+        /// Sequence number.
+        seq: Seq,
+        /// Server time, Unix ms.
+        ts: u64,
+    },
+    /// Answer to [`ConvUp::History`].
+    History {
+        /// Events, oldest first.
+        events: Vec<ConvEvent>,
+        /// Whether older events exist.
+        more: bool,
+    },
+    /// Answer to [`ConvUp::Sync`].
+    SyncAck {
+        /// Echoed.
+        token: u64,
+    },
+    /// A request failed; with `cmid` when it was a send.
+    Error {
+        /// What kind.
+        code: ErrorCode,
+        /// For a person.
+        message: String,
+        /// The send it refers to.
+        cmid: Option<ClientMsgId>,
+    },
+}

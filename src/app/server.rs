@@ -1,0 +1,913 @@
+//! The server's chat rules as a state machine: `handle(input, now) -> outputs`.
+//!
+//! One owner (the hub thread in `transport::server`) feeds it every event of every
+//! connection in order; it answers with frames to send, password checks to run, connections
+//! to close and log lines. It never touches a socket or a clock.
+
+use super::ids::{ClientMsgId, ConnId, ConvId, UserName};
+use super::limits::{FailureWindow, Limits, TokenBucket};
+use super::protocol::{
+    ControlDown, ControlUp, ConvDown, ConvEvent, ConvSummary, ConvUp, DeleteScope, ErrorCode,
+    EventKind, Hidden, PROTOCOL_VERSION,
+};
+use super::store::{Store, StoreError};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::net::{IpAddr, SocketAddr};
+
+/// The author name of announcements.
+pub const SERVER_AUTHOR: &str = "server";
+/// Shortest password accepted for a new account.
+pub const MIN_PASSWORD: usize = 8;
+
+/// Everything that can happen to the server.
+#[derive(Debug, Clone)]
+pub enum Input {
+    /// A QUIC connection finished its handshake.
+    Connected {
+        /// Connection.
+        conn: ConnId,
+        /// Remote address.
+        addr: SocketAddr,
+    },
+    /// The remote address of a connection changed (NAT rebinding, network switch).
+    Migrated {
+        /// Connection.
+        conn: ConnId,
+        /// New address.
+        addr: SocketAddr,
+    },
+    /// The connection is gone.
+    Disconnected {
+        /// Connection.
+        conn: ConnId,
+    },
+    /// A control-stream frame.
+    Control {
+        /// Connection.
+        conn: ConnId,
+        /// Frame.
+        up: ControlUp,
+    },
+    /// A conversation-stream frame; `conv` is the one the stream was opened for.
+    Conv {
+        /// Connection.
+        conn: ConnId,
+        /// Conversation of the stream.
+        conv: ConvId,
+        /// Frame.
+        up: ConvUp,
+    },
+    /// Result of an [`Output::VerifyPassword`].
+    PasswordChecked {
+        /// Connection.
+        conn: ConnId,
+        /// Whether the password matched (always true for a registration).
+        ok: bool,
+        /// For a registration, the new Argon2id hash.
+        new_phc: Option<String>,
+    },
+    /// The operator posts to `#general`.
+    Announce {
+        /// Text.
+        text: String,
+        /// A fresh random id for it.
+        cmid: ClientMsgId,
+    },
+    /// The operator disconnects a client.
+    Kick {
+        /// Connection.
+        conn: ConnId,
+    },
+    /// The server is stopping: tell everyone.
+    Shutdown {
+        /// For the users.
+        reason: String,
+    },
+}
+
+/// What the core asks its driver to do.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Output {
+    /// Send on the control stream.
+    Control {
+        /// Connection.
+        conn: ConnId,
+        /// Frame.
+        down: ControlDown,
+    },
+    /// Send on a conversation stream.
+    Conv {
+        /// Connection.
+        conn: ConnId,
+        /// Conversation.
+        conv: ConvId,
+        /// Frame.
+        down: ConvDown,
+    },
+    /// Check `password` against `phc`, or hash it when `phc` is `None` (registration);
+    /// answer with [`Input::PasswordChecked`].
+    VerifyPassword {
+        /// Connection.
+        conn: ConnId,
+        /// Password.
+        password: String,
+        /// Stored hash.
+        phc: Option<String>,
+    },
+    /// Close the connection after flushing what was queued.
+    Close {
+        /// Connection.
+        conn: ConnId,
+        /// For the user.
+        reason: String,
+    },
+    /// Something for the operator's view.
+    Log(ServerLog),
+}
+
+/// Events for the operator (headless JSON lines, the server window, tracing).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ServerLog {
+    /// A user logged in.
+    ClientConnected {
+        /// Connection.
+        conn: ConnId,
+        /// User.
+        user: String,
+        /// Address.
+        addr: SocketAddr,
+    },
+    /// A logged-in user left.
+    ClientDisconnected {
+        /// Connection.
+        conn: ConnId,
+        /// User.
+        user: String,
+        /// Address.
+        addr: SocketAddr,
+    },
+    /// A logged-in user's address changed.
+    ClientMigrated {
+        /// Connection.
+        conn: ConnId,
+        /// User.
+        user: String,
+        /// Old address.
+        from: SocketAddr,
+        /// New address.
+        addr: SocketAddr,
+    },
+    /// A message was stored; `text` only for `#general` (private ones are not shown).
+    Message {
+        /// Connection of the sender (`None` for announcements).
+        conn: Option<ConnId>,
+        /// Author.
+        from: String,
+        /// `#general` or the other member's name.
+        to: String,
+        /// Room text.
+        text: Option<String>,
+    },
+    /// A message was deleted for everyone.
+    Deleted {
+        /// Who deleted it.
+        by: String,
+        /// Message id.
+        id: u64,
+    },
+    /// A login was refused.
+    LoginRefused {
+        /// Address.
+        addr: SocketAddr,
+        /// Name tried.
+        user: String,
+        /// Why.
+        reason: String,
+    },
+    /// A storage failure.
+    StoreFailed {
+        /// What failed.
+        error: String,
+    },
+}
+
+#[derive(Debug)]
+enum ConnState {
+    Connected,
+    Verifying {
+        name: UserName,
+        hide_cursor: u64,
+    },
+    LoggedIn(Session),
+}
+
+#[derive(Debug)]
+struct Session {
+    name: UserName,
+    key: String,
+    open: HashSet<ConvId>,
+    notified: HashSet<ConvId>,
+}
+
+#[derive(Debug)]
+struct Conn {
+    addr: SocketAddr,
+    state: ConnState,
+}
+
+/// The server's chat state.
+pub struct ServerCore<S> {
+    store: S,
+    limits: Limits,
+    conns: HashMap<ConnId, Conn>,
+    /// Logged-in sessions by user key.
+    online: BTreeMap<String, BTreeSet<ConnId>>,
+    buckets: HashMap<String, TokenBucket>,
+    fail_account: FailureWindow<String>,
+    fail_ip: FailureWindow<IpAddr>,
+    last_gc: u64,
+    out: Vec<Output>,
+}
+
+impl<S: Store> ServerCore<S> {
+    /// A server with no connections.
+    pub fn new(store: S, limits: Limits) -> Self {
+        Self {
+            store,
+            limits,
+            conns: HashMap::new(),
+            online: BTreeMap::new(),
+            buckets: HashMap::new(),
+            fail_account: FailureWindow::default(),
+            fail_ip: FailureWindow::default(),
+            last_gc: 0,
+            out: Vec::new(),
+        }
+    }
+
+    /// The store (the driver commits its transactions).
+    pub fn store_mut(&mut self) -> &mut S {
+        &mut self.store
+    }
+
+    /// The limits in force.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Handles one input at `now_ms` (Unix ms) and returns what to do.
+    pub fn handle(&mut self, input: Input, now_ms: u64) -> Vec<Output> {
+        if now_ms.saturating_sub(self.last_gc) > 60_000 {
+            self.fail_account.gc(now_ms);
+            self.fail_ip.gc(now_ms);
+            self.last_gc = now_ms;
+        }
+        if let Err(e) = self.dispatch(input, now_ms) {
+            self.out.push(Output::Log(ServerLog::StoreFailed { error: e.0 }));
+        }
+        std::mem::take(&mut self.out)
+    }
+
+    fn dispatch(&mut self, input: Input, now: u64) -> Result<(), StoreError> {
+        match input {
+            Input::Connected { conn, addr } => {
+                self.conns.insert(
+                    conn,
+                    Conn {
+                        addr,
+                        state: ConnState::Connected,
+                    },
+                );
+            }
+            Input::Migrated { conn, addr } => self.migrated(conn, addr),
+            Input::Disconnected { conn } => self.disconnected(conn),
+            Input::Control { conn, up } => self.control(conn, up, now)?,
+            Input::Conv { conn, conv, up } => self.conv(conn, conv, up, now)?,
+            Input::PasswordChecked { conn, ok, new_phc } => {
+                self.password_checked(conn, ok, new_phc, now)?
+            }
+            Input::Announce { text, cmid } => {
+                let (event, dup) = self.store.insert_message(
+                    &ConvId::General,
+                    SERVER_AUTHOR,
+                    cmid,
+                    text.as_bytes(),
+                    now,
+                )?;
+                if !dup {
+                    self.fan_out(&ConvId::General, &event, None);
+                    self.log(ServerLog::Message {
+                        conn: None,
+                        from: SERVER_AUTHOR.into(),
+                        to: ConvId::General.label_for(""),
+                        text: Some(text),
+                    });
+                }
+            }
+            Input::Kick { conn } => {
+                if self.conns.contains_key(&conn) {
+                    self.out.push(Output::Close {
+                        conn,
+                        reason: "disconnected by the server operator".into(),
+                    });
+                }
+            }
+            Input::Shutdown { reason } => {
+                for conn in self.conns.keys().copied().collect::<Vec<_>>() {
+                    self.control_out(
+                        conn,
+                        ControlDown::Closing {
+                            reason: reason.clone(),
+                        },
+                    );
+                    self.out.push(Output::Close {
+                        conn,
+                        reason: reason.clone(),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn log(&mut self, l: ServerLog) {
+        self.out.push(Output::Log(l));
+    }
+
+    fn control_out(&mut self, conn: ConnId, down: ControlDown) {
+        self.out.push(Output::Control { conn, down });
+    }
+
+    fn conv_out(&mut self, conn: ConnId, conv: &ConvId, down: ConvDown) {
+        self.out.push(Output::Conv {
+            conn,
+            conv: conv.clone(),
+            down,
+        });
+    }
+
+    fn control_error(&mut self, conn: ConnId, code: ErrorCode, message: impl Into<String>) {
+        self.control_out(
+            conn,
+            ControlDown::Error {
+                code,
+                message: message.into(),
+            },
+        );
+    }
+
+    fn conv_error(
+        &mut self,
+        conn: ConnId,
+        conv: &ConvId,
+        code: ErrorCode,
+        message: impl Into<String>,
+        cmid: Option<ClientMsgId>,
+    ) {
+        self.conv_out(
+            conn,
+            conv,
+            ConvDown::Error {
+                code,
+                message: message.into(),
+                cmid,
+            },
+        );
+    }
+
+    fn session(&self, conn: ConnId) -> Option<&Session> {
+        match &self.conns.get(&conn)?.state {
+            ConnState::LoggedIn(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    fn session_mut(&mut self, conn: ConnId) -> Option<&mut Session> {
+        match &mut self.conns.get_mut(&conn)?.state {
+            ConnState::LoggedIn(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    fn migrated(&mut self, conn: ConnId, addr: SocketAddr) {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        let from = std::mem::replace(&mut c.addr, addr);
+        if let ConnState::LoggedIn(s) = &c.state {
+            let user = s.name.to_string();
+            self.log(ServerLog::ClientMigrated {
+                conn,
+                user,
+                from,
+                addr,
+            });
+        }
+    }
+
+    fn disconnected(&mut self, conn: ConnId) {
+        let Some(c) = self.conns.remove(&conn) else {
+            return;
+        };
+        let ConnState::LoggedIn(s) = c.state else {
+            return;
+        };
+        let last = match self.online.get_mut(&s.key) {
+            Some(set) => {
+                set.remove(&conn);
+                set.is_empty()
+            }
+            None => false,
+        };
+        if last {
+            self.online.remove(&s.key);
+            self.presence(&s.name, false);
+        }
+        self.log(ServerLog::ClientDisconnected {
+            conn,
+            user: s.name.to_string(),
+            addr: c.addr,
+        });
+    }
+
+    fn presence(&mut self, name: &UserName, online: bool) {
+        let targets: Vec<ConnId> = self
+            .online
+            .iter()
+            .filter(|(k, _)| **k != name.key())
+            .flat_map(|(_, s)| s.iter().copied())
+            .collect();
+        for conn in targets {
+            self.control_out(
+                conn,
+                ControlDown::Presence {
+                    user: name.to_string(),
+                    online,
+                },
+            );
+        }
+    }
+
+    fn online_names(&self) -> Vec<String> {
+        self.online
+            .values()
+            .filter_map(|set| set.iter().next())
+            .filter_map(|c| self.session(*c).map(|s| s.name.to_string()))
+            .collect()
+    }
+
+    fn refuse_login(&mut self, conn: ConnId, user: &str, code: ErrorCode, message: String) {
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.state = ConnState::Connected;
+            let addr = c.addr;
+            self.log(ServerLog::LoginRefused {
+                addr,
+                user: user.to_owned(),
+                reason: message.clone(),
+            });
+        }
+        self.control_out(conn, ControlDown::LoginRefused { code, message });
+        self.out.push(Output::Close {
+            conn,
+            reason: "login refused".into(),
+        });
+    }
+
+    fn control(&mut self, conn: ConnId, up: ControlUp, now: u64) -> Result<(), StoreError> {
+        let Some(c) = self.conns.get(&conn) else {
+            return Ok(());
+        };
+        if let ControlUp::Login {
+            version,
+            user,
+            password,
+            hide_cursor,
+            ..
+        } = up
+        {
+            if !matches!(c.state, ConnState::Connected) {
+                self.control_error(conn, ErrorCode::BadRequest, "already logged in");
+                return Ok(());
+            }
+            return self.login(conn, version, user, password, hide_cursor, now);
+        }
+        let Some(session) = self.session(conn) else {
+            self.control_error(conn, ErrorCode::NotLoggedIn, "log in first");
+            return Ok(());
+        };
+        match up {
+            ControlUp::Login { .. } => unreachable!("handled above"),
+            ControlUp::Who => {
+                let users = self.online_names();
+                self.control_out(conn, ControlDown::Who { users });
+            }
+            ControlUp::Sync { token } => self.control_out(conn, ControlDown::SyncAck { token }),
+            ControlUp::Logout => self.out.push(Output::Close {
+                conn,
+                reason: "logged out".into(),
+            }),
+            ControlUp::Delete { id, scope } => {
+                let (name, key) = (session.name.clone(), session.key.clone());
+                self.delete(conn, &name, &key, id, scope, now)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn login(
+        &mut self,
+        conn: ConnId,
+        version: u16,
+        user: String,
+        password: String,
+        hide_cursor: u64,
+        now: u64,
+    ) -> Result<(), StoreError> {
+        if version != PROTOCOL_VERSION {
+            let msg = format!("this server speaks protocol {PROTOCOL_VERSION}, the client {version}");
+            self.refuse_login(conn, &user, ErrorCode::BadRequest, msg);
+            return Ok(());
+        }
+        let name = match UserName::parse(&user) {
+            Ok(n) => n,
+            Err(e) => {
+                self.refuse_login(conn, &user, ErrorCode::BadUsername, e.to_string());
+                return Ok(());
+            }
+        };
+        let key = name.key();
+        let ip = self.conns[&conn].addr.ip();
+        let throttled = self
+            .fail_account
+            .check(&key, self.limits.login_fail_per_account, now)
+            .and(self.fail_ip.check(&ip, self.limits.login_fail_per_ip, now));
+        if let Err(ms) = throttled {
+            let msg = format!(
+                "too many failed logins; try again in {} s",
+                ms.div_ceil(1000)
+            );
+            self.refuse_login(conn, &user, ErrorCode::LoginThrottled, msg);
+            return Ok(());
+        }
+        let (name, phc) = match self.store.user(&key)? {
+            Some(rec) => (UserName::parse(&rec.name).unwrap_or(name), Some(rec.phc)),
+            None => {
+                let name = match UserName::parse_new(&user) {
+                    Ok(n) => n,
+                    Err(e) => {
+                        self.refuse_login(conn, &user, ErrorCode::BadUsername, e.to_string());
+                        return Ok(());
+                    }
+                };
+                if self.store.skeleton_taken(&name.skeleton(), &key)? {
+                    let msg = "that username is too similar to an existing one".to_owned();
+                    self.refuse_login(conn, &user, ErrorCode::BadUsername, msg);
+                    return Ok(());
+                }
+                if password.chars().count() < MIN_PASSWORD {
+                    let msg = format!(
+                        "a new account needs a password of at least {MIN_PASSWORD} characters"
+                    );
+                    self.refuse_login(conn, &user, ErrorCode::LoginRefused, msg);
+                    return Ok(());
+                }
+                (name, None)
+            }
+        };
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.state = ConnState::Verifying { name, hide_cursor };
+        }
+        self.out.push(Output::VerifyPassword {
+            conn,
+            password,
+            phc,
+        });
+        Ok(())
+    }
+
+    fn password_checked(
+        &mut self,
+        conn: ConnId,
+        ok: bool,
+        new_phc: Option<String>,
+        now: u64,
+    ) -> Result<(), StoreError> {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return Ok(());
+        };
+        let ConnState::Verifying { name, hide_cursor } = &c.state else {
+            return Ok(());
+        };
+        let (name, hide_cursor, addr) = (name.clone(), *hide_cursor, c.addr);
+        let key = name.key();
+        if !ok {
+            self.fail_account.record(key, now);
+            self.fail_ip.record(addr.ip(), now);
+            let msg = "wrong username or password".to_owned();
+            self.refuse_login(conn, name.as_str(), ErrorCode::LoginRefused, msg);
+            return Ok(());
+        }
+        if let Some(phc) = new_phc
+            && !self
+                .store
+                .create_user(name.as_str(), &key, &name.skeleton(), &phc)?
+        {
+            let msg = "that username was just taken".to_owned();
+            self.refuse_login(conn, name.as_str(), ErrorCode::BadUsername, msg);
+            return Ok(());
+        }
+        let convs = self
+            .store
+            .conversations(&key)?
+            .into_iter()
+            .map(|(conv, last_seq)| ConvSummary { conv, last_seq })
+            .collect();
+        let hidden = self.store.hidden_after(&key, hide_cursor)?;
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.state = ConnState::LoggedIn(Session {
+                name: name.clone(),
+                key: key.clone(),
+                open: HashSet::new(),
+                notified: HashSet::new(),
+            });
+        }
+        let first = !self.online.contains_key(&key);
+        self.online.entry(key).or_default().insert(conn);
+        if first {
+            self.presence(&name, true);
+        }
+        let online = self.online_names();
+        self.control_out(
+            conn,
+            ControlDown::LoginOk {
+                user: name.to_string(),
+                session_pub: [0; 32],
+                convs,
+                online,
+                hidden,
+                delete_window_secs: self.limits.delete_window_secs,
+            },
+        );
+        self.log(ServerLog::ClientConnected {
+            conn,
+            user: name.to_string(),
+            addr,
+        });
+        Ok(())
+    }
+
+    /// Rebuilds a client-supplied conversation id in canonical form, checking membership
+    /// and that the peer exists.
+    fn canonical_conv(&mut self, key: &str, conv: &ConvId) -> Result<Result<ConvId, (ErrorCode, String)>, StoreError> {
+        let ConvId::Direct(a, b) = conv else {
+            return Ok(Ok(ConvId::General));
+        };
+        if a != key && b != key {
+            return Ok(Err((ErrorCode::NotFound, "not a conversation of yours".into())));
+        }
+        let peer = if a == key { b } else { a };
+        let Ok(peer_name) = UserName::parse(peer) else {
+            return Ok(Err((ErrorCode::UnknownUser, format!("no user named {peer}"))));
+        };
+        let Some(rec) = self.store.user(&peer_name.key())? else {
+            return Ok(Err((ErrorCode::UnknownUser, format!("no user named {peer}"))));
+        };
+        let me = UserName::parse(key).map_err(|e| StoreError(e.to_string()))?;
+        let peer = UserName::parse(&rec.name).unwrap_or(peer_name);
+        Ok(Ok(ConvId::direct(&me, &peer)))
+    }
+
+    fn conv(&mut self, conn: ConnId, conv: ConvId, up: ConvUp, now: u64) -> Result<(), StoreError> {
+        let Some(session) = self.session(conn) else {
+            if self.conns.contains_key(&conn) {
+                self.conv_error(conn, &conv, ErrorCode::NotLoggedIn, "log in first", None);
+            }
+            return Ok(());
+        };
+        let (name, key) = (session.name.clone(), session.key.clone());
+        let is_open = session.open.contains(&conv);
+        if let ConvUp::Open { after, .. } = up {
+            match self.canonical_conv(&key, &conv)? {
+                Ok(c) if c == conv => {
+                    if let Some(s) = self.session_mut(conn) {
+                        s.open.insert(conv.clone());
+                        s.notified.remove(&conv);
+                    }
+                    return self.catch_up(conn, &key, &conv, after);
+                }
+                Ok(_) => self.conv_error(conn, &conv, ErrorCode::BadRequest, "malformed conversation id", None),
+                Err((code, msg)) => self.conv_error(conn, &conv, code, msg, None),
+            }
+            return Ok(());
+        }
+        if let ConvUp::Sync { token } = up {
+            // A barrier is answered even on a stream whose open failed.
+            self.conv_out(conn, &conv, ConvDown::SyncAck { token });
+            return Ok(());
+        }
+        if !is_open {
+            self.conv_error(conn, &conv, ErrorCode::BadRequest, "open the conversation first", None);
+            return Ok(());
+        }
+        match up {
+            ConvUp::Open { .. } | ConvUp::Sync { .. } => unreachable!("handled above"),
+            ConvUp::Catchup { after } => self.catch_up(conn, &key, &conv, Some(after))?,
+            ConvUp::History { before, limit } => {
+                let limit = match limit as usize {
+                    0 => self.limits.history_page,
+                    n => n.min(self.limits.history_max),
+                };
+                let events = self.store.events_before(&conv, before.unwrap_or(u64::MAX), limit, &key)?;
+                let more = events.first().is_some_and(|e| e.seq > 1);
+                self.conv_out(conn, &conv, ConvDown::History { events, more });
+            }
+            ConvUp::Send { cmid, body } => self.send(conn, &name, &conv, cmid, body, now)?,
+        }
+        Ok(())
+    }
+
+    fn catch_up(&mut self, conn: ConnId, key: &str, conv: &ConvId, after: Option<u64>) -> Result<(), StoreError> {
+        let (events, more) = match after {
+            Some(after) => {
+                let max = self.limits.history_max;
+                let events = self.store.events_after(conv, after, max, key)?;
+                let more = events.len() == max;
+                (events, more)
+            }
+            None => {
+                let page = self.limits.history_page;
+                (self.store.events_before(conv, u64::MAX, page, key)?, false)
+            }
+        };
+        // Events hidden for this user leave holes in the numbering, so `upto` (not the
+        // last event sent) tells the client where it stands.
+        let upto = match (more, events.last()) {
+            (true, Some(e)) => e.seq,
+            _ => self.store.last_seq(conv)?,
+        };
+        for e in events {
+            self.conv_out(conn, conv, ConvDown::Backlog(e));
+        }
+        self.conv_out(conn, conv, ConvDown::CaughtUp { upto, more });
+        Ok(())
+    }
+
+    fn send(
+        &mut self,
+        conn: ConnId,
+        name: &UserName,
+        conv: &ConvId,
+        cmid: ClientMsgId,
+        body: Vec<u8>,
+        now: u64,
+    ) -> Result<(), StoreError> {
+        if body.len() > self.limits.max_body {
+            let msg = format!(
+                "message is {} bytes; the limit is {}",
+                body.len(),
+                self.limits.max_body
+            );
+            self.conv_error(conn, conv, ErrorCode::TooLarge, msg, Some(cmid));
+            return Ok(());
+        }
+        if body.is_empty() {
+            self.conv_error(conn, conv, ErrorCode::BadRequest, "empty message", Some(cmid));
+            return Ok(());
+        }
+        let text = match (conv, std::str::from_utf8(&body)) {
+            (ConvId::General, Ok(t)) => Some(t.to_owned()),
+            (ConvId::General, Err(_)) => {
+                self.conv_error(conn, conv, ErrorCode::BadRequest, "message is not UTF-8 text", Some(cmid));
+                return Ok(());
+            }
+            _ => None,
+        };
+        let (burst, rate) = (self.limits.msg_burst, self.limits.msg_per_sec);
+        let bucket = self
+            .buckets
+            .entry(name.key())
+            .or_insert_with(|| TokenBucket::new(burst, now));
+        if let Err(ms) = bucket.take(burst, rate, now) {
+            let msg = format!("sending too fast; retry in {ms} ms");
+            self.conv_error(conn, conv, ErrorCode::RateLimited, msg, Some(cmid));
+            return Ok(());
+        }
+        let (event, dup) = self.store.insert_message(conv, name.as_str(), cmid, &body, now)?;
+        self.conv_out(
+            conn,
+            conv,
+            ConvDown::Ack {
+                cmid,
+                id: event.id,
+                seq: event.seq,
+                ts: event.ts,
+            },
+        );
+        if !dup {
+            self.fan_out(conv, &event, Some(conn));
+            let to = conv.peer_of(&name.key()).unwrap_or(super::ids::GENERAL).to_owned();
+            self.log(ServerLog::Message {
+                conn: Some(conn),
+                from: name.to_string(),
+                to,
+                text,
+            });
+        }
+        Ok(())
+    }
+
+    /// Delivers an event to every member session except `skip`: on its stream if open,
+    /// else a one-time [`ControlDown::ConvActivity`].
+    fn fan_out(&mut self, conv: &ConvId, event: &ConvEvent, skip: Option<ConnId>) {
+        let targets: Vec<ConnId> = self
+            .online
+            .iter()
+            .filter(|(k, _)| conv.has_member(k))
+            .flat_map(|(_, s)| s.iter().copied())
+            .filter(|c| Some(*c) != skip)
+            .collect();
+        for conn in targets {
+            let Some(s) = self.session_mut(conn) else {
+                continue;
+            };
+            if s.open.contains(conv) {
+                self.conv_out(conn, conv, ConvDown::Event(event.clone()));
+            } else if s.notified.insert(conv.clone()) {
+                self.control_out(conn, ControlDown::ConvActivity { conv: conv.clone() });
+            }
+        }
+    }
+
+    fn delete(
+        &mut self,
+        conn: ConnId,
+        name: &UserName,
+        key: &str,
+        id: u64,
+        scope: DeleteScope,
+        now: u64,
+    ) -> Result<(), StoreError> {
+        let found = self.store.event(id)?.filter(|s| s.conv.has_member(key));
+        let Some(stored) = found else {
+            self.control_error(conn, ErrorCode::NotFound, format!("no message {id} in your conversations"));
+            return Ok(());
+        };
+        let conv = stored.conv;
+        match (&stored.event.kind, scope) {
+            (EventKind::Tombstone { .. }, _) => {
+                self.control_error(conn, ErrorCode::NotFound, format!("{id} is not a message"));
+            }
+            (_, DeleteScope::Me) => {
+                let hseq = self.store.hide(key, &conv, id)?;
+                let hidden = Hidden {
+                    conv,
+                    id,
+                    hseq: hseq.unwrap_or(0),
+                };
+                let targets: Vec<ConnId> = match hseq {
+                    Some(_) => self.online.get(key).map(|s| s.iter().copied().collect()).unwrap_or_default(),
+                    None => vec![conn],
+                };
+                for c in targets {
+                    self.control_out(c, ControlDown::Hidden(hidden.clone()));
+                }
+            }
+            (EventKind::Erased, DeleteScope::Everyone) => {
+                self.control_error(conn, ErrorCode::NotFound, format!("message {id} was already deleted"));
+            }
+            (EventKind::Message { .. }, DeleteScope::Everyone) => {
+                if stored.event.sender.to_ascii_lowercase() != key {
+                    self.control_error(conn, ErrorCode::NotAuthor, "only the author can delete a message for everyone");
+                    return Ok(());
+                }
+                let window_ms = self.limits.delete_window_secs.saturating_mul(1000);
+                if now.saturating_sub(stored.event.ts) > window_ms {
+                    let msg = format!(
+                        "messages can be deleted for everyone only within {} of sending",
+                        human_secs(self.limits.delete_window_secs)
+                    );
+                    self.control_error(conn, ErrorCode::DeleteWindowExpired, msg);
+                    return Ok(());
+                }
+                let mut cmid = [0u8; 16];
+                cmid[..4].copy_from_slice(b"tomb");
+                cmid[8..].copy_from_slice(&id.to_be_bytes());
+                let tomb = self.store.erase(id, ClientMsgId(cmid), now)?;
+                self.fan_out(&conv, &tomb, None);
+                self.log(ServerLog::Deleted {
+                    by: name.to_string(),
+                    id,
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+fn human_secs(s: u64) -> String {
+    match s {
+        s if s % 3600 == 0 => format!("{} h", s / 3600),
+        s if s % 60 == 0 => format!("{} min", s / 60),
+        s => format!("{s} s"),
+    }
+}

@@ -1,0 +1,230 @@
+//! What the server core needs from persistence, and an in-memory implementation for tests.
+//!
+//! The SQLite implementation lives in `crate::store`. The driver wraps each batch of core
+//! calls in one transaction and only sends acknowledgements after it commits.
+
+use super::ids::{ClientMsgId, ConvId, MsgId, Seq};
+use super::protocol::{ConvEvent, EventKind, Hidden};
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+/// A storage failure (the message is for the operator's log).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("storage: {0}")]
+pub struct StoreError(pub String);
+
+/// Result of store calls.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// A registered account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserRecord {
+    /// Name as registered.
+    pub name: String,
+    /// Argon2id PHC string.
+    pub phc: String,
+}
+
+/// A stored message or tombstone, with where it lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredEvent {
+    /// Conversation.
+    pub conv: ConvId,
+    /// The event.
+    pub event: ConvEvent,
+}
+
+/// Persistence used by [`crate::app::server::ServerCore`].
+pub trait Store {
+    /// Looks a user up by case-folded key.
+    fn user(&mut self, key: &str) -> StoreResult<Option<UserRecord>>;
+    /// Whether some user other than `key` has this look-alike skeleton.
+    fn skeleton_taken(&mut self, skeleton: &str, key: &str) -> StoreResult<bool>;
+    /// Registers a user; `false` if the key or skeleton was taken meanwhile.
+    fn create_user(&mut self, name: &str, key: &str, skeleton: &str, phc: &str)
+    -> StoreResult<bool>;
+    /// Stores a message unless `(sender_key, cmid)` exists; returns the stored event and
+    /// whether it already existed.
+    fn insert_message(
+        &mut self,
+        conv: &ConvId,
+        sender: &str,
+        cmid: ClientMsgId,
+        body: &[u8],
+        ts: u64,
+    ) -> StoreResult<(ConvEvent, bool)>;
+    /// A message by id.
+    fn event(&mut self, id: MsgId) -> StoreResult<Option<StoredEvent>>;
+    /// Erases a message's body and appends a tombstone; returns the tombstone.
+    fn erase(&mut self, id: MsgId, cmid: ClientMsgId, ts: u64) -> StoreResult<ConvEvent>;
+    /// Events with `after < seq`, oldest first, at most `limit`, without those hidden for
+    /// `viewer_key`.
+    fn events_after(
+        &mut self,
+        conv: &ConvId,
+        after: Seq,
+        limit: usize,
+        viewer_key: &str,
+    ) -> StoreResult<Vec<ConvEvent>>;
+    /// Events with `seq < before`, newest `limit`, returned oldest first.
+    fn events_before(
+        &mut self,
+        conv: &ConvId,
+        before: Seq,
+        limit: usize,
+        viewer_key: &str,
+    ) -> StoreResult<Vec<ConvEvent>>;
+    /// Newest sequence number of a conversation (0 if empty).
+    fn last_seq(&mut self, conv: &ConvId) -> StoreResult<Seq>;
+    /// The user's conversations (`#general` and every private one with a message).
+    fn conversations(&mut self, key: &str) -> StoreResult<Vec<(ConvId, Seq)>>;
+    /// Hides a message for a user; returns the new hide counter (`None` if already hidden).
+    fn hide(&mut self, key: &str, conv: &ConvId, id: MsgId) -> StoreResult<Option<u64>>;
+    /// Hides with a counter above `after`.
+    fn hidden_after(&mut self, key: &str, after: u64) -> StoreResult<Vec<Hidden>>;
+}
+
+/// A [`Store`] in memory, for the core's unit tests.
+#[derive(Default, Debug)]
+pub struct MemStore {
+    users: HashMap<String, (UserRecord, String)>,
+    events: BTreeMap<MsgId, StoredEvent>,
+    by_cmid: HashMap<(String, ClientMsgId), MsgId>,
+    seqs: HashMap<ConvId, Seq>,
+    hidden: HashMap<String, Vec<Hidden>>,
+    hidden_set: HashSet<(String, MsgId)>,
+}
+
+impl MemStore {
+    fn push(&mut self, conv: &ConvId, sender: &str, cmid: ClientMsgId, ts: u64, kind: EventKind) -> ConvEvent {
+        let seq = self.seqs.entry(conv.clone()).or_default();
+        *seq += 1;
+        let event = ConvEvent {
+            seq: *seq,
+            id: self.events.len() as u64 + 1,
+            ts,
+            sender: sender.to_owned(),
+            cmid,
+            kind,
+        };
+        self.events.insert(
+            event.id,
+            StoredEvent {
+                conv: conv.clone(),
+                event: event.clone(),
+            },
+        );
+        event
+    }
+
+    fn visible<'a>(&'a self, conv: &'a ConvId, viewer: &'a str) -> impl Iterator<Item = &'a ConvEvent> + 'a {
+        self.events
+            .values()
+            .filter(move |e| &e.conv == conv && !self.hidden_set.contains(&(viewer.to_owned(), e.event.id)))
+            .map(|e| &e.event)
+    }
+}
+
+impl Store for MemStore {
+    fn user(&mut self, key: &str) -> StoreResult<Option<UserRecord>> {
+        Ok(self.users.get(key).map(|(u, _)| u.clone()))
+    }
+
+    fn skeleton_taken(&mut self, skeleton: &str, key: &str) -> StoreResult<bool> {
+        Ok(self.users.iter().any(|(k, (_, s))| s == skeleton && k != key))
+    }
+
+    fn create_user(&mut self, name: &str, key: &str, skeleton: &str, phc: &str) -> StoreResult<bool> {
+        if self.users.contains_key(key) || self.skeleton_taken(skeleton, key)? {
+            return Ok(false);
+        }
+        let rec = UserRecord {
+            name: name.to_owned(),
+            phc: phc.to_owned(),
+        };
+        self.users.insert(key.to_owned(), (rec, skeleton.to_owned()));
+        Ok(true)
+    }
+
+    fn insert_message(
+        &mut self,
+        conv: &ConvId,
+        sender: &str,
+        cmid: ClientMsgId,
+        body: &[u8],
+        ts: u64,
+    ) -> StoreResult<(ConvEvent, bool)> {
+        let key = (sender.to_ascii_lowercase(), cmid);
+        if let Some(id) = self.by_cmid.get(&key) {
+            return Ok((self.events[id].event.clone(), true));
+        }
+        let e = self.push(conv, sender, cmid, ts, EventKind::Message { body: body.to_vec() });
+        self.by_cmid.insert(key, e.id);
+        Ok((e, false))
+    }
+
+    fn event(&mut self, id: MsgId) -> StoreResult<Option<StoredEvent>> {
+        Ok(self.events.get(&id).cloned())
+    }
+
+    fn erase(&mut self, id: MsgId, cmid: ClientMsgId, ts: u64) -> StoreResult<ConvEvent> {
+        let stored = self
+            .events
+            .get_mut(&id)
+            .ok_or_else(|| StoreError("no such message".into()))?;
+        stored.event.kind = EventKind::Erased;
+        let (conv, sender) = (stored.conv.clone(), stored.event.sender.clone());
+        Ok(self.push(&conv, &sender, cmid, ts, EventKind::Tombstone { target: id }))
+    }
+
+    fn events_after(&mut self, conv: &ConvId, after: Seq, limit: usize, viewer: &str) -> StoreResult<Vec<ConvEvent>> {
+        Ok(self
+            .visible(conv, viewer)
+            .filter(|e| e.seq > after)
+            .take(limit)
+            .cloned()
+            .collect())
+    }
+
+    fn events_before(&mut self, conv: &ConvId, before: Seq, limit: usize, viewer: &str) -> StoreResult<Vec<ConvEvent>> {
+        let mut v: Vec<_> = self.visible(conv, viewer).filter(|e| e.seq < before).cloned().collect();
+        let skip = v.len().saturating_sub(limit);
+        Ok(v.split_off(skip))
+    }
+
+    fn last_seq(&mut self, conv: &ConvId) -> StoreResult<Seq> {
+        Ok(self.seqs.get(conv).copied().unwrap_or(0))
+    }
+
+    fn conversations(&mut self, key: &str) -> StoreResult<Vec<(ConvId, Seq)>> {
+        let mut v = vec![(ConvId::General, self.last_seq(&ConvId::General)?)];
+        v.extend(
+            self.seqs
+                .iter()
+                .filter(|(c, _)| **c != ConvId::General && c.has_member(key))
+                .map(|(c, s)| (c.clone(), *s)),
+        );
+        Ok(v)
+    }
+
+    fn hide(&mut self, key: &str, conv: &ConvId, id: MsgId) -> StoreResult<Option<u64>> {
+        if !self.hidden_set.insert((key.to_owned(), id)) {
+            return Ok(None);
+        }
+        let list = self.hidden.entry(key.to_owned()).or_default();
+        let hseq = list.len() as u64 + 1;
+        list.push(Hidden {
+            conv: conv.clone(),
+            id,
+            hseq,
+        });
+        Ok(Some(hseq))
+    }
+
+    fn hidden_after(&mut self, key: &str, after: u64) -> StoreResult<Vec<Hidden>> {
+        Ok(self
+            .hidden
+            .get(key)
+            .map(|l| l.iter().filter(|h| h.hseq > after).cloned().collect())
+            .unwrap_or_default())
+    }
+}

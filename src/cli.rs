@@ -1,0 +1,275 @@
+//! The command line: `livewire server|client|chat|demo|cert`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::app::limits::Limits;
+use crate::scripted::{self, exit};
+use crate::transport::client::{ClientOptions, Trust};
+use crate::transport::server::ServerOptions;
+use crate::transport::tls::{Identity, PinStore};
+
+/// LiveWire: self-hosted real-time chat over QUIC.
+#[derive(Debug, Parser)]
+#[command(name = "livewire", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Run a server (a window, or JSON lines on stdout with --headless).
+    Server(ServerArgs),
+    /// Scripted client: JSON commands on stdin, JSON events on stdout.
+    Chat(ChatArgs),
+    /// The desktop client window.
+    Client(GuiClientArgs),
+    /// A server and two client windows, logged in and ready to chat.
+    Demo(DemoArgs),
+    /// Create (or show) the server certificate in a directory.
+    Cert {
+        /// Directory for cert.pem and key.pem.
+        #[arg(long, default_value = "certs")]
+        dir: PathBuf,
+    },
+}
+
+/// Server options shared by the window and headless mode.
+#[derive(Debug, Args, Clone)]
+pub struct ServerArgs {
+    /// Run without a window, printing JSON lines.
+    #[arg(long)]
+    headless: bool,
+    /// Address and UDP port to listen on.
+    #[arg(long, default_value = "0.0.0.0:7447")]
+    listen: SocketAddr,
+    /// Where the database and certificate live [default: the XDG data dir].
+    #[arg(long, env = "LIVEWIRE_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Operator certificate chain (PEM); needs --key.
+    #[arg(long, requires = "key")]
+    cert: Option<PathBuf>,
+    /// Operator private key (PEM); needs --cert.
+    #[arg(long, requires = "cert")]
+    key: Option<PathBuf>,
+    /// Seconds during which an author may delete a message for everyone.
+    #[arg(long, default_value_t = Limits::default().delete_window_secs)]
+    delete_window: u64,
+    /// Messages a user may send in a burst.
+    #[arg(long, default_value_t = Limits::default().msg_burst)]
+    msg_burst: u32,
+    /// Sustained messages per second per user.
+    #[arg(long, default_value_t = Limits::default().msg_per_sec)]
+    msg_rate: u32,
+    /// Largest message text in bytes.
+    #[arg(long, default_value_t = Limits::default().max_body)]
+    max_body: usize,
+    /// Concurrent connections per IP address.
+    #[arg(long, default_value_t = Limits::default().conns_per_ip)]
+    conns_per_ip: usize,
+    /// Seconds a client has to log in after the handshake.
+    #[arg(long, default_value_t = Limits::default().login_deadline_secs)]
+    login_deadline: u64,
+}
+
+impl ServerArgs {
+    /// Resolves the options (default data dir, limits).
+    pub fn options(&self) -> ServerOptions {
+        let limits = Limits {
+            delete_window_secs: self.delete_window,
+            msg_burst: self.msg_burst,
+            msg_per_sec: self.msg_rate,
+            max_body: self.max_body,
+            max_frame: Limits::default().max_frame.max(self.max_body + 1024),
+            conns_per_ip: self.conns_per_ip,
+            login_deadline_secs: self.login_deadline,
+            ..Limits::default()
+        };
+        ServerOptions {
+            listen: self.listen,
+            data_dir: self.data_dir.clone().unwrap_or_else(|| data_dir().join("server")),
+            cert: self.cert.clone().zip(self.key.clone()),
+            limits,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+struct ChatArgs {
+    /// Server as HOST:PORT.
+    #[arg(long)]
+    server: String,
+    /// Username (registered on first login).
+    #[arg(long)]
+    user: String,
+    /// File whose first line is the password (else $LIVEWIRE_PASSWORD).
+    #[arg(long)]
+    password_file: Option<PathBuf>,
+    /// Trust and pin an unknown server's certificate.
+    #[arg(long, conflicts_with = "fingerprint")]
+    accept_new: bool,
+    /// Expect exactly this certificate fingerprint (SHA256:…), and pin it.
+    #[arg(long)]
+    fingerprint: Option<String>,
+    /// Where known-server pins live [default: the XDG config dir].
+    #[arg(long, env = "LIVEWIRE_CONFIG_DIR")]
+    config_dir: Option<PathBuf>,
+    /// Where sync positions are remembered [default: the XDG data dir].
+    #[arg(long, env = "LIVEWIRE_STATE_DIR")]
+    state_dir: Option<PathBuf>,
+    /// End on the first disconnect instead of reconnecting.
+    #[arg(long)]
+    no_reconnect: bool,
+}
+
+#[derive(Debug, Args)]
+struct GuiClientArgs {
+    /// Where known-server pins and the remembered login live.
+    #[arg(long, env = "LIVEWIRE_CONFIG_DIR")]
+    config_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+struct DemoArgs {
+    /// Data directory of the demo server [default: a fresh temporary one].
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+}
+
+fn dirs() -> Option<directories::ProjectDirs> {
+    directories::ProjectDirs::from("org", "LiveWire", "livewire")
+}
+
+/// The XDG data dir (`~/.local/share/livewire`).
+pub fn data_dir() -> PathBuf {
+    dirs().map_or_else(|| PathBuf::from(".livewire"), |d| d.data_dir().to_owned())
+}
+
+/// The XDG config dir (`~/.config/livewire`).
+pub fn config_dir() -> PathBuf {
+    dirs().map_or_else(|| PathBuf::from(".livewire"), |d| d.config_dir().to_owned())
+}
+
+/// The pin file in a config dir.
+pub fn pin_store(config_dir: &Path) -> PinStore {
+    PinStore::new(config_dir.join("known_servers"))
+}
+
+/// Where a client remembers its position for one server and user.
+pub fn state_file(state_dir: &Path, server: &str, user: &str) -> PathBuf {
+    let safe = |s: &str| s.chars().map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '-' { c } else { '_' }).collect::<String>();
+    state_dir.join(safe(server)).join(format!("{}.json", safe(&user.to_ascii_lowercase())))
+}
+
+fn read_password(args: &ChatArgs) -> Result<String, String> {
+    if let Some(path) = &args.password_file {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        return Ok(text.lines().next().unwrap_or("").to_owned());
+    }
+    std::env::var("LIVEWIRE_PASSWORD").map_err(|_| "a password is needed: --password-file FILE or LIVEWIRE_PASSWORD".to_owned())
+}
+
+fn usage(msg: &str) -> ExitCode {
+    eprintln!("livewire: {msg}");
+    ExitCode::from(exit::USAGE)
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("cannot start the tokio runtime")
+}
+
+/// Runs the command line; returns the process exit code.
+pub fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match cli.command {
+        Cmd::Server(args) if args.headless => runtime().block_on(scripted::run_headless_server(args.options())),
+        Cmd::Server(args) => gui_server(args),
+        Cmd::Chat(args) => {
+            let password = match read_password(&args) {
+                Ok(p) => p,
+                Err(e) => return usage(&e),
+            };
+            if let Some(fp) = &args.fingerprint
+                && !fp.starts_with("SHA256:")
+            {
+                return usage("--fingerprint takes the form SHA256:<64 hex digits>");
+            }
+            if !args.server.contains(':') {
+                return usage("--server takes HOST:PORT");
+            }
+            let trust = match (&args.fingerprint, args.accept_new) {
+                (Some(fp), _) => Trust::Fingerprint(fp.clone()),
+                (None, true) => Trust::AcceptNew,
+                (None, false) => Trust::PinnedOnly,
+            };
+            let config = args.config_dir.clone().unwrap_or_else(config_dir);
+            let state_dir = args.state_dir.clone().unwrap_or_else(|| data_dir().join("client"));
+            let opts = ClientOptions {
+                state_file: Some(state_file(&state_dir, &args.server, &args.user)),
+                server: args.server,
+                user: args.user,
+                password,
+                trust,
+                pins: pin_store(&config),
+                reconnect: !args.no_reconnect,
+            };
+            runtime().block_on(scripted::run_chat(opts))
+        }
+        Cmd::Client(args) => gui_client(args.config_dir.unwrap_or_else(config_dir)),
+        Cmd::Demo(args) => gui_demo(args.data_dir),
+        Cmd::Cert { dir } => match Identity::load_or_create(&dir) {
+            Ok(id) => {
+                println!("{} {}", dir.join("cert.pem").display(), id.fingerprint());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("livewire: {e}");
+                ExitCode::from(exit::OTHER)
+            }
+        },
+    }
+}
+
+#[cfg(feature = "gui")]
+fn gui_server(args: ServerArgs) -> ExitCode {
+    crate::gui::run_server(args.options())
+}
+
+#[cfg(feature = "gui")]
+fn gui_client(config: PathBuf) -> ExitCode {
+    crate::gui::run_client(config)
+}
+
+#[cfg(feature = "gui")]
+fn gui_demo(data_dir: Option<PathBuf>) -> ExitCode {
+    crate::gui::run_demo(data_dir)
+}
+
+#[cfg(not(feature = "gui"))]
+fn gui_server(_: ServerArgs) -> ExitCode {
+    usage("this livewire was built without the GUI: use `livewire server --headless`")
+}
+
+#[cfg(not(feature = "gui"))]
+fn gui_client(_: PathBuf) -> ExitCode {
+    usage("this livewire was built without the GUI: use `livewire chat`")
+}
+
+#[cfg(not(feature = "gui"))]
+fn gui_demo(_: Option<PathBuf>) -> ExitCode {
+    usage("this livewire was built without the GUI (feature `gui`)")
+}

@@ -1,0 +1,206 @@
+//! Scripted mode: the headless server's JSON-lines output and the `chat` client that reads
+//! JSON commands on stdin and writes JSON events on stdout. This is a stable contract that
+//! tests and users' scripts rely on (see the README).
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use serde_json::{Value, json};
+use tokio::io::AsyncBufReadExt;
+
+use crate::app::client::{Command, Event};
+use crate::app::server::ServerLog;
+use crate::transport::client::{self, ClientEvent, ClientOptions, Fatal};
+use crate::transport::server::{Server, ServerOptions};
+
+/// Exit codes of `livewire chat`.
+pub mod exit {
+    /// Normal end.
+    pub const OK: u8 = 0;
+    /// Anything else.
+    pub const OTHER: u8 = 1;
+    /// Bad command line.
+    pub const USAGE: u8 = 2;
+    /// Login refused.
+    pub const LOGIN_REFUSED: u8 = 3;
+    /// Unknown server or changed certificate.
+    pub const CERTIFICATE: u8 = 4;
+}
+
+/// Writes one JSON line to stdout and flushes (one writer, so lines never interleave).
+pub fn print_line(v: &Value) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{v}");
+    let _ = out.flush();
+}
+
+/// The JSON line for an operator event, if it is part of the headless contract.
+pub fn server_log_json(l: &ServerLog) -> Option<Value> {
+    Some(match l {
+        ServerLog::ClientConnected { user, addr, .. } => {
+            json!({"event": "client_connected", "user": user, "addr": addr.to_string()})
+        }
+        ServerLog::ClientDisconnected { user, addr, .. } => {
+            json!({"event": "client_disconnected", "user": user, "addr": addr.to_string()})
+        }
+        ServerLog::ClientMigrated { user, addr, from, .. } => json!({
+            "event": "client_migrated", "user": user, "addr": addr.to_string(), "from": from.to_string()
+        }),
+        _ => return None,
+    })
+}
+
+/// `livewire server --headless`: runs until SIGINT or SIGTERM, then stops gracefully.
+pub async fn run_headless_server(opts: ServerOptions) -> ExitCode {
+    let mut server = match Server::start(opts).await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("livewire: cannot start the server: {e}");
+            return ExitCode::from(exit::OTHER);
+        }
+    };
+    print_line(&json!({
+        "event": "listening",
+        "addr": server.local_addr().to_string(),
+        "fingerprint": server.fingerprint(),
+    }));
+    let mut events = server.take_events().expect("events are taken once");
+    let printer = tokio::spawn(async move {
+        while let Some(l) = events.recv().await {
+            if let Some(v) = server_log_json(&l) {
+                print_line(&v);
+            }
+        }
+    });
+    wait_for_signal().await;
+    server.shutdown("the server is shutting down").await;
+    let _ = printer.await;
+    print_line(&json!({"event": "stopped"}));
+    ExitCode::SUCCESS
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// The JSON line for a chat event.
+pub fn event_json(e: &Event) -> Value {
+    serde_json::to_value(e).unwrap_or_else(|err| json!({"event": "error", "code": "internal", "message": err.to_string()}))
+}
+
+/// Parses one stdin line into a command, or the `error` event that explains why not.
+pub fn parse_command(line: &str) -> Result<Command, Value> {
+    serde_json::from_str::<Command>(line).map_err(|e| {
+        json!({
+            "event": "error",
+            "code": "bad_command",
+            "message": format!("cannot read command {line:?}: {e}. Commands look like {{\"cmd\":\"send\",\"to\":\"#general\",\"text\":\"hi\"}}"),
+        })
+    })
+}
+
+/// `livewire chat`: JSON commands on stdin, JSON events on stdout.
+pub async fn run_chat(opts: ClientOptions) -> ExitCode {
+    let (handle, events) = client::start(opts);
+    let stdin_handle = handle.clone();
+    tokio::spawn(async move {
+        let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+        loop {
+            match lines.next_line().await {
+                Ok(Some(line)) if line.trim().is_empty() => continue,
+                Ok(Some(line)) => match parse_command(&line) {
+                    Ok(cmd) => stdin_handle.send(cmd),
+                    Err(v) => print_line(&v),
+                },
+                Ok(None) | Err(_) => break,
+            }
+        }
+        stdin_handle.close();
+    });
+    drop(handle);
+    while let Ok(ev) = events.recv().await {
+        match ev {
+            ClientEvent::App(e) => print_line(&event_json(&e)),
+            ClientEvent::Ended => return ExitCode::SUCCESS,
+            ClientEvent::Fatal(f) => {
+                let (code, exit_code) = match &f {
+                    Fatal::LoginRefused(_) => ("login_refused", exit::LOGIN_REFUSED),
+                    Fatal::UnknownServer { .. } => ("unknown_server", exit::CERTIFICATE),
+                    Fatal::CertMismatch { .. } => ("certificate_changed", exit::CERTIFICATE),
+                    Fatal::Connection(_) => ("connection", exit::OTHER),
+                    Fatal::Config(_) => ("config", exit::OTHER),
+                };
+                let mut v = json!({"event": "error", "code": code, "message": f.to_string()});
+                match &f {
+                    Fatal::UnknownServer { fingerprint, .. } => v["fingerprint"] = json!(fingerprint),
+                    Fatal::CertMismatch { expected, got, .. } => {
+                        v["expected"] = json!(expected);
+                        v["fingerprint"] = json!(got);
+                    }
+                    _ => {}
+                }
+                print_line(&v);
+                eprintln!("livewire: {f}");
+                return ExitCode::from(exit_code);
+            }
+        }
+    }
+    ExitCode::from(exit::OTHER)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::app::protocol::DeleteScope;
+
+    #[test]
+    fn commands_parse_as_documented() {
+        assert_eq!(
+            parse_command(r##"{"cmd":"send","to":"#general","text":"hi"}"##).unwrap(),
+            Command::Send { to: "#general".into(), text: "hi".into() }
+        );
+        assert_eq!(
+            parse_command(r#"{"cmd":"delete","id":4,"for":"everyone"}"#).unwrap(),
+            Command::Delete { id: 4, scope: DeleteScope::Everyone }
+        );
+        assert_eq!(parse_command(r#"{"cmd":"sync"}"#).unwrap(), Command::Sync);
+        let err = parse_command("{nope").unwrap_err();
+        assert_eq!(err["code"], "bad_command");
+        assert!(parse_command(r#"{"cmd":"send","to":"#general"}"#).is_err());
+        assert!(parse_command(r#"{"cmd":"fly"}"#).is_err());
+    }
+
+    #[test]
+    fn events_serialize_as_documented() {
+        let v = event_json(&Event::Message {
+            conv: "#general".into(),
+            id: 3,
+            seq: 2,
+            from: "alice".into(),
+            text: Some("hi".into()),
+            ts: 5,
+        });
+        assert_eq!(v, json!({"event":"message","conv":"#general","id":3,"seq":2,"from":"alice","text":"hi","ts":5}));
+        let v = event_json(&Event::Deleted { conv: "@bob".into(), id: 3, scope: DeleteScope::Me });
+        assert_eq!(v, json!({"event":"deleted","conv":"@bob","id":3,"for":"me"}));
+        assert_eq!(event_json(&Event::Sync), json!({"event":"sync"}));
+    }
+}

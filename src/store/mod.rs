@@ -1,0 +1,479 @@
+//! Persistence in SQLite (rusqlite, bundled): users, conversation events, hides.
+//!
+//! WAL with `synchronous=FULL`, so a committed transaction survives a crash or power loss;
+//! `secure_delete=ON`, so an erased body is overwritten rather than left in a free page.
+//! The hub wraps each batch of core calls in [`SqliteStore::begin`] / [`SqliteStore::commit`]
+//! (group commit) and acknowledges only after the commit.
+
+use std::path::Path;
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::app::ids::{ClientMsgId, ConvId, MsgId, Seq};
+use crate::app::protocol::{ConvEvent, EventKind, Hidden};
+use crate::app::store::{Store, StoreError, StoreResult, StoredEvent, UserRecord};
+
+/// Schema migrations, applied in order; `PRAGMA user_version` counts those applied.
+const MIGRATIONS: &[&str] = &[
+    // 1: the first schema.
+    "CREATE TABLE users (
+        key TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        skeleton TEXT NOT NULL UNIQUE,
+        phc TEXT NOT NULL,
+        created INTEGER NOT NULL
+     );
+     CREATE TABLE events (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        conv TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        kind INTEGER NOT NULL,           -- 0 message, 1 erased message, 2 tombstone
+        sender TEXT NOT NULL,
+        sender_key TEXT NOT NULL,
+        cmid BLOB NOT NULL,
+        body BLOB,
+        target INTEGER,
+        ts INTEGER NOT NULL,
+        UNIQUE (conv, seq)
+     );
+     CREATE UNIQUE INDEX events_cmid ON events (sender_key, cmid) WHERE kind != 2;
+     CREATE TABLE members (
+        conv TEXT NOT NULL,
+        user_key TEXT NOT NULL,
+        PRIMARY KEY (user_key, conv)
+     );
+     CREATE TABLE hidden (
+        user_key TEXT NOT NULL,
+        hseq INTEGER NOT NULL,
+        msg_id INTEGER NOT NULL,
+        conv TEXT NOT NULL,
+        PRIMARY KEY (user_key, hseq),
+        UNIQUE (user_key, msg_id)
+     );",
+];
+
+fn err(e: impl std::fmt::Display) -> StoreError {
+    StoreError(e.to_string())
+}
+
+/// The server's SQLite database.
+pub struct SqliteStore {
+    db: Connection,
+    in_tx: bool,
+}
+
+impl SqliteStore {
+    /// Opens (or creates) `livewire.db` in `data_dir` and applies migrations.
+    pub fn open(data_dir: &Path) -> StoreResult<Self> {
+        std::fs::create_dir_all(data_dir).map_err(|e| err(format!("{}: {e}", data_dir.display())))?;
+        let path = data_dir.join("livewire.db");
+        let db = Connection::open(&path).map_err(|e| err(format!("{}: {e}", path.display())))?;
+        Self::setup(db)
+    }
+
+    /// A private in-memory database (tests).
+    pub fn in_memory() -> StoreResult<Self> {
+        Self::setup(Connection::open_in_memory().map_err(err)?)
+    }
+
+    fn setup(db: Connection) -> StoreResult<Self> {
+        db.busy_timeout(std::time::Duration::from_secs(5)).map_err(err)?;
+        db.execute_batch(
+            "PRAGMA journal_mode = WAL;
+             PRAGMA synchronous = FULL;
+             PRAGMA secure_delete = ON;
+             PRAGMA foreign_keys = ON;",
+        )
+        .map_err(err)?;
+        let mut store = Self { db, in_tx: false };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    fn migrate(&mut self) -> StoreResult<()> {
+        let version: usize = self
+            .db
+            .query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))
+            .map_err(err)? as usize;
+        if version > MIGRATIONS.len() {
+            return Err(err(format!(
+                "the database has schema version {version}, newer than this LiveWire ({}); upgrade LiveWire",
+                MIGRATIONS.len()
+            )));
+        }
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
+            let tx = self.db.transaction().map_err(err)?;
+            tx.execute_batch(sql).map_err(err)?;
+            tx.pragma_update(None, "user_version", (i + 1) as i64).map_err(err)?;
+            tx.commit().map_err(err)?;
+        }
+        Ok(())
+    }
+
+    /// Starts a batch transaction.
+    pub fn begin(&mut self) -> StoreResult<()> {
+        if !self.in_tx {
+            self.db.execute_batch("BEGIN IMMEDIATE").map_err(err)?;
+            self.in_tx = true;
+        }
+        Ok(())
+    }
+
+    /// Commits the batch (durable once this returns).
+    pub fn commit(&mut self) -> StoreResult<()> {
+        if self.in_tx {
+            self.in_tx = false;
+            if let Err(e) = self.db.execute_batch("COMMIT") {
+                let _ = self.db.execute_batch("ROLLBACK");
+                return Err(err(e));
+            }
+        }
+        Ok(())
+    }
+
+    /// Copies the WAL into the main file and truncates it (used before reading the file
+    /// in tests, and at shutdown).
+    pub fn checkpoint(&mut self) -> StoreResult<()> {
+        self.db
+            .execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")
+            .map_err(err)
+    }
+
+    fn row_event(r: &rusqlite::Row<'_>) -> rusqlite::Result<(String, ConvEvent)> {
+        let kind: i64 = r.get("kind")?;
+        let cmid: Vec<u8> = r.get("cmid")?;
+        let mut id = [0u8; 16];
+        if cmid.len() == 16 {
+            id.copy_from_slice(&cmid);
+        }
+        let kind = match kind {
+            0 => EventKind::Message {
+                body: r.get::<_, Option<Vec<u8>>>("body")?.unwrap_or_default(),
+            },
+            1 => EventKind::Erased,
+            _ => EventKind::Tombstone {
+                target: r.get::<_, Option<i64>>("target")?.unwrap_or(0) as u64,
+            },
+        };
+        Ok((
+            r.get("conv")?,
+            ConvEvent {
+                seq: r.get::<_, i64>("seq")? as u64,
+                id: r.get::<_, i64>("id")? as u64,
+                ts: r.get::<_, i64>("ts")? as u64,
+                sender: r.get("sender")?,
+                cmid: ClientMsgId(id),
+                kind,
+            },
+        ))
+    }
+
+    fn append(&mut self, conv: &ConvId, sender: &str, cmid: ClientMsgId, ts: u64, kind: &EventKind) -> StoreResult<ConvEvent> {
+        let key = conv.storage_key();
+        let seq = self.last_seq(conv)? + 1;
+        let (k, body, target) = match kind {
+            EventKind::Message { body } => (0, Some(body.as_slice()), None),
+            EventKind::Erased => (1, None, None),
+            EventKind::Tombstone { target } => (2, None, Some(*target as i64)),
+        };
+        self.db
+            .execute(
+                "INSERT INTO events (conv, seq, kind, sender, sender_key, cmid, body, target, ts)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                params![key, seq as i64, k, sender, sender.to_ascii_lowercase(), &cmid.0[..], body, target, ts as i64],
+            )
+            .map_err(err)?;
+        let id = self.db.last_insert_rowid() as u64;
+        if let ConvId::Direct(a, b) = conv {
+            for m in [a, b] {
+                self.db
+                    .execute("INSERT OR IGNORE INTO members (conv, user_key) VALUES (?1, ?2)", params![key, m])
+                    .map_err(err)?;
+            }
+        }
+        Ok(ConvEvent {
+            seq,
+            id,
+            ts,
+            sender: sender.to_owned(),
+            cmid,
+            kind: kind.clone(),
+        })
+    }
+
+    fn query_events(&mut self, sql: &str, conv: &ConvId, bound: Seq, limit: usize, viewer: &str) -> StoreResult<Vec<ConvEvent>> {
+        let mut stmt = self.db.prepare_cached(sql).map_err(err)?;
+        let rows = stmt
+            .query_map(
+                params![conv.storage_key(), bound.min(i64::MAX as u64) as i64, limit as i64, viewer],
+                Self::row_event,
+            )
+            .map_err(err)?;
+        rows.map(|r| r.map(|(_, e)| e).map_err(err)).collect()
+    }
+}
+
+impl Store for SqliteStore {
+    fn user(&mut self, key: &str) -> StoreResult<Option<UserRecord>> {
+        self.db
+            .query_row("SELECT name, phc FROM users WHERE key = ?1", [key], |r| {
+                Ok(UserRecord {
+                    name: r.get(0)?,
+                    phc: r.get(1)?,
+                })
+            })
+            .optional()
+            .map_err(err)
+    }
+
+    fn skeleton_taken(&mut self, skeleton: &str, key: &str) -> StoreResult<bool> {
+        self.db
+            .query_row(
+                "SELECT 1 FROM users WHERE skeleton = ?1 AND key != ?2",
+                [skeleton, key],
+                |_| Ok(()),
+            )
+            .optional()
+            .map(|o| o.is_some())
+            .map_err(err)
+    }
+
+    fn create_user(&mut self, name: &str, key: &str, skeleton: &str, phc: &str) -> StoreResult<bool> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0);
+        let n = self
+            .db
+            .execute(
+                "INSERT OR IGNORE INTO users (key, name, skeleton, phc, created) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![key, name, skeleton, phc, now],
+            )
+            .map_err(err)?;
+        Ok(n == 1)
+    }
+
+    fn insert_message(
+        &mut self,
+        conv: &ConvId,
+        sender: &str,
+        cmid: ClientMsgId,
+        body: &[u8],
+        ts: u64,
+    ) -> StoreResult<(ConvEvent, bool)> {
+        let existing = self
+            .db
+            .query_row(
+                "SELECT * FROM events WHERE sender_key = ?1 AND cmid = ?2 AND kind != 2",
+                params![sender.to_ascii_lowercase(), &cmid.0[..]],
+                Self::row_event,
+            )
+            .optional()
+            .map_err(err)?;
+        if let Some((_, e)) = existing {
+            return Ok((e, true));
+        }
+        let e = self.append(conv, sender, cmid, ts, &EventKind::Message { body: body.to_vec() })?;
+        Ok((e, false))
+    }
+
+    fn event(&mut self, id: MsgId) -> StoreResult<Option<StoredEvent>> {
+        let row = self
+            .db
+            .query_row("SELECT * FROM events WHERE id = ?1", [id as i64], Self::row_event)
+            .optional()
+            .map_err(err)?;
+        Ok(row.and_then(|(conv, event)| {
+            ConvId::from_storage_key(&conv).map(|conv| StoredEvent { conv, event })
+        }))
+    }
+
+    fn erase(&mut self, id: MsgId, cmid: ClientMsgId, ts: u64) -> StoreResult<ConvEvent> {
+        let stored = self.event(id)?.ok_or_else(|| err("no such message"))?;
+        self.db
+            .execute("UPDATE events SET kind = 1, body = NULL WHERE id = ?1", [id as i64])
+            .map_err(err)?;
+        self.append(&stored.conv, &stored.event.sender, cmid, ts, &EventKind::Tombstone { target: id })
+    }
+
+    fn events_after(&mut self, conv: &ConvId, after: Seq, limit: usize, viewer: &str) -> StoreResult<Vec<ConvEvent>> {
+        self.query_events(
+            "SELECT * FROM events WHERE conv = ?1 AND seq > ?2
+               AND id NOT IN (SELECT msg_id FROM hidden WHERE user_key = ?4)
+             ORDER BY seq LIMIT ?3",
+            conv,
+            after,
+            limit,
+            viewer,
+        )
+    }
+
+    fn events_before(&mut self, conv: &ConvId, before: Seq, limit: usize, viewer: &str) -> StoreResult<Vec<ConvEvent>> {
+        let mut v = self.query_events(
+            "SELECT * FROM events WHERE conv = ?1 AND seq < ?2
+               AND id NOT IN (SELECT msg_id FROM hidden WHERE user_key = ?4)
+             ORDER BY seq DESC LIMIT ?3",
+            conv,
+            before,
+            limit,
+            viewer,
+        )?;
+        v.reverse();
+        Ok(v)
+    }
+
+    fn last_seq(&mut self, conv: &ConvId) -> StoreResult<Seq> {
+        self.db
+            .query_row(
+                "SELECT COALESCE(MAX(seq), 0) FROM events WHERE conv = ?1",
+                [conv.storage_key()],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|s| s as u64)
+            .map_err(err)
+    }
+
+    fn conversations(&mut self, key: &str) -> StoreResult<Vec<(ConvId, Seq)>> {
+        let mut convs = vec![ConvId::General];
+        let mut stmt = self
+            .db
+            .prepare_cached("SELECT conv FROM members WHERE user_key = ?1")
+            .map_err(err)?;
+        let rows = stmt.query_map([key], |r| r.get::<_, String>(0)).map_err(err)?;
+        for r in rows {
+            if let Some(c) = ConvId::from_storage_key(&r.map_err(err)?) {
+                convs.push(c);
+            }
+        }
+        drop(stmt);
+        convs
+            .into_iter()
+            .map(|c| self.last_seq(&c).map(|s| (c, s)))
+            .collect()
+    }
+
+    fn hide(&mut self, key: &str, conv: &ConvId, id: MsgId) -> StoreResult<Option<u64>> {
+        let exists = self
+            .db
+            .query_row(
+                "SELECT 1 FROM hidden WHERE user_key = ?1 AND msg_id = ?2",
+                params![key, id as i64],
+                |_| Ok(()),
+            )
+            .optional()
+            .map_err(err)?;
+        if exists.is_some() {
+            return Ok(None);
+        }
+        let hseq: i64 = self
+            .db
+            .query_row(
+                "SELECT COALESCE(MAX(hseq), 0) + 1 FROM hidden WHERE user_key = ?1",
+                [key],
+                |r| r.get(0),
+            )
+            .map_err(err)?;
+        self.db
+            .execute(
+                "INSERT INTO hidden (user_key, hseq, msg_id, conv) VALUES (?1, ?2, ?3, ?4)",
+                params![key, hseq, id as i64, conv.storage_key()],
+            )
+            .map_err(err)?;
+        Ok(Some(hseq as u64))
+    }
+
+    fn hidden_after(&mut self, key: &str, after: u64) -> StoreResult<Vec<Hidden>> {
+        let mut stmt = self
+            .db
+            .prepare_cached("SELECT conv, msg_id, hseq FROM hidden WHERE user_key = ?1 AND hseq > ?2 ORDER BY hseq")
+            .map_err(err)?;
+        let rows = stmt
+            .query_map(params![key, after.min(i64::MAX as u64) as i64], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+            })
+            .map_err(err)?;
+        let mut out = Vec::new();
+        for r in rows {
+            let (conv, id, hseq) = r.map_err(err)?;
+            if let Some(conv) = ConvId::from_storage_key(&conv) {
+                out.push(Hidden {
+                    conv,
+                    id: id as u64,
+                    hseq: hseq as u64,
+                });
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_get_sequences_and_resends_are_idempotent() {
+        let mut s = SqliteStore::in_memory().unwrap();
+        let g = ConvId::General;
+        let (a, dup) = s.insert_message(&g, "Alice", ClientMsgId([1; 16]), b"hi", 5).unwrap();
+        assert!(!dup);
+        assert_eq!((a.seq, a.sender.as_str()), (1, "Alice"));
+        let (b, dup) = s.insert_message(&g, "alice", ClientMsgId([1; 16]), b"hi", 6).unwrap();
+        assert!(dup);
+        assert_eq!(b, a);
+        let (c, _) = s.insert_message(&g, "bob", ClientMsgId([1; 16]), b"yo", 7).unwrap();
+        assert_eq!(c.seq, 2);
+        assert_eq!(s.events_after(&g, 0, 10, "carol").unwrap().len(), 2);
+        assert_eq!(s.events_before(&g, u64::MAX, 1, "carol").unwrap(), vec![c]);
+    }
+
+    #[test]
+    fn erase_leaves_a_tombstone_and_no_body() {
+        let mut s = SqliteStore::in_memory().unwrap();
+        let d = ConvId::Direct("alice".into(), "bob".into());
+        let (m, _) = s.insert_message(&d, "alice", ClientMsgId([1; 16]), b"secret", 1).unwrap();
+        let t = s.erase(m.id, ClientMsgId([9; 16]), 2).unwrap();
+        assert_eq!(t.kind, EventKind::Tombstone { target: m.id });
+        assert_eq!(t.seq, 2);
+        let ev = s.events_after(&d, 0, 10, "bob").unwrap();
+        assert_eq!(ev[0].kind, EventKind::Erased);
+        assert_eq!(s.conversations("bob").unwrap(), vec![(ConvId::General, 0), (d.clone(), 2)]);
+        assert_eq!(s.conversations("carol").unwrap(), vec![(ConvId::General, 0)]);
+    }
+
+    #[test]
+    fn hides_are_per_user_and_numbered() {
+        let mut s = SqliteStore::in_memory().unwrap();
+        let g = ConvId::General;
+        let (m, _) = s.insert_message(&g, "alice", ClientMsgId([1; 16]), b"x", 1).unwrap();
+        assert_eq!(s.hide("bob", &g, m.id).unwrap(), Some(1));
+        assert_eq!(s.hide("bob", &g, m.id).unwrap(), None);
+        assert!(s.events_after(&g, 0, 10, "bob").unwrap().is_empty());
+        assert_eq!(s.events_after(&g, 0, 10, "alice").unwrap().len(), 1);
+        assert_eq!(s.hidden_after("bob", 0).unwrap().len(), 1);
+        assert!(s.hidden_after("bob", 1).unwrap().is_empty());
+    }
+
+    #[test]
+    fn users_unique_by_key_and_skeleton() {
+        let mut s = SqliteStore::in_memory().unwrap();
+        assert!(s.create_user("Alice", "alice", "alice", "h").unwrap());
+        assert!(!s.create_user("ALICE", "alice", "alice", "h").unwrap());
+        assert!(s.skeleton_taken("alice", "allce").unwrap());
+        assert!(!s.skeleton_taken("alice", "alice").unwrap());
+        assert_eq!(s.user("alice").unwrap().unwrap().name, "Alice");
+    }
+
+    #[test]
+    fn reopening_keeps_data_and_schema_version() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let mut s = SqliteStore::open(dir.path()).unwrap();
+            s.begin().unwrap();
+            s.insert_message(&ConvId::General, "a", ClientMsgId([1; 16]), b"x", 1).unwrap();
+            s.commit().unwrap();
+        }
+        let mut s = SqliteStore::open(dir.path()).unwrap();
+        assert_eq!(s.last_seq(&ConvId::General).unwrap(), 1);
+    }
+}

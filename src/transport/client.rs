@@ -1,0 +1,585 @@
+//! The client's async shell: connect (with certificate pinning), log in, run the session
+//! streams, and reconnect with backoff when the connection drops. It drives a
+//! [`ClientCore`] and reports [`ClientEvent`]s on an `async_channel`, which the scripted
+//! client prints and the GUI drains on the GLib main loop.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tracing::{debug, info, warn};
+
+use super::codec::{self, MAX_DOWN_FRAME};
+use super::envelope::{Aad, Direction, EXPORTER_LABEL, Ephemeral, SessionKeys};
+use super::quic::{self, Connection, Endpoint, RecvStream, SendStream};
+use super::tls::{PinStore, PinningVerifier, SERVER_NAME};
+use crate::app::client::{Backoff, ClientCore, Command, Event, Output, SavedState};
+use crate::app::ids::ConvId;
+use crate::app::protocol::{ControlDown, ControlUp, ConvDown, ConvEvent, ConvUp, ErrorCode, EventKind, PROTOCOL_VERSION};
+
+/// Frames the client sends are small; this bounds them.
+const MAX_UP_FRAME: usize = 64 * 1024;
+/// How long the server may take to answer a login (Argon2 runs at most two at a time).
+const LOGIN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How to treat a server we have no pin for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Trust {
+    /// Only pinned servers: an unknown one is refused (its fingerprint is reported).
+    PinnedOnly,
+    /// Trust on first use: pin whatever the server presents.
+    AcceptNew,
+    /// Expect exactly this fingerprint (and pin it).
+    Fingerprint(String),
+}
+
+/// How to run a client.
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    /// `host:port`.
+    pub server: String,
+    /// Username.
+    pub user: String,
+    /// Password.
+    pub password: String,
+    /// First-contact policy.
+    pub trust: Trust,
+    /// Known-server pins.
+    pub pins: PinStore,
+    /// Where to remember sync positions (none: start fresh each run).
+    pub state_file: Option<PathBuf>,
+    /// Reconnect after a drop (off: a drop ends the client).
+    pub reconnect: bool,
+}
+
+/// Ends the client; each maps to an exit code in scripted mode.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Fatal {
+    /// Wrong username or password, or a refused name (exit 3).
+    #[error("login refused: {0}")]
+    LoginRefused(String),
+    /// No pin for this server and no permission to trust it (exit 4).
+    #[error("unknown server {server} with certificate {fingerprint}; rerun with --accept-new or --fingerprint {fingerprint} if you trust it")]
+    UnknownServer {
+        /// `host:port`.
+        server: String,
+        /// What it presented.
+        fingerprint: String,
+    },
+    /// The server's certificate differs from the pinned one (exit 4).
+    #[error("the certificate of {server} changed: pinned {expected}, presented {got}. This can mean an attack; if the server's certificate really changed, remove its line from {pin_file} or pass --fingerprint {got}")]
+    CertMismatch {
+        /// `host:port`.
+        server: String,
+        /// Pinned.
+        expected: String,
+        /// Presented.
+        got: String,
+        /// The pin file.
+        pin_file: String,
+    },
+    /// Could not reach the server, or lost it with reconnects off (exit 1).
+    #[error("{0}")]
+    Connection(String),
+    /// Local configuration problem, e.g. an unreadable pin file (exit 1).
+    #[error("{0}")]
+    Config(String),
+}
+
+/// What the client reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientEvent {
+    /// A chat event.
+    App(Event),
+    /// The client ended with this error.
+    Fatal(Fatal),
+    /// The client ended normally (logout, or commands ended and everything was sent).
+    Ended,
+}
+
+/// Sends commands to a running client. Dropping every handle ends the client once its
+/// outbox is flushed.
+#[derive(Clone, Debug)]
+pub struct ClientHandle {
+    cmds: async_channel::Sender<Command>,
+}
+
+impl ClientHandle {
+    /// Queues a command (never blocks).
+    pub fn send(&self, cmd: Command) {
+        let _ = self.cmds.try_send(cmd);
+    }
+
+    /// Closes the command channel: the client flushes its outbox, logs out and ends.
+    pub fn close(&self) {
+        self.cmds.close();
+    }
+}
+
+/// Starts a client on the current tokio runtime.
+pub fn start(opts: ClientOptions) -> (ClientHandle, async_channel::Receiver<ClientEvent>) {
+    start_on(opts, &tokio::runtime::Handle::current())
+}
+
+/// Starts a client on the given tokio runtime (for callers outside it, like the GUI).
+pub fn start_on(opts: ClientOptions, rt: &tokio::runtime::Handle) -> (ClientHandle, async_channel::Receiver<ClientEvent>) {
+    let (cmd_tx, cmd_rx) = async_channel::unbounded();
+    let (ev_tx, ev_rx) = async_channel::unbounded();
+    rt.spawn(async move {
+        let end = match run(opts, cmd_rx, &ev_tx).await {
+            Ok(()) => ClientEvent::Ended,
+            Err(f) => ClientEvent::Fatal(f),
+        };
+        let _ = ev_tx.send(end).await;
+    });
+    (ClientHandle { cmds: cmd_tx }, ev_rx)
+}
+
+struct Session {
+    conn: Connection,
+    control: SendStream,
+    control_recv: RecvStream,
+    keys: Arc<SessionKeys>,
+    login: ControlDown,
+}
+
+enum ConnectError {
+    Fatal(Fatal),
+    Transient(String),
+}
+
+enum SessionEnd {
+    Done,
+    Lost(String),
+}
+
+fn load_state(path: &Option<PathBuf>) -> SavedState {
+    path.as_ref()
+        .and_then(|p| std::fs::read(p).ok())
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default()
+}
+
+fn save_state(path: &Option<PathBuf>, state: &SavedState) {
+    let Some(p) = path else { return };
+    let write = || -> std::io::Result<()> {
+        if let Some(dir) = p.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let tmp = p.with_extension("tmp");
+        std::fs::write(&tmp, serde_json::to_vec(state).map_err(std::io::Error::other)?)?;
+        std::fs::rename(tmp, p)
+    };
+    if let Err(e) = write() {
+        warn!("cannot save client state to {}: {e}", p.display());
+    }
+}
+
+fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut b = [0u8; N];
+    if getrandom::fill(&mut b).is_err() {
+        // Only message-id uniqueness depends on this; fall back to the clock.
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0)
+            .to_le_bytes();
+        for (i, x) in b.iter_mut().enumerate() {
+            *x = t[i % t.len()];
+        }
+    }
+    b
+}
+
+async fn run(opts: ClientOptions, cmds: async_channel::Receiver<Command>, events: &async_channel::Sender<ClientEvent>) -> Result<(), Fatal> {
+    let mut core = ClientCore::new(&opts.user, load_state(&opts.state_file), random_bytes());
+    let mut backoff = Backoff::default();
+    let mut ever_connected = false;
+    let mut cmds_open = true;
+    let mut endpoint: Option<Endpoint> = None;
+    loop {
+        let result = connect(&opts, &mut endpoint, core.hide_cursor()).await;
+        match result {
+            Ok(session) => {
+                ever_connected = true;
+                backoff.reset();
+                match run_session(session, &mut core, &cmds, &mut cmds_open, events, &opts).await {
+                    SessionEnd::Done => return Ok(()),
+                    SessionEnd::Lost(reason) => {
+                        info!("connection lost: {reason}");
+                        emit(events, core.disconnected(reason.clone())).await;
+                        if !opts.reconnect {
+                            return Err(Fatal::Connection(format!("disconnected: {reason}")));
+                        }
+                    }
+                }
+            }
+            Err(ConnectError::Fatal(f)) => return Err(f),
+            Err(ConnectError::Transient(e)) => {
+                if !ever_connected || !opts.reconnect {
+                    return Err(Fatal::Connection(format!("cannot connect to {}: {e}", opts.server)));
+                }
+                debug!("reconnect failed: {e}");
+            }
+        }
+        if !cmds_open && core.outbox_len() == 0 {
+            return Ok(());
+        }
+        let jitter = f64::from(u16::from_le_bytes(random_bytes())) / f64::from(u16::MAX) * 2.0 - 1.0;
+        let delay = backoff.next_delay(jitter);
+        debug!("reconnecting in {delay:?}");
+        let sleep = tokio::time::sleep(delay);
+        tokio::pin!(sleep);
+        loop {
+            tokio::select! {
+                _ = &mut sleep => break,
+                cmd = cmds.recv(), if cmds_open => match cmd {
+                    Ok(Command::Logout) => return Ok(()),
+                    Ok(cmd) => {
+                        let out = core.command(cmd);
+                        emit(events, out).await;
+                    }
+                    Err(_) => cmds_open = false,
+                },
+            }
+        }
+    }
+}
+
+/// Sends the events among `outputs` (used while offline, when there is nothing to write).
+async fn emit(events: &async_channel::Sender<ClientEvent>, outputs: Vec<Output>) {
+    for o in outputs {
+        if let Output::Event(e) = o {
+            let _ = events.send(ClientEvent::App(e)).await;
+        }
+    }
+}
+
+async fn resolve(server: &str) -> Result<SocketAddr, String> {
+    let mut addrs = tokio::net::lookup_host(server)
+        .await
+        .map_err(|e| format!("cannot resolve {server}: {e}"))?;
+    addrs.next().ok_or_else(|| format!("{server} has no address"))
+}
+
+async fn connect(opts: &ClientOptions, endpoint: &mut Option<Endpoint>, hide_cursor: u64) -> Result<Session, ConnectError> {
+    let addr = resolve(&opts.server).await.map_err(ConnectError::Transient)?;
+    let pin = opts
+        .pins
+        .get(&opts.server)
+        .map_err(|e| ConnectError::Fatal(Fatal::Config(format!("cannot read the known-servers file: {e}"))))?;
+    let expected = match (&opts.trust, &pin) {
+        (Trust::Fingerprint(f), _) => Some(f.clone()),
+        (_, Some(p)) => Some(p.clone()),
+        (_, None) => None,
+    };
+    let verifier = PinningVerifier::new(expected.clone());
+    let config = quic::client_config(verifier.clone()).map_err(|e| ConnectError::Fatal(Fatal::Config(e.to_string())))?;
+    let ep = match endpoint {
+        Some(ep) if ep.local_addr().is_ok_and(|l| l.is_ipv4() == addr.is_ipv4()) => ep.clone(),
+        _ => {
+            let bind: SocketAddr = if addr.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" }
+                .parse()
+                .expect("valid wildcard address");
+            let ep = Endpoint::client(bind).map_err(|e| ConnectError::Transient(format!("cannot open a UDP socket: {e}")))?;
+            *endpoint = Some(ep.clone());
+            ep
+        }
+    };
+    let connecting = ep
+        .connect_with(config, addr, SERVER_NAME)
+        .map_err(|e| ConnectError::Transient(e.to_string()))?;
+    let conn = match connecting.await {
+        Ok(c) => c,
+        Err(e) => {
+            return Err(match (verifier.seen(), expected) {
+                (Some(got), Some(want)) if got != want => ConnectError::Fatal(Fatal::CertMismatch {
+                    server: opts.server.clone(),
+                    expected: want,
+                    got,
+                    pin_file: opts.pins.path().display().to_string(),
+                }),
+                _ => ConnectError::Transient(e.to_string()),
+            });
+        }
+    };
+    let seen = verifier.seen().unwrap_or_default();
+    if pin.as_deref() != Some(seen.as_str()) {
+        if opts.trust == Trust::PinnedOnly {
+            conn.close(quic::code(quic::close::NORMAL), b"unknown server");
+            return Err(ConnectError::Fatal(Fatal::UnknownServer {
+                server: opts.server.clone(),
+                fingerprint: seen,
+            }));
+        }
+        opts.pins
+            .set(&opts.server, &seen)
+            .map_err(|e| ConnectError::Fatal(Fatal::Config(format!("cannot save the server's fingerprint: {e}"))))?;
+    }
+    login(conn, opts, hide_cursor).await
+}
+
+async fn login(conn: Connection, opts: &ClientOptions, hide_cursor: u64) -> Result<Session, ConnectError> {
+    let transient = |e: &dyn std::fmt::Display| ConnectError::Transient(e.to_string());
+    let (mut control, mut control_recv) = conn.open_bi().await.map_err(|e| transient(&e))?;
+    let eph = Ephemeral::new();
+    let client_pub = eph.public;
+    let frame = ControlUp::Login {
+        version: PROTOCOL_VERSION,
+        user: opts.user.clone(),
+        password: opts.password.clone(),
+        session_pub: client_pub,
+        hide_cursor,
+    };
+    codec::write_frame(&mut control, &frame, MAX_UP_FRAME).await.map_err(|e| transient(&e))?;
+    let answer = tokio::time::timeout(LOGIN_TIMEOUT, codec::read_frame::<_, ControlDown>(&mut control_recv, MAX_DOWN_FRAME))
+        .await
+        .map_err(|_| ConnectError::Transient("the server did not answer the login".into()))?;
+    let login = match answer {
+        Ok(Some(l @ ControlDown::LoginOk { .. })) => l,
+        Ok(Some(ControlDown::LoginRefused { code, message })) => {
+            return Err(if code == ErrorCode::LoginThrottled {
+                ConnectError::Transient(message)
+            } else {
+                ConnectError::Fatal(Fatal::LoginRefused(message))
+            });
+        }
+        Ok(_) => return Err(ConnectError::Transient(close_reason(&conn))),
+        Err(e) => return Err(transient(&e)),
+    };
+    let ControlDown::LoginOk { session_pub: server_pub, .. } = &login else {
+        unreachable!("matched above")
+    };
+    let mut exporter = [0u8; 32];
+    conn.export_keying_material(&mut exporter, EXPORTER_LABEL, b"")
+        .map_err(|_| ConnectError::Transient("no TLS exporter".into()))?;
+    let shared = eph
+        .agree(server_pub)
+        .map_err(|_| ConnectError::Transient("the server sent an invalid session key".into()))?;
+    let keys = Arc::new(SessionKeys::derive(&shared, &exporter, &client_pub, server_pub));
+    Ok(Session {
+        conn,
+        control,
+        control_recv,
+        keys,
+        login,
+    })
+}
+
+fn close_reason(conn: &Connection) -> String {
+    match conn.close_reason() {
+        Some(quinn::ConnectionError::ApplicationClosed(c)) => {
+            let text = String::from_utf8_lossy(&c.reason).into_owned();
+            if text.is_empty() { "the server closed the connection".into() } else { text }
+        }
+        Some(quinn::ConnectionError::TimedOut) => "the connection timed out".into(),
+        Some(e) => e.to_string(),
+        None => "the connection ended".into(),
+    }
+}
+
+enum Incoming {
+    Control(ControlDown),
+    Conv(ConvId, ConvDown),
+}
+
+/// Opens a sealed body from the server; `None` (and a warning) if it does not open.
+fn open_event(keys: &SessionKeys, conv_key: &str, e: &mut ConvEvent) -> bool {
+    if let EventKind::Message { body } = &mut e.kind {
+        let aad = Aad {
+            dir: Direction::Down,
+            conv: conv_key,
+            sender: &e.sender,
+            cmid: e.cmid,
+        };
+        match keys.down.open(&aad, body) {
+            Ok(plain) => *body = plain,
+            Err(err) => {
+                warn!("message {} from {} did not decrypt: {err}", e.id, e.sender);
+                return false;
+            }
+        }
+    }
+    true
+}
+
+async fn conv_reader(conv: ConvId, mut recv: RecvStream, keys: Arc<SessionKeys>, tx: mpsc::Sender<Incoming>) {
+    let conv_key = conv.storage_key();
+    loop {
+        let mut down = match codec::read_frame::<_, ConvDown>(&mut recv, MAX_DOWN_FRAME).await {
+            Ok(Some(d)) => d,
+            Ok(None) => return,
+            Err(e) => {
+                debug!("conversation stream {conv_key}: {e}");
+                return;
+            }
+        };
+        match &mut down {
+            ConvDown::Event(e) | ConvDown::Backlog(e) => {
+                if !open_event(&keys, &conv_key, e) {
+                    let text = format!("a message from {} failed to decrypt and was dropped", e.sender);
+                    let err = ConvDown::Error { code: ErrorCode::BadRequest, message: text, cmid: None };
+                    let _ = tx.send(Incoming::Conv(conv.clone(), err)).await;
+                    continue;
+                }
+            }
+            ConvDown::History { events, .. } => events.retain_mut(|e| open_event(&keys, &conv_key, e)),
+            _ => {}
+        }
+        if tx.send(Incoming::Conv(conv.clone(), down)).await.is_err() {
+            return;
+        }
+    }
+}
+
+async fn control_reader(mut recv: RecvStream, tx: mpsc::Sender<Incoming>) {
+    while let Ok(Some(down)) = codec::read_frame::<_, ControlDown>(&mut recv, MAX_DOWN_FRAME).await {
+        if tx.send(Incoming::Control(down)).await.is_err() {
+            return;
+        }
+    }
+}
+
+struct Wire<'a> {
+    conn: &'a Connection,
+    control: &'a mut SendStream,
+    streams: HashMap<ConvId, SendStream>,
+    keys: Arc<SessionKeys>,
+    me_key: String,
+    tx: mpsc::Sender<Incoming>,
+}
+
+impl Wire<'_> {
+    /// Writes the core's frames, opening conversation streams on first use, and forwards
+    /// its events. A write error means the connection is going away; `closed()` reports it.
+    async fn apply(&mut self, outputs: Vec<Output>, events: &async_channel::Sender<ClientEvent>) -> Result<(), String> {
+        for o in outputs {
+            match o {
+                Output::Event(e) => {
+                    let _ = events.send(ClientEvent::App(e)).await;
+                }
+                Output::Control(up) => {
+                    codec::write_frame(self.control, &up, MAX_UP_FRAME).await.map_err(|e| e.to_string())?;
+                }
+                Output::Conv(conv, mut up) => {
+                    if let ConvUp::Send { cmid, body } = &mut up {
+                        let conv_key = conv.storage_key();
+                        let aad = Aad { dir: Direction::Up, conv: &conv_key, sender: &self.me_key, cmid: *cmid };
+                        *body = self.keys.up.seal(&aad, body).map_err(|e| e.to_string())?;
+                    }
+                    if !self.streams.contains_key(&conv) {
+                        let (send, recv) = self.conn.open_bi().await.map_err(|e| e.to_string())?;
+                        tokio::spawn(conv_reader(conv.clone(), recv, self.keys.clone(), self.tx.clone()));
+                        self.streams.insert(conv.clone(), send);
+                    }
+                    let stream = self.streams.get_mut(&conv).expect("inserted above");
+                    codec::write_frame(stream, &up, MAX_UP_FRAME).await.map_err(|e| e.to_string())?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+async fn run_session(
+    session: Session,
+    core: &mut ClientCore,
+    cmds: &async_channel::Receiver<Command>,
+    cmds_open: &mut bool,
+    events: &async_channel::Sender<ClientEvent>,
+    opts: &ClientOptions,
+) -> SessionEnd {
+    let Session {
+        conn,
+        mut control,
+        control_recv,
+        keys,
+        login,
+    } = session;
+    let (tx, mut rx) = mpsc::channel(1024);
+    let reader = tokio::spawn(control_reader(control_recv, tx.clone()));
+    let ControlDown::LoginOk { user, convs, online, hidden, .. } = login else {
+        unreachable!("login() returns LoginOk")
+    };
+    let mut wire = Wire {
+        conn: &conn,
+        control: &mut control,
+        streams: HashMap::new(),
+        keys,
+        me_key: user.to_ascii_lowercase(),
+        tx,
+    };
+    let mut logging_out = false;
+    let mut draining = false;
+    let mut closing_reason: Option<String> = None;
+    let mut save_tick = tokio::time::interval(Duration::from_millis(250));
+    let outputs = core.logged_in(user, convs, online, hidden);
+    let mut result = wire.apply(outputs, events).await;
+    if !*cmds_open {
+        draining = true;
+        result = wire.apply(core.command(Command::Sync), events).await;
+    }
+    let end = loop {
+        if let Err(e) = std::mem::replace(&mut result, Ok(())) {
+            debug!("write failed: {e}");
+            // Let `closed()` below report the real reason.
+        }
+        tokio::select! {
+            reason = conn.closed() => {
+                let _ = reason;
+                if logging_out {
+                    break SessionEnd::Done;
+                }
+                break SessionEnd::Lost(closing_reason.take().unwrap_or_else(|| close_reason(&conn)));
+            }
+            cmd = cmds.recv(), if *cmds_open && !logging_out => {
+                let outputs = match cmd {
+                    Ok(Command::Logout) => {
+                        logging_out = true;
+                        core.command(Command::Logout)
+                    }
+                    Ok(cmd) => core.command(cmd),
+                    Err(_) => {
+                        // No more commands: flush the outbox behind a barrier, then log out.
+                        *cmds_open = false;
+                        draining = true;
+                        core.command(Command::Sync)
+                    }
+                };
+                result = wire.apply(outputs, events).await;
+            }
+            Some(incoming) = rx.recv() => {
+                let mut outputs = match incoming {
+                    Incoming::Control(ControlDown::Closing { reason }) => {
+                        closing_reason = Some(reason);
+                        Vec::new()
+                    }
+                    Incoming::Control(down) => core.control(down),
+                    Incoming::Conv(conv, down) => core.conv(conv, down),
+                };
+                if draining && core.pending_barriers() == 0 && core.outbox_len() == 0 {
+                    // The last barrier is the one we added when the commands ended.
+                    if let Some(i) = outputs.iter().rposition(|o| matches!(o, Output::Event(Event::Sync))) {
+                        outputs.remove(i);
+                        logging_out = true;
+                        outputs.push(Output::Control(ControlUp::Logout));
+                    }
+                }
+                result = wire.apply(outputs, events).await;
+            }
+            _ = save_tick.tick() => {
+                if let Some(state) = core.take_saved_state() {
+                    save_state(&opts.state_file, &state);
+                }
+            }
+        }
+    };
+    reader.abort();
+    if let Some(state) = core.take_saved_state() {
+        save_state(&opts.state_file, &state);
+    }
+    end
+}

@@ -1,0 +1,280 @@
+//! Application-level sealing: AES-256-GCM-SIV envelopes and the session key schedule.
+//!
+//! An envelope is `nonce (12 bytes, OS RNG) || ciphertext || tag (16 bytes)`. The AAD binds
+//! the protocol version, the direction, the conversation, the author and the author's
+//! message id, so a ciphertext moved to another conversation, author or message fails to
+//! open. Session keys come from an ephemeral X25519 exchange in the login, run through
+//! HKDF-SHA256 salted with the QUIC TLS exporter: they are bound to that one connection.
+
+use aes_gcm_siv::aead::{Aead, KeyInit, Payload};
+use aes_gcm_siv::{Aes256GcmSiv, Nonce};
+use hkdf::Hkdf;
+use sha2::Sha256;
+
+use crate::app::ids::ClientMsgId;
+use crate::app::protocol::PROTOCOL_VERSION;
+
+/// Nonce length.
+pub const NONCE_LEN: usize = 12;
+/// Tag length.
+pub const TAG_LEN: usize = 16;
+/// TLS exporter label for the session key salt.
+pub const EXPORTER_LABEL: &[u8] = b"EXPORTER-livewire/1 session";
+
+/// Why an envelope did not open.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EnvelopeError {
+    /// Shorter than a nonce and a tag.
+    #[error("envelope too short")]
+    Short,
+    /// Wrong key, tampered bytes or different AAD.
+    #[error("envelope failed authentication")]
+    Auth,
+    /// The OS random generator failed.
+    #[error("no randomness: {0}")]
+    Rng(String),
+}
+
+/// Which way a sealed body travels (part of the AAD, so a reflected envelope fails).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// Client to server.
+    Up = 1,
+    /// Server to client.
+    Down = 2,
+    /// End to end between two users.
+    Peer = 3,
+}
+
+/// What an envelope is bound to.
+#[derive(Debug, Clone, Copy)]
+pub struct Aad<'a> {
+    /// Direction.
+    pub dir: Direction,
+    /// Conversation storage key.
+    pub conv: &'a str,
+    /// Author (case-folded).
+    pub sender: &'a str,
+    /// Author's message id.
+    pub cmid: ClientMsgId,
+}
+
+impl Aad<'_> {
+    fn encode(&self) -> Vec<u8> {
+        let mut v = Vec::with_capacity(40 + self.conv.len() + self.sender.len());
+        v.extend_from_slice(b"livewire");
+        v.extend_from_slice(&PROTOCOL_VERSION.to_be_bytes());
+        v.push(self.dir as u8);
+        for part in [self.conv.as_bytes(), self.sender.to_ascii_lowercase().as_bytes()] {
+            v.extend_from_slice(&(part.len() as u32).to_be_bytes());
+            v.extend_from_slice(part);
+        }
+        v.extend_from_slice(&self.cmid.0);
+        v
+    }
+}
+
+/// One AES-256-GCM-SIV key.
+#[derive(Clone)]
+pub struct SealingKey(Aes256GcmSiv);
+
+impl std::fmt::Debug for SealingKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SealingKey(..)")
+    }
+}
+
+impl SealingKey {
+    /// From 32 key bytes.
+    pub fn new(key: &[u8; 32]) -> Self {
+        Self(Aes256GcmSiv::new(key.into()))
+    }
+
+    /// Seals with a fresh random nonce.
+    pub fn seal(&self, aad: &Aad<'_>, plaintext: &[u8]) -> Result<Vec<u8>, EnvelopeError> {
+        let mut nonce = [0u8; NONCE_LEN];
+        getrandom::fill(&mut nonce).map_err(|e| EnvelopeError::Rng(e.to_string()))?;
+        Ok(self.seal_with_nonce(aad, plaintext, nonce))
+    }
+
+    fn seal_with_nonce(&self, aad: &Aad<'_>, plaintext: &[u8], nonce: [u8; NONCE_LEN]) -> Vec<u8> {
+        let aad = aad.encode();
+        let ct = self
+            .0
+            .encrypt(&Nonce::from(nonce), Payload { msg: plaintext, aad: &aad })
+            .expect("AES-GCM-SIV encryption of an in-memory buffer cannot fail");
+        let mut out = Vec::with_capacity(NONCE_LEN + ct.len());
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(&ct);
+        out
+    }
+
+    /// Opens an envelope sealed under the same key and AAD.
+    pub fn open(&self, aad: &Aad<'_>, envelope: &[u8]) -> Result<Vec<u8>, EnvelopeError> {
+        if envelope.len() < NONCE_LEN + TAG_LEN {
+            return Err(EnvelopeError::Short);
+        }
+        let (nonce, ct) = envelope.split_at(NONCE_LEN);
+        let nonce: [u8; NONCE_LEN] = nonce.try_into().map_err(|_| EnvelopeError::Short)?;
+        let aad = aad.encode();
+        self.0
+            .decrypt(&Nonce::from(nonce), Payload { msg: ct, aad: &aad })
+            .map_err(|_| EnvelopeError::Auth)
+    }
+}
+
+/// The two keys of a session.
+#[derive(Debug, Clone)]
+pub struct SessionKeys {
+    /// Client to server.
+    pub up: SealingKey,
+    /// Server to client.
+    pub down: SealingKey,
+}
+
+impl SessionKeys {
+    /// HKDF-SHA256(salt = TLS exporter, ikm = X25519 shared secret,
+    /// info = label || client public || server public) → 64 bytes → up key, down key.
+    pub fn derive(shared: &[u8; 32], exporter: &[u8; 32], client_pub: &[u8; 32], server_pub: &[u8; 32]) -> Self {
+        let hk = Hkdf::<Sha256>::new(Some(exporter), shared);
+        let mut info = Vec::with_capacity(96);
+        info.extend_from_slice(b"livewire/1 session keys");
+        info.extend_from_slice(client_pub);
+        info.extend_from_slice(server_pub);
+        let mut okm = [0u8; 64];
+        hk.expand(&info, &mut okm)
+            .expect("64 bytes is a valid HKDF-SHA256 output length");
+        let up: [u8; 32] = okm[..32].try_into().expect("32 bytes");
+        let down: [u8; 32] = okm[32..].try_into().expect("32 bytes");
+        Self {
+            up: SealingKey::new(&up),
+            down: SealingKey::new(&down),
+        }
+    }
+}
+
+/// An ephemeral X25519 key pair for one login.
+pub struct Ephemeral {
+    secret: x25519_dalek::EphemeralSecret,
+    /// Public half.
+    pub public: [u8; 32],
+}
+
+impl Ephemeral {
+    /// A fresh key pair from the OS RNG.
+    pub fn new() -> Self {
+        let secret = x25519_dalek::EphemeralSecret::random();
+        let public = x25519_dalek::PublicKey::from(&secret).to_bytes();
+        Self { secret, public }
+    }
+
+    /// The shared secret with the peer's public key (consumes the secret).
+    pub fn agree(self, peer: &[u8; 32]) -> Result<[u8; 32], EnvelopeError> {
+        let shared = self.secret.diffie_hellman(&x25519_dalek::PublicKey::from(*peer));
+        if !shared.was_contributory() {
+            return Err(EnvelopeError::Auth);
+        }
+        Ok(*shared.as_bytes())
+    }
+}
+
+impl Default for Ephemeral {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn unhex(s: &str) -> Vec<u8> {
+        (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
+    }
+
+    /// RFC 8452, Appendix C.2 (AEAD_AES_256_GCM_SIV), raw cipher without our AAD framing.
+    #[test]
+    fn rfc8452_vectors() {
+        let key = unhex("0100000000000000000000000000000000000000000000000000000000000000");
+        let cipher = Aes256GcmSiv::new_from_slice(&key).unwrap();
+        let nonce: [u8; 12] = unhex("030000000000000000000000").try_into().unwrap();
+        let cases = [
+            ("", "", "07f5f4169bbf55a8400cd47ea6fd400f"),
+            ("0100000000000000", "", "c2ef328e5c71c83b843122130f7364b761e0b97427e3df28"),
+            ("0200000000000000", "01", "1de22967237a813291213f267e3b452f02d01ae33e4ec854"),
+        ];
+        for (pt, aad, ct) in cases {
+            let payload = Payload { msg: &unhex(pt), aad: &unhex(aad) };
+            let got = cipher.encrypt(&Nonce::from(nonce), payload).unwrap();
+            assert_eq!(got, unhex(ct), "plaintext {pt}");
+            let payload = Payload { msg: &got, aad: &unhex(aad) };
+            assert_eq!(cipher.decrypt(&Nonce::from(nonce), payload).unwrap(), unhex(pt));
+        }
+    }
+
+    fn key(b: u8) -> SealingKey {
+        SealingKey::new(&[b; 32])
+    }
+
+    fn aad(conv: &str) -> Aad<'_> {
+        Aad { dir: Direction::Up, conv, sender: "alice", cmid: ClientMsgId([1; 16]) }
+    }
+
+    #[test]
+    fn round_trip_with_fresh_nonces() {
+        let k = key(9);
+        let a = k.seal(&aad("#general"), b"hello").unwrap();
+        let b = k.seal(&aad("#general"), b"hello").unwrap();
+        assert_ne!(a, b, "nonces must differ");
+        assert_eq!(k.open(&aad("#general"), &a).unwrap(), b"hello");
+    }
+
+    #[test]
+    fn tamper_and_transplant_fail() {
+        let k = key(9);
+        let env = k.seal(&aad("#general"), b"hello").unwrap();
+        for i in 0..env.len() {
+            let mut t = env.clone();
+            t[i] ^= 0x01;
+            assert_eq!(k.open(&aad("#general"), &t), Err(EnvelopeError::Auth), "byte {i}");
+        }
+        assert_eq!(k.open(&aad("dm:alice:bob"), &env), Err(EnvelopeError::Auth));
+        let other_sender = Aad { sender: "mallory", ..aad("#general") };
+        assert_eq!(k.open(&other_sender, &env), Err(EnvelopeError::Auth));
+        let other_msg = Aad { cmid: ClientMsgId([2; 16]), ..aad("#general") };
+        assert_eq!(k.open(&other_msg, &env), Err(EnvelopeError::Auth));
+        let reflected = Aad { dir: Direction::Down, ..aad("#general") };
+        assert_eq!(k.open(&reflected, &env), Err(EnvelopeError::Auth));
+        assert_eq!(key(8).open(&aad("#general"), &env), Err(EnvelopeError::Auth));
+        assert_eq!(k.open(&aad("#general"), &env[..20]), Err(EnvelopeError::Short));
+    }
+
+    #[test]
+    fn session_keys_agree_and_depend_on_exporter() {
+        let (c, s) = (Ephemeral::new(), Ephemeral::new());
+        let (cp, sp) = (c.public, s.public);
+        let shared_c = c.agree(&sp).unwrap();
+        let shared_s = s.agree(&cp).unwrap();
+        assert_eq!(shared_c, shared_s);
+        let k1 = SessionKeys::derive(&shared_c, &[1; 32], &cp, &sp);
+        let k2 = SessionKeys::derive(&shared_s, &[1; 32], &cp, &sp);
+        let k3 = SessionKeys::derive(&shared_s, &[2; 32], &cp, &sp);
+        let env = k1.up.seal(&aad("#general"), b"x").unwrap();
+        assert_eq!(k2.up.open(&aad("#general"), &env).unwrap(), b"x");
+        assert!(k3.up.open(&aad("#general"), &env).is_err());
+        assert!(k2.down.open(&aad("#general"), &env).is_err());
+    }
+
+    #[test]
+    fn low_order_peer_key_is_refused() {
+        assert!(Ephemeral::new().agree(&[0; 32]).is_err());
+    }
+
+    proptest! {
+        #[test]
+        fn open_never_panics_on_garbage(bytes in proptest::collection::vec(any::<u8>(), 0..128)) {
+            let _ = key(1).open(&aad("#general"), &bytes);
+        }
+    }
+}

@@ -1,0 +1,12 @@
+//! Bytes on the wire: QUIC configuration, TLS and certificate pinning, the frame codec,
+//! AES-256-GCM-SIV envelopes and the session key schedule, password hashing, and the async
+//! drivers that feed the app cores from QUIC streams. `quic` is the one module that names
+//! quinn's types for the rest of the crate.
+
+pub mod auth;
+pub mod client;
+pub mod codec;
+pub mod envelope;
+pub mod quic;
+pub mod server;
+pub mod tls;
