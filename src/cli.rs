@@ -91,7 +91,10 @@ impl ServerArgs {
         };
         ServerOptions {
             listen: self.listen,
-            data_dir: self.data_dir.clone().unwrap_or_else(|| data_dir().join("server")),
+            data_dir: self
+                .data_dir
+                .clone()
+                .unwrap_or_else(|| data_dir().join("server")),
             cert: self.cert.clone().zip(self.key.clone()),
             limits,
         }
@@ -161,16 +164,30 @@ pub fn pin_store(config_dir: &Path) -> PinStore {
 
 /// Where a client remembers its position for one server and user.
 pub fn state_file(state_dir: &Path, server: &str, user: &str) -> PathBuf {
-    let safe = |s: &str| s.chars().map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '-' { c } else { '_' }).collect::<String>();
-    state_dir.join(safe(server)).join(format!("{}.json", safe(&user.to_ascii_lowercase())))
+    let safe = |s: &str| {
+        s.chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect::<String>()
+    };
+    state_dir
+        .join(safe(server))
+        .join(format!("{}.json", safe(&user.to_ascii_lowercase())))
 }
 
 fn read_password(args: &ChatArgs) -> Result<String, String> {
     if let Some(path) = &args.password_file {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
         return Ok(text.lines().next().unwrap_or("").to_owned());
     }
-    std::env::var("LIVEWIRE_PASSWORD").map_err(|_| "a password is needed: --password-file FILE or LIVEWIRE_PASSWORD".to_owned())
+    std::env::var("LIVEWIRE_PASSWORD")
+        .map_err(|_| "a password is needed: --password-file FILE or LIVEWIRE_PASSWORD".to_owned())
 }
 
 fn usage(msg: &str) -> ExitCode {
@@ -196,7 +213,9 @@ pub fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     match cli.command {
-        Cmd::Server(args) if args.headless => runtime().block_on(scripted::run_headless_server(args.options())),
+        Cmd::Server(args) if args.headless => {
+            runtime().block_on(scripted::run_headless_server(args.options()))
+        }
         Cmd::Server(args) => gui_server(args),
         Cmd::Chat(args) => {
             let password = match read_password(&args) {
@@ -217,7 +236,10 @@ pub fn main() -> ExitCode {
                 (None, false) => Trust::PinnedOnly,
             };
             let config = args.config_dir.clone().unwrap_or_else(config_dir);
-            let state_dir = args.state_dir.clone().unwrap_or_else(|| data_dir().join("client"));
+            let state_dir = args
+                .state_dir
+                .clone()
+                .unwrap_or_else(|| data_dir().join("client"));
             let opts = ClientOptions {
                 state_file: Some(state_file(&state_dir, &args.server, &args.user)),
                 server: args.server,

@@ -43,7 +43,9 @@ pub fn server_log_json(l: &ServerLog) -> Option<Value> {
         ServerLog::ClientDisconnected { user, addr, .. } => {
             json!({"event": "client_disconnected", "user": user, "addr": addr.to_string()})
         }
-        ServerLog::ClientMigrated { user, addr, from, .. } => json!({
+        ServerLog::ClientMigrated {
+            user, addr, from, ..
+        } => json!({
             "event": "client_migrated", "user": user, "addr": addr.to_string(), "from": from.to_string()
         }),
         _ => return None,
@@ -103,7 +105,9 @@ async fn wait_for_signal() {
 
 /// The JSON line for a chat event.
 pub fn event_json(e: &Event) -> Value {
-    serde_json::to_value(e).unwrap_or_else(|err| json!({"event": "error", "code": "internal", "message": err.to_string()}))
+    serde_json::to_value(e).unwrap_or_else(
+        |err| json!({"event": "error", "code": "internal", "message": err.to_string()}),
+    )
 }
 
 /// Parses one stdin line into a command, or the `error` event that explains why not.
@@ -150,7 +154,9 @@ pub async fn run_chat(opts: ClientOptions) -> ExitCode {
                 };
                 let mut v = json!({"event": "error", "code": code, "message": f.to_string()});
                 match &f {
-                    Fatal::UnknownServer { fingerprint, .. } => v["fingerprint"] = json!(fingerprint),
+                    Fatal::UnknownServer { fingerprint, .. } => {
+                        v["fingerprint"] = json!(fingerprint)
+                    }
                     Fatal::CertMismatch { expected, got, .. } => {
                         v["expected"] = json!(expected);
                         v["fingerprint"] = json!(got);
@@ -175,11 +181,17 @@ mod tests {
     fn commands_parse_as_documented() {
         assert_eq!(
             parse_command(r##"{"cmd":"send","to":"#general","text":"hi"}"##).unwrap(),
-            Command::Send { to: "#general".into(), text: "hi".into() }
+            Command::Send {
+                to: "#general".into(),
+                text: "hi".into()
+            }
         );
         assert_eq!(
             parse_command(r#"{"cmd":"delete","id":4,"for":"everyone"}"#).unwrap(),
-            Command::Delete { id: 4, scope: DeleteScope::Everyone }
+            Command::Delete {
+                id: 4,
+                scope: DeleteScope::Everyone
+            }
         );
         assert_eq!(parse_command(r#"{"cmd":"sync"}"#).unwrap(), Command::Sync);
         let err = parse_command("{nope").unwrap_err();
@@ -198,9 +210,19 @@ mod tests {
             text: Some("hi".into()),
             ts: 5,
         });
-        assert_eq!(v, json!({"event":"message","conv":"#general","id":3,"seq":2,"from":"alice","text":"hi","ts":5}));
-        let v = event_json(&Event::Deleted { conv: "@bob".into(), id: 3, scope: DeleteScope::Me });
-        assert_eq!(v, json!({"event":"deleted","conv":"@bob","id":3,"for":"me"}));
+        assert_eq!(
+            v,
+            json!({"event":"message","conv":"#general","id":3,"seq":2,"from":"alice","text":"hi","ts":5})
+        );
+        let v = event_json(&Event::Deleted {
+            conv: "@bob".into(),
+            id: 3,
+            scope: DeleteScope::Me,
+        });
+        assert_eq!(
+            v,
+            json!({"event":"deleted","conv":"@bob","id":3,"for":"me"})
+        );
         assert_eq!(event_json(&Event::Sync), json!({"event":"sync"}));
     }
 }

@@ -81,6 +81,8 @@ pub enum Event {
         user: String,
         /// Users online.
         online: Vec<String>,
+        /// How long after sending an author may delete for everyone, seconds.
+        delete_window_secs: u64,
     },
     /// Connection lost; commands are kept and sent after the reconnect.
     Disconnected {
@@ -333,8 +335,12 @@ impl ClientCore {
                 format!("unknown conversation {to:?}: use #general or @user"),
             ));
         };
-        let peer = UserName::parse(name)
-            .map_err(|e| Event::error(ErrorCode::UnknownUser, format!("no user named {name:?}: {e}")))?;
+        let peer = UserName::parse(name).map_err(|e| {
+            Event::error(
+                ErrorCode::UnknownUser,
+                format!("no user named {name:?}: {e}"),
+            )
+        })?;
         let me = UserName::parse(&self.me)
             .map_err(|e| Event::error(ErrorCode::BadUsername, e.to_string()))?;
         Ok(ConvId::direct(&me, &peer))
@@ -346,9 +352,13 @@ impl ClientCore {
             Command::Send { to, text } => self.send(&to, text),
             Command::Delete { id, scope } => {
                 if self.online {
-                    self.out.push(Output::Control(ControlUp::Delete { id, scope }));
+                    self.out
+                        .push(Output::Control(ControlUp::Delete { id, scope }));
                 } else {
-                    self.event(Event::error(ErrorCode::BadRequest, "not connected: try again once reconnected"));
+                    self.event(Event::error(
+                        ErrorCode::BadRequest,
+                        "not connected: try again once reconnected",
+                    ));
                 }
             }
             Command::Who => {
@@ -358,7 +368,11 @@ impl ClientCore {
                     self.event(Event::error(ErrorCode::BadRequest, "not connected"));
                 }
             }
-            Command::History { conv, before, limit } => match self.parse_conv(&conv) {
+            Command::History {
+                conv,
+                before,
+                limit,
+            } => match self.parse_conv(&conv) {
                 Ok(c) if self.online => {
                     self.ensure_open(&c);
                     let up = ConvUp::History {
@@ -407,7 +421,8 @@ impl ClientCore {
         if self.online {
             self.ensure_open(&conv);
             let body = text.clone().into_bytes();
-            self.out.push(Output::Conv(conv.clone(), ConvUp::Send { cmid, body }));
+            self.out
+                .push(Output::Conv(conv.clone(), ConvUp::Send { cmid, body }));
         }
         self.outbox.push(Pending { cmid, conv, text });
     }
@@ -444,7 +459,8 @@ impl ClientCore {
             let token = self.barriers[i].token;
             self.out.push(Output::Control(ControlUp::Sync { token }));
             for c in &open {
-                self.out.push(Output::Conv(c.clone(), ConvUp::Sync { token }));
+                self.out
+                    .push(Output::Conv(c.clone(), ConvUp::Sync { token }));
             }
             self.barriers[i].sent = true;
             self.barriers[i].waiting = 1 + open.len();
@@ -452,7 +468,11 @@ impl ClientCore {
     }
 
     fn barrier_ack(&mut self, token: u64) {
-        if let Some(b) = self.barriers.iter_mut().find(|b| b.token == token && b.sent) {
+        if let Some(b) = self
+            .barriers
+            .iter_mut()
+            .find(|b| b.token == token && b.sent)
+        {
             b.waiting = b.waiting.saturating_sub(1);
         }
         self.complete_barriers();
@@ -474,14 +494,25 @@ impl ClientCore {
 
     /// The session is up: `LoginOk` arrived. Opens conversations, resends the outbox and
     /// pending barriers.
-    pub fn logged_in(&mut self, user: String, convs: Vec<ConvSummary>, online: Vec<String>, hidden: Vec<Hidden>) -> Vec<Output> {
+    pub fn logged_in(
+        &mut self,
+        user: String,
+        convs: Vec<ConvSummary>,
+        online: Vec<String>,
+        hidden: Vec<Hidden>,
+        delete_window_secs: u64,
+    ) -> Vec<Output> {
         self.me_key = user.to_ascii_lowercase();
         self.me = user.clone();
         self.online = true;
         let ready = if std::mem::replace(&mut self.ever_ready, true) {
             Event::Reconnected { online }
         } else {
-            Event::Ready { user, online }
+            Event::Ready {
+                user,
+                online,
+                delete_window_secs,
+            }
         };
         self.event(ready);
         self.ensure_open(&ConvId::General);
@@ -501,7 +532,8 @@ impl ClientCore {
             .collect();
         for (conv, cmid, body) in resend {
             self.ensure_open(&conv);
-            self.out.push(Output::Conv(conv, ConvUp::Send { cmid, body }));
+            self.out
+                .push(Output::Conv(conv, ConvUp::Send { cmid, body }));
         }
         self.send_barriers();
         std::mem::take(&mut self.out)
@@ -545,7 +577,9 @@ impl ClientCore {
             ControlDown::Hidden(h) => self.hidden(h),
             ControlDown::SyncAck { token } => self.barrier_ack(token),
             ControlDown::Error { code, message } => self.event(Event::error(code, message)),
-            ControlDown::LoginOk { .. } | ControlDown::LoginRefused { .. } | ControlDown::Closing { .. } => {}
+            ControlDown::LoginOk { .. }
+            | ControlDown::LoginRefused { .. }
+            | ControlDown::Closing { .. } => {}
         }
         std::mem::take(&mut self.out)
     }
@@ -560,7 +594,8 @@ impl ClientCore {
                     s.last_seq = Some(s.last_seq.unwrap_or(0).max(upto));
                     self.dirty = true;
                     if more {
-                        self.out.push(Output::Conv(conv, ConvUp::Catchup { after: upto }));
+                        self.out
+                            .push(Output::Conv(conv, ConvUp::Catchup { after: upto }));
                     } else {
                         s.stream = Stream::Open;
                         self.complete_barriers();
@@ -593,7 +628,9 @@ impl ClientCore {
                     .into_iter()
                     .filter_map(|e| {
                         let text = match e.kind {
-                            EventKind::Message { body } => Some(String::from_utf8_lossy(&body).into_owned()),
+                            EventKind::Message { body } => {
+                                Some(String::from_utf8_lossy(&body).into_owned())
+                            }
                             EventKind::Erased => None,
                             EventKind::Tombstone { .. } => return None,
                         };
@@ -607,10 +644,18 @@ impl ClientCore {
                     })
                     .collect();
                 let conv = self.label(&conv);
-                self.event(Event::History { conv, messages, more });
+                self.event(Event::History {
+                    conv,
+                    messages,
+                    more,
+                });
             }
             ConvDown::SyncAck { token } => self.barrier_ack(token),
-            ConvDown::Error { code, message, cmid } => {
+            ConvDown::Error {
+                code,
+                message,
+                cmid,
+            } => {
                 match cmid {
                     Some(cmid) => {
                         let before = self.outbox.len();
@@ -623,7 +668,10 @@ impl ClientCore {
                     None => {
                         // The conversation could not be opened (e.g. unknown user): forget
                         // it and what was queued for it.
-                        let catching = self.convs.get(&conv).is_some_and(|s| s.stream == Stream::CatchingUp);
+                        let catching = self
+                            .convs
+                            .get(&conv)
+                            .is_some_and(|s| s.stream == Stream::CatchingUp);
                         if catching {
                             self.convs.remove(&conv);
                             self.outbox.retain(|p| p.conv != conv);
@@ -652,7 +700,8 @@ impl ClientCore {
         if live && e.seq > last + 1 {
             // A gap: ask again from where we are; this event comes back in order.
             state.stream = Stream::CatchingUp;
-            self.out.push(Output::Conv(conv.clone(), ConvUp::Catchup { after: last }));
+            self.out
+                .push(Output::Conv(conv.clone(), ConvUp::Catchup { after: last }));
             return;
         }
         state.last_seq = Some(e.seq);
@@ -671,7 +720,11 @@ impl ClientCore {
                     return;
                 }
                 // Our own message, stored before a disconnect ate the ack.
-                if let Some(i) = self.outbox.iter().position(|p| p.cmid == e.cmid && e.sender.eq_ignore_ascii_case(&self.me)) {
+                if let Some(i) = self
+                    .outbox
+                    .iter()
+                    .position(|p| p.cmid == e.cmid && e.sender.eq_ignore_ascii_case(&self.me))
+                {
                     let p = self.outbox.remove(i);
                     self.event(Event::Sent {
                         conv: label,
@@ -683,7 +736,9 @@ impl ClientCore {
                     return;
                 }
                 let text = match kind {
-                    EventKind::Message { body } => Some(String::from_utf8_lossy(&body).into_owned()),
+                    EventKind::Message { body } => {
+                        Some(String::from_utf8_lossy(&body).into_owned())
+                    }
                     _ => None,
                 };
                 self.event(Event::Message {
@@ -723,7 +778,11 @@ impl Backoff {
     pub fn next_delay(&mut self, jitter: f64) -> Duration {
         let base = (Self::BASE * Self::FACTOR.powi(self.attempt.min(64) as i32)).min(Self::CAP);
         self.attempt = self.attempt.saturating_add(1);
-        let j = if jitter.is_finite() { jitter.clamp(-1.0, 1.0) } else { 0.0 };
+        let j = if jitter.is_finite() {
+            jitter.clamp(-1.0, 1.0)
+        } else {
+            0.0
+        };
         Duration::from_secs_f64(base * (1.0 + 0.2 * j))
     }
 }

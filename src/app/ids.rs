@@ -209,9 +209,6 @@ mod tests {
         assert_eq!(c.label_for("bob"), "@alice");
         assert!(!c.has_member("carol"));
         assert_eq!(ConvId::from_storage_key(&c.storage_key()), Some(c));
-        assert_eq!(
-            ConvId::from_storage_key(GENERAL),
-            Some(ConvId::General)
-        );
+        assert_eq!(ConvId::from_storage_key(GENERAL), Some(ConvId::General));
     }
 }

@@ -107,7 +107,10 @@ impl<K: Hash + Eq + Clone> FailureWindow<K> {
         let Some(q) = self.fails.get_mut(key) else {
             return 0;
         };
-        while q.front().is_some_and(|t| now_ms.saturating_sub(*t) >= WINDOW_MS) {
+        while q
+            .front()
+            .is_some_and(|t| now_ms.saturating_sub(*t) >= WINDOW_MS)
+        {
             q.pop_front();
         }
         let n = q.len();
@@ -133,8 +136,10 @@ impl<K: Hash + Eq + Clone> FailureWindow<K> {
 
     /// Forgets every key whose window is empty (bounded memory).
     pub fn gc(&mut self, now_ms: u64) {
-        self.fails
-            .retain(|_, q| q.back().is_some_and(|t| now_ms.saturating_sub(*t) < WINDOW_MS));
+        self.fails.retain(|_, q| {
+            q.back()
+                .is_some_and(|t| now_ms.saturating_sub(*t) < WINDOW_MS)
+        });
     }
 }
 

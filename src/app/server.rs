@@ -194,10 +194,7 @@ pub enum ServerLog {
 #[derive(Debug)]
 enum ConnState {
     Connected,
-    Verifying {
-        name: UserName,
-        hide_cursor: u64,
-    },
+    Verifying { name: UserName, hide_cursor: u64 },
     LoggedIn(Session),
 }
 
@@ -263,7 +260,8 @@ impl<S: Store> ServerCore<S> {
             self.last_gc = now_ms;
         }
         if let Err(e) = self.dispatch(input, now_ms) {
-            self.out.push(Output::Log(ServerLog::StoreFailed { error: e.0 }));
+            self.out
+                .push(Output::Log(ServerLog::StoreFailed { error: e.0 }));
         }
         std::mem::take(&mut self.out)
     }
@@ -524,7 +522,8 @@ impl<S: Store> ServerCore<S> {
         now: u64,
     ) -> Result<(), StoreError> {
         if version != PROTOCOL_VERSION {
-            let msg = format!("this server speaks protocol {PROTOCOL_VERSION}, the client {version}");
+            let msg =
+                format!("this server speaks protocol {PROTOCOL_VERSION}, the client {version}");
             self.refuse_login(conn, &user, ErrorCode::BadRequest, msg);
             return Ok(());
         }
@@ -658,19 +657,32 @@ impl<S: Store> ServerCore<S> {
 
     /// Rebuilds a client-supplied conversation id in canonical form, checking membership
     /// and that the peer exists.
-    fn canonical_conv(&mut self, key: &str, conv: &ConvId) -> Result<Result<ConvId, (ErrorCode, String)>, StoreError> {
+    fn canonical_conv(
+        &mut self,
+        key: &str,
+        conv: &ConvId,
+    ) -> Result<Result<ConvId, (ErrorCode, String)>, StoreError> {
         let ConvId::Direct(a, b) = conv else {
             return Ok(Ok(ConvId::General));
         };
         if a != key && b != key {
-            return Ok(Err((ErrorCode::NotFound, "not a conversation of yours".into())));
+            return Ok(Err((
+                ErrorCode::NotFound,
+                "not a conversation of yours".into(),
+            )));
         }
         let peer = if a == key { b } else { a };
         let Ok(peer_name) = UserName::parse(peer) else {
-            return Ok(Err((ErrorCode::UnknownUser, format!("no user named {peer}"))));
+            return Ok(Err((
+                ErrorCode::UnknownUser,
+                format!("no user named {peer}"),
+            )));
         };
         let Some(rec) = self.store.user(&peer_name.key())? else {
-            return Ok(Err((ErrorCode::UnknownUser, format!("no user named {peer}"))));
+            return Ok(Err((
+                ErrorCode::UnknownUser,
+                format!("no user named {peer}"),
+            )));
         };
         let me = UserName::parse(key).map_err(|e| StoreError(e.to_string()))?;
         let peer = UserName::parse(&rec.name).unwrap_or(peer_name);
@@ -695,7 +707,13 @@ impl<S: Store> ServerCore<S> {
                     }
                     return self.catch_up(conn, &key, &conv, after);
                 }
-                Ok(_) => self.conv_error(conn, &conv, ErrorCode::BadRequest, "malformed conversation id", None),
+                Ok(_) => self.conv_error(
+                    conn,
+                    &conv,
+                    ErrorCode::BadRequest,
+                    "malformed conversation id",
+                    None,
+                ),
                 Err((code, msg)) => self.conv_error(conn, &conv, code, msg, None),
             }
             return Ok(());
@@ -706,7 +724,13 @@ impl<S: Store> ServerCore<S> {
             return Ok(());
         }
         if !is_open {
-            self.conv_error(conn, &conv, ErrorCode::BadRequest, "open the conversation first", None);
+            self.conv_error(
+                conn,
+                &conv,
+                ErrorCode::BadRequest,
+                "open the conversation first",
+                None,
+            );
             return Ok(());
         }
         match up {
@@ -717,7 +741,9 @@ impl<S: Store> ServerCore<S> {
                     0 => self.limits.history_page,
                     n => n.min(self.limits.history_max),
                 };
-                let events = self.store.events_before(&conv, before.unwrap_or(u64::MAX), limit, &key)?;
+                let events =
+                    self.store
+                        .events_before(&conv, before.unwrap_or(u64::MAX), limit, &key)?;
                 let more = events.first().is_some_and(|e| e.seq > 1);
                 self.conv_out(conn, &conv, ConvDown::History { events, more });
             }
@@ -726,7 +752,13 @@ impl<S: Store> ServerCore<S> {
         Ok(())
     }
 
-    fn catch_up(&mut self, conn: ConnId, key: &str, conv: &ConvId, after: Option<u64>) -> Result<(), StoreError> {
+    fn catch_up(
+        &mut self,
+        conn: ConnId,
+        key: &str,
+        conv: &ConvId,
+        after: Option<u64>,
+    ) -> Result<(), StoreError> {
         let (events, more) = match after {
             Some(after) => {
                 let max = self.limits.history_max;
@@ -771,13 +803,25 @@ impl<S: Store> ServerCore<S> {
             return Ok(());
         }
         if body.is_empty() {
-            self.conv_error(conn, conv, ErrorCode::BadRequest, "empty message", Some(cmid));
+            self.conv_error(
+                conn,
+                conv,
+                ErrorCode::BadRequest,
+                "empty message",
+                Some(cmid),
+            );
             return Ok(());
         }
         let text = match (conv, std::str::from_utf8(&body)) {
             (ConvId::General, Ok(t)) => Some(t.to_owned()),
             (ConvId::General, Err(_)) => {
-                self.conv_error(conn, conv, ErrorCode::BadRequest, "message is not UTF-8 text", Some(cmid));
+                self.conv_error(
+                    conn,
+                    conv,
+                    ErrorCode::BadRequest,
+                    "message is not UTF-8 text",
+                    Some(cmid),
+                );
                 return Ok(());
             }
             _ => None,
@@ -792,7 +836,9 @@ impl<S: Store> ServerCore<S> {
             self.conv_error(conn, conv, ErrorCode::RateLimited, msg, Some(cmid));
             return Ok(());
         }
-        let (event, dup) = self.store.insert_message(conv, name.as_str(), cmid, &body, now)?;
+        let (event, dup) = self
+            .store
+            .insert_message(conv, name.as_str(), cmid, &body, now)?;
         self.conv_out(
             conn,
             conv,
@@ -805,7 +851,10 @@ impl<S: Store> ServerCore<S> {
         );
         if !dup {
             self.fan_out(conv, &event, Some(conn));
-            let to = conv.peer_of(&name.key()).unwrap_or(super::ids::GENERAL).to_owned();
+            let to = conv
+                .peer_of(&name.key())
+                .unwrap_or(super::ids::GENERAL)
+                .to_owned();
             self.log(ServerLog::Message {
                 conn: Some(conn),
                 from: name.to_string(),
@@ -849,7 +898,11 @@ impl<S: Store> ServerCore<S> {
     ) -> Result<(), StoreError> {
         let found = self.store.event(id)?.filter(|s| s.conv.has_member(key));
         let Some(stored) = found else {
-            self.control_error(conn, ErrorCode::NotFound, format!("no message {id} in your conversations"));
+            self.control_error(
+                conn,
+                ErrorCode::NotFound,
+                format!("no message {id} in your conversations"),
+            );
             return Ok(());
         };
         let conv = stored.conv;
@@ -865,7 +918,11 @@ impl<S: Store> ServerCore<S> {
                     hseq: hseq.unwrap_or(0),
                 };
                 let targets: Vec<ConnId> = match hseq {
-                    Some(_) => self.online.get(key).map(|s| s.iter().copied().collect()).unwrap_or_default(),
+                    Some(_) => self
+                        .online
+                        .get(key)
+                        .map(|s| s.iter().copied().collect())
+                        .unwrap_or_default(),
                     None => vec![conn],
                 };
                 for c in targets {
@@ -873,11 +930,19 @@ impl<S: Store> ServerCore<S> {
                 }
             }
             (EventKind::Erased, DeleteScope::Everyone) => {
-                self.control_error(conn, ErrorCode::NotFound, format!("message {id} was already deleted"));
+                self.control_error(
+                    conn,
+                    ErrorCode::NotFound,
+                    format!("message {id} was already deleted"),
+                );
             }
             (EventKind::Message { .. }, DeleteScope::Everyone) => {
                 if stored.event.sender.to_ascii_lowercase() != key {
-                    self.control_error(conn, ErrorCode::NotAuthor, "only the author can delete a message for everyone");
+                    self.control_error(
+                        conn,
+                        ErrorCode::NotAuthor,
+                        "only the author can delete a message for everyone",
+                    );
                     return Ok(());
                 }
                 let window_ms = self.limits.delete_window_secs.saturating_mul(1000);

@@ -40,8 +40,13 @@ pub trait Store {
     /// Whether some user other than `key` has this look-alike skeleton.
     fn skeleton_taken(&mut self, skeleton: &str, key: &str) -> StoreResult<bool>;
     /// Registers a user; `false` if the key or skeleton was taken meanwhile.
-    fn create_user(&mut self, name: &str, key: &str, skeleton: &str, phc: &str)
-    -> StoreResult<bool>;
+    fn create_user(
+        &mut self,
+        name: &str,
+        key: &str,
+        skeleton: &str,
+        phc: &str,
+    ) -> StoreResult<bool>;
     /// Stores a message unless `(sender_key, cmid)` exists; returns the stored event and
     /// whether it already existed.
     fn insert_message(
@@ -95,7 +100,14 @@ pub struct MemStore {
 }
 
 impl MemStore {
-    fn push(&mut self, conv: &ConvId, sender: &str, cmid: ClientMsgId, ts: u64, kind: EventKind) -> ConvEvent {
+    fn push(
+        &mut self,
+        conv: &ConvId,
+        sender: &str,
+        cmid: ClientMsgId,
+        ts: u64,
+        kind: EventKind,
+    ) -> ConvEvent {
         let seq = self.seqs.entry(conv.clone()).or_default();
         *seq += 1;
         let event = ConvEvent {
@@ -116,10 +128,16 @@ impl MemStore {
         event
     }
 
-    fn visible<'a>(&'a self, conv: &'a ConvId, viewer: &'a str) -> impl Iterator<Item = &'a ConvEvent> + 'a {
+    fn visible<'a>(
+        &'a self,
+        conv: &'a ConvId,
+        viewer: &'a str,
+    ) -> impl Iterator<Item = &'a ConvEvent> + 'a {
         self.events
             .values()
-            .filter(move |e| &e.conv == conv && !self.hidden_set.contains(&(viewer.to_owned(), e.event.id)))
+            .filter(move |e| {
+                &e.conv == conv && !self.hidden_set.contains(&(viewer.to_owned(), e.event.id))
+            })
             .map(|e| &e.event)
     }
 }
@@ -130,10 +148,19 @@ impl Store for MemStore {
     }
 
     fn skeleton_taken(&mut self, skeleton: &str, key: &str) -> StoreResult<bool> {
-        Ok(self.users.iter().any(|(k, (_, s))| s == skeleton && k != key))
+        Ok(self
+            .users
+            .iter()
+            .any(|(k, (_, s))| s == skeleton && k != key))
     }
 
-    fn create_user(&mut self, name: &str, key: &str, skeleton: &str, phc: &str) -> StoreResult<bool> {
+    fn create_user(
+        &mut self,
+        name: &str,
+        key: &str,
+        skeleton: &str,
+        phc: &str,
+    ) -> StoreResult<bool> {
         if self.users.contains_key(key) || self.skeleton_taken(skeleton, key)? {
             return Ok(false);
         }
@@ -141,7 +168,8 @@ impl Store for MemStore {
             name: name.to_owned(),
             phc: phc.to_owned(),
         };
-        self.users.insert(key.to_owned(), (rec, skeleton.to_owned()));
+        self.users
+            .insert(key.to_owned(), (rec, skeleton.to_owned()));
         Ok(true)
     }
 
@@ -157,7 +185,15 @@ impl Store for MemStore {
         if let Some(id) = self.by_cmid.get(&key) {
             return Ok((self.events[id].event.clone(), true));
         }
-        let e = self.push(conv, sender, cmid, ts, EventKind::Message { body: body.to_vec() });
+        let e = self.push(
+            conv,
+            sender,
+            cmid,
+            ts,
+            EventKind::Message {
+                body: body.to_vec(),
+            },
+        );
         self.by_cmid.insert(key, e.id);
         Ok((e, false))
     }
@@ -173,10 +209,22 @@ impl Store for MemStore {
             .ok_or_else(|| StoreError("no such message".into()))?;
         stored.event.kind = EventKind::Erased;
         let (conv, sender) = (stored.conv.clone(), stored.event.sender.clone());
-        Ok(self.push(&conv, &sender, cmid, ts, EventKind::Tombstone { target: id }))
+        Ok(self.push(
+            &conv,
+            &sender,
+            cmid,
+            ts,
+            EventKind::Tombstone { target: id },
+        ))
     }
 
-    fn events_after(&mut self, conv: &ConvId, after: Seq, limit: usize, viewer: &str) -> StoreResult<Vec<ConvEvent>> {
+    fn events_after(
+        &mut self,
+        conv: &ConvId,
+        after: Seq,
+        limit: usize,
+        viewer: &str,
+    ) -> StoreResult<Vec<ConvEvent>> {
         Ok(self
             .visible(conv, viewer)
             .filter(|e| e.seq > after)
@@ -185,8 +233,18 @@ impl Store for MemStore {
             .collect())
     }
 
-    fn events_before(&mut self, conv: &ConvId, before: Seq, limit: usize, viewer: &str) -> StoreResult<Vec<ConvEvent>> {
-        let mut v: Vec<_> = self.visible(conv, viewer).filter(|e| e.seq < before).cloned().collect();
+    fn events_before(
+        &mut self,
+        conv: &ConvId,
+        before: Seq,
+        limit: usize,
+        viewer: &str,
+    ) -> StoreResult<Vec<ConvEvent>> {
+        let mut v: Vec<_> = self
+            .visible(conv, viewer)
+            .filter(|e| e.seq < before)
+            .cloned()
+            .collect();
         let skip = v.len().saturating_sub(limit);
         Ok(v.split_off(skip))
     }

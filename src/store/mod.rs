@@ -65,7 +65,8 @@ pub struct SqliteStore {
 impl SqliteStore {
     /// Opens (or creates) `livewire.db` in `data_dir` and applies migrations.
     pub fn open(data_dir: &Path) -> StoreResult<Self> {
-        std::fs::create_dir_all(data_dir).map_err(|e| err(format!("{}: {e}", data_dir.display())))?;
+        std::fs::create_dir_all(data_dir)
+            .map_err(|e| err(format!("{}: {e}", data_dir.display())))?;
         let path = data_dir.join("livewire.db");
         let db = Connection::open(&path).map_err(|e| err(format!("{}: {e}", path.display())))?;
         Self::setup(db)
@@ -77,7 +78,8 @@ impl SqliteStore {
     }
 
     fn setup(db: Connection) -> StoreResult<Self> {
-        db.busy_timeout(std::time::Duration::from_secs(5)).map_err(err)?;
+        db.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(err)?;
         db.execute_batch(
             "PRAGMA journal_mode = WAL;
              PRAGMA synchronous = FULL;
@@ -104,7 +106,8 @@ impl SqliteStore {
         for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
             let tx = self.db.transaction().map_err(err)?;
             tx.execute_batch(sql).map_err(err)?;
-            tx.pragma_update(None, "user_version", (i + 1) as i64).map_err(err)?;
+            tx.pragma_update(None, "user_version", (i + 1) as i64)
+                .map_err(err)?;
             tx.commit().map_err(err)?;
         }
         Ok(())
@@ -168,7 +171,14 @@ impl SqliteStore {
         ))
     }
 
-    fn append(&mut self, conv: &ConvId, sender: &str, cmid: ClientMsgId, ts: u64, kind: &EventKind) -> StoreResult<ConvEvent> {
+    fn append(
+        &mut self,
+        conv: &ConvId,
+        sender: &str,
+        cmid: ClientMsgId,
+        ts: u64,
+        kind: &EventKind,
+    ) -> StoreResult<ConvEvent> {
         let key = conv.storage_key();
         let seq = self.last_seq(conv)? + 1;
         let (k, body, target) = match kind {
@@ -180,14 +190,27 @@ impl SqliteStore {
             .execute(
                 "INSERT INTO events (conv, seq, kind, sender, sender_key, cmid, body, target, ts)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-                params![key, seq as i64, k, sender, sender.to_ascii_lowercase(), &cmid.0[..], body, target, ts as i64],
+                params![
+                    key,
+                    seq as i64,
+                    k,
+                    sender,
+                    sender.to_ascii_lowercase(),
+                    &cmid.0[..],
+                    body,
+                    target,
+                    ts as i64
+                ],
             )
             .map_err(err)?;
         let id = self.db.last_insert_rowid() as u64;
         if let ConvId::Direct(a, b) = conv {
             for m in [a, b] {
                 self.db
-                    .execute("INSERT OR IGNORE INTO members (conv, user_key) VALUES (?1, ?2)", params![key, m])
+                    .execute(
+                        "INSERT OR IGNORE INTO members (conv, user_key) VALUES (?1, ?2)",
+                        params![key, m],
+                    )
                     .map_err(err)?;
             }
         }
@@ -201,11 +224,23 @@ impl SqliteStore {
         })
     }
 
-    fn query_events(&mut self, sql: &str, conv: &ConvId, bound: Seq, limit: usize, viewer: &str) -> StoreResult<Vec<ConvEvent>> {
+    fn query_events(
+        &mut self,
+        sql: &str,
+        conv: &ConvId,
+        bound: Seq,
+        limit: usize,
+        viewer: &str,
+    ) -> StoreResult<Vec<ConvEvent>> {
         let mut stmt = self.db.prepare_cached(sql).map_err(err)?;
         let rows = stmt
             .query_map(
-                params![conv.storage_key(), bound.min(i64::MAX as u64) as i64, limit as i64, viewer],
+                params![
+                    conv.storage_key(),
+                    bound.min(i64::MAX as u64) as i64,
+                    limit as i64,
+                    viewer
+                ],
                 Self::row_event,
             )
             .map_err(err)?;
@@ -238,7 +273,13 @@ impl Store for SqliteStore {
             .map_err(err)
     }
 
-    fn create_user(&mut self, name: &str, key: &str, skeleton: &str, phc: &str) -> StoreResult<bool> {
+    fn create_user(
+        &mut self,
+        name: &str,
+        key: &str,
+        skeleton: &str,
+        phc: &str,
+    ) -> StoreResult<bool> {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs() as i64)
@@ -273,14 +314,26 @@ impl Store for SqliteStore {
         if let Some((_, e)) = existing {
             return Ok((e, true));
         }
-        let e = self.append(conv, sender, cmid, ts, &EventKind::Message { body: body.to_vec() })?;
+        let e = self.append(
+            conv,
+            sender,
+            cmid,
+            ts,
+            &EventKind::Message {
+                body: body.to_vec(),
+            },
+        )?;
         Ok((e, false))
     }
 
     fn event(&mut self, id: MsgId) -> StoreResult<Option<StoredEvent>> {
         let row = self
             .db
-            .query_row("SELECT * FROM events WHERE id = ?1", [id as i64], Self::row_event)
+            .query_row(
+                "SELECT * FROM events WHERE id = ?1",
+                [id as i64],
+                Self::row_event,
+            )
             .optional()
             .map_err(err)?;
         Ok(row.and_then(|(conv, event)| {
@@ -291,12 +344,27 @@ impl Store for SqliteStore {
     fn erase(&mut self, id: MsgId, cmid: ClientMsgId, ts: u64) -> StoreResult<ConvEvent> {
         let stored = self.event(id)?.ok_or_else(|| err("no such message"))?;
         self.db
-            .execute("UPDATE events SET kind = 1, body = NULL WHERE id = ?1", [id as i64])
+            .execute(
+                "UPDATE events SET kind = 1, body = NULL WHERE id = ?1",
+                [id as i64],
+            )
             .map_err(err)?;
-        self.append(&stored.conv, &stored.event.sender, cmid, ts, &EventKind::Tombstone { target: id })
+        self.append(
+            &stored.conv,
+            &stored.event.sender,
+            cmid,
+            ts,
+            &EventKind::Tombstone { target: id },
+        )
     }
 
-    fn events_after(&mut self, conv: &ConvId, after: Seq, limit: usize, viewer: &str) -> StoreResult<Vec<ConvEvent>> {
+    fn events_after(
+        &mut self,
+        conv: &ConvId,
+        after: Seq,
+        limit: usize,
+        viewer: &str,
+    ) -> StoreResult<Vec<ConvEvent>> {
         self.query_events(
             "SELECT * FROM events WHERE conv = ?1 AND seq > ?2
                AND id NOT IN (SELECT msg_id FROM hidden WHERE user_key = ?4)
@@ -308,7 +376,13 @@ impl Store for SqliteStore {
         )
     }
 
-    fn events_before(&mut self, conv: &ConvId, before: Seq, limit: usize, viewer: &str) -> StoreResult<Vec<ConvEvent>> {
+    fn events_before(
+        &mut self,
+        conv: &ConvId,
+        before: Seq,
+        limit: usize,
+        viewer: &str,
+    ) -> StoreResult<Vec<ConvEvent>> {
         let mut v = self.query_events(
             "SELECT * FROM events WHERE conv = ?1 AND seq < ?2
                AND id NOT IN (SELECT msg_id FROM hidden WHERE user_key = ?4)
@@ -339,7 +413,9 @@ impl Store for SqliteStore {
             .db
             .prepare_cached("SELECT conv FROM members WHERE user_key = ?1")
             .map_err(err)?;
-        let rows = stmt.query_map([key], |r| r.get::<_, String>(0)).map_err(err)?;
+        let rows = stmt
+            .query_map([key], |r| r.get::<_, String>(0))
+            .map_err(err)?;
         for r in rows {
             if let Some(c) = ConvId::from_storage_key(&r.map_err(err)?) {
                 convs.push(c);
@@ -389,7 +465,11 @@ impl Store for SqliteStore {
             .map_err(err)?;
         let rows = stmt
             .query_map(params![key, after.min(i64::MAX as u64) as i64], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, i64>(2)?,
+                ))
             })
             .map_err(err)?;
         let mut out = Vec::new();
@@ -415,13 +495,19 @@ mod tests {
     fn messages_get_sequences_and_resends_are_idempotent() {
         let mut s = SqliteStore::in_memory().unwrap();
         let g = ConvId::General;
-        let (a, dup) = s.insert_message(&g, "Alice", ClientMsgId([1; 16]), b"hi", 5).unwrap();
+        let (a, dup) = s
+            .insert_message(&g, "Alice", ClientMsgId([1; 16]), b"hi", 5)
+            .unwrap();
         assert!(!dup);
         assert_eq!((a.seq, a.sender.as_str()), (1, "Alice"));
-        let (b, dup) = s.insert_message(&g, "alice", ClientMsgId([1; 16]), b"hi", 6).unwrap();
+        let (b, dup) = s
+            .insert_message(&g, "alice", ClientMsgId([1; 16]), b"hi", 6)
+            .unwrap();
         assert!(dup);
         assert_eq!(b, a);
-        let (c, _) = s.insert_message(&g, "bob", ClientMsgId([1; 16]), b"yo", 7).unwrap();
+        let (c, _) = s
+            .insert_message(&g, "bob", ClientMsgId([1; 16]), b"yo", 7)
+            .unwrap();
         assert_eq!(c.seq, 2);
         assert_eq!(s.events_after(&g, 0, 10, "carol").unwrap().len(), 2);
         assert_eq!(s.events_before(&g, u64::MAX, 1, "carol").unwrap(), vec![c]);
@@ -431,21 +517,31 @@ mod tests {
     fn erase_leaves_a_tombstone_and_no_body() {
         let mut s = SqliteStore::in_memory().unwrap();
         let d = ConvId::Direct("alice".into(), "bob".into());
-        let (m, _) = s.insert_message(&d, "alice", ClientMsgId([1; 16]), b"secret", 1).unwrap();
+        let (m, _) = s
+            .insert_message(&d, "alice", ClientMsgId([1; 16]), b"secret", 1)
+            .unwrap();
         let t = s.erase(m.id, ClientMsgId([9; 16]), 2).unwrap();
         assert_eq!(t.kind, EventKind::Tombstone { target: m.id });
         assert_eq!(t.seq, 2);
         let ev = s.events_after(&d, 0, 10, "bob").unwrap();
         assert_eq!(ev[0].kind, EventKind::Erased);
-        assert_eq!(s.conversations("bob").unwrap(), vec![(ConvId::General, 0), (d.clone(), 2)]);
-        assert_eq!(s.conversations("carol").unwrap(), vec![(ConvId::General, 0)]);
+        assert_eq!(
+            s.conversations("bob").unwrap(),
+            vec![(ConvId::General, 0), (d.clone(), 2)]
+        );
+        assert_eq!(
+            s.conversations("carol").unwrap(),
+            vec![(ConvId::General, 0)]
+        );
     }
 
     #[test]
     fn hides_are_per_user_and_numbered() {
         let mut s = SqliteStore::in_memory().unwrap();
         let g = ConvId::General;
-        let (m, _) = s.insert_message(&g, "alice", ClientMsgId([1; 16]), b"x", 1).unwrap();
+        let (m, _) = s
+            .insert_message(&g, "alice", ClientMsgId([1; 16]), b"x", 1)
+            .unwrap();
         assert_eq!(s.hide("bob", &g, m.id).unwrap(), Some(1));
         assert_eq!(s.hide("bob", &g, m.id).unwrap(), None);
         assert!(s.events_after(&g, 0, 10, "bob").unwrap().is_empty());
@@ -470,7 +566,8 @@ mod tests {
         {
             let mut s = SqliteStore::open(dir.path()).unwrap();
             s.begin().unwrap();
-            s.insert_message(&ConvId::General, "a", ClientMsgId([1; 16]), b"x", 1).unwrap();
+            s.insert_message(&ConvId::General, "a", ClientMsgId([1; 16]), b"x", 1)
+                .unwrap();
             s.commit().unwrap();
         }
         let mut s = SqliteStore::open(dir.path()).unwrap();

@@ -18,7 +18,9 @@ use super::quic::{self, Connection, Endpoint, RecvStream, SendStream};
 use super::tls::{PinStore, PinningVerifier, SERVER_NAME};
 use crate::app::client::{Backoff, ClientCore, Command, Event, Output, SavedState};
 use crate::app::ids::ConvId;
-use crate::app::protocol::{ControlDown, ControlUp, ConvDown, ConvEvent, ConvUp, ErrorCode, EventKind, PROTOCOL_VERSION};
+use crate::app::protocol::{
+    ControlDown, ControlUp, ConvDown, ConvEvent, ConvUp, ErrorCode, EventKind, PROTOCOL_VERSION,
+};
 
 /// Frames the client sends are small; this bounds them.
 const MAX_UP_FRAME: usize = 64 * 1024;
@@ -62,7 +64,9 @@ pub enum Fatal {
     #[error("login refused: {0}")]
     LoginRefused(String),
     /// No pin for this server and no permission to trust it (exit 4).
-    #[error("unknown server {server} with certificate {fingerprint}; rerun with --accept-new or --fingerprint {fingerprint} if you trust it")]
+    #[error(
+        "unknown server {server} with certificate {fingerprint}; rerun with --accept-new or --fingerprint {fingerprint} if you trust it"
+    )]
     UnknownServer {
         /// `host:port`.
         server: String,
@@ -70,7 +74,9 @@ pub enum Fatal {
         fingerprint: String,
     },
     /// The server's certificate differs from the pinned one (exit 4).
-    #[error("the certificate of {server} changed: pinned {expected}, presented {got}. This can mean an attack; if the server's certificate really changed, remove its line from {pin_file} or pass --fingerprint {got}")]
+    #[error(
+        "the certificate of {server} changed: pinned {expected}, presented {got}. This can mean an attack; if the server's certificate really changed, remove its line from {pin_file} or pass --fingerprint {got}"
+    )]
     CertMismatch {
         /// `host:port`.
         server: String,
@@ -125,7 +131,10 @@ pub fn start(opts: ClientOptions) -> (ClientHandle, async_channel::Receiver<Clie
 }
 
 /// Starts a client on the given tokio runtime (for callers outside it, like the GUI).
-pub fn start_on(opts: ClientOptions, rt: &tokio::runtime::Handle) -> (ClientHandle, async_channel::Receiver<ClientEvent>) {
+pub fn start_on(
+    opts: ClientOptions,
+    rt: &tokio::runtime::Handle,
+) -> (ClientHandle, async_channel::Receiver<ClientEvent>) {
     let (cmd_tx, cmd_rx) = async_channel::unbounded();
     let (ev_tx, ev_rx) = async_channel::unbounded();
     rt.spawn(async move {
@@ -170,7 +179,10 @@ fn save_state(path: &Option<PathBuf>, state: &SavedState) {
             std::fs::create_dir_all(dir)?;
         }
         let tmp = p.with_extension("tmp");
-        std::fs::write(&tmp, serde_json::to_vec(state).map_err(std::io::Error::other)?)?;
+        std::fs::write(
+            &tmp,
+            serde_json::to_vec(state).map_err(std::io::Error::other)?,
+        )?;
         std::fs::rename(tmp, p)
     };
     if let Err(e) = write() {
@@ -194,7 +206,11 @@ fn random_bytes<const N: usize>() -> [u8; N] {
     b
 }
 
-async fn run(opts: ClientOptions, cmds: async_channel::Receiver<Command>, events: &async_channel::Sender<ClientEvent>) -> Result<(), Fatal> {
+async fn run(
+    opts: ClientOptions,
+    cmds: async_channel::Receiver<Command>,
+    events: &async_channel::Sender<ClientEvent>,
+) -> Result<(), Fatal> {
     let mut core = ClientCore::new(&opts.user, load_state(&opts.state_file), random_bytes());
     let mut backoff = Backoff::default();
     let mut ever_connected = false;
@@ -220,7 +236,10 @@ async fn run(opts: ClientOptions, cmds: async_channel::Receiver<Command>, events
             Err(ConnectError::Fatal(f)) => return Err(f),
             Err(ConnectError::Transient(e)) => {
                 if !ever_connected || !opts.reconnect {
-                    return Err(Fatal::Connection(format!("cannot connect to {}: {e}", opts.server)));
+                    return Err(Fatal::Connection(format!(
+                        "cannot connect to {}: {e}",
+                        opts.server
+                    )));
                 }
                 debug!("reconnect failed: {e}");
             }
@@ -228,7 +247,8 @@ async fn run(opts: ClientOptions, cmds: async_channel::Receiver<Command>, events
         if !cmds_open && core.outbox_len() == 0 {
             return Ok(());
         }
-        let jitter = f64::from(u16::from_le_bytes(random_bytes())) / f64::from(u16::MAX) * 2.0 - 1.0;
+        let jitter =
+            f64::from(u16::from_le_bytes(random_bytes())) / f64::from(u16::MAX) * 2.0 - 1.0;
         let delay = backoff.next_delay(jitter);
         debug!("reconnecting in {delay:?}");
         let sleep = tokio::time::sleep(delay);
@@ -262,29 +282,44 @@ async fn resolve(server: &str) -> Result<SocketAddr, String> {
     let mut addrs = tokio::net::lookup_host(server)
         .await
         .map_err(|e| format!("cannot resolve {server}: {e}"))?;
-    addrs.next().ok_or_else(|| format!("{server} has no address"))
+    addrs
+        .next()
+        .ok_or_else(|| format!("{server} has no address"))
 }
 
-async fn connect(opts: &ClientOptions, endpoint: &mut Option<Endpoint>, hide_cursor: u64) -> Result<Session, ConnectError> {
-    let addr = resolve(&opts.server).await.map_err(ConnectError::Transient)?;
-    let pin = opts
-        .pins
-        .get(&opts.server)
-        .map_err(|e| ConnectError::Fatal(Fatal::Config(format!("cannot read the known-servers file: {e}"))))?;
+async fn connect(
+    opts: &ClientOptions,
+    endpoint: &mut Option<Endpoint>,
+    hide_cursor: u64,
+) -> Result<Session, ConnectError> {
+    let addr = resolve(&opts.server)
+        .await
+        .map_err(ConnectError::Transient)?;
+    let pin = opts.pins.get(&opts.server).map_err(|e| {
+        ConnectError::Fatal(Fatal::Config(format!(
+            "cannot read the known-servers file: {e}"
+        )))
+    })?;
     let expected = match (&opts.trust, &pin) {
         (Trust::Fingerprint(f), _) => Some(f.clone()),
         (_, Some(p)) => Some(p.clone()),
         (_, None) => None,
     };
     let verifier = PinningVerifier::new(expected.clone());
-    let config = quic::client_config(verifier.clone()).map_err(|e| ConnectError::Fatal(Fatal::Config(e.to_string())))?;
+    let config = quic::client_config(verifier.clone())
+        .map_err(|e| ConnectError::Fatal(Fatal::Config(e.to_string())))?;
     let ep = match endpoint {
         Some(ep) if ep.local_addr().is_ok_and(|l| l.is_ipv4() == addr.is_ipv4()) => ep.clone(),
         _ => {
-            let bind: SocketAddr = if addr.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" }
-                .parse()
-                .expect("valid wildcard address");
-            let ep = Endpoint::client(bind).map_err(|e| ConnectError::Transient(format!("cannot open a UDP socket: {e}")))?;
+            let bind: SocketAddr = if addr.is_ipv4() {
+                "0.0.0.0:0"
+            } else {
+                "[::]:0"
+            }
+            .parse()
+            .expect("valid wildcard address");
+            let ep = Endpoint::client(bind)
+                .map_err(|e| ConnectError::Transient(format!("cannot open a UDP socket: {e}")))?;
             *endpoint = Some(ep.clone());
             ep
         }
@@ -296,12 +331,14 @@ async fn connect(opts: &ClientOptions, endpoint: &mut Option<Endpoint>, hide_cur
         Ok(c) => c,
         Err(e) => {
             return Err(match (verifier.seen(), expected) {
-                (Some(got), Some(want)) if got != want => ConnectError::Fatal(Fatal::CertMismatch {
-                    server: opts.server.clone(),
-                    expected: want,
-                    got,
-                    pin_file: opts.pins.path().display().to_string(),
-                }),
+                (Some(got), Some(want)) if got != want => {
+                    ConnectError::Fatal(Fatal::CertMismatch {
+                        server: opts.server.clone(),
+                        expected: want,
+                        got,
+                        pin_file: opts.pins.path().display().to_string(),
+                    })
+                }
                 _ => ConnectError::Transient(e.to_string()),
             });
         }
@@ -315,14 +352,20 @@ async fn connect(opts: &ClientOptions, endpoint: &mut Option<Endpoint>, hide_cur
                 fingerprint: seen,
             }));
         }
-        opts.pins
-            .set(&opts.server, &seen)
-            .map_err(|e| ConnectError::Fatal(Fatal::Config(format!("cannot save the server's fingerprint: {e}"))))?;
+        opts.pins.set(&opts.server, &seen).map_err(|e| {
+            ConnectError::Fatal(Fatal::Config(format!(
+                "cannot save the server's fingerprint: {e}"
+            )))
+        })?;
     }
     login(conn, opts, hide_cursor).await
 }
 
-async fn login(conn: Connection, opts: &ClientOptions, hide_cursor: u64) -> Result<Session, ConnectError> {
+async fn login(
+    conn: Connection,
+    opts: &ClientOptions,
+    hide_cursor: u64,
+) -> Result<Session, ConnectError> {
     let transient = |e: &dyn std::fmt::Display| ConnectError::Transient(e.to_string());
     let (mut control, mut control_recv) = conn.open_bi().await.map_err(|e| transient(&e))?;
     let eph = Ephemeral::new();
@@ -334,10 +377,15 @@ async fn login(conn: Connection, opts: &ClientOptions, hide_cursor: u64) -> Resu
         session_pub: client_pub,
         hide_cursor,
     };
-    codec::write_frame(&mut control, &frame, MAX_UP_FRAME).await.map_err(|e| transient(&e))?;
-    let answer = tokio::time::timeout(LOGIN_TIMEOUT, codec::read_frame::<_, ControlDown>(&mut control_recv, MAX_DOWN_FRAME))
+    codec::write_frame(&mut control, &frame, MAX_UP_FRAME)
         .await
-        .map_err(|_| ConnectError::Transient("the server did not answer the login".into()))?;
+        .map_err(|e| transient(&e))?;
+    let answer = tokio::time::timeout(
+        LOGIN_TIMEOUT,
+        codec::read_frame::<_, ControlDown>(&mut control_recv, MAX_DOWN_FRAME),
+    )
+    .await
+    .map_err(|_| ConnectError::Transient("the server did not answer the login".into()))?;
     let login = match answer {
         Ok(Some(l @ ControlDown::LoginOk { .. })) => l,
         Ok(Some(ControlDown::LoginRefused { code, message })) => {
@@ -350,7 +398,11 @@ async fn login(conn: Connection, opts: &ClientOptions, hide_cursor: u64) -> Resu
         Ok(_) => return Err(ConnectError::Transient(close_reason(&conn))),
         Err(e) => return Err(transient(&e)),
     };
-    let ControlDown::LoginOk { session_pub: server_pub, .. } = &login else {
+    let ControlDown::LoginOk {
+        session_pub: server_pub,
+        ..
+    } = &login
+    else {
         unreachable!("matched above")
     };
     let mut exporter = [0u8; 32];
@@ -359,7 +411,12 @@ async fn login(conn: Connection, opts: &ClientOptions, hide_cursor: u64) -> Resu
     let shared = eph
         .agree(server_pub)
         .map_err(|_| ConnectError::Transient("the server sent an invalid session key".into()))?;
-    let keys = Arc::new(SessionKeys::derive(&shared, &exporter, &client_pub, server_pub));
+    let keys = Arc::new(SessionKeys::derive(
+        &shared,
+        &exporter,
+        &client_pub,
+        server_pub,
+    ));
     Ok(Session {
         conn,
         control,
@@ -373,7 +430,11 @@ fn close_reason(conn: &Connection) -> String {
     match conn.close_reason() {
         Some(quinn::ConnectionError::ApplicationClosed(c)) => {
             let text = String::from_utf8_lossy(&c.reason).into_owned();
-            if text.is_empty() { "the server closed the connection".into() } else { text }
+            if text.is_empty() {
+                "the server closed the connection".into()
+            } else {
+                text
+            }
         }
         Some(quinn::ConnectionError::TimedOut) => "the connection timed out".into(),
         Some(e) => e.to_string(),
@@ -406,7 +467,12 @@ fn open_event(keys: &SessionKeys, conv_key: &str, e: &mut ConvEvent) -> bool {
     true
 }
 
-async fn conv_reader(conv: ConvId, mut recv: RecvStream, keys: Arc<SessionKeys>, tx: mpsc::Sender<Incoming>) {
+async fn conv_reader(
+    conv: ConvId,
+    mut recv: RecvStream,
+    keys: Arc<SessionKeys>,
+    tx: mpsc::Sender<Incoming>,
+) {
     let conv_key = conv.storage_key();
     loop {
         let mut down = match codec::read_frame::<_, ConvDown>(&mut recv, MAX_DOWN_FRAME).await {
@@ -420,13 +486,22 @@ async fn conv_reader(conv: ConvId, mut recv: RecvStream, keys: Arc<SessionKeys>,
         match &mut down {
             ConvDown::Event(e) | ConvDown::Backlog(e) => {
                 if !open_event(&keys, &conv_key, e) {
-                    let text = format!("a message from {} failed to decrypt and was dropped", e.sender);
-                    let err = ConvDown::Error { code: ErrorCode::BadRequest, message: text, cmid: None };
+                    let text = format!(
+                        "a message from {} failed to decrypt and was dropped",
+                        e.sender
+                    );
+                    let err = ConvDown::Error {
+                        code: ErrorCode::BadRequest,
+                        message: text,
+                        cmid: None,
+                    };
                     let _ = tx.send(Incoming::Conv(conv.clone(), err)).await;
                     continue;
                 }
             }
-            ConvDown::History { events, .. } => events.retain_mut(|e| open_event(&keys, &conv_key, e)),
+            ConvDown::History { events, .. } => {
+                events.retain_mut(|e| open_event(&keys, &conv_key, e))
+            }
             _ => {}
         }
         if tx.send(Incoming::Conv(conv.clone(), down)).await.is_err() {
@@ -436,7 +511,8 @@ async fn conv_reader(conv: ConvId, mut recv: RecvStream, keys: Arc<SessionKeys>,
 }
 
 async fn control_reader(mut recv: RecvStream, tx: mpsc::Sender<Incoming>) {
-    while let Ok(Some(down)) = codec::read_frame::<_, ControlDown>(&mut recv, MAX_DOWN_FRAME).await {
+    while let Ok(Some(down)) = codec::read_frame::<_, ControlDown>(&mut recv, MAX_DOWN_FRAME).await
+    {
         if tx.send(Incoming::Control(down)).await.is_err() {
             return;
         }
@@ -455,28 +531,46 @@ struct Wire<'a> {
 impl Wire<'_> {
     /// Writes the core's frames, opening conversation streams on first use, and forwards
     /// its events. A write error means the connection is going away; `closed()` reports it.
-    async fn apply(&mut self, outputs: Vec<Output>, events: &async_channel::Sender<ClientEvent>) -> Result<(), String> {
+    async fn apply(
+        &mut self,
+        outputs: Vec<Output>,
+        events: &async_channel::Sender<ClientEvent>,
+    ) -> Result<(), String> {
         for o in outputs {
             match o {
                 Output::Event(e) => {
                     let _ = events.send(ClientEvent::App(e)).await;
                 }
                 Output::Control(up) => {
-                    codec::write_frame(self.control, &up, MAX_UP_FRAME).await.map_err(|e| e.to_string())?;
+                    codec::write_frame(self.control, &up, MAX_UP_FRAME)
+                        .await
+                        .map_err(|e| e.to_string())?;
                 }
                 Output::Conv(conv, mut up) => {
                     if let ConvUp::Send { cmid, body } = &mut up {
                         let conv_key = conv.storage_key();
-                        let aad = Aad { dir: Direction::Up, conv: &conv_key, sender: &self.me_key, cmid: *cmid };
+                        let aad = Aad {
+                            dir: Direction::Up,
+                            conv: &conv_key,
+                            sender: &self.me_key,
+                            cmid: *cmid,
+                        };
                         *body = self.keys.up.seal(&aad, body).map_err(|e| e.to_string())?;
                     }
                     if !self.streams.contains_key(&conv) {
                         let (send, recv) = self.conn.open_bi().await.map_err(|e| e.to_string())?;
-                        tokio::spawn(conv_reader(conv.clone(), recv, self.keys.clone(), self.tx.clone()));
+                        tokio::spawn(conv_reader(
+                            conv.clone(),
+                            recv,
+                            self.keys.clone(),
+                            self.tx.clone(),
+                        ));
                         self.streams.insert(conv.clone(), send);
                     }
                     let stream = self.streams.get_mut(&conv).expect("inserted above");
-                    codec::write_frame(stream, &up, MAX_UP_FRAME).await.map_err(|e| e.to_string())?;
+                    codec::write_frame(stream, &up, MAX_UP_FRAME)
+                        .await
+                        .map_err(|e| e.to_string())?;
                 }
             }
         }
@@ -501,7 +595,15 @@ async fn run_session(
     } = session;
     let (tx, mut rx) = mpsc::channel(1024);
     let reader = tokio::spawn(control_reader(control_recv, tx.clone()));
-    let ControlDown::LoginOk { user, convs, online, hidden, .. } = login else {
+    let ControlDown::LoginOk {
+        user,
+        convs,
+        online,
+        hidden,
+        delete_window_secs,
+        ..
+    } = login
+    else {
         unreachable!("login() returns LoginOk")
     };
     let mut wire = Wire {
@@ -516,7 +618,7 @@ async fn run_session(
     let mut draining = false;
     let mut closing_reason: Option<String> = None;
     let mut save_tick = tokio::time::interval(Duration::from_millis(250));
-    let outputs = core.logged_in(user, convs, online, hidden);
+    let outputs = core.logged_in(user, convs, online, hidden, delete_window_secs);
     let mut result = wire.apply(outputs, events).await;
     if !*cmds_open {
         draining = true;

@@ -108,9 +108,20 @@ mod tests {
         write_frame(&mut a, &msg, 1024).await.unwrap();
         write_frame(&mut a, &ControlUp::Who, 1024).await.unwrap();
         drop(a);
-        assert_eq!(read_frame::<_, ConvUp>(&mut b, 1024).await.unwrap(), Some(msg));
-        assert_eq!(read_frame::<_, ControlUp>(&mut b, 1024).await.unwrap(), Some(ControlUp::Who));
-        assert!(read_frame::<_, ControlUp>(&mut b, 1024).await.unwrap().is_none());
+        assert_eq!(
+            read_frame::<_, ConvUp>(&mut b, 1024).await.unwrap(),
+            Some(msg)
+        );
+        assert_eq!(
+            read_frame::<_, ControlUp>(&mut b, 1024).await.unwrap(),
+            Some(ControlUp::Who)
+        );
+        assert!(
+            read_frame::<_, ControlUp>(&mut b, 1024)
+                .await
+                .unwrap()
+                .is_none()
+        );
     }
 
     #[tokio::test]
@@ -128,10 +139,16 @@ mod tests {
         let (mut a, mut b) = tokio::io::duplex(64);
         a.write_all(&[0, 0, 0, 9, 1, 2]).await.unwrap();
         drop(a);
-        assert!(matches!(read_frame::<_, ControlUp>(&mut b, 1024).await, Err(FrameError::Truncated)));
+        assert!(matches!(
+            read_frame::<_, ControlUp>(&mut b, 1024).await,
+            Err(FrameError::Truncated)
+        ));
         let (mut a, mut b) = tokio::io::duplex(64);
         a.write_all(&[0, 0, 0, 2, 0xff, 0xff]).await.unwrap();
-        assert!(matches!(read_frame::<_, ControlUp>(&mut b, 1024).await, Err(FrameError::Malformed(_))));
+        assert!(matches!(
+            read_frame::<_, ControlUp>(&mut b, 1024).await,
+            Err(FrameError::Malformed(_))
+        ));
     }
 
     #[test]
@@ -140,7 +157,10 @@ mod tests {
             cmid: ClientMsgId([0; 16]),
             body: vec![0; 2000],
         };
-        assert!(matches!(encode(&msg, 1000), Err(FrameError::TooLarge { .. })));
+        assert!(matches!(
+            encode(&msg, 1000),
+            Err(FrameError::TooLarge { .. })
+        ));
     }
 
     proptest! {

@@ -65,7 +65,10 @@ impl Aad<'_> {
         v.extend_from_slice(b"livewire");
         v.extend_from_slice(&PROTOCOL_VERSION.to_be_bytes());
         v.push(self.dir as u8);
-        for part in [self.conv.as_bytes(), self.sender.to_ascii_lowercase().as_bytes()] {
+        for part in [
+            self.conv.as_bytes(),
+            self.sender.to_ascii_lowercase().as_bytes(),
+        ] {
             v.extend_from_slice(&(part.len() as u32).to_be_bytes());
             v.extend_from_slice(part);
         }
@@ -101,7 +104,13 @@ impl SealingKey {
         let aad = aad.encode();
         let ct = self
             .0
-            .encrypt(&Nonce::from(nonce), Payload { msg: plaintext, aad: &aad })
+            .encrypt(
+                &Nonce::from(nonce),
+                Payload {
+                    msg: plaintext,
+                    aad: &aad,
+                },
+            )
             .expect("AES-GCM-SIV encryption of an in-memory buffer cannot fail");
         let mut out = Vec::with_capacity(NONCE_LEN + ct.len());
         out.extend_from_slice(&nonce);
@@ -135,7 +144,12 @@ pub struct SessionKeys {
 impl SessionKeys {
     /// HKDF-SHA256(salt = TLS exporter, ikm = X25519 shared secret,
     /// info = label || client public || server public) → 64 bytes → up key, down key.
-    pub fn derive(shared: &[u8; 32], exporter: &[u8; 32], client_pub: &[u8; 32], server_pub: &[u8; 32]) -> Self {
+    pub fn derive(
+        shared: &[u8; 32],
+        exporter: &[u8; 32],
+        client_pub: &[u8; 32],
+        server_pub: &[u8; 32],
+    ) -> Self {
         let hk = Hkdf::<Sha256>::new(Some(exporter), shared);
         let mut info = Vec::with_capacity(96);
         info.extend_from_slice(b"livewire/1 session keys");
@@ -170,7 +184,9 @@ impl Ephemeral {
 
     /// The shared secret with the peer's public key (consumes the secret).
     pub fn agree(self, peer: &[u8; 32]) -> Result<[u8; 32], EnvelopeError> {
-        let shared = self.secret.diffie_hellman(&x25519_dalek::PublicKey::from(*peer));
+        let shared = self
+            .secret
+            .diffie_hellman(&x25519_dalek::PublicKey::from(*peer));
         if !shared.was_contributory() {
             return Err(EnvelopeError::Auth);
         }
@@ -190,7 +206,10 @@ mod tests {
     use proptest::prelude::*;
 
     fn unhex(s: &str) -> Vec<u8> {
-        (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+            .collect()
     }
 
     /// RFC 8452, Appendix C.2 (AEAD_AES_256_GCM_SIV), raw cipher without our AAD framing.
@@ -201,15 +220,32 @@ mod tests {
         let nonce: [u8; 12] = unhex("030000000000000000000000").try_into().unwrap();
         let cases = [
             ("", "", "07f5f4169bbf55a8400cd47ea6fd400f"),
-            ("0100000000000000", "", "c2ef328e5c71c83b843122130f7364b761e0b97427e3df28"),
-            ("0200000000000000", "01", "1de22967237a813291213f267e3b452f02d01ae33e4ec854"),
+            (
+                "0100000000000000",
+                "",
+                "c2ef328e5c71c83b843122130f7364b761e0b97427e3df28",
+            ),
+            (
+                "0200000000000000",
+                "01",
+                "1de22967237a813291213f267e3b452f02d01ae33e4ec854",
+            ),
         ];
         for (pt, aad, ct) in cases {
-            let payload = Payload { msg: &unhex(pt), aad: &unhex(aad) };
+            let payload = Payload {
+                msg: &unhex(pt),
+                aad: &unhex(aad),
+            };
             let got = cipher.encrypt(&Nonce::from(nonce), payload).unwrap();
             assert_eq!(got, unhex(ct), "plaintext {pt}");
-            let payload = Payload { msg: &got, aad: &unhex(aad) };
-            assert_eq!(cipher.decrypt(&Nonce::from(nonce), payload).unwrap(), unhex(pt));
+            let payload = Payload {
+                msg: &got,
+                aad: &unhex(aad),
+            };
+            assert_eq!(
+                cipher.decrypt(&Nonce::from(nonce), payload).unwrap(),
+                unhex(pt)
+            );
         }
     }
 
@@ -218,7 +254,12 @@ mod tests {
     }
 
     fn aad(conv: &str) -> Aad<'_> {
-        Aad { dir: Direction::Up, conv, sender: "alice", cmid: ClientMsgId([1; 16]) }
+        Aad {
+            dir: Direction::Up,
+            conv,
+            sender: "alice",
+            cmid: ClientMsgId([1; 16]),
+        }
     }
 
     #[test]
@@ -237,17 +278,36 @@ mod tests {
         for i in 0..env.len() {
             let mut t = env.clone();
             t[i] ^= 0x01;
-            assert_eq!(k.open(&aad("#general"), &t), Err(EnvelopeError::Auth), "byte {i}");
+            assert_eq!(
+                k.open(&aad("#general"), &t),
+                Err(EnvelopeError::Auth),
+                "byte {i}"
+            );
         }
         assert_eq!(k.open(&aad("dm:alice:bob"), &env), Err(EnvelopeError::Auth));
-        let other_sender = Aad { sender: "mallory", ..aad("#general") };
+        let other_sender = Aad {
+            sender: "mallory",
+            ..aad("#general")
+        };
         assert_eq!(k.open(&other_sender, &env), Err(EnvelopeError::Auth));
-        let other_msg = Aad { cmid: ClientMsgId([2; 16]), ..aad("#general") };
+        let other_msg = Aad {
+            cmid: ClientMsgId([2; 16]),
+            ..aad("#general")
+        };
         assert_eq!(k.open(&other_msg, &env), Err(EnvelopeError::Auth));
-        let reflected = Aad { dir: Direction::Down, ..aad("#general") };
+        let reflected = Aad {
+            dir: Direction::Down,
+            ..aad("#general")
+        };
         assert_eq!(k.open(&reflected, &env), Err(EnvelopeError::Auth));
-        assert_eq!(key(8).open(&aad("#general"), &env), Err(EnvelopeError::Auth));
-        assert_eq!(k.open(&aad("#general"), &env[..20]), Err(EnvelopeError::Short));
+        assert_eq!(
+            key(8).open(&aad("#general"), &env),
+            Err(EnvelopeError::Auth)
+        );
+        assert_eq!(
+            k.open(&aad("#general"), &env[..20]),
+            Err(EnvelopeError::Short)
+        );
     }
 
     #[test]

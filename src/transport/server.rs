@@ -88,7 +88,10 @@ impl ServerHandle {
         let mut id = [0u8; 16];
         let _ = getrandom::fill(&mut id);
         let cmid = ClientMsgId(id);
-        let _ = self.hub.send(HubMsg::Input(Input::Announce { text, cmid })).await;
+        let _ = self
+            .hub
+            .send(HubMsg::Input(Input::Announce { text, cmid }))
+            .await;
     }
 
     /// Disconnects one client.
@@ -132,10 +135,11 @@ impl Server {
         let fingerprint = identity.fingerprint();
         let store = SqliteStore::open(&opts.data_dir).map_err(|e| StartError::Store(e.0))?;
         let config = quic::server_config(identity, opts.limits.streams_per_conn)?;
-        let endpoint = Endpoint::server(config, opts.listen).map_err(|source| StartError::Bind {
-            addr: opts.listen,
-            source,
-        })?;
+        let endpoint =
+            Endpoint::server(config, opts.listen).map_err(|source| StartError::Bind {
+                addr: opts.listen,
+                source,
+            })?;
         let addr = endpoint.local_addr().map_err(|source| StartError::Bind {
             addr: opts.listen,
             source,
@@ -207,7 +211,8 @@ impl Server {
             }))
             .await;
         let _ = tokio::time::timeout(Duration::from_secs(3), self.endpoint.wait_idle()).await;
-        self.endpoint.close(quic::code(close::SHUTDOWN), reason.as_bytes());
+        self.endpoint
+            .close(quic::code(close::SHUTDOWN), reason.as_bytes());
         let _ = self.handle.hub.send(HubMsg::Stop).await;
         if let Some(t) = self.hub_thread.take() {
             let _ = tokio::task::spawn_blocking(move || t.join()).await;
@@ -262,7 +267,11 @@ fn hub_loop(
             // Nothing of this batch is durable: acknowledge nothing, tell the senders.
             warn!("database commit failed: {e}");
             for o in &mut outputs {
-                if let Output::Conv { down: down @ ConvDown::Ack { .. }, .. } = o {
+                if let Output::Conv {
+                    down: down @ ConvDown::Ack { .. },
+                    ..
+                } = o
+                {
                     let cmid = match down {
                         ConvDown::Ack { cmid, .. } => Some(*cmid),
                         _ => None,
@@ -336,20 +345,33 @@ fn route(
     };
     if link.tx.try_send(msg).is_err() {
         warn!(%conn, "outgoing queue full: disconnecting a client that does not read");
-        link.conn
-            .close(quic::code(close::TOO_SLOW), b"you were not reading fast enough");
+        link.conn.close(
+            quic::code(close::TOO_SLOW),
+            b"you were not reading fast enough",
+        );
         links.remove(&conn);
     }
 }
 
 fn log_event(l: &ServerLog) {
     match l {
-        ServerLog::ClientConnected { user, addr, conn } => info!(%conn, %user, %addr, "client connected"),
-        ServerLog::ClientDisconnected { user, addr, conn } => info!(%conn, %user, %addr, "client disconnected"),
-        ServerLog::ClientMigrated { user, addr, from, conn } => info!(%conn, %user, %from, %addr, "client migrated"),
+        ServerLog::ClientConnected { user, addr, conn } => {
+            info!(%conn, %user, %addr, "client connected")
+        }
+        ServerLog::ClientDisconnected { user, addr, conn } => {
+            info!(%conn, %user, %addr, "client disconnected")
+        }
+        ServerLog::ClientMigrated {
+            user,
+            addr,
+            from,
+            conn,
+        } => info!(%conn, %user, %from, %addr, "client migrated"),
         ServerLog::Message { from, to, .. } => debug!(%from, %to, "message"),
         ServerLog::Deleted { by, id } => debug!(%by, id, "deleted for everyone"),
-        ServerLog::LoginRefused { addr, user, reason } => info!(%addr, %user, %reason, "login refused"),
+        ServerLog::LoginRefused { addr, user, reason } => {
+            info!(%addr, %user, %reason, "login refused")
+        }
         ServerLog::StoreFailed { error } => warn!(%error, "storage failure"),
     }
 }
@@ -402,7 +424,10 @@ async fn serve_connection(incoming: quic::Incoming, ctx: Arc<Ctx>) {
     // Counted after the handshake, i.e. after QUIC validated the address.
     let Some(_slot) = IpSlot::take(&ctx, remote.ip()) else {
         info!(%remote, "too many connections from this address");
-        conn.close(quic::code(close::TOO_MANY), b"too many connections from your address");
+        conn.close(
+            quic::code(close::TOO_MANY),
+            b"too many connections from your address",
+        );
         return;
     };
     let id = ConnId(ctx.next_id.fetch_add(1, Ordering::Relaxed));
@@ -420,7 +445,10 @@ async fn run_connection(conn: Connection, id: ConnId, ctx: Arc<Ctx>) {
     };
     let addr = conn.remote_address();
     if hub.send(HubMsg::Register(id, link)).await.is_err()
-        || hub.send(HubMsg::Input(Input::Connected { conn: id, addr })).await.is_err()
+        || hub
+            .send(HubMsg::Input(Input::Connected { conn: id, addr }))
+            .await
+            .is_err()
     {
         return;
     }
@@ -440,13 +468,17 @@ async fn run_connection(conn: Connection, id: ConnId, ctx: Arc<Ctx>) {
         Ok(Err(why)) => {
             info!("no login: {why}");
             conn.close(quic::code(close::PROTOCOL), why.as_bytes());
-            let _ = hub.send(HubMsg::Input(Input::Disconnected { conn: id })).await;
+            let _ = hub
+                .send(HubMsg::Input(Input::Disconnected { conn: id }))
+                .await;
             return;
         }
         Err(_) => {
             info!("login deadline passed");
             conn.close(quic::code(close::LOGIN_TIMEOUT), b"login took too long");
-            let _ = hub.send(HubMsg::Input(Input::Disconnected { conn: id })).await;
+            let _ = hub
+                .send(HubMsg::Input(Input::Disconnected { conn: id }))
+                .await;
             return;
         }
     };
@@ -466,7 +498,12 @@ async fn run_connection(conn: Connection, id: ConnId, ctx: Arc<Ctx>) {
         eph.agree(&client_pub),
         conn.export_keying_material(&mut exporter, EXPORTER_LABEL, b""),
     ) {
-        (Ok(shared), Ok(())) => Arc::new(SessionKeys::derive(&shared, &exporter, &client_pub, &server_pub)),
+        (Ok(shared), Ok(())) => Arc::new(SessionKeys::derive(
+            &shared,
+            &exporter,
+            &client_pub,
+            &server_pub,
+        )),
         _ => {
             let refused = ControlDown::LoginRefused {
                 code: ErrorCode::BadRequest,
@@ -475,18 +512,35 @@ async fn run_connection(conn: Connection, id: ConnId, ctx: Arc<Ctx>) {
             let _ = codec::write_frame(&mut control_send, &refused, max).await;
             let _ = control_send.finish();
             conn.close(quic::code(close::PROTOCOL), b"invalid session key");
-            let _ = hub.send(HubMsg::Input(Input::Disconnected { conn: id })).await;
+            let _ = hub
+                .send(HubMsg::Input(Input::Disconnected { conn: id }))
+                .await;
             return;
         }
     };
     let (streams_tx, streams_rx) = mpsc::unbounded_channel();
     let down_max = codec::MAX_DOWN_FRAME;
     let writer = tokio::spawn(
-        writer(conn.clone(), control_send, rx, streams_rx, keys.clone(), server_pub, down_max)
-            .in_current_span(),
+        writer(
+            conn.clone(),
+            control_send,
+            rx,
+            streams_rx,
+            keys.clone(),
+            server_pub,
+            down_max,
+        )
+        .in_current_span(),
     );
-    let _ = hub.send(HubMsg::Input(Input::Control { conn: id, up: login })).await;
-    let reader = tokio::spawn(control_reader(control_recv, id, hub.clone(), tx.clone(), max).in_current_span());
+    let _ = hub
+        .send(HubMsg::Input(Input::Control {
+            conn: id,
+            up: login,
+        }))
+        .await;
+    let reader = tokio::spawn(
+        control_reader(control_recv, id, hub.clone(), tx.clone(), max).in_current_span(),
+    );
 
     let mut last_addr = addr;
     let mut tick = tokio::time::interval(Duration::from_millis(500));
@@ -512,14 +566,26 @@ async fn run_connection(conn: Connection, id: ConnId, ctx: Arc<Ctx>) {
     reader.abort();
     writer.abort();
     debug!("connection closed: {:?}", conn.close_reason());
-    let _ = hub.send(HubMsg::Input(Input::Disconnected { conn: id })).await;
+    let _ = hub
+        .send(HubMsg::Input(Input::Disconnected { conn: id }))
+        .await;
 }
 
-async fn control_reader(mut recv: RecvStream, id: ConnId, hub: mpsc::Sender<HubMsg>, tx: mpsc::Sender<ConnOut>, max: usize) {
+async fn control_reader(
+    mut recv: RecvStream,
+    id: ConnId,
+    hub: mpsc::Sender<HubMsg>,
+    tx: mpsc::Sender<ConnOut>,
+    max: usize,
+) {
     loop {
         match codec::read_frame::<_, ControlUp>(&mut recv, max).await {
             Ok(Some(up)) => {
-                if hub.send(HubMsg::Input(Input::Control { conn: id, up })).await.is_err() {
+                if hub
+                    .send(HubMsg::Input(Input::Control { conn: id, up }))
+                    .await
+                    .is_err()
+                {
                     return;
                 }
             }
@@ -541,7 +607,14 @@ async fn protocol_error(tx: &mpsc::Sender<ConnOut>, conv: Option<ConvId>, e: &Fr
     };
     let message = format!("bad frame: {e}");
     let out = match conv {
-        Some(conv) => ConnOut::Conv(conv, ConvDown::Error { code, message, cmid: None }),
+        Some(conv) => ConnOut::Conv(
+            conv,
+            ConvDown::Error {
+                code,
+                message,
+                cmid: None,
+            },
+        ),
         None => ConnOut::Control(ControlDown::Error { code, message }),
     };
     let _ = tx.send(out).await;
@@ -564,14 +637,27 @@ async fn conv_reader(
         Ok(Some(ConvUp::Open { conv, after })) => {
             // Register the stream with the writer before the hub can answer on it.
             let _ = streams.send((conv.clone(), send));
-            let up = ConvUp::Open { conv: conv.clone(), after };
-            if hub.send(HubMsg::Input(Input::Conv { conn: id, conv: conv.clone(), up })).await.is_err() {
+            let up = ConvUp::Open {
+                conv: conv.clone(),
+                after,
+            };
+            if hub
+                .send(HubMsg::Input(Input::Conv {
+                    conn: id,
+                    conv: conv.clone(),
+                    up,
+                }))
+                .await
+                .is_err()
+            {
                 return;
             }
             conv
         }
         Ok(Some(_)) => {
-            let e = FrameError::Io(std::io::Error::other("a conversation stream must start with Open"));
+            let e = FrameError::Io(std::io::Error::other(
+                "a conversation stream must start with Open",
+            ));
             return protocol_error(&tx, None, &e).await;
         }
         Ok(None) => return,
@@ -612,13 +698,25 @@ async fn conv_reader(
             }
             other => other,
         };
-        if hub.send(HubMsg::Input(Input::Conv { conn: id, conv: conv.clone(), up })).await.is_err() {
+        if hub
+            .send(HubMsg::Input(Input::Conv {
+                conn: id,
+                conv: conv.clone(),
+                up,
+            }))
+            .await
+            .is_err()
+        {
             return;
         }
     }
 }
 
-fn seal_event_body(keys: &SessionKeys, conv_key: &str, e: &mut crate::app::protocol::ConvEvent) -> bool {
+fn seal_event_body(
+    keys: &SessionKeys,
+    conv_key: &str,
+    e: &mut crate::app::protocol::ConvEvent,
+) -> bool {
     if let EventKind::Message { body } = &mut e.kind {
         let aad = Aad {
             dir: Direction::Down,
@@ -673,8 +771,12 @@ async fn writer(
             ConnOut::Conv(conv, mut down) => {
                 let conv_key = conv.storage_key();
                 let ok = match &mut down {
-                    ConvDown::Event(e) | ConvDown::Backlog(e) => seal_event_body(&keys, &conv_key, e),
-                    ConvDown::History { events, .. } => events.iter_mut().all(|e| seal_event_body(&keys, &conv_key, e)),
+                    ConvDown::Event(e) | ConvDown::Backlog(e) => {
+                        seal_event_body(&keys, &conv_key, e)
+                    }
+                    ConvDown::History { events, .. } => events
+                        .iter_mut()
+                        .all(|e| seal_event_body(&keys, &conv_key, e)),
                     _ => true,
                 };
                 match streams.get_mut(&conv) {
@@ -690,7 +792,11 @@ async fn writer(
                     let _ = s.finish();
                 }
                 let _ = tokio::time::timeout(Duration::from_secs(2), control.stopped()).await;
-                let code = if reason == "login refused" { close::LOGIN_REFUSED } else { close::NORMAL };
+                let code = if reason == "login refused" {
+                    close::LOGIN_REFUSED
+                } else {
+                    close::NORMAL
+                };
                 conn.close(quic::code(code), reason.as_bytes());
                 return;
             }

@@ -295,7 +295,12 @@ impl ServerCertVerifier for PinningVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+        verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
@@ -333,11 +338,19 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            let mode = fs::metadata(dir.path().join("key.pem")).unwrap().permissions().mode();
+            let mode = fs::metadata(dir.path().join("key.pem"))
+                .unwrap()
+                .permissions()
+                .mode();
             assert_eq!(mode & 0o777, 0o600);
         }
         let other = tempfile::tempdir().unwrap();
-        assert_ne!(Identity::load_or_create(other.path()).unwrap().fingerprint(), a.fingerprint());
+        assert_ne!(
+            Identity::load_or_create(other.path())
+                .unwrap()
+                .fingerprint(),
+            a.fingerprint()
+        );
     }
 
     #[test]
@@ -359,7 +372,9 @@ mod tests {
         fs::write(&c, "not pem").unwrap();
         let err = Identity::from_pem_files(&c, &c).err().unwrap().to_string();
         assert!(err.contains("c.pem"), "{err}");
-        let missing = Identity::from_pem_files(&dir.path().join("nope"), &c).err().unwrap();
+        let missing = Identity::from_pem_files(&dir.path().join("nope"), &c)
+            .err()
+            .unwrap();
         assert!(missing.to_string().contains("nope"));
     }
 }
