@@ -196,7 +196,7 @@ mod tests {
         assert_eq!(parse_command(r#"{"cmd":"sync"}"#).unwrap(), Command::Sync);
         let err = parse_command("{nope").unwrap_err();
         assert_eq!(err["code"], "bad_command");
-        assert!(parse_command(r#"{"cmd":"send","to":"#general"}"#).is_err());
+        assert!(parse_command(r##"{"cmd":"send","to":"#general"}"##).is_err());
         assert!(parse_command(r#"{"cmd":"fly"}"#).is_err());
     }
 

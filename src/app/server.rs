@@ -724,13 +724,12 @@ impl<S: Store> ServerCore<S> {
             return Ok(());
         }
         if !is_open {
-            self.conv_error(
-                conn,
-                &conv,
-                ErrorCode::BadRequest,
-                "open the conversation first",
-                None,
-            );
+            let cmid = match &up {
+                ConvUp::Send { cmid, .. } => Some(*cmid),
+                _ => None,
+            };
+            let msg = "open the conversation first";
+            self.conv_error(conn, &conv, ErrorCode::BadRequest, msg, cmid);
             return Ok(());
         }
         match up {

@@ -1,1 +1,601 @@
+//! The chat rules tested without a network or a clock: server and client cores wired
+//! together in memory, time passed in by hand.
 
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
+use super::client::{self, ClientCore, Command, Event, SavedState};
+use super::ids::{ConnId, ConvId};
+use super::limits::Limits;
+use super::protocol::{ControlDown, ControlUp, ConvDown, ConvUp, DeleteScope, PROTOCOL_VERSION};
+use super::server::{Input, Output, ServerCore};
+use super::store::MemStore;
+
+/// A server and its clients, wired in memory. Passwords are "hashed" as `h:` + password:
+/// the hashing itself is the transport's job; here only the rules matter.
+struct World {
+    server: ServerCore<MemStore>,
+    clients: HashMap<ConnId, ClientCore>,
+    events: HashMap<ConnId, Vec<Event>>,
+    /// Outputs for a connection the test decided to lose (not delivered).
+    drop_to: Option<ConnId>,
+    next: u64,
+    now: u64,
+}
+
+impl World {
+    fn new(limits: Limits) -> Self {
+        Self {
+            server: ServerCore::new(MemStore::default(), limits),
+            clients: HashMap::new(),
+            events: HashMap::new(),
+            drop_to: None,
+            next: 1,
+            now: 1_000_000,
+        }
+    }
+
+    fn addr(ip: u8) -> SocketAddr {
+        SocketAddr::from(([10, 0, 0, ip], 4000))
+    }
+
+    /// Connects and logs in; returns the connection (logged in or refused).
+    fn login_from(&mut self, user: &str, password: &str, saved: SavedState, ip: u8) -> ConnId {
+        let conn = ConnId(self.next);
+        self.next += 1;
+        let client = ClientCore::new(user, saved, [conn.0 as u8; 8]);
+        let hide_cursor = client.hide_cursor();
+        self.clients.insert(conn, client);
+        let addr = Self::addr(ip);
+        self.server_in(Input::Connected { conn, addr });
+        let login = ControlUp::Login {
+            version: PROTOCOL_VERSION,
+            user: user.into(),
+            password: password.into(),
+            session_pub: [0; 32],
+            hide_cursor,
+        };
+        self.server_in(Input::Control { conn, up: login });
+        conn
+    }
+
+    fn login(&mut self, user: &str) -> ConnId {
+        self.login_from(user, "password123", SavedState::default(), 1)
+    }
+
+    fn server_in(&mut self, input: Input) {
+        let outs = self.server.handle(input, self.now);
+        for o in outs {
+            self.route(o);
+        }
+    }
+
+    fn route(&mut self, o: Output) {
+        match o {
+            Output::VerifyPassword {
+                conn,
+                password,
+                phc,
+            } => {
+                let input = match phc {
+                    Some(phc) => Input::PasswordChecked {
+                        conn,
+                        ok: phc == format!("h:{password}"),
+                        new_phc: None,
+                    },
+                    None => Input::PasswordChecked {
+                        conn,
+                        ok: true,
+                        new_phc: Some(format!("h:{password}")),
+                    },
+                };
+                self.server_in(input);
+            }
+            Output::Control { conn, down } => {
+                if self.drop_to == Some(conn) {
+                    return;
+                }
+                let Some(c) = self.clients.get_mut(&conn) else {
+                    return;
+                };
+                let outs = match down {
+                    ControlDown::LoginOk {
+                        user,
+                        convs,
+                        online,
+                        hidden,
+                        delete_window_secs,
+                        ..
+                    } => c.logged_in(user, convs, online, hidden, delete_window_secs),
+                    ControlDown::LoginRefused { code, message } => {
+                        vec![client::Output::Event(Event::error(code, message))]
+                    }
+                    down => c.control(down),
+                };
+                self.client_out(conn, outs);
+            }
+            Output::Conv { conn, conv, down } => {
+                if self.drop_to == Some(conn) {
+                    return;
+                }
+                if let Some(c) = self.clients.get_mut(&conn) {
+                    let outs = c.conv(conv, down);
+                    self.client_out(conn, outs);
+                }
+            }
+            Output::Close { conn, .. } => self.disconnect(conn),
+            Output::Log(_) => {}
+        }
+    }
+
+    fn client_out(&mut self, conn: ConnId, outs: Vec<client::Output>) {
+        for o in outs {
+            match o {
+                client::Output::Event(e) => self.events.entry(conn).or_default().push(e),
+                client::Output::Control(up) => self.server_in(Input::Control { conn, up }),
+                client::Output::Conv(conv, up) => self.server_in(Input::Conv { conn, conv, up }),
+            }
+        }
+    }
+
+    fn cmd(&mut self, conn: ConnId, cmd: Command) {
+        let outs = self.clients.get_mut(&conn).expect("client").command(cmd);
+        self.client_out(conn, outs);
+    }
+
+    fn send(&mut self, conn: ConnId, to: &str, text: &str) {
+        self.cmd(
+            conn,
+            Command::Send {
+                to: to.into(),
+                text: text.into(),
+            },
+        );
+    }
+
+    fn disconnect(&mut self, conn: ConnId) {
+        if self.clients.contains_key(&conn) {
+            self.server_in(Input::Disconnected { conn });
+            let outs = self
+                .clients
+                .get_mut(&conn)
+                .unwrap()
+                .disconnected("gone".into());
+            self.client_out(conn, outs);
+        }
+    }
+
+    /// Ends a client for good and returns its saved state.
+    fn quit(&mut self, conn: ConnId) -> SavedState {
+        self.disconnect(conn);
+        let mut c = self.clients.remove(&conn).unwrap();
+        c.take_saved_state().unwrap_or_default()
+    }
+
+    fn take(&mut self, conn: ConnId) -> Vec<Event> {
+        self.events.remove(&conn).unwrap_or_default()
+    }
+
+    fn messages(&mut self, conn: ConnId) -> Vec<(String, String, Option<String>)> {
+        self.take(conn)
+            .into_iter()
+            .filter_map(|e| match e {
+                Event::Message {
+                    conv, from, text, ..
+                } => Some((conv, from, text)),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+fn errors(events: &[Event]) -> Vec<String> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Error { code, .. } => Some(code.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn msg(conv: &str, from: &str, text: &str) -> (String, String, Option<String>) {
+    (conv.into(), from.into(), Some(text.into()))
+}
+
+#[test]
+fn broadcast_reaches_every_other_member_once() {
+    let mut w = World::new(Limits::default());
+    let (a, b, c) = (w.login("alice"), w.login("bob"), w.login("carol"));
+    for conn in [a, b, c] {
+        w.take(conn);
+    }
+    w.send(a, "#general", "hello");
+    let sent = w.take(a);
+    assert!(
+        matches!(&sent[..], [Event::Sent { conv, seq: 1, .. }] if conv == "#general"),
+        "{sent:?}"
+    );
+    assert_eq!(w.messages(b), vec![msg("#general", "alice", "hello")]);
+    assert_eq!(w.messages(c), vec![msg("#general", "alice", "hello")]);
+}
+
+#[test]
+fn private_messages_reach_only_the_two() {
+    let mut w = World::new(Limits::default());
+    let (a, b, c) = (w.login("alice"), w.login("bob"), w.login("carol"));
+    for conn in [a, b, c] {
+        w.take(conn);
+    }
+    w.send(a, "@Bob", "secret");
+    assert!(matches!(&w.take(a)[..], [Event::Sent { conv, .. }] if conv == "@bob"));
+    assert_eq!(w.messages(b), vec![msg("@alice", "alice", "secret")]);
+    assert!(w.take(c).is_empty());
+    w.send(a, "@nobody", "x");
+    let ev = w.take(a);
+    assert_eq!(errors(&ev), vec!["unknown_user"], "{ev:?}");
+}
+
+#[test]
+fn login_rules() {
+    let mut w = World::new(Limits::default());
+    let a = w.login("Alice");
+    assert!(matches!(&w.take(a)[0], Event::Ready { user, .. } if user == "Alice"));
+    // Same name, other case: the same account (and its registered spelling).
+    let a2 = w.login_from("ALICE", "password123", SavedState::default(), 2);
+    assert!(matches!(&w.take(a2)[0], Event::Ready { user, .. } if user == "Alice"));
+    let wrong = w.login_from("alice", "nope-nope-nope", SavedState::default(), 3);
+    assert_eq!(errors(&w.take(wrong)), vec!["login_refused"]);
+    let lookalike = w.login_from("AIice", "password123", SavedState::default(), 3);
+    assert_eq!(errors(&w.take(lookalike)), vec!["bad_username"]);
+    let reserved = w.login_from("admin", "password123", SavedState::default(), 3);
+    assert_eq!(errors(&w.take(reserved)), vec!["bad_username"]);
+    let short = w.login_from("dave", "short", SavedState::default(), 3);
+    assert_eq!(errors(&w.take(short)), vec!["login_refused"]);
+}
+
+#[test]
+fn failed_logins_are_throttled_per_account() {
+    let mut w = World::new(Limits::default());
+    let a = w.login("alice");
+    w.take(a);
+    for ip in 2..5 {
+        let c = w.login_from("alice", "wrong-password", SavedState::default(), ip);
+        assert_eq!(errors(&w.take(c)), vec!["login_refused"]);
+    }
+    // Even the right password is refused while throttled, without checking it.
+    let c = w.login_from("alice", "password123", SavedState::default(), 9);
+    assert_eq!(errors(&w.take(c)), vec!["login_throttled"]);
+    w.now += 61_000;
+    let c = w.login_from("alice", "password123", SavedState::default(), 9);
+    assert!(matches!(w.take(c)[0], Event::Ready { .. }));
+}
+
+#[test]
+fn commands_before_login_are_refused() {
+    let mut w = World::new(Limits::default());
+    let conn = ConnId(99);
+    w.server_in(Input::Connected {
+        conn,
+        addr: World::addr(1),
+    });
+    let outs = w.server.handle(
+        Input::Control {
+            conn,
+            up: ControlUp::Who,
+        },
+        0,
+    );
+    assert!(matches!(
+        &outs[..],
+        [Output::Control {
+            down: ControlDown::Error { .. },
+            ..
+        }]
+    ));
+    let up = ConvUp::Open {
+        conv: ConvId::General,
+        after: None,
+    };
+    let outs = w.server.handle(
+        Input::Conv {
+            conn,
+            conv: ConvId::General,
+            up,
+        },
+        0,
+    );
+    assert!(matches!(
+        &outs[..],
+        [Output::Conv {
+            down: ConvDown::Error { .. },
+            ..
+        }]
+    ));
+}
+
+#[test]
+fn offline_user_gets_missed_messages_once_in_order() {
+    let mut w = World::new(Limits {
+        msg_burst: 1000,
+        ..Limits::default()
+    });
+    let (a, b) = (w.login("alice"), w.login("bob"));
+    w.send(a, "#general", "before");
+    w.take(a);
+    assert_eq!(w.messages(b).len(), 1);
+    let saved = w.quit(b);
+    for i in 0..100 {
+        w.send(
+            a,
+            if i % 2 == 0 { "#general" } else { "@bob" },
+            &format!("m{i}"),
+        );
+    }
+    let b = w.login_from("bob", "password123", saved, 1);
+    w.cmd(b, Command::Sync);
+    let events = w.take(b);
+    assert!(matches!(events[0], Event::Ready { .. }));
+    assert!(matches!(events.last(), Some(Event::Sync)));
+    let texts: Vec<String> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Message { text, .. } => text.clone(),
+            _ => None,
+        })
+        .collect();
+    let general: Vec<_> = texts
+        .iter()
+        .filter(|t| t[1..].parse::<u32>().unwrap() % 2 == 0)
+        .collect();
+    assert_eq!(texts.len(), 100, "{texts:?}");
+    assert!(
+        general
+            .windows(2)
+            .all(|p| p[0][1..].parse::<u32>().unwrap() < p[1][1..].parse::<u32>().unwrap())
+    );
+}
+
+#[test]
+fn a_resend_after_a_lost_ack_is_stored_and_shown_once() {
+    let mut w = World::new(Limits::default());
+    let (a, b) = (w.login("alice"), w.login("bob"));
+    w.take(a);
+    w.take(b);
+    w.take(b);
+    // The ack to alice is lost with her connection.
+    w.drop_to = Some(a);
+    w.send(a, "#general", "once");
+    w.drop_to = None;
+    assert!(w.take(a).is_empty());
+    assert_eq!(w.clients[&a].outbox_len(), 1);
+    w.disconnect(a);
+    // Same client, new connection id: the outbox is resent with the same message id.
+    let core = w.clients.remove(&a).unwrap();
+    let a2 = ConnId(50);
+    w.clients.insert(a2, core);
+    w.server_in(Input::Connected {
+        conn: a2,
+        addr: World::addr(1),
+    });
+    let login = ControlUp::Login {
+        version: PROTOCOL_VERSION,
+        user: "alice".into(),
+        password: "password123".into(),
+        session_pub: [0; 32],
+        hide_cursor: 0,
+    };
+    w.server_in(Input::Control {
+        conn: a2,
+        up: login,
+    });
+    w.cmd(a2, Command::Sync);
+    let ev = w.take(a2);
+    let sent = ev
+        .iter()
+        .filter(|e| matches!(e, Event::Sent { .. }))
+        .count();
+    let shown = ev
+        .iter()
+        .filter(|e| matches!(e, Event::Message { .. }))
+        .count();
+    assert_eq!((sent, shown), (1, 0), "{ev:?}");
+    assert_eq!(w.clients[&a2].outbox_len(), 0);
+    assert_eq!(w.messages(b), vec![msg("#general", "alice", "once")]);
+}
+
+#[test]
+fn delete_for_everyone_rules() {
+    let mut w = World::new(Limits::default());
+    let (a, b) = (w.login("alice"), w.login("bob"));
+    w.take(a);
+    w.take(b);
+    w.send(a, "#general", "oops");
+    let Event::Sent { id, .. } = w.take(a).remove(0) else {
+        panic!("no ack")
+    };
+    w.take(b);
+    // Not the author: refused, nothing changes.
+    w.cmd(
+        b,
+        Command::Delete {
+            id,
+            scope: DeleteScope::Everyone,
+        },
+    );
+    assert_eq!(errors(&w.take(b)), vec!["not_author"]);
+    assert!(w.take(a).is_empty());
+    // The author: a tombstone for every member.
+    w.cmd(
+        a,
+        Command::Delete {
+            id,
+            scope: DeleteScope::Everyone,
+        },
+    );
+    for conn in [a, b] {
+        let ev = w.take(conn);
+        assert!(
+            matches!(&ev[..], [Event::Deleted { id: d, scope: DeleteScope::Everyone, .. }] if *d == id),
+            "{ev:?}"
+        );
+    }
+    // Twice: harmless.
+    w.cmd(
+        a,
+        Command::Delete {
+            id,
+            scope: DeleteScope::Everyone,
+        },
+    );
+    assert_eq!(errors(&w.take(a)), vec!["not_found"]);
+    // A late joiner sees the placeholder, never the body.
+    let c = w.login("carol");
+    assert_eq!(
+        w.messages(c),
+        vec![("#general".into(), "alice".into(), None)]
+    );
+    // Past the window: refused.
+    w.take(a);
+    w.send(a, "#general", "later");
+    let Event::Sent { id, .. } = w.take(a).remove(0) else {
+        panic!("no ack")
+    };
+    w.now += 24 * 3600 * 1000 + 1;
+    w.cmd(
+        a,
+        Command::Delete {
+            id,
+            scope: DeleteScope::Everyone,
+        },
+    );
+    assert_eq!(errors(&w.take(a)), vec!["delete_window_expired"]);
+}
+
+#[test]
+fn delete_for_me_is_private_and_sticks() {
+    let mut w = World::new(Limits::default());
+    let (a, b) = (w.login("alice"), w.login("bob"));
+    w.take(a);
+    w.take(b);
+    w.send(a, "#general", "hide me");
+    let Event::Sent { id, .. } = w.take(a).remove(0) else {
+        panic!("no ack")
+    };
+    w.take(b);
+    let b2 = w.login_from("bob", "password123", SavedState::default(), 2);
+    w.take(b2);
+    w.cmd(
+        b,
+        Command::Delete {
+            id,
+            scope: DeleteScope::Me,
+        },
+    );
+    // Both of bob's sessions hear of it, alice does not.
+    for conn in [b, b2] {
+        assert!(matches!(
+            &w.take(conn)[..],
+            [Event::Deleted {
+                scope: DeleteScope::Me,
+                ..
+            }]
+        ));
+    }
+    assert!(w.take(a).is_empty());
+    // A fresh device of bob's never sees it again; alice still does.
+    let saved = w.quit(b);
+    assert_eq!(saved.hide_cursor, 1);
+    let b3 = w.login("bob");
+    assert!(w.messages(b3).is_empty());
+    let a2 = w.login("alice");
+    assert_eq!(w.messages(a2), vec![msg("#general", "alice", "hide me")]);
+}
+
+#[test]
+fn flood_is_rate_limited_per_user() {
+    let mut w = World::new(Limits::default());
+    let (a, b) = (w.login("alice"), w.login("bob"));
+    w.take(a);
+    w.take(b);
+    for i in 0..12 {
+        w.send(a, "#general", &format!("{i}"));
+    }
+    let ev = w.take(a);
+    assert_eq!(
+        ev.iter()
+            .filter(|e| matches!(e, Event::Sent { .. }))
+            .count(),
+        10
+    );
+    assert_eq!(errors(&ev), vec!["rate_limited", "rate_limited"]);
+    // bob is not slowed by alice's flood.
+    w.send(b, "#general", "me too");
+    assert!(w.take(b).iter().any(|e| matches!(e, Event::Sent { .. })));
+    w.now += 500;
+    w.send(a, "#general", "again");
+    assert!(w.take(a).iter().any(|e| matches!(e, Event::Sent { .. })));
+}
+
+#[test]
+fn a_sequence_gap_is_noticed_and_filled() {
+    let mut w = World::new(Limits::default());
+    let (a, b) = (w.login("alice"), w.login("bob"));
+    w.take(b);
+    // Lose bob's copy of the first message.
+    w.drop_to = Some(b);
+    w.send(a, "#general", "one");
+    w.drop_to = None;
+    w.send(a, "#general", "two");
+    w.send(a, "#general", "three");
+    assert_eq!(
+        w.messages(b),
+        vec![
+            msg("#general", "alice", "one"),
+            msg("#general", "alice", "two"),
+            msg("#general", "alice", "three")
+        ]
+    );
+}
+
+#[test]
+fn sync_waits_for_conversations_being_opened() {
+    let mut w = World::new(Limits::default());
+    let (a, b) = (w.login("alice"), w.login("bob"));
+    w.take(b);
+    w.send(a, "@bob", "hi");
+    w.cmd(b, Command::Sync);
+    let ev = w.take(b);
+    assert!(
+        matches!(&ev[..], [Event::Message { .. }, Event::Sync]),
+        "{ev:?}"
+    );
+}
+
+#[test]
+fn bad_commands_get_clear_errors() {
+    let mut w = World::new(Limits::default());
+    let a = w.login("alice");
+    w.take(a);
+    w.send(a, "general", "x");
+    w.send(a, "#general", "");
+    w.send(a, "#general", &"x".repeat(client::MAX_TEXT + 1));
+    w.send(a, "@bad name", "x");
+    assert_eq!(
+        errors(&w.take(a)),
+        vec!["bad_request", "bad_request", "too_large", "unknown_user"]
+    );
+}
+
+#[test]
+fn backoff_grows_with_jitter_and_caps() {
+    let mut b = client::Backoff::default();
+    let d: Vec<f64> = (0..12).map(|_| b.next_delay(0.0).as_secs_f64()).collect();
+    assert_eq!(d[0], 1.0);
+    assert!((d[1] - 1.6).abs() < 1e-9);
+    assert_eq!(d[11], 60.0);
+    assert!((b.next_delay(1.0).as_secs_f64() - 72.0).abs() < 1e-9);
+    assert!((b.next_delay(-1.0).as_secs_f64() - 48.0).abs() < 1e-9);
+    b.reset();
+    assert_eq!(b.next_delay(0.0).as_secs_f64(), 1.0);
+}
