@@ -195,11 +195,16 @@ fn usage(msg: &str) -> ExitCode {
     ExitCode::from(exit::USAGE)
 }
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
+/// Runs a future on a fresh runtime. The runtime is shut down without waiting for
+/// blocking tasks: a read of stdin that never returns must not keep the process alive.
+fn block_on<F: std::future::Future<Output = ExitCode>>(f: F) -> ExitCode {
+    let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .expect("cannot start the tokio runtime")
+        .expect("cannot start the tokio runtime");
+    let code = rt.block_on(f);
+    rt.shutdown_timeout(std::time::Duration::from_millis(200));
+    code
 }
 
 /// Runs the command line; returns the process exit code.
@@ -214,7 +219,7 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Cmd::Server(args) if args.headless => {
-            runtime().block_on(scripted::run_headless_server(args.options()))
+            block_on(scripted::run_headless_server(args.options()))
         }
         Cmd::Server(args) => gui_server(args),
         Cmd::Chat(args) => {
@@ -249,7 +254,7 @@ pub fn main() -> ExitCode {
                 pins: pin_store(&config),
                 reconnect: !args.no_reconnect,
             };
-            runtime().block_on(scripted::run_chat(opts))
+            block_on(scripted::run_chat(opts))
         }
         Cmd::Client(args) => gui_client(args.config_dir.unwrap_or_else(config_dir)),
         Cmd::Demo(args) => gui_demo(args.data_dir),

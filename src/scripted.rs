@@ -54,6 +54,14 @@ pub fn server_log_json(l: &ServerLog) -> Option<Value> {
 
 /// `livewire server --headless`: runs until SIGINT or SIGTERM, then stops gracefully.
 pub async fn run_headless_server(opts: ServerOptions) -> ExitCode {
+    // Listen for signals before announcing the address: a supervisor may stop us at once.
+    let stop = match Signals::new() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("livewire: cannot install signal handlers: {e}");
+            return ExitCode::from(exit::OTHER);
+        }
+    };
     let mut server = match Server::start(opts).await {
         Ok(s) => s,
         Err(e) => {
@@ -74,32 +82,47 @@ pub async fn run_headless_server(opts: ServerOptions) -> ExitCode {
             }
         }
     });
-    wait_for_signal().await;
+    stop.wait().await;
     server.shutdown("the server is shutting down").await;
     let _ = printer.await;
     print_line(&json!({"event": "stopped"}));
     ExitCode::SUCCESS
 }
 
-async fn wait_for_signal() {
+/// SIGINT and SIGTERM, registered up front.
+pub struct Signals {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
+    int: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    term: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    /// Registers the handlers now.
+    pub fn new() -> std::io::Result<Self> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Ok(Self {
+                int: signal(SignalKind::interrupt())?,
+                term: signal(SignalKind::terminate())?,
+            })
         }
+        #[cfg(not(unix))]
+        Ok(Self {})
     }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
+
+    /// Resolves on the first SIGINT or SIGTERM.
+    pub async fn wait(mut self) {
+        #[cfg(unix)]
+        tokio::select! {
+            _ = self.int.recv() => {}
+            _ = self.term.recv() => {}
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
 

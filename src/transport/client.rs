@@ -26,6 +26,8 @@ use crate::app::protocol::{
 const MAX_UP_FRAME: usize = 64 * 1024;
 /// How long the server may take to answer a login (Argon2 runs at most two at a time).
 const LOGIN_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a QUIC handshake may take before the attempt counts as failed.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How to treat a server we have no pin for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -327,7 +329,12 @@ async fn connect(
     let connecting = ep
         .connect_with(config, addr, SERVER_NAME)
         .map_err(|e| ConnectError::Transient(e.to_string()))?;
-    let conn = match connecting.await {
+    let handshake = tokio::time::timeout(CONNECT_TIMEOUT, connecting)
+        .await
+        .map_err(|_| {
+            ConnectError::Transient(format!("no answer from {addr} within {CONNECT_TIMEOUT:?}"))
+        })?;
+    let conn = match handshake {
         Ok(c) => c,
         Err(e) => {
             return Err(match (verifier.seen(), expected) {
@@ -445,6 +452,7 @@ fn close_reason(conn: &Connection) -> String {
 enum Incoming {
     Control(ControlDown),
     Conv(ConvId, ConvDown),
+    Warn(Event),
 }
 
 /// Opens a sealed body from the server; `None` (and a warning) if it does not open.
@@ -483,26 +491,22 @@ async fn conv_reader(
                 return;
             }
         };
-        match &mut down {
-            ConvDown::Event(e) | ConvDown::Backlog(e) => {
-                if !open_event(&keys, &conv_key, e) {
-                    let text = format!(
-                        "a message from {} failed to decrypt and was dropped",
-                        e.sender
-                    );
-                    let err = ConvDown::Error {
-                        code: ErrorCode::BadRequest,
-                        message: text,
-                        cmid: None,
-                    };
-                    let _ = tx.send(Incoming::Conv(conv.clone(), err)).await;
-                    continue;
-                }
-            }
+        let ok = match &mut down {
+            ConvDown::Event(e) | ConvDown::Backlog(e) => open_event(&keys, &conv_key, e)
+                .then_some(())
+                .ok_or_else(|| e.sender.clone()),
             ConvDown::History { events, .. } => {
-                events.retain_mut(|e| open_event(&keys, &conv_key, e))
+                events.retain_mut(|e| open_event(&keys, &conv_key, e));
+                Ok(())
             }
-            _ => {}
+            _ => Ok(()),
+        };
+        if let Err(sender) = ok {
+            let text = format!("a message from {sender} failed to decrypt and was dropped");
+            let _ = tx
+                .send(Incoming::Warn(Event::error(ErrorCode::BadRequest, text)))
+                .await;
+            continue;
         }
         if tx.send(Incoming::Conv(conv.clone(), down)).await.is_err() {
             return;
@@ -661,6 +665,7 @@ async fn run_session(
                     }
                     Incoming::Control(down) => core.control(down),
                     Incoming::Conv(conv, down) => core.conv(conv, down),
+                    Incoming::Warn(e) => vec![Output::Event(e)],
                 };
                 if draining && core.pending_barriers() == 0 && core.outbox_len() == 0 {
                     // The last barrier is the one we added when the commands ended.

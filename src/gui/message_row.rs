@@ -1,0 +1,211 @@
+//! `LwMessageRow`: one message bubble in the message list, with its context menu
+//! ("Delete for me", and "Delete for everyone" on your own recent messages).
+
+use std::cell::{Cell, RefCell};
+
+use gtk4 as gtk;
+use gtk::prelude::*;
+use gtk::subclass::prelude::*;
+use gtk::{gdk, gio, glib};
+
+use super::models::LwMessage;
+use crate::app::server::SERVER_AUTHOR;
+
+/// Shown instead of the text of a message deleted for everyone.
+pub const DELETED_TEXT: &str = "This message was deleted";
+
+mod imp {
+    use super::*;
+
+    #[derive(Default, gtk::CompositeTemplate)]
+    #[template(file = "../../ui/message_row.ui")]
+    pub struct LwMessageRow {
+        #[template_child]
+        pub bubble: TemplateChild<gtk::Box>,
+        #[template_child]
+        pub sender: TemplateChild<gtk::Label>,
+        #[template_child]
+        pub body: TemplateChild<gtk::Label>,
+        #[template_child]
+        pub time: TemplateChild<gtk::Label>,
+        pub message: RefCell<Option<LwMessage>>,
+        /// How long an author may delete for everyone, ms.
+        pub delete_window_ms: Cell<u64>,
+    }
+
+    #[glib::object_subclass]
+    impl ObjectSubclass for LwMessageRow {
+        const NAME: &'static str = "LwMessageRow";
+        type Type = super::LwMessageRow;
+        type ParentType = gtk::Box;
+
+        fn class_init(klass: &mut Self::Class) {
+            klass.bind_template();
+        }
+
+        fn instance_init(obj: &glib::subclass::InitializingObject<Self>) {
+            obj.init_template();
+        }
+    }
+
+    impl ObjectImpl for LwMessageRow {
+        fn constructed(&self) {
+            self.parent_constructed();
+            let obj = self.obj();
+            // Right click (mouse) and long press (touch) open the same menu.
+            let click = gtk::GestureClick::new();
+            click.set_button(gdk::BUTTON_SECONDARY);
+            click.connect_pressed(glib::clone!(
+                #[weak]
+                obj,
+                move |g, _, x, y| {
+                    g.set_state(gtk::EventSequenceState::Claimed);
+                    obj.popup_menu(x, y);
+                }
+            ));
+            obj.add_controller(click);
+            let press = gtk::GestureLongPress::new();
+            press.connect_pressed(glib::clone!(
+                #[weak]
+                obj,
+                move |g, x, y| {
+                    g.set_state(gtk::EventSequenceState::Claimed);
+                    obj.popup_menu(x, y);
+                }
+            ));
+            obj.add_controller(press);
+        }
+    }
+
+    impl WidgetImpl for LwMessageRow {}
+    impl BoxImpl for LwMessageRow {}
+}
+
+glib::wrapper! {
+    /// A message bubble.
+    pub struct LwMessageRow(ObjectSubclass<imp::LwMessageRow>)
+        @extends gtk::Box, gtk::Widget,
+        @implements gtk::Accessible, gtk::Buildable, gtk::ConstraintTarget, gtk::Orientable;
+}
+
+impl Default for LwMessageRow {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// "14:05" today, "Mar 3 14:05" on other days.
+pub fn format_time(ts_ms: u64) -> String {
+    let secs = i64::try_from(ts_ms / 1000).unwrap_or(0);
+    let (Ok(t), Ok(now)) = (
+        glib::DateTime::from_unix_local(secs),
+        glib::DateTime::now_local(),
+    ) else {
+        return String::new();
+    };
+    let same_day = t.ymd() == now.ymd();
+    let fmt = if same_day { "%H:%M" } else { "%b %e, %H:%M" };
+    t.format(fmt).map(|s| s.to_string()).unwrap_or_default()
+}
+
+impl LwMessageRow {
+    /// An empty row (the list's factory binds messages to it).
+    pub fn new() -> Self {
+        glib::Object::new()
+    }
+
+    /// Shows `msg`. `show_sender` is off in private conversations.
+    pub fn bind(&self, msg: &LwMessage, show_sender: bool, delete_window_secs: u64) {
+        let imp = self.imp();
+        let d = msg.data();
+        imp.message.replace(Some(msg.clone()));
+        imp.delete_window_ms
+            .set(delete_window_secs.saturating_mul(1000));
+        let bubble = &imp.bubble;
+        for c in ["own", "deleted", "server"] {
+            bubble.remove_css_class(c);
+        }
+        bubble.set_halign(if d.own {
+            gtk::Align::End
+        } else {
+            gtk::Align::Start
+        });
+        if d.own {
+            bubble.add_css_class("own");
+        }
+        if d.from == SERVER_AUTHOR {
+            bubble.add_css_class("server");
+        }
+        imp.sender.set_visible(show_sender && !d.own);
+        imp.sender.set_text(&d.from);
+        match &d.text {
+            Some(t) => imp.body.set_text(t),
+            None => {
+                bubble.add_css_class("deleted");
+                imp.body.set_text(DELETED_TEXT);
+            }
+        }
+        imp.time.set_text(&format_time(d.ts));
+    }
+
+    /// Forgets the message (the row is being recycled).
+    pub fn unbind(&self) {
+        self.imp().message.replace(None);
+    }
+
+    /// The message shown.
+    pub fn message(&self) -> Option<LwMessage> {
+        self.imp().message.borrow().clone()
+    }
+
+    /// Whether "Delete for everyone" is offered now.
+    pub fn can_delete_for_everyone(&self) -> bool {
+        let Some(m) = self.message() else {
+            return false;
+        };
+        let d = m.data();
+        d.own && d.text.is_some() && now_ms().saturating_sub(d.ts) < self.imp().delete_window_ms.get()
+    }
+
+    fn popup_menu(&self, x: f64, y: f64) {
+        let Some(msg) = self.message() else { return };
+        let id = msg.id();
+        let menu = gio::Menu::new();
+        let me = gio::MenuItem::new(Some("Delete for Me"), None);
+        me.set_action_and_target_value(Some("win.delete-for-me"), Some(&id.to_variant()));
+        menu.append_item(&me);
+        if self.can_delete_for_everyone() {
+            let all = gio::MenuItem::new(Some("Delete for Everyone"), None);
+            all.set_action_and_target_value(
+                Some("win.delete-for-everyone"),
+                Some(&id.to_variant()),
+            );
+            menu.append_item(&all);
+        }
+        if let Some(text) = msg.text() {
+            let copy = gio::MenuItem::new(Some("Copy Text"), None);
+            copy.set_action_and_target_value(Some("win.copy-text"), Some(&text.to_variant()));
+            menu.prepend_item(&copy);
+        }
+        let popover = gtk::PopoverMenu::from_model(Some(&menu));
+        popover.set_parent(&*self.imp().bubble);
+        popover.set_has_arrow(true);
+        let (bx, by) = self
+            .translate_coordinates(&*self.imp().bubble, x, y)
+            .unwrap_or((x, y));
+        popover.set_pointing_to(Some(&gdk::Rectangle::new(bx as i32, by as i32, 1, 1)));
+        popover.connect_closed(|p| {
+            // Unparent after the action ran (it is dispatched from the popover).
+            let p = p.clone();
+            glib::idle_add_local_once(move || p.unparent());
+        });
+        popover.popup();
+    }
+}

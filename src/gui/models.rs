@@ -1,0 +1,365 @@
+//! Model objects (GObjects without widgets) that the views bind to.
+//!
+//! - [`LwMessage`]: one message in a conversation (its data can change: a delete for
+//!   everyone turns it into a placeholder).
+//! - [`LwConversation`]: `#general` or `@peer`, with its messages (a `gio::ListStore`
+//!   kept in sequence order), unread count and the peer's presence.
+//! - [`LwClientEntry`]: one connected client in the server window's table.
+//!
+//! Views re-read an item when the store emits `items-changed` for its position, so a
+//! change to a message is a data update plus one signal; no per-row bindings to manage.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+
+use gtk4 as gtk;
+use gtk::gio;
+use gtk::glib;
+use gtk::prelude::*;
+use gtk::subclass::prelude::*;
+
+use crate::app::ids::{GENERAL, MsgId, Seq};
+
+/// The data of one message.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MessageData {
+    /// Server id.
+    pub id: MsgId,
+    /// Sequence number in its conversation.
+    pub seq: Seq,
+    /// Author.
+    pub from: String,
+    /// Text; `None` once deleted for everyone.
+    pub text: Option<String>,
+    /// Server time, Unix milliseconds.
+    pub ts: u64,
+    /// Written by the logged-in user.
+    pub own: bool,
+}
+
+mod imp {
+    use super::*;
+
+    #[derive(Default)]
+    pub struct LwMessage {
+        pub data: RefCell<MessageData>,
+    }
+
+    #[glib::object_subclass]
+    impl ObjectSubclass for LwMessage {
+        const NAME: &'static str = "LwMessage";
+        type Type = super::LwMessage;
+    }
+
+    impl ObjectImpl for LwMessage {}
+
+    #[derive(Default, glib::Properties)]
+    #[properties(wrapper_type = super::LwConversation)]
+    pub struct LwConversation {
+        /// `#general` or `@peer`.
+        #[property(get, construct_only)]
+        pub name: RefCell<String>,
+        /// Messages not seen yet.
+        #[property(get, set)]
+        pub unread: Cell<u32>,
+        /// The peer is online (always true for `#general`).
+        #[property(get, set)]
+        pub online: Cell<bool>,
+        pub messages: RefCell<Option<gio::ListStore>>,
+        pub by_id: RefCell<HashMap<MsgId, super::LwMessage>>,
+        pub history_requested: Cell<bool>,
+        pub more_history: Cell<bool>,
+    }
+
+    #[glib::object_subclass]
+    impl ObjectSubclass for LwConversation {
+        const NAME: &'static str = "LwConversation";
+        type Type = super::LwConversation;
+    }
+
+    #[glib::derived_properties]
+    impl ObjectImpl for LwConversation {
+        fn constructed(&self) {
+            self.parent_constructed();
+            self.messages
+                .replace(Some(gio::ListStore::new::<super::LwMessage>()));
+            self.more_history.set(true);
+        }
+    }
+
+    #[derive(Default)]
+    pub struct LwClientEntry {
+        pub data: RefCell<super::ClientEntryData>,
+    }
+
+    #[glib::object_subclass]
+    impl ObjectSubclass for LwClientEntry {
+        const NAME: &'static str = "LwClientEntry";
+        type Type = super::LwClientEntry;
+    }
+
+    impl ObjectImpl for LwClientEntry {}
+}
+
+glib::wrapper! {
+    /// One message (see [`MessageData`]).
+    pub struct LwMessage(ObjectSubclass<imp::LwMessage>);
+}
+
+impl LwMessage {
+    /// A message object.
+    pub fn new(data: MessageData) -> Self {
+        let m: Self = glib::Object::new();
+        m.imp().data.replace(data);
+        m
+    }
+
+    /// A copy of its data.
+    pub fn data(&self) -> MessageData {
+        self.imp().data.borrow().clone()
+    }
+
+    /// Server id.
+    pub fn id(&self) -> MsgId {
+        self.imp().data.borrow().id
+    }
+
+    /// Sequence number.
+    pub fn seq(&self) -> Seq {
+        self.imp().data.borrow().seq
+    }
+
+    /// Text, `None` when deleted for everyone.
+    pub fn text(&self) -> Option<String> {
+        self.imp().data.borrow().text.clone()
+    }
+
+    /// Author.
+    pub fn from(&self) -> String {
+        self.imp().data.borrow().from.clone()
+    }
+}
+
+glib::wrapper! {
+    /// A conversation in the sidebar, with its messages.
+    pub struct LwConversation(ObjectSubclass<imp::LwConversation>);
+}
+
+/// What adding a message did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Added {
+    /// It is new.
+    New,
+    /// It was shown already (same id): nothing changed.
+    Duplicate,
+}
+
+impl LwConversation {
+    /// A conversation named `#general` or `@peer`.
+    pub fn new(name: &str) -> Self {
+        glib::Object::builder()
+            .property("name", name)
+            .property("online", name == GENERAL)
+            .build()
+    }
+
+    /// Is this a private conversation?
+    pub fn is_private(&self) -> bool {
+        self.name().starts_with('@')
+    }
+
+    /// The peer of a private conversation.
+    pub fn peer(&self) -> Option<String> {
+        self.name().strip_prefix('@').map(str::to_owned)
+    }
+
+    /// The messages, oldest first (a `gio::ListStore` of [`LwMessage`]).
+    pub fn messages(&self) -> gio::ListStore {
+        self.imp()
+            .messages
+            .borrow()
+            .clone()
+            .expect("created in constructed()")
+    }
+
+    /// Number of messages shown.
+    pub fn len(&self) -> u32 {
+        self.messages().n_items()
+    }
+
+    /// No messages shown?
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The message with this id, if shown.
+    pub fn message(&self, id: MsgId) -> Option<LwMessage> {
+        self.imp().by_id.borrow().get(&id).cloned()
+    }
+
+    /// All messages' data, oldest first (for tests and debugging).
+    pub fn snapshot(&self) -> Vec<MessageData> {
+        let store = self.messages();
+        (0..store.n_items())
+            .filter_map(|i| store.item(i).and_downcast::<LwMessage>())
+            .map(|m| m.data())
+            .collect()
+    }
+
+    /// The lowest sequence number shown (where "load older" continues from).
+    pub fn first_seq(&self) -> Option<Seq> {
+        self.messages()
+            .item(0)
+            .and_downcast::<LwMessage>()
+            .map(|m| m.seq())
+    }
+
+    /// Adds a message in sequence order, ignoring one already shown.
+    pub fn add(&self, data: MessageData) -> Added {
+        if self.imp().by_id.borrow().contains_key(&data.id) {
+            return Added::Duplicate;
+        }
+        let store = self.messages();
+        let msg = LwMessage::new(data);
+        self.imp().by_id.borrow_mut().insert(msg.id(), msg.clone());
+        let n = store.n_items();
+        let last_seq = store
+            .item(n.saturating_sub(1))
+            .and_downcast::<LwMessage>()
+            .map(|m| m.seq());
+        match last_seq {
+            Some(last) if msg.seq() < last => {
+                store.insert_sorted(&msg, |a, b| {
+                    let a = a.downcast_ref::<LwMessage>().map(LwMessage::seq);
+                    let b = b.downcast_ref::<LwMessage>().map(LwMessage::seq);
+                    a.cmp(&b)
+                });
+            }
+            _ => store.append(&msg),
+        }
+        Added::New
+    }
+
+    /// Adds a page of older messages (from `History`) in one splice when they all come
+    /// before what is shown; otherwise one by one in order.
+    pub fn add_history(&self, page: Vec<MessageData>) -> usize {
+        let fresh: Vec<MessageData> = {
+            let by_id = self.imp().by_id.borrow();
+            page.into_iter()
+                .filter(|m| !by_id.contains_key(&m.id))
+                .collect()
+        };
+        let count = fresh.len();
+        let first = self.first_seq();
+        let all_older = fresh.iter().all(|m| first.is_none_or(|f| m.seq < f));
+        let mut sorted = fresh;
+        sorted.sort_by_key(|m| m.seq);
+        if all_older {
+            let objs: Vec<LwMessage> = sorted.into_iter().map(LwMessage::new).collect();
+            {
+                let mut by_id = self.imp().by_id.borrow_mut();
+                for m in &objs {
+                    by_id.insert(m.id(), m.clone());
+                }
+            }
+            self.messages().splice(0, 0, &objs);
+        } else {
+            for m in sorted {
+                self.add(m);
+            }
+        }
+        count
+    }
+
+    /// Turns a message into the "deleted" placeholder. Returns whether it was shown.
+    pub fn erase(&self, id: MsgId) -> bool {
+        let Some(msg) = self.message(id) else {
+            return false;
+        };
+        msg.imp().data.borrow_mut().text = None;
+        let store = self.messages();
+        if let Some(pos) = store.find(&msg) {
+            store.items_changed(pos, 1, 1);
+        }
+        true
+    }
+
+    /// Removes a message from the list (deleted for me). Returns whether it was shown.
+    pub fn remove(&self, id: MsgId) -> bool {
+        let Some(msg) = self.imp().by_id.borrow_mut().remove(&id) else {
+            return false;
+        };
+        let store = self.messages();
+        if let Some(pos) = store.find(&msg) {
+            store.remove(pos);
+        }
+        true
+    }
+
+    /// Whether older history may exist on the server.
+    pub fn more_history(&self) -> bool {
+        self.imp().more_history.get()
+    }
+
+    /// Records whether older history exists.
+    pub fn set_more_history(&self, more: bool) {
+        self.imp().more_history.set(more);
+    }
+
+    /// Marks that a history page was asked for; returns false if one is already pending.
+    pub fn begin_history_request(&self) -> bool {
+        !self.imp().history_requested.replace(true)
+    }
+
+    /// A history page arrived.
+    pub fn end_history_request(&self) {
+        self.imp().history_requested.set(false);
+    }
+}
+
+/// One row of the server window's client table.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClientEntryData {
+    /// Connection id.
+    pub conn: u64,
+    /// Username.
+    pub user: String,
+    /// Current `IP:port`.
+    pub addr: String,
+    /// Login time, Unix seconds.
+    pub since: i64,
+    /// Messages sent on this connection.
+    pub messages: u64,
+}
+
+glib::wrapper! {
+    /// A connected client in the server window.
+    pub struct LwClientEntry(ObjectSubclass<imp::LwClientEntry>);
+}
+
+impl LwClientEntry {
+    /// A client entry.
+    pub fn new(data: ClientEntryData) -> Self {
+        let e: Self = glib::Object::new();
+        e.imp().data.replace(data);
+        e
+    }
+
+    /// A copy of its data.
+    pub fn data(&self) -> ClientEntryData {
+        self.imp().data.borrow().clone()
+    }
+
+    /// Changes its data (the caller emits `items-changed` on the store).
+    pub fn update(&self, f: impl FnOnce(&mut ClientEntryData)) {
+        f(&mut self.imp().data.borrow_mut());
+    }
+}
+
+/// Finds the position of the first item of `store` that satisfies `pred`.
+pub fn position<T: IsA<glib::Object>>(
+    store: &gio::ListStore,
+    pred: impl Fn(&T) -> bool,
+) -> Option<u32> {
+    (0..store.n_items()).find(|&i| store.item(i).and_downcast::<T>().is_some_and(|o| pred(&o)))
+}
