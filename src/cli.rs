@@ -253,6 +253,7 @@ pub fn main() -> ExitCode {
                 trust,
                 pins: pin_store(&config),
                 reconnect: !args.no_reconnect,
+                endpoint: None,
             };
             block_on(scripted::run_chat(opts))
         }

@@ -57,6 +57,9 @@ pub struct ClientOptions {
     pub state_file: Option<PathBuf>,
     /// Reconnect after a drop (off: a drop ends the client).
     pub reconnect: bool,
+    /// A QUIC endpoint to use instead of opening a new UDP socket (many clients can share
+    /// one; tests rebind it to simulate a NAT rebinding).
+    pub endpoint: Option<Endpoint>,
 }
 
 /// Ends the client; each maps to an exit code in scripted mode.
@@ -217,7 +220,7 @@ async fn run(
     let mut backoff = Backoff::default();
     let mut ever_connected = false;
     let mut cmds_open = true;
-    let mut endpoint: Option<Endpoint> = None;
+    let mut endpoint: Option<Endpoint> = opts.endpoint.clone();
     loop {
         let result = connect(&opts, &mut endpoint, core.hide_cursor()).await;
         match result {
