@@ -85,7 +85,7 @@ glib::wrapper! {
     /// A message bubble.
     pub struct LwMessageRow(ObjectSubclass<imp::LwMessageRow>)
         @extends gtk::Box, gtk::Widget,
-        @implements gtk::Accessible, gtk::Buildable, gtk::ConstraintTarget, gtk::Orientable;
+        @implements gtk::Buildable, gtk::ConstraintTarget, gtk::Orientable;
 }
 
 impl Default for LwMessageRow {

@@ -1,24 +1,224 @@
-//! GTK4 windows (feature `gui`). Work in progress: see the GUI issue.
+//! GTK4 windows (feature `gui`): the server window, the client window and `livewire demo`.
+//!
+//! # Layout
+//!
+//! - [`runtime`]: the one tokio runtime beside the GLib main loop.
+//! - [`models`]: GObject models without widgets (messages, conversations, server clients).
+//! - [`message_row`]: `LwMessageRow`, one message bubble and its context menu.
+//! - [`client_window`]: `LwClientWindow`, the connect screen and the chat.
+//! - [`server_window`]: `LwServerWindow`, start/stop, clients, activity and announcements.
+//! - [`settings`]: what the client window remembers (never the password).
+//!
+//! Widgets never do network I/O: they send commands through a `ClientHandle` or
+//! `ServerHandle` and drain events from an `async_channel` in one
+//! `glib::spawn_future_local` loop per window. Templates and CSS live in `ui/` and are
+//! compiled in.
+//!
+//! ```text
+//! LwClientWindow
+//! ├── GtkHeaderBar (new chat ▾, title, Log Out)
+//! └── GtkStack
+//!     ├── "connect": server, port, username, password, trust-this-server card, errors
+//!     └── "chat": GtkPaned
+//!         ├── sidebar: GtkListBox of LwConversation (#general, @peers; dots, badges)
+//!         └── banner, GtkListView of LwMessage (LwMessageRow), toast, composer
+//! ```
 
-use std::path::PathBuf;
+pub mod client_window;
+pub mod message_row;
+pub mod models;
+pub mod runtime;
+pub mod server_window;
+pub mod settings;
+
+use std::cell::Cell;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::rc::Rc;
 
+use gtk4 as gtk;
+use gtk::prelude::*;
+use gtk::{gdk, gio, glib};
+
+pub use client_window::LwClientWindow;
+pub use message_row::LwMessageRow;
+pub use server_window::LwServerWindow;
+
+use crate::app::limits::Limits;
+use crate::transport::client::Trust;
 use crate::transport::server::ServerOptions;
 
-/// The server window.
-pub fn run_server(_opts: ServerOptions) -> ExitCode {
-    eprintln!("livewire: the server window is not built yet; use --headless");
-    ExitCode::from(2)
+/// The style sheet, compiled in.
+pub const STYLE_CSS: &str = include_str!("../../ui/style.css");
+
+/// A `gtk::Application` that never hands over to another process (see FACTS.md).
+pub fn application(id: &str) -> gtk::Application {
+    gtk::Application::builder()
+        .application_id(id)
+        .flags(gio::ApplicationFlags::NON_UNIQUE)
+        .build()
 }
 
-/// The client window.
-pub fn run_client(_config_dir: PathBuf) -> ExitCode {
-    eprintln!("livewire: the client window is not built yet; use `livewire chat`");
-    ExitCode::from(2)
+/// Loads `ui/style.css` for the default display (call after GTK is initialised).
+pub fn load_css() {
+    let Some(display) = gdk::Display::default() else {
+        return;
+    };
+    let provider = gtk::CssProvider::new();
+    provider.load_from_data(STYLE_CSS);
+    gtk::style_context_add_provider_for_display(
+        &display,
+        &provider,
+        gtk::STYLE_PROVIDER_PRIORITY_APPLICATION,
+    );
 }
 
-/// The demo.
-pub fn run_demo(_data_dir: Option<PathBuf>) -> ExitCode {
-    eprintln!("livewire: the demo is not built yet");
-    ExitCode::from(2)
+fn run(app: &gtk::Application) -> ExitCode {
+    // clap has parsed the command line already; GTK gets none of it.
+    let code = app.run_with_args::<&str>(&[]);
+    ExitCode::from(code.get())
+}
+
+/// The server window (`livewire server`); the server starts right away.
+pub fn run_server(opts: ServerOptions) -> ExitCode {
+    let app = application("org.livewire.Server");
+    app.connect_activate(move |app| {
+        load_css();
+        let win = LwServerWindow::new(app, opts.clone());
+        win.present();
+        win.start();
+    });
+    run(&app)
+}
+
+/// The client window (`livewire client`).
+pub fn run_client(config_dir: PathBuf) -> ExitCode {
+    let app = application("org.livewire.Client");
+    app.connect_activate(move |app| {
+        load_css();
+        LwClientWindow::new(app, config_dir.clone()).present();
+    });
+    run(&app)
+}
+
+fn random_hex(bytes: usize) -> String {
+    let mut b = vec![0u8; bytes];
+    if getrandom::fill(&mut b).is_err() {
+        // Never a fixed secret: fall back to the clock and the process id.
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0)
+            ^ u128::from(std::process::id());
+        for (i, x) in b.iter_mut().enumerate() {
+            *x = (t >> ((i % 16) * 8)) as u8;
+        }
+    }
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// A fresh private directory under the system temp dir.
+fn temp_dir(prefix: &str) -> std::io::Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        random_hex(4)
+    ));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
+/// The demo users' passwords: random per run, or (with a kept data dir) random once and
+/// stored beside the demo database, readable by the owner only.
+fn demo_logins(data_dir: &Path, keep: bool) -> Vec<(String, String)> {
+    let users = ["alice", "bob"];
+    let file = data_dir.join("demo-logins.json");
+    if keep
+        && let Ok(bytes) = std::fs::read(&file)
+        && let Ok(saved) = serde_json::from_slice::<Vec<(String, String)>>(&bytes)
+        && saved.len() == users.len()
+    {
+        return saved;
+    }
+    let logins: Vec<(String, String)> = users
+        .iter()
+        .map(|u| ((*u).to_owned(), random_hex(12)))
+        .collect();
+    if keep
+        && let Ok(bytes) = serde_json::to_vec(&logins)
+        && let Err(e) = crate::transport::tls::write_private(&file, &bytes)
+    {
+        tracing::warn!("cannot keep the demo logins: {e}");
+    }
+    logins
+}
+
+/// `livewire demo`: a server window and two client windows (alice and bob), logged in.
+pub fn run_demo(data_dir: Option<PathBuf>) -> ExitCode {
+    let (data, keep) = match data_dir {
+        Some(d) => (d, true),
+        None => match temp_dir("livewire-demo") {
+            Ok(d) => (d, false),
+            Err(e) => {
+                eprintln!("livewire: cannot create a temporary directory: {e}");
+                return ExitCode::from(1);
+            }
+        },
+    };
+    if let Err(e) = std::fs::create_dir_all(&data) {
+        eprintln!("livewire: cannot create {}: {e}", data.display());
+        return ExitCode::from(1);
+    }
+    let config = match temp_dir("livewire-demo-config") {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("livewire: cannot create a temporary directory: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let logins = demo_logins(&data, keep);
+    let app = application("org.livewire.Demo");
+    let opts = ServerOptions {
+        listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+        data_dir: data.clone(),
+        cert: None,
+        limits: Limits::default(),
+    };
+    {
+        let config = config.clone();
+        app.connect_activate(move |app| {
+            load_css();
+            let server = LwServerWindow::new(app, opts.clone());
+            server.present();
+            let launched = Rc::new(Cell::new(false));
+            let logins = logins.clone();
+            let config = config.clone();
+            let app = app.clone();
+            server.connect_started(move |_, addr, fp| {
+                if launched.replace(true) {
+                    return;
+                }
+                for (user, password) in &logins {
+                    let win = LwClientWindow::new(&app, config.join(user));
+                    win.present();
+                    win.connect_to(
+                        "127.0.0.1",
+                        addr.port(),
+                        user,
+                        password,
+                        Trust::Fingerprint(fp.to_owned()),
+                    );
+                }
+            });
+            server.start();
+        });
+    }
+    let code = run(&app);
+    let _ = std::fs::remove_dir_all(&config);
+    if !keep {
+        let _ = std::fs::remove_dir_all(&data);
+    }
+    glib::MainContext::default().iteration(false);
+    code
 }

@@ -7,7 +7,6 @@ use std::path::PathBuf;
 use gtk4 as gtk;
 use gtk::gio;
 use gtk::glib;
-use gtk::prelude::*;
 use gtk::subclass::prelude::*;
 
 use crate::gui::models::LwConversation;

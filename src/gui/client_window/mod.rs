@@ -29,7 +29,7 @@ glib::wrapper! {
     /// The chat client window.
     pub struct LwClientWindow(ObjectSubclass<imp::LwClientWindow>)
         @extends gtk::ApplicationWindow, gtk::Window, gtk::Widget,
-        @implements gio::ActionGroup, gio::ActionMap, gtk::Accessible, gtk::Buildable,
+        @implements gio::ActionGroup, gio::ActionMap, gtk::Buildable,
                     gtk::ConstraintTarget, gtk::Native, gtk::Root, gtk::ShortcutManager;
 }
 
@@ -526,6 +526,7 @@ impl LwClientWindow {
             // pages on demand), so the window keeps no local position.
             state_file: None,
             reconnect: true,
+            endpoint: None,
         };
         let (handle, events) = client::start_on(opts, &runtime::handle());
         imp.session.replace(Some(Session {

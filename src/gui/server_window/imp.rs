@@ -5,7 +5,6 @@ use std::cell::{Cell, RefCell};
 use gtk4 as gtk;
 use gtk::gio;
 use gtk::glib;
-use gtk::prelude::*;
 use gtk::subclass::prelude::*;
 
 use crate::transport::server::{Server, ServerHandle, ServerOptions};

@@ -23,7 +23,7 @@ glib::wrapper! {
     /// The server window.
     pub struct LwServerWindow(ObjectSubclass<imp::LwServerWindow>)
         @extends gtk::ApplicationWindow, gtk::Window, gtk::Widget,
-        @implements gio::ActionGroup, gio::ActionMap, gtk::Accessible, gtk::Buildable,
+        @implements gio::ActionGroup, gio::ActionMap, gtk::Buildable,
                     gtk::ConstraintTarget, gtk::Native, gtk::Root, gtk::ShortcutManager;
 }
 
