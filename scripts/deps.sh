@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Installs the system packages LiveWire's build and tests need (Debian/Ubuntu).
+# Sourced by scripts/test.sh and scripts/demo.sh; safe to run again.
+set -euo pipefail
+
+LIVEWIRE_PACKAGES=(
+  pkg-config libgtk-4-dev          # the GUI (feature `gui`)
+  xvfb xauth                       # GUI tests under a virtual display
+  iproute2 nftables conntrack      # the NAT lab (tests/natlab.rs)
+  miniupnpd                        # port-mapping test in the NAT lab
+)
+
+lw_sudo() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+
+install_deps() {
+  local missing=()
+  for p in "${LIVEWIRE_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    echo "==> installing: ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    lw_sudo apt-get -o DPkg::Lock::Timeout=300 update -qq
+    # miniupnpd asks questions through debconf; the defaults are fine for tests.
+    lw_sudo apt-get -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+  if ! command -v cargo >/dev/null; then
+    if [ -x "$HOME/.cargo/bin/cargo" ]; then
+      export PATH="$HOME/.cargo/bin:$PATH"
+    else
+      echo "==> installing Rust with rustup (https://rustup.rs)"
+      lw_sudo apt-get -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends curl ca-certificates build-essential >/dev/null
+      curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal
+      export PATH="$HOME/.cargo/bin:$PATH"
+    fi
+  fi
+}
