@@ -3,10 +3,10 @@
 
 use std::cell::{Cell, RefCell};
 
-use gtk4 as gtk;
 use gtk::prelude::*;
 use gtk::subclass::prelude::*;
 use gtk::{gdk, gio, glib};
+use gtk4 as gtk;
 
 use super::models::LwMessage;
 use crate::app::server::SERVER_AUTHOR;
@@ -171,7 +171,9 @@ impl LwMessageRow {
             return false;
         };
         let d = m.data();
-        d.own && d.text.is_some() && now_ms().saturating_sub(d.ts) < self.imp().delete_window_ms.get()
+        d.own
+            && d.text.is_some()
+            && now_ms().saturating_sub(d.ts) < self.imp().delete_window_ms.get()
     }
 
     fn popup_menu(&self, x: f64, y: f64) {

@@ -12,11 +12,11 @@
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 
-use gtk4 as gtk;
 use gtk::gio;
 use gtk::glib;
 use gtk::prelude::*;
 use gtk::subclass::prelude::*;
+use gtk4 as gtk;
 
 use crate::app::ids::{GENERAL, MsgId, Seq};
 

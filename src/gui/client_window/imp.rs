@@ -4,10 +4,10 @@ use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use gtk4 as gtk;
 use gtk::gio;
 use gtk::glib;
 use gtk::subclass::prelude::*;
+use gtk4 as gtk;
 
 use crate::gui::models::LwConversation;
 use crate::transport::client::ClientHandle;

@@ -8,10 +8,10 @@ mod imp;
 
 use std::path::PathBuf;
 
-use gtk4 as gtk;
 use gtk::prelude::*;
 use gtk::subclass::prelude::*;
 use gtk::{gdk, gio, glib};
+use gtk4 as gtk;
 
 use crate::app::client::{Command, Event};
 use crate::app::ids::{GENERAL, UserName};
@@ -96,9 +96,7 @@ pub fn friendly_fatal(f: &Fatal) -> (String, bool) {
 impl LwClientWindow {
     /// A client window; pins and the remembered login live in `config_dir`.
     pub fn new(app: &gtk::Application, config_dir: PathBuf) -> Self {
-        let win: Self = glib::Object::builder()
-            .property("application", app)
-            .build();
+        let win: Self = glib::Object::builder().property("application", app).build();
         win.imp().config_dir.replace(config_dir.clone());
         if let Some(r) = RememberedLogin::load(&config_dir) {
             let imp = win.imp();
@@ -422,11 +420,7 @@ impl LwClientWindow {
 
     /// Fills the form and connects (the demo and tests use this).
     pub fn connect_to(&self, host: &str, port: u16, user: &str, password: &str, trust: Trust) {
-        let imp = self.imp();
-        imp.host_entry.set_text(host);
-        imp.port_entry.set_text(&port.to_string());
-        imp.user_entry.set_text(user);
-        imp.password_entry.set_text(password);
+        self.set_form(host, port, user, password);
         let form = LoginForm {
             host: host.to_owned(),
             port,
@@ -497,7 +491,30 @@ impl LwClientWindow {
         }
     }
 
-    fn accept_trust(&self) {
+    /// Fills the connect form (the password too) without connecting.
+    pub fn set_form(&self, host: &str, port: u16, user: &str, password: &str) {
+        let imp = self.imp();
+        imp.host_entry.set_text(host);
+        imp.port_entry.set_text(&port.to_string());
+        imp.user_entry.set_text(user);
+        imp.password_entry.set_text(password);
+    }
+
+    /// The Connect button.
+    pub fn connect_button(&self) -> gtk::Button {
+        self.imp().connect_button.get()
+    }
+
+    /// The fingerprint the "trust this server?" card shows, if it is shown.
+    pub fn trust_prompt(&self) -> Option<String> {
+        let imp = self.imp();
+        imp.trust_box
+            .is_visible()
+            .then(|| imp.trust_fingerprint.text().to_string())
+    }
+
+    /// Trusts the server the card shows and connects (its "Trust and Connect" button).
+    pub fn accept_trust(&self) {
         let Some((form, fp)) = self.imp().pending_trust.take() else {
             return;
         };
@@ -624,8 +641,7 @@ impl LwClientWindow {
                 .set_text(&format!("First connection to {server}"));
             imp.trust_fingerprint.set_text(fingerprint);
             imp.trust_box.set_visible(true);
-            imp.pending_trust
-                .replace(Some((form, fingerprint.clone())));
+            imp.pending_trust.replace(Some((form, fingerprint.clone())));
             imp.trust_accept.grab_focus();
             return;
         }
@@ -663,13 +679,13 @@ impl LwClientWindow {
                 let general = self.conversation_for(GENERAL);
                 self.set_chat_visible(true);
                 imp.title_label.set_text("LiveWire");
-                imp.subtitle_label
-                    .set_text(&format!("{user} on {server}"));
+                imp.subtitle_label.set_text(&format!("{user} on {server}"));
                 imp.me_label
                     .set_text(&format!("Signed in as {user} · {server}"));
                 self.set_title(Some(&format!("LiveWire — {user}")));
                 self.set_connection_state(true, "");
                 self.select_conversation(&general);
+                self.show_conversation(&general);
                 self.request_sync();
                 imp.composer.grab_focus();
             }
@@ -717,11 +733,7 @@ impl LwClientWindow {
                     ts,
                     own,
                 });
-                let catching_up = imp
-                    .session
-                    .borrow()
-                    .as_ref()
-                    .is_some_and(|s| s.catching_up);
+                let catching_up = imp.session.borrow().as_ref().is_some_and(|s| s.catching_up);
                 if added == Added::New && !own && !catching_up {
                     let visible = self.current().as_ref() == Some(&c) && self.is_active();
                     if !visible {
@@ -859,6 +871,10 @@ impl LwClientWindow {
         let Some(app) = self.application() else {
             return;
         };
+        if app.dbus_connection().is_none() {
+            // No session bus (e.g. under Xvfb): no notification service to talk to.
+            return;
+        }
         let title = if conv == GENERAL {
             format!("{from} in {GENERAL}")
         } else {
@@ -941,10 +957,7 @@ impl LwClientWindow {
             self.show_toast(&format!("“{name}” is not a valid username: {e}."));
             return;
         }
-        if self
-            .me()
-            .is_some_and(|me| me.eq_ignore_ascii_case(name))
-        {
+        if self.me().is_some_and(|me| me.eq_ignore_ascii_case(name)) {
             self.show_toast("That is you. Pick someone else to chat with.");
             return;
         }

@@ -2,10 +2,10 @@
 
 use std::cell::{Cell, RefCell};
 
-use gtk4 as gtk;
 use gtk::gio;
 use gtk::glib;
 use gtk::subclass::prelude::*;
+use gtk4 as gtk;
 
 use crate::transport::server::{Server, ServerHandle, ServerOptions};
 

@@ -8,10 +8,10 @@ mod imp;
 
 use std::net::{IpAddr, SocketAddr};
 
-use gtk4 as gtk;
 use gtk::prelude::*;
 use gtk::subclass::prelude::*;
 use gtk::{gio, glib};
+use gtk4 as gtk;
 
 use crate::app::ids::ConnId;
 use crate::app::server::ServerLog;
@@ -46,9 +46,7 @@ fn clock(secs: i64) -> String {
 impl LwServerWindow {
     /// A server window; `opts` gives the initial listen address, data dir and limits.
     pub fn new(app: &gtk::Application, opts: ServerOptions) -> Self {
-        let win: Self = glib::Object::builder()
-            .property("application", app)
-            .build();
+        let win: Self = glib::Object::builder().property("application", app).build();
         let imp = win.imp();
         imp.address_entry.set_text(&opts.listen.ip().to_string());
         imp.port_entry.set_text(&opts.listen.port().to_string());
@@ -284,6 +282,9 @@ impl LwServerWindow {
         let addr = server.local_addr();
         let fp = server.fingerprint().to_owned();
         imp.fingerprint_label.set_text(&fp);
+        // Show the port really bound (port 0 picks one), so Start after Stop reuses it and
+        // clients find the server again.
+        self.set_listen(addr);
         self.set_status(&format!("Running on {addr}"), true);
         self.log(&format!("Server started on {addr}"));
         if let Some(mut events) = server.take_events() {
@@ -406,7 +407,9 @@ impl LwServerWindow {
             let extra = log.len() - MAX_LOG_LINES;
             log.drain(..extra);
             let mut start = buffer.start_iter();
-            let mut cut = buffer.iter_at_line(extra as i32).unwrap_or(buffer.start_iter());
+            let mut cut = buffer
+                .iter_at_line(extra as i32)
+                .unwrap_or(buffer.start_iter());
             buffer.delete(&mut start, &mut cut);
         }
         drop(log);

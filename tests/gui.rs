@@ -1,0 +1,258 @@
+//! The GUI, driven for real: a server window and client windows against a real in-process
+//! server, under Xvfb.
+//!
+//! Run with `GDK_BACKEND=x11 GSK_RENDERER=cairo xvfb-run -a cargo test --test gui`.
+//! GTK must be used from one thread, so this is one `main` (no libtest harness) that runs
+//! the scenario step by step, waiting on model state while pumping the GLib main context.
+//! Without a display it prints "SKIPPED: no display" and exits 0 (never a silent pass).
+
+use std::time::{Duration, Instant};
+
+use gtk::glib;
+use gtk::prelude::*;
+use gtk4 as gtk;
+
+use livewire::app::limits::Limits;
+use livewire::gui::models::{LwClientEntry, MessageData};
+use livewire::gui::{LwClientWindow, LwServerWindow};
+use livewire::transport::client::Trust;
+use livewire::transport::server::ServerOptions;
+
+const TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Pumps the main loop until `cond` holds; fails the test after [`TIMEOUT`].
+fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let ctx = glib::MainContext::default();
+    let deadline = Instant::now() + TIMEOUT;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        if !ctx.iteration(false) {
+            // Nothing ready on the GTK side: the network works on the tokio threads.
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
+
+/// Asks a client for a `sync` barrier and waits for it: everything the server sent this
+/// client before has been applied to its models.
+fn sync(win: &LwClientWindow) {
+    let before = win.syncs();
+    win.request_sync();
+    wait_until("a sync barrier", || win.syncs() > before);
+}
+
+fn messages(win: &LwClientWindow, conv: &str) -> Vec<MessageData> {
+    win.conversation(conv)
+        .map(|c| c.snapshot())
+        .unwrap_or_default()
+}
+
+fn find<'a>(msgs: &'a [MessageData], text: &str) -> Option<&'a MessageData> {
+    msgs.iter().find(|m| m.text.as_deref() == Some(text))
+}
+
+fn password() -> String {
+    let mut b = [0u8; 12];
+    getrandom::fill(&mut b).expect("OS randomness");
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn main() {
+    if gtk::init().is_err() {
+        println!(
+            "SKIPPED: no display (run under xvfb-run: GDK_BACKEND=x11 xvfb-run -a cargo test --test gui)"
+        );
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let app = livewire::gui::application("org.livewire.GuiTest");
+    app.register(None::<&gtk::gio::Cancellable>)
+        .expect("register the application");
+    livewire::gui::load_css();
+
+    // The server, started from its window.
+    let server = LwServerWindow::new(
+        &app,
+        ServerOptions {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            data_dir: tmp.path().join("server"),
+            cert: None,
+            limits: Limits::default(),
+        },
+    );
+    server.present();
+    server.start_button().emit_clicked();
+    wait_until("the server to start", || server.running().is_some());
+    let (addr, fingerprint) = server.running().unwrap();
+    assert!(server.status_text().contains(&addr.to_string()));
+    println!("ok: server started from its window on {addr}");
+
+    // alice signs in like a person: form, Connect, and the trust-this-server card.
+    let alice = LwClientWindow::new(&app, tmp.path().join("alice"));
+    alice.present();
+    alice.set_form("127.0.0.1", addr.port(), "alice", &password());
+    alice.connect_button().emit_clicked();
+    wait_until("the trust prompt", || alice.trust_prompt().is_some());
+    assert_eq!(alice.trust_prompt().as_deref(), Some(fingerprint.as_str()));
+    assert!(
+        !alice.is_logged_in(),
+        "nothing happens before the user trusts the server"
+    );
+    alice.accept_trust();
+    wait_until("alice to log in", || alice.is_logged_in());
+    println!("ok: first contact shows the fingerprint and connects once trusted");
+
+    // bob knows the fingerprint already (as the demo does).
+    let bob = LwClientWindow::new(&app, tmp.path().join("bob"));
+    bob.present();
+    bob.connect_to(
+        "127.0.0.1",
+        addr.port(),
+        "bob",
+        &password(),
+        Trust::Fingerprint(fingerprint.clone()),
+    );
+    wait_until("bob to log in", || bob.is_logged_in());
+    wait_until("two clients in the server's table", || {
+        server.clients().n_items() == 2
+    });
+    let users: Vec<String> = (0..2)
+        .filter_map(|i| server.clients().item(i).and_downcast::<LwClientEntry>())
+        .map(|e| e.data().user)
+        .collect();
+    assert!(users.contains(&"alice".to_owned()) && users.contains(&"bob".to_owned()));
+    println!("ok: both clients listed in the server window");
+
+    // #general.
+    alice.open_conversation("#general");
+    alice.compose_and_send("hello from alice");
+    wait_until("bob to see alice's message", || {
+        find(&messages(&bob, "#general"), "hello from alice").is_some()
+    });
+    let seen = messages(&bob, "#general");
+    let m = find(&seen, "hello from alice").unwrap();
+    assert_eq!(m.from, "alice");
+    assert!(!m.own);
+    wait_until("alice's own copy", || {
+        find(&messages(&alice, "#general"), "hello from alice").is_some_and(|m| m.own)
+    });
+    wait_until("the server log to show it", || {
+        server
+            .log_lines()
+            .iter()
+            .any(|l| l.contains("alice → #general: hello from alice"))
+    });
+    println!("ok: #general message shown in both windows and the server log");
+
+    // A private conversation, started by username.
+    bob.open_conversation("@alice");
+    bob.compose_and_send("psst, alice");
+    wait_until("alice to get bob's private message", || {
+        find(&messages(&alice, "@bob"), "psst, alice").is_some()
+    });
+    sync(&alice);
+    assert!(
+        find(&messages(&alice, "#general"), "psst, alice").is_none(),
+        "private text stays in the private conversation"
+    );
+    wait_until("the server log entry", || {
+        server
+            .log_lines()
+            .iter()
+            .any(|l| l.contains("bob → alice, encrypted"))
+    });
+    assert!(
+        server.log_lines().iter().all(|l| !l.contains("psst")),
+        "the server window never shows private text"
+    );
+    let alice_bob = alice.conversation("@bob").unwrap();
+    assert!(
+        alice_bob.unread() >= 1,
+        "a message in another conversation is unread"
+    );
+    alice.open_conversation("@bob");
+    assert_eq!(alice_bob.unread(), 0);
+    println!("ok: private message delivered, unread counted, server shows it as encrypted");
+
+    // Delete for everyone: bob sees the placeholder.
+    let id = find(&messages(&alice, "#general"), "hello from alice")
+        .unwrap()
+        .id;
+    WidgetExt::activate_action(&alice, "win.delete-for-everyone", Some(&id.to_variant()))
+        .expect("the action exists");
+    wait_until("bob's placeholder", || {
+        messages(&bob, "#general")
+            .iter()
+            .any(|m| m.id == id && m.text.is_none())
+    });
+    wait_until("alice's placeholder", || {
+        messages(&alice, "#general")
+            .iter()
+            .any(|m| m.id == id && m.text.is_none())
+    });
+    println!("ok: delete for everyone leaves \"This message was deleted\" in both windows");
+
+    // Delete for me: gone for bob only.
+    let pid = find(&messages(&bob, "@alice"), "psst, alice").unwrap().id;
+    WidgetExt::activate_action(&bob, "win.delete-for-me", Some(&pid.to_variant()))
+        .expect("the action exists");
+    wait_until("bob's copy to disappear", || {
+        messages(&bob, "@alice").iter().all(|m| m.id != pid)
+    });
+    sync(&alice);
+    assert!(find(&messages(&alice, "@bob"), "psst, alice").is_some());
+    println!("ok: delete for me removes the message for bob only");
+
+    alice.open_conversation("#general");
+    alice.compose_and_send("Shall we meet at 3?");
+    wait_until("bob to see it", || {
+        find(&messages(&bob, "#general"), "Shall we meet at 3?").is_some()
+    });
+    server.announce("Maintenance at 18:00");
+    wait_until("the announcement", || {
+        find(&messages(&alice, "#general"), "Maintenance at 18:00")
+            .is_some_and(|m| m.from == "server")
+    });
+    println!("ok: announcement from the server window reaches #general");
+
+    // Disconnect bob from the server window: his banner shows, then he is back.
+    assert!(server.disconnect_user("bob"));
+    wait_until("bob's reconnect banner", || bob.banner_visible());
+    assert!(
+        !bob.composer_enabled(),
+        "the composer is off while disconnected"
+    );
+    println!(
+        "ok: disconnected from the server window; banner: {}",
+        bob.banner_text()
+    );
+    wait_until("bob to reconnect by himself", || bob.is_online());
+    assert!(!bob.banner_visible());
+    assert!(bob.composer_enabled());
+    println!("ok: bob reconnected and the banner went away");
+
+    // Log out returns to the connect screen without quitting.
+    bob.logout();
+    assert!(!bob.is_logged_in());
+    assert!(bob.conversations().n_items() == 0);
+    wait_until("bob to leave the server's table", || {
+        server.clients().n_items() == 1
+    });
+    println!("ok: log out returns to the connect screen");
+
+    // Stop and start again from the server window: alice's banner, then back.
+    server.stop();
+    wait_until("alice's banner after Stop", || alice.banner_visible());
+    wait_until("the server to stop", || {
+        server.running().is_none() && server.start_button().is_sensitive()
+    });
+    server.start_button().emit_clicked();
+    wait_until("the server to run again", || server.running().is_some());
+    wait_until("alice to reconnect", || alice.is_online());
+    sync(&alice);
+    println!("ok: Stop and Start again; alice reconnected");
+
+    alice.close();
+    server.close();
+    println!("gui test: all passed");
+}
