@@ -134,11 +134,14 @@ impl Server {
         };
         let fingerprint = identity.fingerprint();
         let store = SqliteStore::open(&opts.data_dir).map_err(|e| StartError::Store(e.0))?;
+        let endpoint_config = quic::server_endpoint_config(&identity);
         let config = quic::server_config(identity, opts.limits.streams_per_conn)?;
         let endpoint =
-            Endpoint::server(config, opts.listen).map_err(|source| StartError::Bind {
-                addr: opts.listen,
-                source,
+            quic::server_endpoint(endpoint_config, config, opts.listen).map_err(|source| {
+                StartError::Bind {
+                    addr: opts.listen,
+                    source,
+                }
             })?;
         let addr = endpoint.local_addr().map_err(|source| StartError::Bind {
             addr: opts.listen,
