@@ -7,6 +7,7 @@ pub mod auth;
 pub mod client;
 pub mod codec;
 pub mod envelope;
+pub mod faulty;
 pub mod quic;
 pub mod server;
 pub mod tls;
