@@ -25,6 +25,9 @@ use crate::transport::client::{self, ClientEvent, ClientOptions, Fatal, Trust};
 
 use imp::{LoginForm, Session};
 
+/// Consecutive messages of one sender closer than this share one name label.
+const GROUP_GAP_MS: u64 = 5 * 60 * 1000;
+
 glib::wrapper! {
     /// The chat client window.
     pub struct LwClientWindow(ObjectSubclass<imp::LwClientWindow>)
@@ -157,8 +160,20 @@ impl LwClientWindow {
                 ) else {
                     return;
                 };
-                let private = win.current().is_some_and(|c| c.is_private());
-                row.bind(&msg, !private, win.delete_window_secs());
+                // The sender's name heads a run of their messages in a room.
+                let current = win.current();
+                let private = current.as_ref().is_some_and(|c| c.is_private());
+                let prev = item
+                    .position()
+                    .checked_sub(1)
+                    .and_then(|p| current.as_ref().and_then(|c| c.messages().item(p)))
+                    .and_downcast::<LwMessage>();
+                let d = msg.data();
+                let continues = prev.is_some_and(|p| {
+                    let p = p.data();
+                    p.from == d.from && d.ts.saturating_sub(p.ts) < GROUP_GAP_MS
+                });
+                row.bind(&msg, !private && !continues, win.delete_window_secs());
             }
         ));
         factory.connect_unbind(|_, item| {
