@@ -1,0 +1,582 @@
+//! Network faults inside plain `cargo test`: a real headless server (the `livewire` binary on
+//! 127.0.0.1) and in-process clients whose QUIC endpoints sit on a seeded
+//! [`FaultySocket`] (drop, duplicate, reorder, blackout, NAT rebinding). Every case waits on
+//! barriers (`sync`, or an expected event with a timeout) and ends with TESTING.md's P1–P7.
+//! Each case prints one `figures:` line (run with `--nocapture` to see them; they are the
+//! numbers in docs/NETWORK.md).
+
+mod common;
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::{PASSWORD, Record, ServerProc, WAIT, check_properties};
+use livewire::app::client::Command;
+use livewire::scripted::event_json;
+use livewire::transport::client::{self, ClientEvent, ClientHandle, ClientOptions, Trust};
+use livewire::transport::faulty::{FaultConfig, FaultControl, FaultStats, Faults, FaultySocket};
+use livewire::transport::quic::Endpoint;
+use livewire::transport::tls::PinStore;
+use serde_json::Value;
+
+/// Rate limits out of the way: these tests are about the network.
+const SERVER_ARGS: &[&str] = &["--msg-burst", "10000", "--msg-rate", "10000"];
+
+/// An in-process client on a chosen endpoint, with everything it reported as JSON lines
+/// (the same shape `livewire chat` prints, so the shared P1–P7 checks apply).
+struct Lib {
+    user: String,
+    handle: ClientHandle,
+    events: async_channel::Receiver<ClientEvent>,
+    log: Vec<Value>,
+    seen: usize,
+    sent_cmds: usize,
+}
+
+impl Lib {
+    fn start(
+        rt: &tokio::runtime::Runtime,
+        server: &str,
+        user: &str,
+        home: &Path,
+        ep: Endpoint,
+    ) -> Self {
+        let dir = home.join(user);
+        let opts = ClientOptions {
+            server: server.to_owned(),
+            user: user.to_owned(),
+            password: PASSWORD.to_owned(),
+            trust: Trust::AcceptNew,
+            pins: PinStore::new(dir.join("known_servers")),
+            state_file: Some(dir.join("state.json")),
+            reconnect: true,
+            endpoint: Some(ep),
+        };
+        let (handle, events) = client::start_on(opts, rt.handle());
+        let mut c = Self {
+            user: user.to_owned(),
+            handle,
+            events,
+            log: Vec::new(),
+            seen: 0,
+            sent_cmds: 0,
+        };
+        c.expect(rt, "ready", |v| v["event"] == "ready");
+        c
+    }
+
+    fn pull(&mut self, rt: &tokio::runtime::Runtime, deadline: Instant, what: &str) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rt.block_on(async { tokio::time::timeout(left, self.events.recv()).await }) {
+            Ok(Ok(ClientEvent::App(e))) => self.log.push(event_json(&e)),
+            Ok(Ok(other)) => panic!("{}: ended ({other:?}) while waiting for {what}", self.user),
+            Ok(Err(_)) => panic!(
+                "{}: event channel closed while waiting for {what}",
+                self.user
+            ),
+            Err(_) => panic!("{}: no {what} in time; log: {:#?}", self.user, self.log),
+        }
+    }
+
+    fn expect(
+        &mut self,
+        rt: &tokio::runtime::Runtime,
+        what: &str,
+        pred: impl Fn(&Value) -> bool,
+    ) -> Value {
+        self.expect_within(rt, WAIT, what, pred)
+    }
+
+    fn expect_within(
+        &mut self,
+        rt: &tokio::runtime::Runtime,
+        wait: Duration,
+        what: &str,
+        pred: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let deadline = Instant::now() + wait;
+        loop {
+            while self.seen < self.log.len() {
+                self.seen += 1;
+                if pred(&self.log[self.seen - 1]) {
+                    return self.log[self.seen - 1].clone();
+                }
+            }
+            self.pull(rt, deadline, what);
+        }
+    }
+
+    fn send(&mut self, to: &str, text: &str) {
+        self.sent_cmds += 1;
+        self.handle.send(Command::Send {
+            to: to.to_owned(),
+            text: text.to_owned(),
+        });
+    }
+
+    fn sync(&mut self, rt: &tokio::runtime::Runtime) {
+        self.handle.send(Command::Sync);
+        self.expect(rt, "sync", |v| v["event"] == "sync");
+    }
+
+    /// Closes the command channel and waits until the client has flushed and logged out.
+    fn finish(mut self, rt: &tokio::runtime::Runtime) -> (String, Vec<Value>, usize) {
+        self.handle.close();
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rt.block_on(async { tokio::time::timeout(left, self.events.recv()).await }) {
+                Ok(Ok(ClientEvent::App(e))) => self.log.push(event_json(&e)),
+                Ok(Ok(ClientEvent::Ended)) | Ok(Err(_)) => break,
+                Ok(Ok(ClientEvent::Fatal(f))) => panic!("{}: fatal at the end: {f}", self.user),
+                Err(_) => panic!("{}: did not end within {WAIT:?}", self.user),
+            }
+        }
+        (self.user, self.log, self.sent_cmds)
+    }
+
+    fn count(&self, kind: &str) -> usize {
+        self.log.iter().filter(|v| v["event"] == kind).count()
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn faulty(rt: &tokio::runtime::Runtime, cfg: FaultConfig) -> (Endpoint, FaultControl) {
+    let _g = rt.enter();
+    FaultySocket::client_endpoint("127.0.0.1:0".parse().unwrap(), cfg).unwrap()
+}
+
+fn plain(rt: &tokio::runtime::Runtime) -> Endpoint {
+    let _g = rt.enter();
+    Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap()
+}
+
+/// What a case measured, printed as one line.
+struct Figures {
+    name: &'static str,
+    sent: usize,
+    acked: usize,
+    expected_deliveries: usize,
+    delivered: usize,
+    shown_twice: usize,
+    disconnects: usize,
+    migrations: usize,
+    elapsed: Duration,
+    faults: Vec<(String, FaultStats)>,
+    note: String,
+}
+
+impl Figures {
+    fn print(&self) {
+        let faults: Vec<String> = self
+            .faults
+            .iter()
+            .map(|(u, s)| {
+                format!(
+                    "{u}: up {}/{} dropped, {} dup, {} delayed; down {}/{} dropped, {} dup, {} delayed; {} rebinds",
+                    s.up.dropped,
+                    s.up.datagrams,
+                    s.up.duplicated,
+                    s.up.delayed,
+                    s.down.dropped,
+                    s.down.datagrams,
+                    s.down.duplicated,
+                    s.down.delayed,
+                    s.rebinds
+                )
+            })
+            .collect();
+        println!(
+            "figures: {}: sent {} acked {} delivered {}/{} shown-twice {} disconnects {} migrations {} in {:.1}s {}[{}]",
+            self.name,
+            self.sent,
+            self.acked,
+            self.delivered,
+            self.expected_deliveries,
+            self.shown_twice,
+            self.disconnects,
+            self.migrations,
+            self.elapsed.as_secs_f64(),
+            self.note,
+            faults.join(" | ")
+        );
+    }
+}
+
+/// What a case's `between` hook may touch.
+struct Ctx<'a> {
+    rt: &'a tokio::runtime::Runtime,
+    a: &'a FaultControl,
+    b: Option<&'a FaultControl>,
+    b_ep: &'a Endpoint,
+    server: &'a mut ServerProc,
+    alice: &'a mut Lib,
+    bob: &'a mut Lib,
+    /// A note for the figures line (e.g. a measured recovery time).
+    note: &'a mut String,
+}
+
+/// Runs after each round of a case.
+type Hook = Box<dyn FnMut(usize, &mut Ctx<'_>)>;
+
+/// The conversation every case runs: alice and bob talk in `#general` (carol listens) and
+/// privately; `between` runs after each round (rebinds, blackouts, pacing).
+struct Case {
+    name: &'static str,
+    rounds: usize,
+    alice: FaultConfig,
+    bob: Option<FaultConfig>,
+    /// Called after round `i`.
+    between: Hook,
+    /// Whether a reconnect (new login) is acceptable in this case.
+    allow_disconnect: bool,
+}
+
+fn run(mut case: Case) -> Figures {
+    let started = Instant::now();
+    let rt = runtime();
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = ServerProc::start(&dir.path().join("server"), "127.0.0.1:0", SERVER_ARGS);
+    let home = dir.path();
+    let (a_ep, a_ctl) = faulty(&rt, case.alice);
+    let (b_ep, b_ctl) = match case.bob {
+        Some(cfg) => {
+            let (e, c) = faulty(&rt, cfg);
+            (e, Some(c))
+        }
+        None => (plain(&rt), None),
+    };
+    let mut alice = Lib::start(&rt, &server.addr, "alice", home, a_ep);
+    let mut bob = Lib::start(&rt, &server.addr, "bob", home, b_ep.clone());
+    let mut carol = Lib::start(&rt, &server.addr, "carol", home, plain(&rt));
+    for c in [&mut alice, &mut bob, &mut carol] {
+        c.sync(&rt);
+    }
+    let mut note = String::new();
+    for i in 0..case.rounds {
+        alice.send("#general", &format!("alice #{i}"));
+        bob.send("#general", &format!("bob #{i}"));
+        alice.send("@bob", &format!("alice to bob #{i}"));
+        bob.send("@alice", &format!("bob to alice #{i}"));
+        let mut ctx = Ctx {
+            rt: &rt,
+            a: &a_ctl,
+            b: b_ctl.as_ref(),
+            b_ep: &b_ep,
+            server: &mut server,
+            alice: &mut alice,
+            bob: &mut bob,
+            note: &mut note,
+        };
+        (case.between)(i, &mut ctx);
+    }
+    // Barriers: first every sender's outbox is acknowledged, then every fan-out printed.
+    for _ in 0..2 {
+        for c in [&mut alice, &mut bob, &mut carol] {
+            c.sync(&rt);
+        }
+    }
+    let elapsed = started.elapsed();
+    let disconnects = alice.count("disconnected") + bob.count("disconnected");
+    if !case.allow_disconnect {
+        assert_eq!(
+            disconnects,
+            0,
+            "{}: a client lost its connection: alice {:?} bob {:?}",
+            case.name,
+            alice
+                .log
+                .iter()
+                .filter(|v| v["event"] == "disconnected")
+                .collect::<Vec<_>>(),
+            bob.log
+                .iter()
+                .filter(|v| v["event"] == "disconnected")
+                .collect::<Vec<_>>()
+        );
+    }
+    for c in [&alice, &bob] {
+        let errors: Vec<&Value> = c.log.iter().filter(|v| v["event"] == "error").collect();
+        assert!(errors.is_empty(), "{}: {}: {errors:?}", case.name, c.user);
+    }
+    let faults = vec![("alice".to_owned(), a_ctl.stats())]
+        .into_iter()
+        .chain(b_ctl.as_ref().map(|c| ("bob".to_owned(), c.stats())))
+        .collect();
+    let logs: Vec<(String, Vec<Value>, usize)> = [alice, bob, carol]
+        .into_iter()
+        .map(|c| c.finish(&rt))
+        .collect();
+    let server_log = server.stop();
+    let migrations = server_log
+        .iter()
+        .filter(|v| v["event"] == "client_migrated")
+        .count();
+
+    // Each sender: one ack per send, no id acknowledged twice.
+    let mut sent = 0;
+    let mut acked = 0;
+    for (user, log, cmds) in &logs {
+        let ids: Vec<u64> = log
+            .iter()
+            .filter(|v| v["event"] == "sent")
+            .map(|v| v["id"].as_u64().unwrap())
+            .collect();
+        let unique: HashSet<u64> = ids.iter().copied().collect();
+        assert_eq!(
+            ids.len(),
+            unique.len(),
+            "{}: {user} got an ack twice",
+            case.name
+        );
+        assert_eq!(ids.len(), *cmds, "{}: {user}: acks vs sends", case.name);
+        sent += cmds;
+        acked += ids.len();
+    }
+    // Deliveries: a room message reaches the two others, a private one its peer.
+    let expected_deliveries: usize = logs
+        .iter()
+        .flat_map(|(_, log, _)| log.iter().filter(|v| v["event"] == "sent"))
+        .map(|v| if v["conv"] == "#general" { 2 } else { 1 })
+        .sum();
+    let mut delivered = 0;
+    let mut shown_twice = 0;
+    for (_, log, _) in &logs {
+        let ids: Vec<u64> = log
+            .iter()
+            .filter(|v| v["event"] == "message")
+            .map(|v| v["id"].as_u64().unwrap())
+            .collect();
+        let unique: HashSet<u64> = ids.iter().copied().collect();
+        shown_twice += ids.len() - unique.len();
+        delivered += unique.len();
+    }
+    let records: Vec<Record> = logs
+        .iter()
+        .map(|(u, l, _)| Record { user: u, log: l })
+        .collect();
+    check_properties(&records, &["alice", "bob", "carol"]);
+    assert_eq!(delivered, expected_deliveries, "{}", case.name);
+    let f = Figures {
+        name: case.name,
+        sent,
+        acked,
+        expected_deliveries,
+        delivered,
+        shown_twice,
+        disconnects,
+        migrations,
+        elapsed,
+        faults,
+        note,
+    };
+    f.print();
+    f
+}
+
+/// Pacing between rounds so faults overlap a live conversation.
+fn pace(ms: u64) {
+    std::thread::sleep(Duration::from_millis(ms));
+}
+
+#[test]
+fn loss_20_percent_each_way() {
+    let f = run(Case {
+        name: "loss 20%",
+        rounds: 15,
+        alice: FaultConfig::both(11, Faults::loss(0.2)),
+        bob: Some(FaultConfig::both(12, Faults::loss(0.2))),
+        between: Box::new(|_, _| pace(50)),
+        allow_disconnect: false,
+    });
+    assert!(
+        f.faults
+            .iter()
+            .all(|(_, s)| s.up.dropped > 0 && s.down.dropped > 0)
+    );
+}
+
+#[test]
+fn duplication_and_reordering() {
+    let faults = Faults {
+        duplicate: 0.3,
+        delay: 0.3,
+        delay_min: Duration::from_millis(1),
+        delay_max: Duration::from_millis(60),
+        ..Faults::NONE
+    };
+    let f = run(Case {
+        name: "duplicate 30% + reorder 30% (1-60 ms)",
+        rounds: 15,
+        alice: FaultConfig::both(21, faults),
+        bob: Some(FaultConfig::both(22, faults)),
+        between: Box::new(|_, _| pace(50)),
+        allow_disconnect: false,
+    });
+    assert!(
+        f.faults
+            .iter()
+            .all(|(_, s)| s.up.duplicated > 0 && s.down.delayed > 0)
+    );
+}
+
+/// Waits until the server reports `user` at `addr` (a migration it noticed).
+fn expect_migration(server: &mut ServerProc, user: &str, addr: SocketAddr) -> Duration {
+    let t = Instant::now();
+    let want = addr.to_string();
+    server.expect(&format!("client_migrated {user} -> {want}"), |v| {
+        v["event"] == "client_migrated" && v["user"] == user && v["addr"] == want.as_str()
+    });
+    t.elapsed()
+}
+
+#[test]
+fn nat_rebinding_every_two_seconds() {
+    // alice's NAT gives her a new port every ~2 s without her knowing; bob's endpoint moves
+    // by itself once (Wi-Fi to wired: quinn's active migration with Endpoint::rebind).
+    let f = run(Case {
+        name: "NAT rebinding every 2 s",
+        rounds: 24,
+        alice: FaultConfig::both(31, Faults::NONE),
+        bob: None,
+        between: Box::new(|i, cx| {
+            pace(250);
+            if i % 8 == 7 {
+                let addr = cx.a.rebind().unwrap();
+                // The server learns the new port from alice's next datagram: a message now
+                // (in a quiet conversation it would be the 15 s keep-alive).
+                cx.alice
+                    .send("#general", &format!("alice after rebinding at round {i}"));
+                let t = expect_migration(cx.server, "alice", addr);
+                cx.note.push_str(&format!(
+                    "alice seen at new port after {}ms; ",
+                    t.as_millis()
+                ));
+            }
+            if i == 12 {
+                let _g = cx.rt.enter();
+                let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+                let addr = sock.local_addr().unwrap();
+                cx.b_ep.rebind(sock).unwrap();
+                // Active migration only shows once bob sends from the new socket.
+                cx.bob.send("#general", "bob after moving");
+                let t = expect_migration(cx.server, "bob", addr);
+                cx.note
+                    .push_str(&format!("bob seen at new port after {}ms; ", t.as_millis()));
+            }
+        }),
+        allow_disconnect: false,
+    });
+    assert!(f.migrations >= 4, "{}", f.migrations);
+}
+
+#[test]
+fn short_blackout_below_idle_timeout() {
+    // 4 s with nothing getting through (well under the 40 s idle timeout): messages sent
+    // meanwhile wait in quinn, retransmissions resume after it, no new login.
+    let f = run(Case {
+        name: "blackout 4 s",
+        rounds: 8,
+        alice: FaultConfig::both(41, Faults::NONE),
+        bob: None,
+        between: Box::new(|i, cx| {
+            match i {
+                2 => cx.a.blackout(true),
+                5 => {
+                    cx.a.blackout(false);
+                    let t = Instant::now();
+                    cx.bob.expect(cx.rt, "alice #5 after the blackout", |v| {
+                        v["event"] == "message" && v["text"] == "alice #5"
+                    });
+                    cx.note.push_str(&format!(
+                        "message sent during the blackout arrived {}ms after it; ",
+                        t.elapsed().as_millis()
+                    ));
+                }
+                _ => {}
+            }
+            pace(if (2..5).contains(&i) { 1300 } else { 100 });
+        }),
+        allow_disconnect: false,
+    });
+    assert_eq!(f.disconnects, 0);
+}
+
+#[test]
+fn everything_at_once() {
+    let faults = Faults {
+        drop: 0.1,
+        duplicate: 0.1,
+        delay: 0.2,
+        delay_min: Duration::from_millis(1),
+        delay_max: Duration::from_millis(40),
+    };
+    run(Case {
+        name: "loss 10% + dup 10% + reorder 20% + rebinding",
+        rounds: 16,
+        alice: FaultConfig::both(51, faults),
+        bob: Some(FaultConfig::both(52, faults)),
+        between: Box::new(|i, cx| {
+            pace(150);
+            if i % 5 == 4 {
+                cx.a.rebind().unwrap();
+                cx.b.unwrap().rebind().unwrap();
+            }
+        }),
+        allow_disconnect: false,
+    });
+}
+
+#[test]
+#[ignore = "takes ~60 s (a blackout longer than the 40 s idle timeout); run with --ignored"]
+fn blackout_longer_than_idle_timeout() {
+    const LONG: Duration = Duration::from_secs(70);
+    // 45 s of silence: both sides' idle timers (40 s) end the connection; the client
+    // reconnects by itself, logs in again, catches up and resends its outbox once.
+    let f = run(Case {
+        name: "blackout 45 s",
+        rounds: 6,
+        alice: FaultConfig::both(61, Faults::NONE),
+        bob: None,
+        between: Box::new(|i, cx| {
+            if i == 2 {
+                cx.a.blackout(true);
+                let start = Instant::now();
+                // Messages written during the outage wait in the outbox.
+                cx.alice.send("#general", "alice during the blackout");
+                cx.bob.send("@alice", "bob to alice during the blackout");
+                let lost = cx.alice.expect_within(cx.rt, LONG, "disconnected", |v| {
+                    v["event"] == "disconnected"
+                });
+                cx.note.push_str(&format!(
+                    "connection declared lost after {:.1}s ({}); ",
+                    start.elapsed().as_secs_f64(),
+                    lost["reason"]
+                ));
+                std::thread::sleep(Duration::from_secs(45).saturating_sub(start.elapsed()));
+                cx.a.blackout(false);
+                let t = Instant::now();
+                cx.alice
+                    .expect_within(cx.rt, LONG, "reconnected", |v| v["event"] == "reconnected");
+                cx.bob.expect(cx.rt, "alice's outage message", |v| {
+                    v["event"] == "message" && v["text"] == "alice during the blackout"
+                });
+                cx.note.push_str(&format!(
+                    "reconnected and outbox delivered {:.1}s after the outage; ",
+                    t.elapsed().as_secs_f64()
+                ));
+            }
+        }),
+        allow_disconnect: true,
+    });
+    assert_eq!(f.disconnects, 1);
+}
