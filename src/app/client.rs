@@ -122,6 +122,16 @@ pub enum Event {
         /// Server time, Unix ms.
         ts: u64,
     },
+    /// A peer's identity key is not the one pinned: their safety number changed (a new
+    /// device, a reinstall — or someone in the middle). New messages use the new key.
+    KeyChanged {
+        /// The peer.
+        user: String,
+        /// Hex of the key pinned until now.
+        old: String,
+        /// Hex of the new key.
+        new: String,
+    },
     /// A message was deleted.
     Deleted {
         /// Conversation.
@@ -192,6 +202,9 @@ pub struct SavedState {
     pub convs: BTreeMap<String, Seq>,
     /// Highest delete-for-me counter seen.
     pub hide_cursor: u64,
+    /// Identity keys seen per peer (hex, oldest first; the last is the pinned one).
+    #[serde(default)]
+    pub peer_keys: BTreeMap<String, Vec<String>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -212,6 +225,8 @@ struct Pending {
     cmid: ClientMsgId,
     conv: ConvId,
     text: String,
+    /// Written on the current connection.
+    sent: bool,
 }
 
 #[derive(Debug)]
@@ -219,6 +234,10 @@ struct Barrier {
     token: u64,
     sent: bool,
     waiting: usize,
+    /// 1: waiting for every stream to answer (every earlier command handled, its effects
+    /// queued); 2: asked every stream again, so whatever those commands queued on *other*
+    /// streams has arrived too.
+    round: u8,
 }
 
 /// The client state machine.
@@ -237,6 +256,7 @@ pub struct ClientCore {
     id_prefix: [u8; 8],
     next_cmid: u64,
     dirty: bool,
+    peer_keys: BTreeMap<String, Vec<[u8; 32]>>,
     out: Vec<Output>,
 }
 
@@ -272,6 +292,11 @@ impl ClientCore {
             id_prefix: random,
             next_cmid: 0,
             dirty: false,
+            peer_keys: saved
+                .peer_keys
+                .iter()
+                .map(|(u, ks)| (u.clone(), ks.iter().filter_map(|k| from_hex(k)).collect()))
+                .collect(),
             out: Vec::new(),
         }
     }
@@ -313,7 +338,52 @@ impl ClientCore {
                 .filter_map(|(c, s)| s.last_seq.map(|q| (c.storage_key(), q)))
                 .collect(),
             hide_cursor: self.hide_cursor,
+            peer_keys: self
+                .peer_keys
+                .iter()
+                .map(|(u, ks)| (u.clone(), ks.iter().map(|k| to_hex(k)).collect()))
+                .collect(),
         })
+    }
+
+    /// The pinned identity key of a peer.
+    pub fn peer_key(&self, user: &str) -> Option<[u8; 32]> {
+        self.peer_keys
+            .get(&user.to_ascii_lowercase())?
+            .last()
+            .copied()
+    }
+
+    /// Whether `key` is a key this peer has used (now or before a change).
+    pub fn is_known_peer_key(&self, user: &str, key: &[u8; 32]) -> bool {
+        self.peer_keys
+            .get(&user.to_ascii_lowercase())
+            .is_some_and(|ks| ks.contains(key))
+    }
+
+    /// A peer's key as the server or a message presents it: pinned on first use; a
+    /// different key is pinned too but always reported with [`Event::KeyChanged`].
+    pub fn peer_key_seen(&mut self, user: &str, key: [u8; 32]) -> Vec<Output> {
+        self.pin_peer_key(user, key);
+        std::mem::take(&mut self.out)
+    }
+
+    fn pin_peer_key(&mut self, user: &str, key: [u8; 32]) {
+        let keys = self.peer_keys.entry(user.to_ascii_lowercase()).or_default();
+        if keys.last() == Some(&key) {
+            return;
+        }
+        let old = keys.last().copied();
+        keys.retain(|k| *k != key);
+        keys.push(key);
+        self.dirty = true;
+        if let Some(old) = old {
+            self.event(Event::KeyChanged {
+                user: user.to_owned(),
+                old: to_hex(&old),
+                new: to_hex(&key),
+            });
+        }
     }
 
     fn label(&self, conv: &ConvId) -> String {
@@ -391,6 +461,7 @@ impl ClientCore {
                     token,
                     sent: false,
                     waiting: 0,
+                    round: 1,
                 });
                 if self.online {
                     self.send_barriers();
@@ -418,13 +489,42 @@ impl ClientCore {
         id[8..].copy_from_slice(&self.next_cmid.to_be_bytes());
         self.next_cmid += 1;
         let cmid = ClientMsgId(id);
+        self.outbox.push(Pending {
+            cmid,
+            conv: conv.clone(),
+            text,
+            sent: false,
+        });
         if self.online {
             self.ensure_open(&conv);
-            let body = text.clone().into_bytes();
-            self.out
-                .push(Output::Conv(conv.clone(), ConvUp::Send { cmid, body }));
+            self.flush_outbox(&conv);
         }
-        self.outbox.push(Pending { cmid, conv, text });
+    }
+
+    /// Writes the conversation's unsent messages, in order, once it can take them: the room
+    /// at once, a private conversation after its catch-up (which brings the peer's key).
+    fn flush_outbox(&mut self, conv: &ConvId) -> bool {
+        let ready = self.convs.get(conv).is_some_and(|s| {
+            s.stream == Stream::Open || (*conv == ConvId::General && s.stream != Stream::Closed)
+        });
+        if !ready || !self.online {
+            return false;
+        }
+        let mut any = false;
+        for p in self
+            .outbox
+            .iter_mut()
+            .filter(|p| p.conv == *conv && !p.sent)
+        {
+            p.sent = true;
+            any = true;
+            let body = p.text.clone().into_bytes();
+            self.out.push(Output::Conv(
+                conv.clone(),
+                ConvUp::Send { cmid: p.cmid, body },
+            ));
+        }
+        any
     }
 
     fn ensure_open(&mut self, conv: &ConvId) {
@@ -446,24 +546,32 @@ impl ClientCore {
     }
 
     fn send_barriers(&mut self) {
-        let open: Vec<ConvId> = self
-            .convs
-            .iter()
-            .filter(|(_, s)| s.stream != Stream::Closed)
-            .map(|(c, _)| c.clone())
-            .collect();
+        let open = self.open_streams();
         for i in 0..self.barriers.len() {
             if self.barriers[i].sent {
                 continue;
             }
             let token = self.barriers[i].token;
-            self.out.push(Output::Control(ControlUp::Sync { token }));
-            for c in &open {
-                self.out
-                    .push(Output::Conv(c.clone(), ConvUp::Sync { token }));
-            }
+            self.sync_frames(token, &open);
             self.barriers[i].sent = true;
+            self.barriers[i].round = 1;
             self.barriers[i].waiting = 1 + open.len();
+        }
+    }
+
+    fn open_streams(&self) -> Vec<ConvId> {
+        self.convs
+            .iter()
+            .filter(|(_, s)| s.stream != Stream::Closed)
+            .map(|(c, _)| c.clone())
+            .collect()
+    }
+
+    fn sync_frames(&mut self, token: u64, open: &[ConvId]) {
+        self.out.push(Output::Control(ControlUp::Sync { token }));
+        for c in open {
+            self.out
+                .push(Output::Conv(c.clone(), ConvUp::Sync { token }));
         }
     }
 
@@ -482,11 +590,20 @@ impl ClientCore {
         if self.convs.values().any(|s| s.stream == Stream::CatchingUp) {
             return;
         }
-        while self
-            .barriers
-            .front()
-            .is_some_and(|b| b.sent && b.waiting == 0)
-        {
+        while let Some(b) = self.barriers.front_mut() {
+            if !b.sent || b.waiting > 0 {
+                break;
+            }
+            if b.round == 1 {
+                let token = b.token;
+                let open = self.open_streams();
+                if let Some(b) = self.barriers.front_mut() {
+                    b.round = 2;
+                    b.waiting = 1 + open.len();
+                }
+                self.sync_frames(token, &open);
+                break;
+            }
             self.barriers.pop_front();
             self.event(Event::Sync);
         }
@@ -525,15 +642,11 @@ impl ClientCore {
         for h in hidden {
             self.hidden(h);
         }
-        let resend: Vec<(ConvId, ClientMsgId, Vec<u8>)> = self
-            .outbox
-            .iter()
-            .map(|p| (p.conv.clone(), p.cmid, p.text.clone().into_bytes()))
-            .collect();
-        for (conv, cmid, body) in resend {
+        let mut convs: Vec<ConvId> = self.outbox.iter().map(|p| p.conv.clone()).collect();
+        convs.dedup();
+        for conv in convs {
             self.ensure_open(&conv);
-            self.out
-                .push(Output::Conv(conv, ConvUp::Send { cmid, body }));
+            self.flush_outbox(&conv);
         }
         self.send_barriers();
         std::mem::take(&mut self.out)
@@ -548,9 +661,13 @@ impl ClientCore {
         for s in self.convs.values_mut() {
             s.stream = Stream::Closed;
         }
+        for p in &mut self.outbox {
+            p.sent = false;
+        }
         for b in &mut self.barriers {
             b.sent = false;
             b.waiting = 0;
+            b.round = 1;
         }
         std::mem::take(&mut self.out)
     }
@@ -598,6 +715,16 @@ impl ClientCore {
                             .push(Output::Conv(conv, ConvUp::Catchup { after: upto }));
                     } else {
                         s.stream = Stream::Open;
+                        if self.flush_outbox(&conv) {
+                            // Barriers already on this stream came before these sends:
+                            // extend them past the sends.
+                            for b in self.barriers.iter_mut().filter(|b| b.sent) {
+                                b.waiting += 1;
+                                let token = b.token;
+                                self.out
+                                    .push(Output::Conv(conv.clone(), ConvUp::Sync { token }));
+                            }
+                        }
                         self.complete_barriers();
                     }
                 }
@@ -651,6 +778,7 @@ impl ClientCore {
                 });
             }
             ConvDown::SyncAck { token } => self.barrier_ack(token),
+            ConvDown::PeerKey { user, key } => self.pin_peer_key(&user, key),
             ConvDown::Error {
                 code,
                 message,
@@ -785,4 +913,21 @@ impl Backoff {
         };
         Duration::from_secs_f64(base * (1.0 + 0.2 * j))
     }
+}
+
+/// Lowercase hex.
+pub fn to_hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Parses 64 hex digits into 32 bytes.
+pub fn from_hex(s: &str) -> Option<[u8; 32]> {
+    if s.len() != 64 || !s.is_ascii() {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).ok()?;
+    }
+    Some(out)
 }

@@ -12,6 +12,11 @@ use serde::{Deserialize, Serialize};
 /// Version in the login frame and in every envelope's AAD.
 pub const PROTOCOL_VERSION: u16 = 1;
 
+/// Bytes an end-to-end envelope adds to a private message's text (version, two public
+/// keys, nonce, tag); the server allows this much above the text limit in private
+/// conversations.
+pub const E2E_OVERHEAD: usize = 1 + 32 + 32 + 12 + 16;
+
 /// Who a delete applies to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -104,6 +109,9 @@ pub enum ControlUp {
         password: String,
         /// Ephemeral X25519 public key for the session key.
         session_pub: [u8; 32],
+        /// The user's long-term X25519 identity key for private messages (made on the
+        /// client; the server only publishes it).
+        identity_pub: [u8; 32],
         /// Highest hide counter this client has seen.
         hide_cursor: u64,
     },
@@ -295,6 +303,14 @@ pub enum ConvDown {
     SyncAck {
         /// Echoed.
         token: u64,
+    },
+    /// The identity key of the other member of a private conversation: sent before the
+    /// backlog when the stream opens, and again whenever it changes.
+    PeerKey {
+        /// The peer.
+        user: String,
+        /// Their X25519 identity public key.
+        key: [u8; 32],
     },
     /// A request failed; with `cmid` when it was a send.
     Error {

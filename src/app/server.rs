@@ -7,8 +7,8 @@
 use super::ids::{ClientMsgId, ConnId, ConvId, UserName};
 use super::limits::{FailureWindow, Limits, TokenBucket};
 use super::protocol::{
-    ControlDown, ControlUp, ConvDown, ConvEvent, ConvSummary, ConvUp, DeleteScope, ErrorCode,
-    EventKind, Hidden, PROTOCOL_VERSION,
+    ControlDown, ControlUp, ConvDown, ConvEvent, ConvSummary, ConvUp, DeleteScope, E2E_OVERHEAD,
+    ErrorCode, EventKind, Hidden, PROTOCOL_VERSION,
 };
 use super::store::{Store, StoreError};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -192,9 +192,22 @@ pub enum ServerLog {
 }
 
 #[derive(Debug)]
+struct LoginRequest {
+    version: u16,
+    user: String,
+    password: String,
+    hide_cursor: u64,
+    identity_pub: [u8; 32],
+}
+
+#[derive(Debug)]
 enum ConnState {
     Connected,
-    Verifying { name: UserName, hide_cursor: u64 },
+    Verifying {
+        name: UserName,
+        hide_cursor: u64,
+        identity_pub: [u8; 32],
+    },
     LoggedIn(Session),
 }
 
@@ -480,6 +493,7 @@ impl<S: Store> ServerCore<S> {
             user,
             password,
             hide_cursor,
+            identity_pub,
             ..
         } = up
         {
@@ -487,7 +501,14 @@ impl<S: Store> ServerCore<S> {
                 self.control_error(conn, ErrorCode::BadRequest, "already logged in");
                 return Ok(());
             }
-            return self.login(conn, version, user, password, hide_cursor, now);
+            let login = LoginRequest {
+                version,
+                user,
+                password,
+                hide_cursor,
+                identity_pub,
+            };
+            return self.login(conn, login, now);
         }
         let Some(session) = self.session(conn) else {
             self.control_error(conn, ErrorCode::NotLoggedIn, "log in first");
@@ -512,15 +533,14 @@ impl<S: Store> ServerCore<S> {
         Ok(())
     }
 
-    fn login(
-        &mut self,
-        conn: ConnId,
-        version: u16,
-        user: String,
-        password: String,
-        hide_cursor: u64,
-        now: u64,
-    ) -> Result<(), StoreError> {
+    fn login(&mut self, conn: ConnId, login: LoginRequest, now: u64) -> Result<(), StoreError> {
+        let LoginRequest {
+            version,
+            user,
+            password,
+            hide_cursor,
+            identity_pub,
+        } = login;
         if version != PROTOCOL_VERSION {
             let msg =
                 format!("this server speaks protocol {PROTOCOL_VERSION}, the client {version}");
@@ -574,7 +594,11 @@ impl<S: Store> ServerCore<S> {
             }
         };
         if let Some(c) = self.conns.get_mut(&conn) {
-            c.state = ConnState::Verifying { name, hide_cursor };
+            c.state = ConnState::Verifying {
+                name,
+                hide_cursor,
+                identity_pub,
+            };
         }
         self.out.push(Output::VerifyPassword {
             conn,
@@ -594,10 +618,16 @@ impl<S: Store> ServerCore<S> {
         let Some(c) = self.conns.get_mut(&conn) else {
             return Ok(());
         };
-        let ConnState::Verifying { name, hide_cursor } = &c.state else {
+        let ConnState::Verifying {
+            name,
+            hide_cursor,
+            identity_pub,
+        } = &c.state
+        else {
             return Ok(());
         };
-        let (name, hide_cursor, addr) = (name.clone(), *hide_cursor, c.addr);
+        let (name, hide_cursor, identity_pub, addr) =
+            (name.clone(), *hide_cursor, *identity_pub, c.addr);
         let key = name.key();
         if !ok {
             self.fail_account.record(key, now);
@@ -614,6 +644,10 @@ impl<S: Store> ServerCore<S> {
             let msg = "that username was just taken".to_owned();
             self.refuse_login(conn, name.as_str(), ErrorCode::BadUsername, msg);
             return Ok(());
+        }
+        let old_key = self.store.set_identity_key(&key, identity_pub)?;
+        if old_key.is_some_and(|k| k != identity_pub) {
+            self.announce_key(&name, identity_pub);
         }
         let convs = self
             .store
@@ -653,6 +687,28 @@ impl<S: Store> ServerCore<S> {
             addr,
         });
         Ok(())
+    }
+
+    /// Tells every session with an open private conversation with `name` its new key.
+    fn announce_key(&mut self, name: &UserName, key: [u8; 32]) {
+        let targets: Vec<(ConnId, ConvId)> = self
+            .conns
+            .iter()
+            .filter_map(|(c, conn)| match &conn.state {
+                ConnState::LoggedIn(s) => Some((*c, s)),
+                _ => None,
+            })
+            .flat_map(|(c, s)| {
+                s.open
+                    .iter()
+                    .filter(|conv| conv.peer_of(&s.key) == Some(name.key().as_str()))
+                    .map(move |conv| (c, conv.clone()))
+            })
+            .collect();
+        for (conn, conv) in targets {
+            let user = name.to_string();
+            self.conv_out(conn, &conv, ConvDown::PeerKey { user, key });
+        }
     }
 
     /// Rebuilds a client-supplied conversation id in canonical form, checking membership
@@ -704,6 +760,21 @@ impl<S: Store> ServerCore<S> {
                     if let Some(s) = self.session_mut(conn) {
                         s.open.insert(conv.clone());
                         s.notified.remove(&conv);
+                    }
+                    if let Some(peer) = conv.peer_of(&key) {
+                        let peer = peer.to_owned();
+                        if let (Some(rec), Some(pk)) =
+                            (self.store.user(&peer)?, self.store.identity_key(&peer)?)
+                        {
+                            self.conv_out(
+                                conn,
+                                &conv,
+                                ConvDown::PeerKey {
+                                    user: rec.name,
+                                    key: pk,
+                                },
+                            );
+                        }
                     }
                     return self.catch_up(conn, &key, &conv, after);
                 }
@@ -792,12 +863,12 @@ impl<S: Store> ServerCore<S> {
         body: Vec<u8>,
         now: u64,
     ) -> Result<(), StoreError> {
-        if body.len() > self.limits.max_body {
-            let msg = format!(
-                "message is {} bytes; the limit is {}",
-                body.len(),
-                self.limits.max_body
-            );
+        let limit = match conv {
+            ConvId::General => self.limits.max_body,
+            ConvId::Direct(..) => self.limits.max_body + E2E_OVERHEAD,
+        };
+        if body.len() > limit {
+            let msg = format!("message is {} bytes; the limit is {limit}", body.len());
             self.conv_error(conn, conv, ErrorCode::TooLarge, msg, Some(cmid));
             return Ok(());
         }

@@ -47,6 +47,10 @@ pub trait Store {
         skeleton: &str,
         phc: &str,
     ) -> StoreResult<bool>;
+    /// Sets a user's identity key; returns the previous one.
+    fn set_identity_key(&mut self, key: &str, public: [u8; 32]) -> StoreResult<Option<[u8; 32]>>;
+    /// A user's identity key.
+    fn identity_key(&mut self, key: &str) -> StoreResult<Option<[u8; 32]>>;
     /// Stores a message unless `(sender_key, cmid)` exists; returns the stored event and
     /// whether it already existed.
     fn insert_message(
@@ -97,6 +101,7 @@ pub struct MemStore {
     seqs: HashMap<ConvId, Seq>,
     hidden: HashMap<String, Vec<Hidden>>,
     hidden_set: HashSet<(String, MsgId)>,
+    identity: HashMap<String, [u8; 32]>,
 }
 
 impl MemStore {
@@ -171,6 +176,14 @@ impl Store for MemStore {
         self.users
             .insert(key.to_owned(), (rec, skeleton.to_owned()));
         Ok(true)
+    }
+
+    fn set_identity_key(&mut self, key: &str, public: [u8; 32]) -> StoreResult<Option<[u8; 32]>> {
+        Ok(self.identity.insert(key.to_owned(), public))
+    }
+
+    fn identity_key(&mut self, key: &str) -> StoreResult<Option<[u8; 32]>> {
+        Ok(self.identity.get(key).copied())
     }
 
     fn insert_message(

@@ -53,6 +53,7 @@ impl World {
             user: user.into(),
             password: password.into(),
             session_pub: [0; 32],
+            identity_pub: [conn.0 as u8; 32],
             hide_cursor,
         };
         self.server_in(Input::Control { conn, up: login });
@@ -383,6 +384,7 @@ fn a_resend_after_a_lost_ack_is_stored_and_shown_once() {
         user: "alice".into(),
         password: "password123".into(),
         session_pub: [0; 32],
+        identity_pub: [1; 32],
         hide_cursor: 0,
     };
     w.server_in(Input::Control {
@@ -598,4 +600,60 @@ fn backoff_grows_with_jitter_and_caps() {
     assert!((b.next_delay(-1.0).as_secs_f64() - 48.0).abs() < 1e-9);
     b.reset();
     assert_eq!(b.next_delay(0.0).as_secs_f64(), 1.0);
+}
+
+#[test]
+fn a_changed_identity_key_is_announced_and_never_silent() {
+    let mut w = World::new(Limits::default());
+    let (a, b) = (w.login("alice"), w.login("bob"));
+    w.send(a, "@bob", "hi");
+    w.take(a);
+    w.take(b);
+    assert_eq!(w.clients[&a].peer_key("bob"), Some([b.0 as u8; 32]));
+    // Bob logs in from a device with another identity key.
+    let b2 = w.login_from("bob", "password123", SavedState::default(), 2);
+    w.take(b2);
+    let ev = w.take(a);
+    assert!(
+        matches!(&ev[..], [Event::KeyChanged { user, .. }] if user == "bob"),
+        "{ev:?}"
+    );
+    assert_eq!(w.clients[&a].peer_key("bob"), Some([b2.0 as u8; 32]));
+    // The pins survive a restart of alice's client.
+    let saved = w.quit(a);
+    assert_eq!(saved.peer_keys["bob"].len(), 2);
+}
+
+#[test]
+fn private_sends_wait_for_the_peer_key_and_sync_still_covers_them() {
+    let mut w = World::new(Limits::default());
+    let (a, b) = (w.login("alice"), w.login("bob"));
+    w.take(a);
+    w.take(b);
+    // Hold back the server's answers to alice while she opens the conversation, sends and
+    // asks for a barrier; then let everything through in order.
+    let conn = a;
+    let outs = w.clients.get_mut(&conn).unwrap().command(Command::Send {
+        to: "@bob".into(),
+        text: "queued".into(),
+    });
+    // Only the Open goes out: the send waits for the catch-up that carries bob's key.
+    assert!(
+        matches!(&outs[..], [client::Output::Conv(_, ConvUp::Open { .. })]),
+        "{outs:?}"
+    );
+    let mut outs2 = w.clients.get_mut(&conn).unwrap().command(Command::Sync);
+    let mut all = outs;
+    all.append(&mut outs2);
+    w.client_out(conn, all);
+    let ev = w.take(a);
+    let kinds: Vec<&str> = ev
+        .iter()
+        .map(|e| match e {
+            Event::Sent { .. } => "sent",
+            Event::Sync => "sync",
+            _ => "other",
+        })
+        .collect();
+    assert_eq!(kinds, vec!["sent", "sync"]);
 }

@@ -50,6 +50,8 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (user_key, hseq),
         UNIQUE (user_key, msg_id)
      );",
+    // 2: identity keys for end-to-end private messages.
+    "ALTER TABLE users ADD COLUMN identity_key BLOB;",
 ];
 
 fn err(e: impl std::fmt::Display) -> StoreError {
@@ -292,6 +294,30 @@ impl Store for SqliteStore {
             )
             .map_err(err)?;
         Ok(n == 1)
+    }
+
+    fn set_identity_key(&mut self, key: &str, public: [u8; 32]) -> StoreResult<Option<[u8; 32]>> {
+        let old = self.identity_key(key)?;
+        self.db
+            .execute(
+                "UPDATE users SET identity_key = ?1 WHERE key = ?2",
+                params![&public[..], key],
+            )
+            .map_err(err)?;
+        Ok(old)
+    }
+
+    fn identity_key(&mut self, key: &str) -> StoreResult<Option<[u8; 32]>> {
+        let blob: Option<Option<Vec<u8>>> = self
+            .db
+            .query_row(
+                "SELECT identity_key FROM users WHERE key = ?1",
+                [key],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(err)?;
+        Ok(blob.flatten().and_then(|b| b.try_into().ok()))
     }
 
     fn insert_message(

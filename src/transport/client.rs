@@ -13,6 +13,7 @@ use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
 use super::codec::{self, MAX_DOWN_FRAME};
+use super::e2e::IdentityKey;
 use super::envelope::{Aad, Direction, EXPORTER_LABEL, Ephemeral, SessionKeys};
 use super::quic::{self, Connection, Endpoint, RecvStream, SendStream};
 use super::tls::{PinStore, PinningVerifier, SERVER_NAME};
@@ -163,6 +164,8 @@ struct Session {
 enum ConnectError {
     Fatal(Fatal),
     Transient(String),
+    /// Too many failed logins: final on the first attempt, retried on a reconnect.
+    Throttled(String),
 }
 
 enum SessionEnd {
@@ -217,17 +220,28 @@ async fn run(
     events: &async_channel::Sender<ClientEvent>,
 ) -> Result<(), Fatal> {
     let mut core = ClientCore::new(&opts.user, load_state(&opts.state_file), random_bytes());
+    let identity = Arc::new(match &opts.state_file {
+        Some(p) => IdentityKey::load_or_create(&p.with_extension("identity"))
+            .map_err(|e| Fatal::Config(format!("cannot load your identity key: {e}")))?,
+        None => IdentityKey::generate(),
+    });
     let mut backoff = Backoff::default();
     let mut ever_connected = false;
     let mut cmds_open = true;
     let mut endpoint: Option<Endpoint> = opts.endpoint.clone();
     loop {
-        let result = connect(&opts, &mut endpoint, core.hide_cursor()).await;
+        let result = connect(&opts, &mut endpoint, core.hide_cursor(), identity.public).await;
         match result {
             Ok(session) => {
                 ever_connected = true;
                 backoff.reset();
-                match run_session(session, &mut core, &cmds, &mut cmds_open, events, &opts).await {
+                let ctx = SessionCtx {
+                    cmds: &cmds,
+                    events,
+                    opts: &opts,
+                    identity: &identity,
+                };
+                match run_session(session, &mut core, &mut cmds_open, ctx).await {
                     SessionEnd::Done => return Ok(()),
                     SessionEnd::Lost(reason) => {
                         info!("connection lost: {reason}");
@@ -239,6 +253,10 @@ async fn run(
                 }
             }
             Err(ConnectError::Fatal(f)) => return Err(f),
+            Err(ConnectError::Throttled(e)) if !ever_connected => {
+                return Err(Fatal::LoginRefused(e));
+            }
+            Err(ConnectError::Throttled(e)) => debug!("reconnect throttled: {e}"),
             Err(ConnectError::Transient(e)) => {
                 if !ever_connected || !opts.reconnect {
                     return Err(Fatal::Connection(format!(
@@ -296,6 +314,7 @@ async fn connect(
     opts: &ClientOptions,
     endpoint: &mut Option<Endpoint>,
     hide_cursor: u64,
+    identity_pub: [u8; 32],
 ) -> Result<Session, ConnectError> {
     let addr = resolve(&opts.server)
         .await
@@ -368,13 +387,14 @@ async fn connect(
             )))
         })?;
     }
-    login(conn, opts, hide_cursor).await
+    login(conn, opts, hide_cursor, identity_pub).await
 }
 
 async fn login(
     conn: Connection,
     opts: &ClientOptions,
     hide_cursor: u64,
+    identity_pub: [u8; 32],
 ) -> Result<Session, ConnectError> {
     let transient = |e: &dyn std::fmt::Display| ConnectError::Transient(e.to_string());
     let (mut control, mut control_recv) = conn.open_bi().await.map_err(|e| transient(&e))?;
@@ -385,6 +405,7 @@ async fn login(
         user: opts.user.clone(),
         password: opts.password.clone(),
         session_pub: client_pub,
+        identity_pub,
         hide_cursor,
     };
     codec::write_frame(&mut control, &frame, MAX_UP_FRAME)
@@ -400,7 +421,7 @@ async fn login(
         Ok(Some(l @ ControlDown::LoginOk { .. })) => l,
         Ok(Some(ControlDown::LoginRefused { code, message })) => {
             return Err(if code == ErrorCode::LoginThrottled {
-                ConnectError::Transient(message)
+                ConnectError::Throttled(message)
             } else {
                 ConnectError::Fatal(Fatal::LoginRefused(message))
             });
@@ -531,8 +552,70 @@ struct Wire<'a> {
     control: &'a mut SendStream,
     streams: HashMap<ConvId, SendStream>,
     keys: Arc<SessionKeys>,
+    identity: Arc<IdentityKey>,
     me_key: String,
     tx: mpsc::Sender<Incoming>,
+}
+
+/// What a session needs from the client around it.
+struct SessionCtx<'a> {
+    cmds: &'a async_channel::Receiver<Command>,
+    events: &'a async_channel::Sender<ClientEvent>,
+    opts: &'a ClientOptions,
+    identity: &'a Arc<IdentityKey>,
+}
+
+/// The text shown in place of a private message that does not open.
+const UNREADABLE: &str = "🔒 This message could not be decrypted on this device.";
+
+/// Opens the end-to-end layer of a private conversation's messages in place. A message
+/// that does not open is replaced by a notice (so it is not lost from the sequence) and
+/// reported; a sender key never seen for that peer is pinned and reported as a change.
+fn open_private(
+    core: &mut ClientCore,
+    identity: &IdentityKey,
+    conv: &ConvId,
+    down: &mut ConvDown,
+) -> Vec<Output> {
+    let me = core.user().to_ascii_lowercase();
+    let Some(peer) = conv.peer_of(&me).map(str::to_owned) else {
+        return Vec::new();
+    };
+    let conv_key = conv.storage_key();
+    let mut out = Vec::new();
+    let mut open_one = |core: &mut ClientCore, e: &mut ConvEvent| {
+        let EventKind::Message { body } = &mut e.kind else {
+            return;
+        };
+        match identity.open(&conv_key, &e.sender, e.cmid, body) {
+            Ok((text, sender_pub)) => {
+                if !e.sender.eq_ignore_ascii_case(&me)
+                    && !core.is_known_peer_key(&peer, &sender_pub)
+                {
+                    out.extend(core.peer_key_seen(&e.sender, sender_pub));
+                }
+                *body = text;
+            }
+            Err(err) => {
+                warn!(
+                    "private message {} from {} did not open: {err}",
+                    e.id, e.sender
+                );
+                *body = UNREADABLE.as_bytes().to_vec();
+                let msg = format!(
+                    "a private message from {} could not be decrypted: {err}",
+                    e.sender
+                );
+                out.push(Output::Event(Event::error(ErrorCode::BadRequest, msg)));
+            }
+        }
+    };
+    match down {
+        ConvDown::Event(e) | ConvDown::Backlog(e) => open_one(core, e),
+        ConvDown::History { events, .. } => events.iter_mut().for_each(|e| open_one(core, e)),
+        _ => {}
+    }
+    out
 }
 
 impl Wire<'_> {
@@ -542,6 +625,7 @@ impl Wire<'_> {
         &mut self,
         outputs: Vec<Output>,
         events: &async_channel::Sender<ClientEvent>,
+        core: &ClientCore,
     ) -> Result<(), String> {
         for o in outputs {
             match o {
@@ -556,6 +640,21 @@ impl Wire<'_> {
                 Output::Conv(conv, mut up) => {
                     if let ConvUp::Send { cmid, body } = &mut up {
                         let conv_key = conv.storage_key();
+                        if let Some(peer) = conv.peer_of(&self.me_key) {
+                            let Some(peer_key) = core.peer_key(peer) else {
+                                let msg = format!(
+                                    "cannot encrypt for {peer}: their key is not known yet"
+                                );
+                                let _ = events
+                                    .send(ClientEvent::App(Event::error(ErrorCode::Internal, msg)))
+                                    .await;
+                                continue;
+                            };
+                            *body = self
+                                .identity
+                                .seal(&peer_key, &conv_key, &self.me_key, *cmid, body)
+                                .map_err(|e| e.to_string())?;
+                        }
                         let aad = Aad {
                             dir: Direction::Up,
                             conv: &conv_key,
@@ -588,11 +687,15 @@ impl Wire<'_> {
 async fn run_session(
     session: Session,
     core: &mut ClientCore,
-    cmds: &async_channel::Receiver<Command>,
     cmds_open: &mut bool,
-    events: &async_channel::Sender<ClientEvent>,
-    opts: &ClientOptions,
+    ctx: SessionCtx<'_>,
 ) -> SessionEnd {
+    let SessionCtx {
+        cmds,
+        events,
+        opts,
+        identity,
+    } = ctx;
     let Session {
         conn,
         mut control,
@@ -618,6 +721,7 @@ async fn run_session(
         control: &mut control,
         streams: HashMap::new(),
         keys,
+        identity: identity.clone(),
         me_key: user.to_ascii_lowercase(),
         tx,
     };
@@ -626,10 +730,11 @@ async fn run_session(
     let mut closing_reason: Option<String> = None;
     let mut save_tick = tokio::time::interval(Duration::from_millis(250));
     let outputs = core.logged_in(user, convs, online, hidden, delete_window_secs);
-    let mut result = wire.apply(outputs, events).await;
+    let mut result = wire.apply(outputs, events, core).await;
     if !*cmds_open {
         draining = true;
-        result = wire.apply(core.command(Command::Sync), events).await;
+        let outputs = core.command(Command::Sync);
+        result = wire.apply(outputs, events, core).await;
     }
     let end = loop {
         if let Err(e) = std::mem::replace(&mut result, Ok(())) {
@@ -637,8 +742,7 @@ async fn run_session(
             // Let `closed()` below report the real reason.
         }
         tokio::select! {
-            reason = conn.closed() => {
-                let _ = reason;
+            _ = conn.closed() => {
                 if logging_out {
                     break SessionEnd::Done;
                 }
@@ -658,7 +762,7 @@ async fn run_session(
                         core.command(Command::Sync)
                     }
                 };
-                result = wire.apply(outputs, events).await;
+                result = wire.apply(outputs, events, core).await;
             }
             Some(incoming) = rx.recv() => {
                 let mut outputs = match incoming {
@@ -667,7 +771,11 @@ async fn run_session(
                         Vec::new()
                     }
                     Incoming::Control(down) => core.control(down),
-                    Incoming::Conv(conv, down) => core.conv(conv, down),
+                    Incoming::Conv(conv, mut down) => {
+                        let mut out = open_private(core, identity, &conv, &mut down);
+                        out.extend(core.conv(conv, down));
+                        out
+                    }
                     Incoming::Warn(e) => vec![Output::Event(e)],
                 };
                 if draining && core.pending_barriers() == 0 && core.outbox_len() == 0 {
@@ -678,7 +786,7 @@ async fn run_session(
                         outputs.push(Output::Control(ControlUp::Logout));
                     }
                 }
-                result = wire.apply(outputs, events).await;
+                result = wire.apply(outputs, events, core).await;
             }
             _ = save_tick.tick() => {
                 if let Some(state) = core.take_saved_state() {

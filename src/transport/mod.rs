@@ -6,6 +6,7 @@
 pub mod auth;
 pub mod client;
 pub mod codec;
+pub mod e2e;
 pub mod envelope;
 pub mod faulty;
 pub mod quic;
