@@ -6,6 +6,8 @@
 //! the scenario step by step, waiting on model state while pumping the GLib main context.
 //! Without a display it prints "SKIPPED: no display" and exits 0 (never a silent pass).
 
+use std::cell::Cell;
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use gtk::glib;
@@ -39,6 +41,18 @@ fn sync(win: &LwClientWindow) {
     let before = win.syncs();
     win.request_sync();
     wait_until("a sync barrier", || win.syncs() > before);
+}
+
+/// Waits until the window's frame clock has ticked `n` times (layout and paint done).
+fn wait_frames(win: &impl IsA<gtk::Widget>, n: u32) {
+    let ticks = Rc::new(Cell::new(0u32));
+    let t = ticks.clone();
+    let id = win.add_tick_callback(move |_, _| {
+        t.set(t.get() + 1);
+        glib::ControlFlow::Continue
+    });
+    wait_until("frames to be drawn", || ticks.get() >= n);
+    id.remove();
 }
 
 fn messages(win: &LwClientWindow, conv: &str) -> Vec<MessageData> {
@@ -90,7 +104,8 @@ fn main() {
     // alice signs in like a person: form, Connect, and the trust-this-server card.
     let alice = LwClientWindow::new(&app, tmp.path().join("alice"));
     alice.present();
-    alice.set_form("127.0.0.1", addr.port(), "alice", &password());
+    let alice_password = password();
+    alice.set_form("127.0.0.1", addr.port(), "alice", &alice_password);
     alice.connect_button().emit_clicked();
     wait_until("the trust prompt", || alice.trust_prompt().is_some());
     assert_eq!(alice.trust_prompt().as_deref(), Some(fingerprint.as_str()));
@@ -174,6 +189,17 @@ fn main() {
     assert_eq!(alice_bob.unread(), 0);
     println!("ok: private message delivered, unread counted, server shows it as encrypted");
 
+    // A private chat with someone who does not exist: a clear error, no stray entry.
+    alice.start_private_chat("nobody");
+    wait_until("the unknown-user error", || {
+        alice.conversation("@nobody").is_none()
+            && alice
+                .last_error()
+                .is_some_and(|e| e.contains("no such user"))
+    });
+    assert!(alice.current().is_some_and(|c| c.name() == "#general"));
+    println!("ok: unknown user: {}", alice.last_error().unwrap());
+
     // Delete for everyone: bob sees the placeholder.
     let id = find(&messages(&alice, "#general"), "hello from alice")
         .unwrap()
@@ -240,6 +266,29 @@ fn main() {
     });
     println!("ok: log out returns to the connect screen");
 
+    // Sign in again: history is refilled and private messages still open (the identity
+    // key persisted in the state dir).
+    alice.logout();
+    assert!(alice.conversations().n_items() == 0);
+    alice.connect_to(
+        "127.0.0.1",
+        addr.port(),
+        "alice",
+        &alice_password,
+        Trust::PinnedOnly,
+    );
+    wait_until("alice back with her history", || {
+        find(&messages(&alice, "#general"), "Shall we meet at 3?").is_some()
+            && find(&messages(&alice, "@bob"), "psst, alice").is_some()
+    });
+    assert!(
+        messages(&alice, "#general")
+            .iter()
+            .any(|m| m.id == id && m.text.is_none()),
+        "the deleted message stays a placeholder"
+    );
+    println!("ok: signing in again refills #general and the private conversation");
+
     // Stop and start again from the server window: alice's banner, then back.
     server.stop();
     wait_until("alice's banner after Stop", || alice.banner_visible());
@@ -251,6 +300,35 @@ fn main() {
     wait_until("alice to reconnect", || alice.is_online());
     sync(&alice);
     println!("ok: Stop and Start again; alice reconnected");
+
+    // A long history: 100 000 messages in the virtualised list, scrolled end to end.
+    let general = alice.conversation("#general").unwrap();
+    let base = general.len();
+    let t = Instant::now();
+    let page: Vec<MessageData> = (0..100_000u64)
+        .map(|i| MessageData {
+            id: (1 << 40) + i,
+            seq: 1_000_000 + i,
+            from: if i % 3 == 0 { "alice" } else { "bob" }.into(),
+            text: Some(format!("message number {i}")),
+            ts: 1_700_000_000_000 + i * 1000,
+            own: i % 3 == 0,
+            notice: false,
+        })
+        .collect();
+    general.add_history(page);
+    assert_eq!(general.len(), base + 100_000);
+    let filled = t.elapsed();
+    let t = Instant::now();
+    for frac in [0.0, 0.5, 0.25, 1.0] {
+        alice.scroll_messages_to(frac);
+        // Two frames later the rows now in view have been laid out and painted.
+        wait_frames(&alice, 2);
+    }
+    println!(
+        "ok: 100 000 messages: model filled in {filled:?}, scrolled top/middle/bottom in {:?}",
+        t.elapsed()
+    );
 
     alice.close();
     server.close();

@@ -129,21 +129,26 @@ impl LwMessageRow {
         imp.delete_window_ms
             .set(delete_window_secs.saturating_mul(1000));
         let bubble = &imp.bubble;
-        for c in ["own", "deleted", "server"] {
+        for c in ["own", "deleted", "server", "notice"] {
             bubble.remove_css_class(c);
         }
-        bubble.set_halign(if d.own {
+        bubble.set_halign(if d.notice {
+            gtk::Align::Center
+        } else if d.own {
             gtk::Align::End
         } else {
             gtk::Align::Start
         });
+        if d.notice {
+            bubble.add_css_class("notice");
+        }
         if d.own {
             bubble.add_css_class("own");
         }
         if d.from == SERVER_AUTHOR {
             bubble.add_css_class("server");
         }
-        imp.sender.set_visible(show_sender && !d.own);
+        imp.sender.set_visible(show_sender && !d.own && !d.notice);
         imp.sender.set_text(&d.from);
         match &d.text {
             Some(t) => imp.body.set_text(t),
@@ -178,6 +183,9 @@ impl LwMessageRow {
 
     fn popup_menu(&self, x: f64, y: f64) {
         let Some(msg) = self.message() else { return };
+        if msg.data().notice {
+            return;
+        }
         let id = msg.id();
         let menu = gio::Menu::new();
         let me = gio::MenuItem::new(Some("Delete for Me"), None);

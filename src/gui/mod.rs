@@ -167,11 +167,17 @@ pub fn run_demo(data_dir: Option<PathBuf>) -> ExitCode {
         eprintln!("livewire: cannot create {}: {e}", data.display());
         return ExitCode::from(1);
     }
-    let config = match temp_dir("livewire-demo-config") {
-        Ok(d) => d,
-        Err(e) => {
-            eprintln!("livewire: cannot create a temporary directory: {e}");
-            return ExitCode::from(1);
+    // The clients' pins, sync state and identity keys: kept beside a kept data dir (so
+    // private history stays readable next time), else temporary.
+    let config = if keep {
+        data.join("clients")
+    } else {
+        match temp_dir("livewire-demo-config") {
+            Ok(d) => d,
+            Err(e) => {
+                eprintln!("livewire: cannot create a temporary directory: {e}");
+                return ExitCode::from(1);
+            }
         }
     };
     let logins = demo_logins(&data, keep);
@@ -212,8 +218,8 @@ pub fn run_demo(data_dir: Option<PathBuf>) -> ExitCode {
         });
     }
     let code = run(&app);
-    let _ = std::fs::remove_dir_all(&config);
     if !keep {
+        let _ = std::fs::remove_dir_all(&config);
         let _ = std::fs::remove_dir_all(&data);
     }
     glib::MainContext::default().iteration(false);

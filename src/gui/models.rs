@@ -35,7 +35,13 @@ pub struct MessageData {
     pub ts: u64,
     /// Written by the logged-in user.
     pub own: bool,
+    /// A notice from LiveWire itself (e.g. a changed safety number), not a message.
+    pub notice: bool,
 }
+
+/// Ids of local notices start here, far above any server id.
+const NOTICE_ID_BASE: u64 = 1 << 62;
+static NEXT_NOTICE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 mod imp {
     use super::*;
@@ -250,25 +256,57 @@ impl LwConversation {
                 .collect()
         };
         let count = fresh.len();
+        if count == 0 {
+            return 0;
+        }
+        let store = self.messages();
+        let n = store.n_items();
         let first = self.first_seq();
-        let all_older = fresh.iter().all(|m| first.is_none_or(|f| m.seq < f));
+        let last = store
+            .item(n.saturating_sub(1))
+            .and_downcast::<LwMessage>()
+            .map(|m| m.seq());
         let mut sorted = fresh;
         sorted.sort_by_key(|m| m.seq);
-        if all_older {
-            let objs: Vec<LwMessage> = sorted.into_iter().map(LwMessage::new).collect();
-            {
-                let mut by_id = self.imp().by_id.borrow_mut();
-                for m in &objs {
-                    by_id.insert(m.id(), m.clone());
-                }
-            }
-            self.messages().splice(0, 0, &objs);
-        } else {
-            for m in sorted {
-                self.add(m);
+        let objs: Vec<LwMessage> = sorted.into_iter().map(LwMessage::new).collect();
+        {
+            let mut by_id = self.imp().by_id.borrow_mut();
+            for m in &objs {
+                by_id.insert(m.id(), m.clone());
             }
         }
+        // One `items-changed` per page, whatever its size: the list view stays responsive.
+        if first.is_none_or(|f| objs.iter().all(|m| m.seq() < f)) {
+            store.splice(0, 0, &objs);
+        } else if last.is_some_and(|l| objs.iter().all(|m| m.seq() >= l)) {
+            store.splice(n, 0, &objs);
+        } else {
+            let mut all: Vec<LwMessage> = (0..n)
+                .filter_map(|i| store.item(i).and_downcast::<LwMessage>())
+                .chain(objs)
+                .collect();
+            all.sort_by_key(LwMessage::seq);
+            store.splice(0, n, &all);
+        }
         count
+    }
+
+    /// Adds a local notice after the newest message (not sent anywhere).
+    pub fn add_notice(&self, text: &str, ts: u64) {
+        let n = NEXT_NOTICE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let seq = self
+            .messages()
+            .item(self.len().saturating_sub(1))
+            .and_downcast::<LwMessage>()
+            .map_or(0, |m| m.seq());
+        self.add(MessageData {
+            id: NOTICE_ID_BASE + n,
+            seq,
+            text: Some(text.to_owned()),
+            ts,
+            notice: true,
+            ..MessageData::default()
+        });
     }
 
     /// Turns a message into the "deleted" placeholder. Returns whether it was shown.

@@ -104,6 +104,8 @@ pub struct LwClientWindow {
     #[template_child]
     pub banner_label: TemplateChild<gtk::Label>,
     #[template_child]
+    pub empty_state: TemplateChild<gtk::Box>,
+    #[template_child]
     pub message_scroller: TemplateChild<gtk::ScrolledWindow>,
     #[template_child]
     pub message_list: TemplateChild<gtk::ListView>,
@@ -122,6 +124,8 @@ pub struct LwClientWindow {
 
     /// Where pins and the remembered login live.
     pub config_dir: RefCell<PathBuf>,
+    /// Where the sync position, pinned peer keys and the identity key live.
+    pub state_dir: RefCell<PathBuf>,
     /// Conversations in the sidebar.
     pub conversations: RefCell<Option<gio::ListStore>>,
     /// The model the message list shows (the current conversation's messages).
@@ -141,6 +145,8 @@ pub struct LwClientWindow {
     /// The last error shown, in words.
     pub last_error: RefCell<Option<String>>,
     pub toast_timeout: RefCell<Option<glib::SourceId>>,
+    /// A private chat just started by name and not confirmed by the server yet.
+    pub new_chat: RefCell<Option<String>>,
 }
 
 #[glib::object_subclass]

@@ -13,12 +13,12 @@ use gtk::subclass::prelude::*;
 use gtk::{gdk, gio, glib};
 use gtk4 as gtk;
 
-use crate::app::client::{Command, Event};
-use crate::app::ids::{GENERAL, UserName};
+use crate::app::client::{Command, Event, SavedState};
+use crate::app::ids::{ConvId, GENERAL, UserName};
 use crate::app::protocol::DeleteScope;
 use crate::cli;
 use crate::gui::message_row::LwMessageRow;
-use crate::gui::models::{Added, LwConversation, LwMessage, MessageData};
+use crate::gui::models::{LwConversation, LwMessage, MessageData};
 use crate::gui::runtime;
 use crate::gui::settings::RememberedLogin;
 use crate::transport::client::{self, ClientEvent, ClientOptions, Fatal, Trust};
@@ -34,6 +34,13 @@ glib::wrapper! {
         @extends gtk::ApplicationWindow, gtk::Window, gtk::Widget,
         @implements gio::ActionGroup, gio::ActionMap, gtk::Buildable,
                     gtk::ConstraintTarget, gtk::Native, gtk::Root, gtk::ShortcutManager;
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 /// Turns a server error into words for a person.
@@ -97,10 +104,24 @@ pub fn friendly_fatal(f: &Fatal) -> (String, bool) {
 }
 
 impl LwClientWindow {
-    /// A client window; pins and the remembered login live in `config_dir`.
+    /// A client window; pins and the remembered login live in `config_dir`. With the
+    /// default config dir, the sync state and identity key live where `livewire chat`
+    /// keeps them (`~/.local/share/livewire/client`); with any other, in its `state`
+    /// subdirectory, so a custom config dir is a self-contained profile.
     pub fn new(app: &gtk::Application, config_dir: PathBuf) -> Self {
+        let state_dir = if config_dir == cli::config_dir() {
+            cli::data_dir().join("client")
+        } else {
+            config_dir.join("state")
+        };
+        Self::with_state_dir(app, config_dir, state_dir)
+    }
+
+    /// A client window with explicit config and state directories.
+    pub fn with_state_dir(app: &gtk::Application, config_dir: PathBuf, state_dir: PathBuf) -> Self {
         let win: Self = glib::Object::builder().property("application", app).build();
         win.imp().config_dir.replace(config_dir.clone());
+        win.imp().state_dir.replace(state_dir);
         if let Some(r) = RememberedLogin::load(&config_dir) {
             let imp = win.imp();
             imp.host_entry.set_text(&r.host);
@@ -185,6 +206,11 @@ impl LwClientWindow {
                 row.unbind();
             }
         });
+        selection.connect_items_changed(glib::clone!(
+            #[weak(rename_to = win)]
+            self,
+            move |sel, _, _, _| win.imp().empty_state.set_visible(sel.n_items() == 0)
+        ));
         imp.message_list.set_model(Some(&selection));
         imp.message_list.set_factory(Some(&factory));
 
@@ -548,15 +574,16 @@ impl LwClientWindow {
         imp.last_error.replace(None);
         self.set_connecting(true, &format!("Connecting to {}…", form.server()));
         let config_dir = imp.config_dir.borrow().clone();
+        let state_file = cli::state_file(&imp.state_dir.borrow(), &form.server(), &form.user);
         let opts = ClientOptions {
             server: form.server(),
             user: form.user.clone(),
             password: form.password.clone(),
             trust,
             pins: cli::pin_store(&config_dir),
-            // History comes from the server on each login (the last page, then older
-            // pages on demand), so the window keeps no local position.
-            state_file: None,
+            // The sync position, pinned peer keys and this device's identity key (which
+            // opens private messages) persist; the view is refilled with History on login.
+            state_file: Some(state_file),
             reconnect: true,
             endpoint: None,
         };
@@ -571,14 +598,106 @@ impl LwClientWindow {
         }));
         let weak = self.downgrade();
         glib::spawn_future_local(async move {
-            while let Ok(ev) = events.recv().await {
+            while let Ok(first) = events.recv().await {
+                // Take what else is queued (a catch-up can bring thousands of messages)
+                // and apply runs of messages to a conversation in one model update.
+                let mut batch = vec![first];
+                while batch.len() < 5000 {
+                    match events.try_recv() {
+                        Ok(ev) => batch.push(ev),
+                        Err(_) => break,
+                    }
+                }
                 let Some(win) = weak.upgrade() else { break };
                 if win.imp().generation.get() != generation {
                     break;
                 }
-                win.handle_event(ev);
+                win.handle_events(batch, generation);
             }
         });
+    }
+
+    fn handle_events(&self, batch: Vec<ClientEvent>, generation: u64) {
+        let mut run: Vec<(String, Vec<MessageData>)> = Vec::new();
+        for ev in batch {
+            if self.imp().generation.get() != generation {
+                return;
+            }
+            match ev {
+                ClientEvent::App(Event::Message {
+                    conv,
+                    id,
+                    seq,
+                    from,
+                    text,
+                    ts,
+                }) => {
+                    let m = self.received(id, seq, from, text, ts);
+                    match run.last_mut() {
+                        Some((c, msgs)) if *c == conv => msgs.push(m),
+                        _ => run.push((conv, vec![m])),
+                    }
+                }
+                other => {
+                    self.flush_messages(std::mem::take(&mut run));
+                    self.handle_event(other);
+                }
+            }
+        }
+        self.flush_messages(run);
+    }
+
+    fn received(
+        &self,
+        id: u64,
+        seq: u64,
+        from: String,
+        text: Option<String>,
+        ts: u64,
+    ) -> MessageData {
+        let me = self.me().unwrap_or_default();
+        MessageData {
+            own: from.eq_ignore_ascii_case(&me),
+            id,
+            seq,
+            from,
+            text,
+            ts,
+            notice: false,
+        }
+    }
+
+    /// Adds received messages, conversation by conversation, counting unread ones and
+    /// notifying when the window is in the background.
+    fn flush_messages(&self, runs: Vec<(String, Vec<MessageData>)>) {
+        let imp = self.imp();
+        for (conv, msgs) in runs {
+            let c = self.conversation_for(&conv);
+            let fresh: Vec<MessageData> = msgs
+                .into_iter()
+                .filter(|m| c.message(m.id).is_none())
+                .collect();
+            let incoming: Vec<MessageData> = fresh.iter().filter(|m| !m.own).cloned().collect();
+            if fresh.len() == 1 {
+                c.add(fresh.into_iter().next().expect("one message"));
+            } else {
+                c.add_history(fresh);
+            }
+            let catching_up = imp.session.borrow().as_ref().is_some_and(|s| s.catching_up);
+            if incoming.is_empty() || catching_up {
+                continue;
+            }
+            let visible = self.current().as_ref() == Some(&c) && self.is_active();
+            if !visible {
+                c.set_unread(c.unread() + incoming.len() as u32);
+            }
+            if !self.is_active()
+                && let Some(last) = incoming.last()
+                && let Some(text) = &last.text
+            {
+                self.notify(&conv, &last.from, text);
+            }
+        }
     }
 
     /// Logs out (if logged in) and forgets the session; events still queued are dropped.
@@ -701,6 +820,7 @@ impl LwClientWindow {
                 self.set_connection_state(true, "");
                 self.select_conversation(&general);
                 self.show_conversation(&general);
+                self.refill_from_history(&user);
                 self.request_sync();
                 imp.composer.grab_focus();
             }
@@ -725,6 +845,7 @@ impl LwClientWindow {
                     text: Some(text),
                     ts,
                     own: true,
+                    notice: false,
                 });
                 imp.stick_to_bottom.set(true);
             }
@@ -736,30 +857,19 @@ impl LwClientWindow {
                 text,
                 ts,
             } => {
-                let me = self.me().unwrap_or_default();
-                let own = from.eq_ignore_ascii_case(&me);
-                let c = self.conversation_for(&conv);
-                let notify_text = text.clone();
-                let added = c.add(MessageData {
-                    id,
-                    seq,
-                    from: from.clone(),
-                    text,
-                    ts,
-                    own,
-                });
-                let catching_up = imp.session.borrow().as_ref().is_some_and(|s| s.catching_up);
-                if added == Added::New && !own && !catching_up {
-                    let visible = self.current().as_ref() == Some(&c) && self.is_active();
-                    if !visible {
-                        c.set_unread(c.unread() + 1);
-                    }
-                    if !self.is_active()
-                        && let Some(text) = notify_text
-                    {
-                        self.notify(&conv, &from, &text);
-                    }
-                }
+                let m = self.received(id, seq, from, text, ts);
+                self.flush_messages(vec![(conv, vec![m])]);
+            }
+            Event::KeyChanged { user, new, .. } => {
+                let short: String = new.chars().take(16).collect();
+                let text = format!(
+                    "{user}'s safety key changed (now {short}…). This happens when {user} reinstalls LiveWire or signs in on a new device — but it can also mean someone is intercepting. If in doubt, check with {user} in person."
+                );
+                let c = self.conversation_for(&format!("@{user}"));
+                c.add_notice(&text, now_ms());
+                self.show_toast(&format!(
+                    "{user}'s safety key changed: see your conversation with {user}."
+                ));
             }
             Event::Deleted { conv, id, scope } => {
                 if let Some(c) = self.conversation(&conv) {
@@ -797,10 +907,21 @@ impl LwClientWindow {
                         from: m.from,
                         text: m.text,
                         ts: m.ts,
+                        notice: false,
                     })
                     .collect();
-                let added = c.add_history(page);
-                c.set_more_history(more && added > 0);
+                if imp
+                    .new_chat
+                    .borrow()
+                    .as_deref()
+                    .is_some_and(|n| n.eq_ignore_ascii_case(&conv))
+                {
+                    imp.new_chat.replace(None);
+                }
+                // Each request asks for what is older than the oldest shown, so a page of
+                // duplicates (the catch-up got there first) still makes progress.
+                c.add_history(page);
+                c.set_more_history(more);
                 c.end_history_request();
             }
             Event::Sync => {
@@ -810,7 +931,50 @@ impl LwClientWindow {
                 }
             }
             Event::Error { code, message } => {
+                if code == "unknown_user" {
+                    self.drop_unconfirmed_chat();
+                }
+                if code == "bad_request" && message.contains("open the conversation first") {
+                    // The echo of a conversation that failed to open (reported already):
+                    // a history request queued behind the open.
+                    return;
+                }
                 self.show_toast(&friendly_error(&code, &message));
+            }
+        }
+    }
+
+    /// After login: the newest page of every conversation this device knows (the
+    /// catch-up only brings what is newer than the saved position).
+    fn refill_from_history(&self, user: &str) {
+        let me_key = user.to_ascii_lowercase();
+        let imp = self.imp();
+        let file = imp
+            .session
+            .borrow()
+            .as_ref()
+            .map(|s| cli::state_file(&imp.state_dir.borrow(), &s.form.server(), &s.form.user));
+        let saved: SavedState = file
+            .and_then(|p| std::fs::read(p).ok())
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default();
+        let mut names = vec![GENERAL.to_owned()];
+        names.extend(
+            saved
+                .convs
+                .keys()
+                .filter_map(|k| ConvId::from_storage_key(k))
+                .map(|c| c.label_for(&me_key))
+                .filter(|n| n != GENERAL),
+        );
+        for name in names {
+            let c = self.conversation_for(&name);
+            if c.begin_history_request() {
+                self.send_command(Command::History {
+                    conv: name,
+                    before: None,
+                    limit: None,
+                });
             }
         }
     }
@@ -963,7 +1127,8 @@ impl LwClientWindow {
         c
     }
 
-    fn start_private_chat(&self, name: &str) {
+    /// Opens a private chat with `name` (the "+" popover does this).
+    pub fn start_private_chat(&self, name: &str) {
         let name = name.trim().trim_start_matches('@');
         if name.is_empty() {
             return;
@@ -978,7 +1143,29 @@ impl LwClientWindow {
         }
         self.imp().new_chat_popover.popdown();
         self.imp().new_chat_entry.set_text("");
-        self.open_conversation(&format!("@{name}"));
+        let conv = format!("@{name}");
+        if self.conversation(&conv).is_none() {
+            self.imp().new_chat.replace(Some(conv.clone()));
+        }
+        self.open_conversation(&conv);
+    }
+
+    /// The server said the user of a chat just started by name does not exist: take the
+    /// empty conversation out of the sidebar again.
+    fn drop_unconfirmed_chat(&self) {
+        let Some(name) = self.imp().new_chat.take() else {
+            return;
+        };
+        let Some(conv) = self.conversation(&name).filter(|c| c.is_empty()) else {
+            return;
+        };
+        let convs = self.conversations();
+        if let Some(pos) = convs.find(&conv) {
+            convs.remove(pos);
+        }
+        if let Some(general) = self.conversation(GENERAL) {
+            self.select_conversation(&general);
+        }
     }
 
     fn show_conversation(&self, conv: &LwConversation) {
@@ -999,6 +1186,13 @@ impl LwClientWindow {
                 limit: None,
             });
         }
+    }
+
+    /// Scrolls the message list to a fraction of its height (0 top, 1 bottom).
+    pub fn scroll_messages_to(&self, fraction: f64) {
+        let adj = self.imp().message_scroller.vadjustment();
+        let range = (adj.upper() - adj.page_size()).max(0.0);
+        adj.set_value(range * fraction.clamp(0.0, 1.0));
     }
 
     fn load_older(&self) {
