@@ -157,6 +157,11 @@ fn main() {
             .iter()
             .any(|l| l.contains("alice → #general: hello from alice"))
     });
+    wait_until("the bubble on bob's screen", || {
+        bob.rendered_messages()
+            .iter()
+            .any(|t| t == "hello from alice")
+    });
     println!("ok: #general message shown in both windows and the server log");
 
     // A private conversation, started by username.
@@ -215,6 +220,12 @@ fn main() {
         messages(&alice, "#general")
             .iter()
             .any(|m| m.id == id && m.text.is_none())
+    });
+    bob.open_conversation("#general");
+    wait_until("the placeholder on bob's screen", || {
+        bob.rendered_messages()
+            .iter()
+            .any(|t| t == "This message was deleted")
     });
     println!("ok: delete for everyone leaves \"This message was deleted\" in both windows");
 

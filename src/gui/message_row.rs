@@ -165,6 +165,12 @@ impl LwMessageRow {
         self.imp().message.replace(None);
     }
 
+    /// The text on screen (the placeholder for a deleted message), if bound.
+    pub fn shown_text(&self) -> Option<String> {
+        self.message()?;
+        Some(self.imp().body.text().to_string())
+    }
+
     /// The message shown.
     pub fn message(&self) -> Option<LwMessage> {
         self.imp().message.borrow().clone()

@@ -1188,6 +1188,29 @@ impl LwClientWindow {
         }
     }
 
+    /// The texts of the message rows the list view has built right now (only those near
+    /// the visible part exist): what a person sees, for tests.
+    pub fn rendered_messages(&self) -> Vec<String> {
+        fn walk(w: &gtk::Widget, out: &mut Vec<String>) {
+            if let Some(row) = w.downcast_ref::<LwMessageRow>() {
+                if row.is_mapped()
+                    && let Some(text) = row.shown_text()
+                {
+                    out.push(text);
+                }
+                return;
+            }
+            let mut child = w.first_child();
+            while let Some(c) = child {
+                walk(&c, out);
+                child = c.next_sibling();
+            }
+        }
+        let mut out = Vec::new();
+        walk(self.imp().message_list.upcast_ref(), &mut out);
+        out
+    }
+
     /// Scrolls the message list to a fraction of its height (0 top, 1 bottom).
     pub fn scroll_messages_to(&self, fraction: f64) {
         let adj = self.imp().message_scroller.vadjustment();

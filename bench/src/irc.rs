@@ -1,0 +1,186 @@
+//! IRC peer: ngIRCd (or any RFC 1459 server) over TLS, driven by a minimal line writer on
+//! tokio-rustls. The room is `#general`; a private message is `PRIVMSG bench<n>`. The
+//! client answers the server's PINGs (IRC's keep-alive).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use rustls::pki_types::ServerName;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio_rustls::TlsConnector;
+
+use crate::load::{Dest, Fleet, Mode, SendFn, connect_all};
+use crate::stats::Recorder;
+
+/// How to reach the IRC server.
+pub struct Irc {
+    /// The command that starts it (e.g. `ngircd -n -f /tmp/x/ngircd.conf`).
+    pub argv: Vec<String>,
+    /// Its TLS port on 127.0.0.1.
+    pub port: u16,
+    /// The CA that signed its certificate.
+    pub ca: PathBuf,
+}
+
+/// Connects `n` clients.
+pub async fn connect(irc: &Irc, n: usize, mode: Mode, rec: Arc<Recorder>) -> Result<Fleet> {
+    let tls = TlsConnector::from(crate::tlsconf::tcp_client(&irc.ca)?);
+    let port = irc.port;
+    connect_all(n, 64, move |i| {
+        let tls = tls.clone();
+        let rec = rec.clone();
+        async move { client(i, port, tls, mode, rec).await }
+    })
+    .await
+}
+
+/// The text of a `PRIVMSG`, if `line` is one.
+fn privmsg_text(line: &str) -> Option<&str> {
+    let rest = line.strip_prefix(':')?;
+    let (_prefix, rest) = rest.split_once(' ')?;
+    let rest = rest.strip_prefix("PRIVMSG ")?;
+    let (_target, text) = rest.split_once(" :")?;
+    Some(text)
+}
+
+/// The numeric reply code of `line` (`:server 001 nick ...`).
+fn numeric(line: &str) -> Option<&str> {
+    let mut it = line.split(' ');
+    let first = it.next()?;
+    if !first.starts_with(':') {
+        return None;
+    }
+    it.next()
+        .filter(|c| c.len() == 3 && c.bytes().all(|b| b.is_ascii_digit()))
+}
+
+async fn client(
+    i: usize,
+    port: u16,
+    tls: TlsConnector,
+    mode: Mode,
+    rec: Arc<Recorder>,
+) -> Result<(SendFn, Vec<tokio::task::JoinHandle<()>>)> {
+    let tcp = TcpStream::connect(("127.0.0.1", port)).await?;
+    tcp.set_nodelay(true)?;
+    let name = ServerName::try_from("127.0.0.1")?.to_owned();
+    let stream = tls.connect(name, tcp).await?;
+    let (r, mut w) = tokio::io::split(stream);
+    let mut lines = BufReader::new(r).lines();
+    let nick = format!("bench{i}");
+    w.write_all(format!("NICK {nick}\r\nUSER {nick} 0 * :bench\r\n").as_bytes())
+        .await?;
+    w.flush().await?;
+    // Registration (001), then for the room the end of the NAMES list (366).
+    let mut joined = mode != Mode::Room;
+    tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            let line = lines.next_line().await?.context("closed during login")?;
+            if let Some(token) = line.strip_prefix("PING ") {
+                w.write_all(format!("PONG {token}\r\n").as_bytes()).await?;
+                w.flush().await?;
+                continue;
+            }
+            match numeric(&line) {
+                Some("001") => {
+                    if joined {
+                        return Ok(());
+                    }
+                    w.write_all(b"JOIN #general\r\n").await?;
+                    w.flush().await?;
+                }
+                Some("366") => {
+                    joined = true;
+                    return Ok(());
+                }
+                Some(code) if code.starts_with('4') || code.starts_with('5') => {
+                    bail!("irc refused: {line}")
+                }
+                _ => {}
+            }
+            if line.starts_with("ERROR") {
+                bail!("irc: {line}");
+            }
+        }
+    })
+    .await
+    .context("no registration within 60 s")??;
+    let (tx, mut rx) = mpsc::unbounded_channel::<String>();
+    // The writer batches whatever is queued into one TLS write.
+    let writer = tokio::spawn({
+        let rec = rec.clone();
+        async move {
+            let mut buf = String::new();
+            while let Some(line) = rx.recv().await {
+                buf.clear();
+                buf.push_str(&line);
+                while let Ok(more) = rx.try_recv() {
+                    buf.push_str(&more);
+                }
+                if let Err(e) = w.write_all(buf.as_bytes()).await {
+                    rec.error(format!("irc write: {e}"));
+                    return;
+                }
+                if let Err(e) = w.flush().await {
+                    rec.error(format!("irc write: {e}"));
+                    return;
+                }
+            }
+        }
+    });
+    let reader = tokio::spawn({
+        let tx = tx.clone();
+        async move {
+            loop {
+                match lines.next_line().await {
+                    Ok(Some(line)) => {
+                        if let Some(text) = privmsg_text(&line) {
+                            rec.deliver(i, text.as_bytes());
+                        } else if let Some(token) = line.strip_prefix("PING ") {
+                            let _ = tx.send(format!("PONG {token}\r\n"));
+                        } else if line.starts_with("ERROR") {
+                            rec.error(format!("irc: {line}"));
+                            return;
+                        }
+                    }
+                    Ok(None) => {
+                        rec.error("irc: connection closed");
+                        return;
+                    }
+                    Err(e) => {
+                        rec.error(format!("irc read: {e}"));
+                        return;
+                    }
+                }
+            }
+        }
+    });
+    let send: SendFn = Box::new(move |dest, text| {
+        let line = match dest {
+            Dest::Room => format!("PRIVMSG #general :{text}\r\n"),
+            Dest::User(j) => format!("PRIVMSG bench{j} :{text}\r\n"),
+        };
+        tx.send(line).is_ok()
+    });
+    Ok((send, vec![writer, reader]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_privmsg_and_numerics() {
+        assert_eq!(
+            privmsg_text(":bench1!~bench1@localhost PRIVMSG #general :hello there"),
+            Some("hello there")
+        );
+        assert_eq!(privmsg_text(":srv NOTICE x :hi"), None);
+        assert_eq!(numeric(":irc.bench 001 bench1 :Welcome"), Some("001"));
+        assert_eq!(numeric("PING :irc.bench"), None);
+    }
+}
