@@ -225,22 +225,3 @@ pub fn run_demo(data_dir: Option<PathBuf>) -> ExitCode {
     glib::MainContext::default().iteration(false);
     code
 }
-
-/// Renders a widget (e.g. a whole window) to a PNG file, the way it is on screen.
-pub fn save_screenshot(widget: &impl IsA<gtk::Widget>, path: &Path) -> Result<(), String> {
-    let widget = widget.as_ref();
-    let (w, h) = (widget.width(), widget.height());
-    if w <= 0 || h <= 0 {
-        return Err("the widget is not shown".into());
-    }
-    let paintable = gtk::WidgetPaintable::new(Some(widget));
-    let snapshot = gtk::Snapshot::new();
-    paintable.snapshot(&snapshot, f64::from(w), f64::from(h));
-    let node = snapshot.to_node().ok_or("nothing was drawn")?;
-    let native = widget.native().ok_or("the widget is not in a window")?;
-    let renderer = native.renderer().ok_or("the window has no renderer")?;
-    let texture = renderer.render_texture(&node, None);
-    texture
-        .save_to_png(path)
-        .map_err(|e| format!("cannot write {}: {e}", path.display()))
-}
