@@ -74,9 +74,22 @@ pub struct ServerArgs {
     /// Seconds a client has to log in after the handshake.
     #[arg(long, default_value_t = Limits::default().login_deadline_secs)]
     login_deadline: u64,
+    /// Ask the home router to forward the UDP port (PCP, NAT-PMP or UPnP IGD; `auto` tries
+    /// them in that order), renew it, and remove it on shutdown.
+    #[arg(long, value_name = "PROTOCOL", num_args = 0..=1, default_missing_value = "auto")]
+    port_mapping: Option<crate::transport::portmap::MapProtocol>,
 }
 
 impl ServerArgs {
+    /// The port-mapping request, if `--port-mapping` was given.
+    pub fn port_mapping(&self) -> Option<crate::transport::portmap::PortMapOptions> {
+        self.port_mapping
+            .map(|protocol| crate::transport::portmap::PortMapOptions {
+                protocol,
+                ..Default::default()
+            })
+    }
+
     /// Resolves the options (default data dir, limits).
     pub fn options(&self) -> ServerOptions {
         let limits = Limits {
@@ -218,9 +231,10 @@ pub fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     match cli.command {
-        Cmd::Server(args) if args.headless => {
-            block_on(scripted::run_headless_server(args.options()))
-        }
+        Cmd::Server(args) if args.headless => block_on(scripted::run_headless_server(
+            args.options(),
+            args.port_mapping(),
+        )),
         Cmd::Server(args) => gui_server(args),
         Cmd::Chat(args) => {
             let password = match read_password(&args) {

@@ -11,6 +11,7 @@ use tokio::io::AsyncBufReadExt;
 use crate::app::client::{Command, Event};
 use crate::app::server::ServerLog;
 use crate::transport::client::{self, ClientEvent, ClientOptions, Fatal};
+use crate::transport::portmap::{PortMapOptions, PortMapping};
 use crate::transport::server::{Server, ServerOptions};
 
 /// Exit codes of `livewire chat`.
@@ -53,7 +54,13 @@ pub fn server_log_json(l: &ServerLog) -> Option<Value> {
 }
 
 /// `livewire server --headless`: runs until SIGINT or SIGTERM, then stops gracefully.
-pub async fn run_headless_server(opts: ServerOptions) -> ExitCode {
+/// With `port_mapping`, the router is asked to forward the port first; the `listening` event
+/// then carries `public_addr` (or `port_mapping_error`), and the mapping is removed on the
+/// way out (`port_mapping_removed`).
+pub async fn run_headless_server(
+    opts: ServerOptions,
+    port_mapping: Option<PortMapOptions>,
+) -> ExitCode {
     // Listen for signals before announcing the address: a supervisor may stop us at once.
     let stop = match Signals::new() {
         Ok(s) => s,
@@ -69,11 +76,29 @@ pub async fn run_headless_server(opts: ServerOptions) -> ExitCode {
             return ExitCode::from(exit::OTHER);
         }
     };
-    print_line(&json!({
+    let mut listening = json!({
         "event": "listening",
         "addr": server.local_addr().to_string(),
         "fingerprint": server.fingerprint(),
-    }));
+    });
+    let mapping = match port_mapping {
+        Some(o) => match PortMapping::map(server.local_addr(), o).await {
+            Ok(m) => {
+                listening["public_addr"] = json!(m.public_addr().to_string());
+                listening["port_mapping"] = json!(m.protocol().name());
+                Some(m)
+            }
+            Err(e) => {
+                eprintln!(
+                    "livewire: {e}; clients outside this network cannot reach the server unless the port is forwarded by hand"
+                );
+                listening["port_mapping_error"] = json!(e.to_string());
+                None
+            }
+        },
+        None => None,
+    };
+    print_line(&listening);
     let mut events = server.take_events().expect("events are taken once");
     let printer = tokio::spawn(async move {
         while let Some(l) = events.recv().await {
@@ -85,6 +110,16 @@ pub async fn run_headless_server(opts: ServerOptions) -> ExitCode {
     stop.wait().await;
     server.shutdown("the server is shutting down").await;
     let _ = printer.await;
+    if let Some(m) = mapping {
+        let public = m.public_addr().to_string();
+        match m.remove().await {
+            Ok(()) => print_line(&json!({"event": "port_mapping_removed", "public_addr": public})),
+            Err(e) => {
+                eprintln!("livewire: {e}");
+                print_line(&json!({"event": "port_mapping_error", "message": e.to_string()}));
+            }
+        }
+    }
     print_line(&json!({"event": "stopped"}));
     ExitCode::SUCCESS
 }
