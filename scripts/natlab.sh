@@ -21,6 +21,7 @@
 #   counters            print the impairment counters (dropped packets)
 #   mappings            print the router's UDP conntrack entries
 #   upnp start|stop     miniupnpd (UPnP IGD + NAT-PMP/PCP) on the router, LAN side lan0
+#                       (NATLAB_UPNP_MIN_LIFETIME / _MAX_LIFETIME bound the lifetimes it grants)
 #   upnp-rules          print the port-forwarding rules miniupnpd installed
 #   exec lan|rtr|wan CMD...   run a command in one namespace
 #   check               tools present and root? (exit 0 yes, 3 no, with the reason)
@@ -160,8 +161,8 @@ enable_natpmp=yes
 enable_upnp=yes
 secure_mode=yes
 system_uptime=yes
-min_lifetime=60
-max_lifetime=3600
+min_lifetime=${NATLAB_UPNP_MIN_LIFETIME:-60}
+max_lifetime=${NATLAB_UPNP_MAX_LIFETIME:-3600}
 uuid=3d3cec3a-8cf0-11e0-98ee-001a6b$(printf '%06x' $((RANDOM * 7 % 16777215)))
 upnp_table_name=lwupnp
 upnp_nat_table_name=lwupnp
