@@ -785,6 +785,9 @@ impl ClientCore {
                 cmid,
             } => {
                 match cmid {
+                    // The server failed to store it: keep it, it goes again after the next
+                    // reconnect.
+                    Some(_) if code == ErrorCode::Internal => {}
                     Some(cmid) => {
                         let before = self.outbox.len();
                         self.outbox.retain(|p| p.cmid != cmid);

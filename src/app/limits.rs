@@ -30,6 +30,10 @@ pub struct Limits {
     pub delete_window_secs: u64,
     /// Frames queued for one connection before it is cut off as too slow.
     pub conn_queue: usize,
+    /// Bytes queued for one connection before it is cut off as too slow.
+    pub conn_queue_bytes: usize,
+    /// Bytes of message bodies sent in one catch-up round (the client asks for the next).
+    pub catchup_bytes: usize,
     /// Concurrent bidirectional streams per connection.
     pub streams_per_conn: u32,
 }
@@ -49,6 +53,8 @@ impl Default for Limits {
             history_max: 1000,
             delete_window_secs: 24 * 3600,
             conn_queue: 4096,
+            conn_queue_bytes: 8 * 1024 * 1024,
+            catchup_bytes: 1024 * 1024,
             streams_per_conn: 256,
         }
     }

@@ -16,6 +16,9 @@ use std::net::{IpAddr, SocketAddr};
 
 /// The author name of announcements.
 pub const SERVER_AUTHOR: &str = "server";
+/// The reason given with [`Output::Close`] after a refused login.
+pub const LOGIN_REFUSED_REASON: &str = "login refused";
+
 /// Shortest password accepted for a new account.
 pub const MIN_PASSWORD: usize = 8;
 
@@ -480,7 +483,7 @@ impl<S: Store> ServerCore<S> {
         self.control_out(conn, ControlDown::LoginRefused { code, message });
         self.out.push(Output::Close {
             conn,
-            reason: "login refused".into(),
+            reason: LOGIN_REFUSED_REASON.into(),
         });
     }
 
@@ -829,7 +832,7 @@ impl<S: Store> ServerCore<S> {
         conv: &ConvId,
         after: Option<u64>,
     ) -> Result<(), StoreError> {
-        let (events, more) = match after {
+        let (mut events, mut more) = match after {
             Some(after) => {
                 let max = self.limits.history_max;
                 let events = self.store.events_after(conv, after, max, key)?;
@@ -841,6 +844,33 @@ impl<S: Store> ServerCore<S> {
                 (self.store.events_before(conv, u64::MAX, page, key)?, false)
             }
         };
+        // A round stays within a byte budget, so a client catching up on big messages never
+        // looks like one that stopped reading; it asks for the next round when this one is in.
+        let budget = self.limits.catchup_bytes;
+        let size = |e: &ConvEvent| {
+            64 + match &e.kind {
+                EventKind::Message { body } => body.len(),
+                _ => 0,
+            }
+        };
+        let mut bytes = 0;
+        if after.is_some() {
+            // Oldest first: stop at the budget, the client continues from there.
+            if let Some(cut) = events.iter().position(|e| {
+                bytes += size(e);
+                bytes > budget
+            }) {
+                events.truncate(cut.max(1));
+                more = true;
+            }
+        } else if let Some(cut) = events.iter().rposition(|e| {
+            // A new device: the newest events that fit (older ones stay in history).
+            bytes += size(e);
+            bytes > budget
+        }) {
+            let keep_from = (cut + 1).min(events.len() - 1);
+            events.drain(..keep_from);
+        }
         // Events hidden for this user leave holes in the numbering, so `upto` (not the
         // last event sent) tells the client where it stands.
         let upto = match (more, events.last()) {

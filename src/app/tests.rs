@@ -657,3 +657,31 @@ fn private_sends_wait_for_the_peer_key_and_sync_still_covers_them() {
         .collect();
     assert_eq!(kinds, vec!["sent", "sync"]);
 }
+
+#[test]
+fn catch_up_comes_in_rounds_within_a_byte_budget() {
+    let mut w = World::new(Limits {
+        msg_burst: 1000,
+        catchup_bytes: 50_000,
+        ..Limits::default()
+    });
+    let (a, b) = (w.login("alice"), w.login("bob"));
+    let saved = w.quit(b);
+    let text = "y".repeat(10_000);
+    for i in 0..60 {
+        w.send(a, "#general", &format!("{i:02}{text}"));
+    }
+    let b = w.login_from("bob", "password123", saved, 1);
+    w.cmd(b, Command::Sync);
+    let got: Vec<String> = w
+        .messages(b)
+        .into_iter()
+        .map(|(_, _, t)| t.unwrap()[..2].to_owned())
+        .collect();
+    let want: Vec<String> = (0..60).map(|i| format!("{i:02}")).collect();
+    assert_eq!(got, want);
+    // A new device gets only the newest events that fit in one round.
+    let fresh = w.login_from("carol", "password123", SavedState::default(), 3);
+    let n = w.messages(fresh).len();
+    assert!((1..=5).contains(&n), "{n}");
+}

@@ -396,7 +396,13 @@ async fn login(
     hide_cursor: u64,
     identity_pub: [u8; 32],
 ) -> Result<Session, ConnectError> {
-    let transient = |e: &dyn std::fmt::Display| ConnectError::Transient(e.to_string());
+    // When the server closed the connection, its reason says more than the stream error.
+    let transient = |e: &dyn std::fmt::Display| {
+        ConnectError::Transient(match conn.close_reason() {
+            Some(_) => close_reason(&conn),
+            None => e.to_string(),
+        })
+    };
     let (mut control, mut control_recv) = conn.open_bi().await.map_err(|e| transient(&e))?;
     let eph = Ephemeral::new();
     let client_pub = eph.public;

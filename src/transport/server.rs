@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -68,12 +68,51 @@ enum HubMsg {
 struct Link {
     tx: mpsc::Sender<ConnOut>,
     conn: Connection,
+    /// Bytes queued for this connection and not yet written.
+    queued: Arc<AtomicUsize>,
+}
+
+/// A connection's outgoing queue as its own tasks use it: every output is counted in
+/// `queued` (the writer subtracts it once written), whoever sends it.
+#[derive(Clone)]
+struct ConnQueue {
+    tx: mpsc::Sender<ConnOut>,
+    queued: Arc<AtomicUsize>,
+}
+
+impl ConnQueue {
+    async fn send(&self, out: ConnOut) {
+        let cost = out.cost();
+        self.queued.fetch_add(cost, Ordering::Relaxed);
+        if self.tx.send(out).await.is_err() {
+            self.queued.fetch_sub(cost, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Approximate memory a queued output holds (for the per-connection cap).
+impl ConnOut {
+    fn cost(&self) -> usize {
+        const FRAME: usize = 64;
+        let body = |e: &crate::app::protocol::ConvEvent| match &e.kind {
+            EventKind::Message { body } => body.len(),
+            _ => 0,
+        } + FRAME;
+        match self {
+            ConnOut::Conv(_, ConvDown::Event(e) | ConvDown::Backlog(e)) => body(e),
+            ConnOut::Conv(_, ConvDown::History { events, .. }) => {
+                events.iter().map(body).sum::<usize>() + FRAME
+            }
+            _ => FRAME,
+        }
+    }
 }
 
 enum ConnOut {
     Control(ControlDown),
     Conv(ConvId, ConvDown),
-    Close(String),
+    /// Close with this code after flushing what is queued.
+    Close(u32, String),
 }
 
 /// A cheap handle for the operator's actions.
@@ -154,7 +193,17 @@ impl Server {
         let hub_for_thread = hub_tx.downgrade();
         let hub_thread = std::thread::Builder::new()
             .name("livewire-hub".into())
-            .spawn(move || hub_loop(core, hub_rx, hub_for_thread, ev_tx, rt))
+            .spawn(move || {
+                let run = std::panic::AssertUnwindSafe(|| {
+                    hub_loop(core, hub_rx, hub_for_thread, ev_tx, rt)
+                });
+                if std::panic::catch_unwind(run).is_err() {
+                    // Half a server is worse than none: nothing unacknowledged is lost
+                    // (acks follow commits), and a supervisor restarts us.
+                    eprintln!("livewire: internal error in the server hub; exiting");
+                    std::process::abort();
+                }
+            })
             .map_err(|e| StartError::Store(format!("cannot start the hub thread: {e}")))?;
         let ctx = Arc::new(Ctx {
             hub: hub_tx.clone(),
@@ -231,8 +280,14 @@ fn hub_loop(
     events: mpsc::UnboundedSender<ServerLog>,
     rt: tokio::runtime::Handle,
 ) {
-    let mut links: HashMap<ConnId, Link> = HashMap::new();
-    let hashers = Arc::new(Semaphore::new(2));
+    let mut router = Router {
+        links: HashMap::new(),
+        hub,
+        events,
+        rt,
+        hashers: Arc::new(Semaphore::new(2)),
+        queue_bytes: core.limits().conn_queue_bytes,
+    };
     let mut batch = Vec::with_capacity(256);
     while let Some(first) = rx.blocking_recv() {
         batch.push(first);
@@ -251,7 +306,7 @@ fn hub_loop(
         for msg in batch.drain(..) {
             match msg {
                 HubMsg::Register(id, link) => {
-                    links.insert(id, link);
+                    router.links.insert(id, link);
                 }
                 HubMsg::Input(input) => {
                     let gone = match &input {
@@ -260,7 +315,7 @@ fn hub_loop(
                     };
                     outputs.extend(core.handle(input, now));
                     if let Some(c) = gone {
-                        links.remove(&c);
+                        router.links.remove(&c);
                     }
                 }
                 HubMsg::Stop => stop = true,
@@ -288,7 +343,7 @@ fn hub_loop(
             }
         }
         for out in outputs {
-            route(out, &mut links, &hub, &events, &rt, &hashers);
+            router.route(out);
         }
         if stop {
             if let Err(e) = core.store_mut().checkpoint() {
@@ -299,60 +354,77 @@ fn hub_loop(
     }
 }
 
-fn route(
-    out: Output,
-    links: &mut HashMap<ConnId, Link>,
-    hub: &mpsc::WeakSender<HubMsg>,
-    events: &mpsc::UnboundedSender<ServerLog>,
-    rt: &tokio::runtime::Handle,
-    hashers: &Arc<Semaphore>,
-) {
-    let (conn, msg) = match out {
-        Output::Control { conn, down } => (conn, ConnOut::Control(down)),
-        Output::Conv { conn, conv, down } => (conn, ConnOut::Conv(conv, down)),
-        Output::Close { conn, reason } => (conn, ConnOut::Close(reason)),
-        Output::Log(l) => {
-            log_event(&l);
-            let _ = events.send(l);
-            return;
-        }
-        Output::VerifyPassword {
-            conn,
-            password,
-            phc,
-        } => {
-            let (hub, hashers) = (hub.clone(), hashers.clone());
-            rt.spawn(async move {
-                let Ok(_permit) = hashers.acquire_owned().await else {
-                    return;
+/// Where the hub's outputs go: connection queues, the password hashers, the operator.
+struct Router {
+    links: HashMap<ConnId, Link>,
+    hub: mpsc::WeakSender<HubMsg>,
+    events: mpsc::UnboundedSender<ServerLog>,
+    rt: tokio::runtime::Handle,
+    hashers: Arc<Semaphore>,
+    queue_bytes: usize,
+}
+
+impl Router {
+    fn route(&mut self, out: Output) {
+        let (conn, msg) = match out {
+            Output::Control { conn, down } => (conn, ConnOut::Control(down)),
+            Output::Conv { conn, conv, down } => (conn, ConnOut::Conv(conv, down)),
+            Output::Close { conn, reason } => {
+                let code = if reason == crate::app::server::LOGIN_REFUSED_REASON {
+                    close::LOGIN_REFUSED
+                } else {
+                    close::NORMAL
                 };
-                let result = tokio::task::spawn_blocking(move || match phc {
-                    Some(phc) => (super::auth::verify_password(&password, &phc), None),
-                    None => match super::auth::hash_password(&password) {
-                        Ok(h) => (true, Some(h)),
-                        Err(_) => (false, None),
-                    },
-                })
-                .await;
-                let (ok, new_phc) = result.unwrap_or((false, None));
-                if let Some(hub) = hub.upgrade() {
-                    let input = Input::PasswordChecked { conn, ok, new_phc };
-                    let _ = hub.send(HubMsg::Input(input)).await;
-                }
-            });
+                (conn, ConnOut::Close(code, reason))
+            }
+            Output::Log(l) => {
+                log_event(&l);
+                let _ = self.events.send(l);
+                return;
+            }
+            Output::VerifyPassword {
+                conn,
+                password,
+                phc,
+            } => return self.verify_password(conn, password, phc),
+        };
+        let Some(link) = self.links.get(&conn) else {
             return;
+        };
+        let cost = msg.cost();
+        let before = link.queued.fetch_add(cost, Ordering::Relaxed);
+        if before.saturating_add(cost) > self.queue_bytes || link.tx.try_send(msg).is_err() {
+            let frames = link.tx.max_capacity() - link.tx.capacity();
+            warn!(%conn, bytes = before.saturating_add(cost), frames, "outgoing queue full: disconnecting a client that does not read");
+            link.conn.close(
+                quic::code(close::TOO_SLOW),
+                b"you were not reading fast enough",
+            );
+            self.links.remove(&conn);
         }
-    };
-    let Some(link) = links.get(&conn) else {
-        return;
-    };
-    if link.tx.try_send(msg).is_err() {
-        warn!(%conn, "outgoing queue full: disconnecting a client that does not read");
-        link.conn.close(
-            quic::code(close::TOO_SLOW),
-            b"you were not reading fast enough",
-        );
-        links.remove(&conn);
+    }
+
+    /// Argon2 runs on the blocking pool, at most two at a time, and answers the hub.
+    fn verify_password(&self, conn: ConnId, password: String, phc: Option<String>) {
+        let (hub, hashers) = (self.hub.clone(), self.hashers.clone());
+        self.rt.spawn(async move {
+            let Ok(_permit) = hashers.acquire_owned().await else {
+                return;
+            };
+            let result = tokio::task::spawn_blocking(move || match phc {
+                Some(phc) => (super::auth::verify_password(&password, &phc), None),
+                None => match super::auth::hash_password(&password) {
+                    Ok(h) => (true, Some(h)),
+                    Err(_) => (false, None),
+                },
+            })
+            .await;
+            let (ok, new_phc) = result.unwrap_or((false, None));
+            if let Some(hub) = hub.upgrade() {
+                let input = Input::PasswordChecked { conn, ok, new_phc };
+                let _ = hub.send(HubMsg::Input(input)).await;
+            }
+        });
     }
 }
 
@@ -442,9 +514,15 @@ async fn run_connection(conn: Connection, id: ConnId, ctx: Arc<Ctx>) {
     let max = ctx.limits.max_frame;
     let (tx, rx) = mpsc::channel(ctx.limits.conn_queue);
     let hub = ctx.hub.clone();
+    let queued = Arc::new(AtomicUsize::new(0));
     let link = Link {
         tx: tx.clone(),
         conn: conn.clone(),
+        queued: queued.clone(),
+    };
+    let queue = ConnQueue {
+        tx,
+        queued: queued.clone(),
     };
     let addr = conn.remote_address();
     if hub.send(HubMsg::Register(id, link)).await.is_err()
@@ -532,6 +610,7 @@ async fn run_connection(conn: Connection, id: ConnId, ctx: Arc<Ctx>) {
             keys.clone(),
             server_pub,
             down_max,
+            queued,
         )
         .in_current_span(),
     );
@@ -542,7 +621,7 @@ async fn run_connection(conn: Connection, id: ConnId, ctx: Arc<Ctx>) {
         }))
         .await;
     let reader = tokio::spawn(
-        control_reader(control_recv, id, hub.clone(), tx.clone(), max).in_current_span(),
+        control_reader(control_recv, id, hub.clone(), queue.clone(), max).in_current_span(),
     );
 
     let mut last_addr = addr;
@@ -559,7 +638,7 @@ async fn run_connection(conn: Connection, id: ConnId, ctx: Arc<Ctx>) {
             }
             stream = conn.accept_bi() => match stream {
                 Ok((send, recv)) => {
-                    let task = conv_reader(send, recv, id, hub.clone(), tx.clone(), streams_tx.clone(), keys.clone(), user_key.clone(), max);
+                    let task = conv_reader(send, recv, id, hub.clone(), queue.clone(), streams_tx.clone(), keys.clone(), user_key.clone(), max);
                     tokio::spawn(task.in_current_span());
                 }
                 Err(_) => break,
@@ -578,7 +657,7 @@ async fn control_reader(
     mut recv: RecvStream,
     id: ConnId,
     hub: mpsc::Sender<HubMsg>,
-    tx: mpsc::Sender<ConnOut>,
+    tx: ConnQueue,
     max: usize,
 ) {
     loop {
@@ -602,7 +681,7 @@ async fn control_reader(
 }
 
 /// A bad frame: tell the client why and close its connection. Other clients never notice.
-async fn protocol_error(tx: &mpsc::Sender<ConnOut>, conv: Option<ConvId>, e: &FrameError) {
+async fn protocol_error(tx: &ConnQueue, conv: Option<ConvId>, e: &FrameError) {
     info!("bad frame: {e}");
     let code = match e {
         FrameError::TooLarge { .. } => ErrorCode::TooLarge,
@@ -621,7 +700,9 @@ async fn protocol_error(tx: &mpsc::Sender<ConnOut>, conv: Option<ConvId>, e: &Fr
         None => ConnOut::Control(ControlDown::Error { code, message }),
     };
     let _ = tx.send(out).await;
-    let _ = tx.send(ConnOut::Close("protocol error".into())).await;
+    let _ = tx
+        .send(ConnOut::Close(close::PROTOCOL, "protocol error".into()))
+        .await;
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -630,7 +711,7 @@ async fn conv_reader(
     mut recv: RecvStream,
     id: ConnId,
     hub: mpsc::Sender<HubMsg>,
-    tx: mpsc::Sender<ConnOut>,
+    tx: ConnQueue,
     streams: mpsc::UnboundedSender<(ConvId, SendStream)>,
     keys: Arc<SessionKeys>,
     user_key: String,
@@ -738,6 +819,7 @@ fn seal_event_body(
     true
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn writer(
     conn: Connection,
     mut control: SendStream,
@@ -746,6 +828,7 @@ async fn writer(
     keys: Arc<SessionKeys>,
     server_pub: [u8; 32],
     max: usize,
+    queued: Arc<AtomicUsize>,
 ) {
     let mut streams: HashMap<ConvId, SendStream> = HashMap::new();
     loop {
@@ -764,6 +847,7 @@ async fn writer(
         while let Ok((conv, s)) = streams_rx.try_recv() {
             streams.insert(conv, s);
         }
+        let cost = out.cost();
         let result = match out {
             ConnOut::Control(mut down) => {
                 if let ControlDown::LoginOk { session_pub, .. } = &mut down {
@@ -787,23 +871,23 @@ async fn writer(
                     _ => Ok(()),
                 }
             }
-            ConnOut::Close(reason) => {
+            ConnOut::Close(code, reason) => {
                 // Graceful: finish every stream, give the peer a moment to receive what
                 // was queued, then close.
                 let _ = control.finish();
                 for s in streams.values_mut() {
                     let _ = s.finish();
                 }
-                let _ = tokio::time::timeout(Duration::from_secs(2), control.stopped()).await;
-                let code = if reason == "login refused" {
-                    close::LOGIN_REFUSED
-                } else {
-                    close::NORMAL
-                };
+                let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+                let _ = tokio::time::timeout_at(deadline, control.stopped()).await;
+                for s in streams.values_mut() {
+                    let _ = tokio::time::timeout_at(deadline, s.stopped()).await;
+                }
                 conn.close(quic::code(code), reason.as_bytes());
                 return;
             }
         };
+        queued.fetch_sub(cost, Ordering::Relaxed);
         if let Err(e) = result {
             debug!("write failed: {e}");
             if matches!(e, FrameError::TooLarge { .. }) {

@@ -1,0 +1,547 @@
+//! The security cases of TESTING.md against a real server: hostile raw QUIC clients
+//! (garbage, oversize, spoofed authors, 0-RTT, slow readers, no login), an impostor server
+//! with the pinned certificate but not its key, throttling, flooding, connection limits,
+//! identity key changes, and the private-message canary.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use livewire::app::ids::{ClientMsgId, ConvId};
+use livewire::app::limits::Limits;
+use livewire::app::protocol::{ControlDown, ControlUp, ConvDown, ConvUp, PROTOCOL_VERSION};
+use livewire::transport::codec;
+use livewire::transport::envelope::{Aad, Direction, EXPORTER_LABEL, Ephemeral, SessionKeys};
+use livewire::transport::quic::{self, Connection, Endpoint, RecvStream, SendStream};
+use livewire::transport::server::{Server, ServerOptions};
+use livewire::transport::tls::{self, Identity, PinningVerifier, SERVER_NAME};
+use serde_json::json;
+
+const MAX: usize = 64 * 1024;
+
+async fn raw_connect(addr: &str, fingerprint: &str) -> Connection {
+    let ep = Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+    let cfg = quic::client_config(PinningVerifier::new(Some(fingerprint.to_owned()))).unwrap();
+    ep.connect_with(cfg, addr.parse().unwrap(), SERVER_NAME)
+        .unwrap()
+        .await
+        .unwrap()
+}
+
+struct RawSession {
+    conn: Connection,
+    control: SendStream,
+    control_recv: RecvStream,
+    keys: SessionKeys,
+}
+
+async fn raw_login(addr: &str, fingerprint: &str, user: &str) -> RawSession {
+    let conn = raw_connect(addr, fingerprint).await;
+    let (mut control, mut control_recv) = conn.open_bi().await.unwrap();
+    let eph = Ephemeral::new();
+    let client_pub = eph.public;
+    let login = ControlUp::Login {
+        version: PROTOCOL_VERSION,
+        user: user.into(),
+        password: PASSWORD.into(),
+        session_pub: client_pub,
+        identity_pub: [7; 32],
+        hide_cursor: 0,
+    };
+    codec::write_frame(&mut control, &login, MAX).await.unwrap();
+    let answer: ControlDown = codec::read_frame(&mut control_recv, codec::MAX_DOWN_FRAME)
+        .await
+        .unwrap()
+        .unwrap();
+    let ControlDown::LoginOk { session_pub, .. } = answer else {
+        panic!("login refused: {answer:?}")
+    };
+    let mut exporter = [0u8; 32];
+    conn.export_keying_material(&mut exporter, EXPORTER_LABEL, b"")
+        .unwrap();
+    let shared = eph.agree(&session_pub).unwrap();
+    let keys = SessionKeys::derive(&shared, &exporter, &client_pub, &session_pub);
+    RawSession {
+        conn,
+        control,
+        control_recv,
+        keys,
+    }
+}
+
+async fn open_general(s: &RawSession) -> (SendStream, RecvStream) {
+    let (mut send, mut recv) = s.conn.open_bi().await.unwrap();
+    let open = ConvUp::Open {
+        conv: ConvId::General,
+        after: Some(u64::MAX),
+    };
+    codec::write_frame(&mut send, &open, MAX).await.unwrap();
+    loop {
+        let d: ConvDown = codec::read_frame(&mut recv, codec::MAX_DOWN_FRAME)
+            .await
+            .unwrap()
+            .unwrap();
+        if matches!(d, ConvDown::CaughtUp { .. }) {
+            return (send, recv);
+        }
+    }
+}
+
+/// Reads until the connection is closed by the server; returns the application close
+/// code and reason.
+async fn closed_by_server(conn: &Connection) -> (u64, String) {
+    match tokio::time::timeout(WAIT, conn.closed())
+        .await
+        .expect("server never closed the connection")
+    {
+        quinn::ConnectionError::ApplicationClosed(c) => (
+            c.error_code.into_inner(),
+            String::from_utf8_lossy(&c.reason).into_owned(),
+        ),
+        other => panic!("unexpected close: {other}"),
+    }
+}
+
+fn two_chatting(server: &ServerProc, home: &std::path::Path) -> (ChatProc, ChatProc) {
+    let alice = ChatProc::login(&server.addr, "alice", home);
+    let bob = ChatProc::login(&server.addr, "bob", home);
+    (alice, bob)
+}
+
+fn still_chatting(alice: &mut ChatProc, bob: &mut ChatProc, text: &str) {
+    alice.send("#general", text);
+    alice.sync();
+    let evs = bob.sync();
+    assert!(
+        evs.iter()
+            .any(|v| v["event"] == "message" && v["text"] == text),
+        "bob missed {text:?}: {evs:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_oversize_and_unknown_frames_never_disturb_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProc::start(&dir.path().join("srv"), "127.0.0.1:0", &[]);
+    let (mut alice, mut bob) = tokio::task::block_in_place(|| two_chatting(&server, dir.path()));
+    let cases: [&[u8]; 4] = [
+        // Garbage before any login.
+        &[0xde, 0xad, 0xbe, 0xef, 1, 2, 3],
+        // A frame announcing 1 GiB.
+        &[0x40, 0, 0, 0],
+        // A well-framed unknown variant.
+        &[0, 0, 0, 2, 200, 0],
+        // A truncated frame, then the stream ends.
+        &[0, 0, 0, 50, 1],
+    ];
+    for bytes in cases {
+        let conn = raw_connect(&server.addr, &server.fingerprint).await;
+        let (mut send, _recv) = conn.open_bi().await.unwrap();
+        send.write_all(bytes).await.unwrap();
+        send.finish().unwrap();
+        let (code, reason) = closed_by_server(&conn).await;
+        assert_eq!(
+            code,
+            u64::from(quic::close::PROTOCOL),
+            "{bytes:?}: {reason}"
+        );
+        tokio::task::block_in_place(|| {
+            still_chatting(&mut alice, &mut bob, &format!("after {bytes:?}"))
+        });
+    }
+    // After login: a bad frame on a conversation stream gets an error frame, then the
+    // connection is closed.
+    let s = raw_login(&server.addr, &server.fingerprint, "mallory").await;
+    let (mut send, mut recv) = open_general(&s).await;
+    send.write_all(&[0x00, 0x10, 0x00, 0x00]).await.unwrap();
+    let d: ConvDown = codec::read_frame(&mut recv, codec::MAX_DOWN_FRAME)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        matches!(
+            d,
+            ConvDown::Error {
+                code: livewire::app::protocol::ErrorCode::TooLarge,
+                ..
+            }
+        ),
+        "{d:?}"
+    );
+    let (code, _) = closed_by_server(&s.conn).await;
+    assert_eq!(code, u64::from(quic::close::PROTOCOL));
+    tokio::task::block_in_place(|| still_chatting(&mut alice, &mut bob, "after mallory"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frame_cannot_choose_its_author() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProc::start(&dir.path().join("srv"), "127.0.0.1:0", &[]);
+    let mut bob = tokio::task::block_in_place(|| ChatProc::login(&server.addr, "bob", dir.path()));
+    tokio::task::block_in_place(|| ChatProc::login(&server.addr, "alice", dir.path()).finish());
+    let s = raw_login(&server.addr, &server.fingerprint, "mallory").await;
+    let (mut send, mut recv) = open_general(&s).await;
+    // Sealed as if alice wrote it: the AAD names the author, so the server refuses it.
+    let cmid = ClientMsgId([9; 16]);
+    let spoof = Aad {
+        dir: Direction::Up,
+        conv: "#general",
+        sender: "alice",
+        cmid,
+    };
+    let body = s.keys.up.seal(&spoof, b"I am alice").unwrap();
+    codec::write_frame(&mut send, &ConvUp::Send { cmid, body }, MAX)
+        .await
+        .unwrap();
+    let d: ConvDown = codec::read_frame(&mut recv, codec::MAX_DOWN_FRAME)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        matches!(d, ConvDown::Error { cmid: Some(c), .. } if c == cmid),
+        "{d:?}"
+    );
+    // Sealed honestly: it goes through, under mallory's name whatever the text says.
+    let cmid = ClientMsgId([10; 16]);
+    let honest = Aad {
+        dir: Direction::Up,
+        conv: "#general",
+        sender: "mallory",
+        cmid,
+    };
+    let body = s.keys.up.seal(&honest, b"from: alice").unwrap();
+    codec::write_frame(&mut send, &ConvUp::Send { cmid, body }, MAX)
+        .await
+        .unwrap();
+    let d: ConvDown = codec::read_frame(&mut recv, codec::MAX_DOWN_FRAME)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(matches!(d, ConvDown::Ack { .. }), "{d:?}");
+    let evs = tokio::task::block_in_place(|| bob.sync());
+    let msgs = events(&evs, "message");
+    assert_eq!(msgs.len(), 1, "{evs:?}");
+    assert_eq!(msgs[0]["from"], "mallory");
+    drop(s.control);
+    drop(s.control_recv);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zero_rtt_is_never_accepted() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProc::start(&dir.path().join("srv"), "127.0.0.1:0", &[]);
+    let ep = Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+    let mut crypto =
+        tls::client_config(PinningVerifier::new(Some(server.fingerprint.clone()))).unwrap();
+    crypto.enable_early_data = true;
+    let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(crypto).unwrap();
+    let cfg = quinn::ClientConfig::new(Arc::new(crypto));
+    let addr = server.addr.parse().unwrap();
+    // A first full connection stores a session ticket (if the server issues one).
+    let first = ep
+        .connect_with(cfg.clone(), addr, SERVER_NAME)
+        .unwrap()
+        .await
+        .unwrap();
+    let (mut s, _r) = first.open_bi().await.unwrap();
+    s.write_all(b"x").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    first.close(0u32.into(), b"");
+    // A second attempt may resume, but the server never offers 0-RTT: no early data.
+    let connecting = ep.connect_with(cfg, addr, SERVER_NAME).unwrap();
+    assert!(
+        connecting.into_0rtt().is_err(),
+        "0-RTT must not be possible"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pinned_certificate_without_its_key_fails_the_handshake() {
+    let dir = tempfile::tempdir().unwrap();
+    // The real server's certificate, an impostor's key.
+    let real = Identity::load_or_create(&dir.path().join("real")).unwrap();
+    let fake = Identity::load_or_create(&dir.path().join("fake")).unwrap();
+    let fp = real.fingerprint();
+    let signer = rustls::crypto::ring::sign::any_supported_type(&fake.key).unwrap();
+    let certified = Arc::new(rustls::sign::CertifiedKey::new(real.certs.clone(), signer));
+    #[derive(Debug)]
+    struct Resolver(Arc<rustls::sign::CertifiedKey>);
+    impl rustls::server::ResolvesServerCert for Resolver {
+        fn resolve(
+            &self,
+            _: rustls::server::ClientHello<'_>,
+        ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+            Some(self.0.clone())
+        }
+    }
+    let mut crypto = rustls::ServerConfig::builder_with_provider(tls::provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap()
+        .with_no_client_auth()
+        .with_cert_resolver(Arc::new(Resolver(certified)));
+    crypto.alpn_protocols = vec![tls::ALPN.to_vec()];
+    let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(crypto).unwrap();
+    let impostor = Endpoint::server(
+        quinn::ServerConfig::with_crypto(Arc::new(crypto)),
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .unwrap();
+    let addr = impostor.local_addr().unwrap().to_string();
+    let accept = tokio::spawn(async move {
+        while let Some(i) = impostor.accept().await {
+            let _ = i.await;
+        }
+    });
+    let home = dir.path().to_owned();
+    let (code, log) = tokio::task::block_in_place(|| {
+        ChatProc::start_with(
+            &addr,
+            "alice",
+            ClientOpts {
+                password: PASSWORD.into(),
+                trust: vec!["--fingerprint".into(), fp.clone()],
+                home,
+                extra: vec![],
+            },
+        )
+        .exit_code()
+    });
+    accept.abort();
+    assert_eq!(code, 1, "{log:?}");
+    assert!(!log.iter().any(|v| v["event"] == "ready"));
+    assert_eq!(log[0]["code"], "connection");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_is_cut_off_and_nobody_else_suffers() {
+    let dir = tempfile::tempdir().unwrap();
+    let limits = Limits {
+        conn_queue_bytes: 256 * 1024,
+        msg_burst: 100_000,
+        msg_per_sec: 100_000,
+        ..Limits::default()
+    };
+    let mut server = Server::start(ServerOptions {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        data_dir: dir.path().join("srv"),
+        cert: None,
+        limits,
+    })
+    .await
+    .unwrap();
+    let addr = server.local_addr().to_string();
+    let fp = server.fingerprint().to_owned();
+    let _events = server.take_events();
+    let slow = raw_login(&addr, &fp, "sloth").await;
+    let (_send, _recv_never_read) = open_general(&slow).await;
+    let home = dir.path().to_owned();
+    let a2 = addr.clone();
+    let flood = tokio::task::spawn_blocking(move || {
+        let mut alice = ChatProc::start_with(
+            &a2,
+            "alice",
+            ClientOpts {
+                password: PASSWORD.into(),
+                trust: vec!["--accept-new".into()],
+                home,
+                extra: vec![],
+            },
+        );
+        alice.expect("ready", |v| v["event"] == "ready");
+        let text = "x".repeat(16_000);
+        for _ in 0..300 {
+            alice.send("#general", &text);
+        }
+        let evs = alice.sync();
+        events(&evs, "sent").len()
+    });
+    let (code, reason) = closed_by_server(&slow.conn).await;
+    assert_eq!(code, u64::from(quic::close::TOO_SLOW), "{reason}");
+    assert_eq!(
+        flood.await.unwrap(),
+        300,
+        "the sender was not slowed or refused"
+    );
+    server.shutdown("test over").await;
+}
+
+#[test]
+fn a_connection_that_never_logs_in_is_closed_at_the_deadline() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProc::start(
+        &dir.path().join("srv"),
+        "127.0.0.1:0",
+        &["--login-deadline", "1"],
+    );
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let conn = raw_connect(&server.addr, &server.fingerprint).await;
+        let (code, reason) = closed_by_server(&conn).await;
+        assert_eq!(code, u64::from(quic::close::LOGIN_TIMEOUT), "{reason}");
+    });
+}
+
+#[test]
+fn brute_force_logins_are_throttled() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProc::start(&dir.path().join("srv"), "127.0.0.1:0", &[]);
+    ChatProc::login(&server.addr, "alice", dir.path()).finish();
+    let attempt = |password: &str| {
+        ChatProc::start_with(
+            &server.addr,
+            "alice",
+            ClientOpts {
+                password: password.into(),
+                trust: vec!["--accept-new".into()],
+                home: dir.path().to_owned(),
+                extra: vec![],
+            },
+        )
+        .exit_code()
+    };
+    for _ in 0..3 {
+        let (code, log) = attempt("guess-guess-guess");
+        assert_eq!(code, 3, "{log:?}");
+        assert!(
+            log[0]["message"]
+                .as_str()
+                .unwrap()
+                .contains("wrong username or password")
+        );
+    }
+    // Now even the right password is refused for a while, without being checked.
+    let (code, log) = attempt(PASSWORD);
+    assert_eq!(code, 3, "{log:?}");
+    assert!(
+        log[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("too many failed logins"),
+        "{log:?}"
+    );
+}
+
+#[test]
+fn a_flood_is_rate_limited_without_slowing_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProc::start(&dir.path().join("srv"), "127.0.0.1:0", &[]);
+    let (mut alice, mut bob) = two_chatting(&server, dir.path());
+    for i in 0..40 {
+        alice.send("#general", &format!("flood {i}"));
+    }
+    bob.send("#general", "still me");
+    let evs = alice.sync();
+    let sent = events(&evs, "sent").len();
+    let limited: Vec<_> = events(&evs, "error")
+        .into_iter()
+        .filter(|v| v["code"] == "rate_limited")
+        .collect();
+    assert_eq!(sent + limited.len(), 40);
+    assert!(
+        (10..=15).contains(&sent),
+        "burst of 10 (plus what refilled): {sent}"
+    );
+    assert!(limited[0]["message"].as_str().unwrap().contains("retry in"));
+    assert_eq!(
+        events(&bob.sync(), "sent").len(),
+        1,
+        "bob is not limited by alice"
+    );
+}
+
+#[test]
+fn connections_per_address_are_limited() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProc::start(
+        &dir.path().join("srv"),
+        "127.0.0.1:0",
+        &["--conns-per-ip", "2"],
+    );
+    let _a = ChatProc::login(&server.addr, "alice", dir.path());
+    let _b = ChatProc::login(&server.addr, "bob", dir.path());
+    let (code, log) = ChatProc::start(&server.addr, "carol", dir.path()).exit_code();
+    assert_eq!(code, 1, "{log:?}");
+    assert!(
+        log[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("too many connections"),
+        "{log:?}"
+    );
+}
+
+#[test]
+fn private_canary_never_reaches_the_servers_disk_or_logs() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("srv");
+    let mut server = std::process::Command::new(bin())
+        .args([
+            "server",
+            "--headless",
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
+        .arg(&data)
+        .env("RUST_LOG", "trace")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::fs::File::create(dir.path().join("server.log")).unwrap())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(server.stdout.as_mut().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let listening: serde_json::Value = serde_json::from_str(&line).unwrap();
+    let addr = listening["addr"].as_str().unwrap().to_owned();
+    let mut alice = ChatProc::login(&addr, "alice", dir.path());
+    let mut bob = ChatProc::login(&addr, "bob", dir.path());
+    alice.send("@bob", "canary-private-d41d8cd9");
+    alice.send("#general", "canary-public-00e4c3");
+    alice.sync();
+    let evs = bob.sync();
+    assert!(
+        evs.iter().any(|v| v["text"] == "canary-private-d41d8cd9"),
+        "bob reads it: {evs:?}"
+    );
+    // A second device of bob's has another identity key: alice is told.
+    alice.send("@bob", "keep the conversation open");
+    alice.sync();
+    let other = tempfile::tempdir().unwrap();
+    let bob2 = ChatProc::login(&addr, "bob", other.path());
+    let changed = alice.expect("key_changed", |v| v["event"] == "key_changed");
+    assert_eq!(changed["user"], "bob");
+    assert_ne!(changed["old"], changed["new"]);
+    drop(bob2);
+    drop(alice);
+    drop(bob);
+    let _ = std::process::Command::new("kill")
+        .arg("-TERM")
+        .arg(server.id().to_string())
+        .status();
+    assert!(wait_child(&mut server).success());
+    let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(&data)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    files.push(dir.path().join("server.log"));
+    let contains = |needle: &[u8]| {
+        files
+            .iter()
+            .any(|f| std::fs::read(f).is_ok_and(|b| b.windows(needle.len()).any(|w| w == needle)))
+    };
+    assert!(
+        contains(b"canary-public-00e4c3"),
+        "the search finds room text (server reads #general)"
+    );
+    assert!(
+        !contains(b"canary-private-d41d8cd9"),
+        "private text reached the server's disk or logs"
+    );
+    let _ = json!(null);
+}
