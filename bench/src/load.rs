@@ -165,6 +165,8 @@ async fn drive(
     mut next: u64,
     until: Instant,
     lags: &mut Vec<u64>,
+    window: (u64, u64),
+    in_window: &mut u64,
 ) -> u64 {
     let mut tick = tokio::time::interval(Duration::from_millis(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
@@ -172,12 +174,17 @@ async fn drive(
     loop {
         let now = Instant::now();
         let horizon = now.min(until);
-        let due = (horizon.saturating_duration_since(start).as_secs_f64() * rate).floor() as u64;
+        // Message i is due at start + i / rate: those due before `horizon` number
+        // ceil(elapsed * rate).
+        let due = (horizon.saturating_duration_since(start).as_secs_f64() * rate).ceil() as u64;
         while next < due {
             let intended = start_ns + (next as f64 / rate * 1e9) as u64;
             let (sender, dest) = pattern.pick(next);
             let actual = rec.now_ns();
             lags.push(actual.saturating_sub(intended));
+            if actual >= window.0 && actual < window.1 {
+                *in_window += 1;
+            }
             if !(fleet.peers[sender])(dest, payload(actual, sender)) {
                 rec.error("a send could not be queued");
             }
@@ -209,20 +216,30 @@ pub async fn step(
     let w0 = start + t.warmup;
     let w1 = w0 + t.measure;
     let mut lags = Vec::new();
-    let next = drive(fleet, rec, pattern, rate, start, 0, w0, &mut lags).await;
+    // A message counts in the window by the time it really left (its body's stamp), the
+    // same way its deliveries are counted.
+    let window = (rec.ns_of(w0), rec.ns_of(w1));
+    let mut sent = 0u64;
+    let next = drive(
+        fleet, rec, pattern, rate, start, 0, w0, &mut lags, window, &mut sent,
+    )
+    .await;
     lags.clear();
     let cpu0 = server.map_or(0.0, |s| s.cpu_secs());
     let gen0 = crate::proc::self_cpu_secs();
-    let sent_before = next;
-    let next = drive(fleet, rec, pattern, rate, start, next, w1, &mut lags).await;
+    drive(
+        fleet, rec, pattern, rate, start, next, w1, &mut lags, window, &mut sent,
+    )
+    .await;
     let cpu1 = server.map_or(0.0, |s| s.cpu_secs());
     let gen1 = crate::proc::self_cpu_secs();
     let rss = server.map_or(0, |s| s.rss_kb());
-    let sent = next - sent_before;
+    // Sends late for the window's end land just after it: let them be stamped first.
+    tokio::time::sleep(Duration::from_millis(5)).await;
     let expected = sent * pattern.fan();
     // Drain: wait until the window's deliveries are in, or nothing arrives for 300 ms.
     let drain_end = Instant::now() + t.drain;
-    let (w0_ns, w1_ns) = (rec.ns_of(w0), rec.ns_of(w1));
+    let (w0_ns, w1_ns) = window;
     let mut last = rec.len();
     let mut quiet_since = Instant::now();
     while Instant::now() < drain_end {

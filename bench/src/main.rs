@@ -140,6 +140,7 @@ struct RunArgs {
 fn main() -> Result<()> {
     let cli = Cli::parse();
     let _ = rustls::crypto::ring::default_provider().install_default();
+    proc::clk_tck();
     // One thread: the generator is pinned to one core, the servers to another.
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -597,6 +598,7 @@ async fn idle(args: &RunArgs, pin: &Pinning, target: &Target) -> Result<IdleResu
         server_hwm_kb: hwm,
         rss_per_conn_kb: rss.saturating_sub(base) as f64 / fleet.peers.len().max(1) as f64,
         errors: rec.errors() - errors0,
+        connect_retries: rec.retries(),
         first_errors: rec.first_errors(),
     };
     log(format!(

@@ -147,7 +147,8 @@ impl ServerProc {
     }
 }
 
-fn clk_tck() -> f64 {
+/// Clock ticks per second of /proc's CPU times (asked once, at start, not mid-measurement).
+pub fn clk_tck() -> f64 {
     static TCK: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
     *TCK.get_or_init(|| {
         std::process::Command::new("getconf")

@@ -40,6 +40,8 @@ pub struct IdleResult {
     pub rss_per_conn_kb: f64,
     /// Errors while idle.
     pub errors: u64,
+    /// Connection attempts tried again while connecting.
+    pub connect_retries: u64,
     /// First error texts.
     pub first_errors: Vec<String>,
 }
@@ -351,14 +353,14 @@ impl Report {
             );
             let _ = writeln!(
                 out,
-                "| target | connected | connect s | server CPU ms per connect | idle server CPU % | RSS base MiB | RSS MiB | RSS/conn KiB | livewire ÷ target (RSS/conn) | errors |"
+                "| target | connected | connect s | server CPU ms per connect | idle server CPU % | RSS base MiB | RSS MiB | RSS/conn KiB | livewire ÷ target (RSS/conn) | connect retries | errors |"
             );
-            let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|---|");
+            let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|---|---|");
             let lw = self.idle.iter().find(|i| i.target == "livewire");
             for i in &self.idle {
                 let _ = writeln!(
                     out,
-                    "| {} | {} | {:.1} | {:.2} | {:.2} | {:.1} | {:.1} | {:.1} | {} | {} |",
+                    "| {} | {} | {:.1} | {:.2} | {:.2} | {:.1} | {:.1} | {:.1} | {} | {} | {} |",
                     i.target,
                     i.clients,
                     i.connect_secs,
@@ -371,6 +373,7 @@ impl Report {
                         l.rss_per_conn_kb,
                         i.rss_per_conn_kb
                     )),
+                    i.connect_retries,
                     i.errors
                 );
             }

@@ -21,6 +21,7 @@ pub struct Recorder {
     epoch: Instant,
     samples: Mutex<Vec<(u64, u64)>>,
     errors: AtomicU64,
+    retries: AtomicU64,
     first_errors: Mutex<Vec<String>>,
 }
 
@@ -31,6 +32,7 @@ impl Recorder {
             epoch: Instant::now(),
             samples: Mutex::new(Vec::with_capacity(1 << 20)),
             errors: AtomicU64::new(0),
+            retries: AtomicU64::new(0),
             first_errors: Mutex::new(Vec::new()),
         }
     }
@@ -62,6 +64,20 @@ impl Recorder {
         if first.len() < 5 {
             first.push(what.to_string());
         }
+    }
+
+    /// A connection attempt failed and was tried again (kept apart from errors).
+    pub fn retried(&self, what: impl std::fmt::Display) {
+        self.retries.fetch_add(1, Ordering::Relaxed);
+        let mut first = self.first_errors.lock().expect("poisoned");
+        if first.len() < 5 {
+            first.push(format!("retried: {what}"));
+        }
+    }
+
+    /// Connection retries so far.
+    pub fn retries(&self) -> u64 {
+        self.retries.load(Ordering::Relaxed)
     }
 
     /// Errors so far.
