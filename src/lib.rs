@@ -19,6 +19,8 @@
 
 pub mod app;
 pub mod cli;
+#[doc(hidden)]
+pub mod fuzzing;
 #[cfg(feature = "gui")]
 pub mod gui;
 pub mod scripted;

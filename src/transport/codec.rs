@@ -50,6 +50,15 @@ pub fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, FrameError> {
     Ok(postcard::from_bytes(body)?)
 }
 
+/// Splits a length-prefixed buffer: the announced length (if within `max`) and the bytes
+/// after the prefix. `None` when the prefix is incomplete or over the limit.
+pub fn split_prefix(buf: &[u8], max: usize) -> Option<(usize, &[u8])> {
+    let prefix: [u8; 4] = buf.get(..4)?.try_into().ok()?;
+    let len = u32::from_be_bytes(prefix) as usize;
+    let rest = &buf[4..];
+    (len <= max && rest.len() >= len).then_some((len, rest))
+}
+
 /// Writes one frame.
 pub async fn write_frame<W: AsyncWrite + Unpin, T: Serialize>(
     w: &mut W,

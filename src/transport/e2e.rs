@@ -59,6 +59,11 @@ impl IdentityKey {
         Self::from_secret(StaticSecret::random())
     }
 
+    /// A key from its 32 secret bytes (tests and fuzzing).
+    pub fn from_secret_bytes(bytes: [u8; 32]) -> Self {
+        Self::from_secret(StaticSecret::from(bytes))
+    }
+
     fn from_secret(secret: StaticSecret) -> Self {
         let public = PublicKey::from(&secret).to_bytes();
         Self { secret, public }
