@@ -59,6 +59,9 @@ pub struct ServerArgs {
     /// Seconds during which an author may delete a message for everyone.
     #[arg(long, default_value_t = Limits::default().delete_window_secs)]
     delete_window: u64,
+    /// Largest file a user may upload, in bytes (refused up front beyond).
+    #[arg(long, default_value_t = Limits::default().max_file_size)]
+    max_file_size: u64,
     /// Messages a user may send in a burst.
     #[arg(long, default_value_t = Limits::default().msg_burst)]
     msg_burst: u32,
@@ -100,6 +103,7 @@ impl ServerArgs {
             max_frame: Limits::default().max_frame.max(self.max_body + 1024),
             conns_per_ip: self.conns_per_ip,
             login_deadline_secs: self.login_deadline,
+            max_file_size: self.max_file_size,
             ..Limits::default()
         };
         ServerOptions {

@@ -267,6 +267,7 @@ mod tests {
             from: "alice".into(),
             text: Some("hi".into()),
             ts: 5,
+            file: None,
         });
         assert_eq!(
             v,

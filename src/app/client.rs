@@ -6,6 +6,7 @@
 //! barriers. The driver feeds it commands and server frames; it answers with frames to send
 //! and [`Event`]s for the user.
 
+use super::files::{FileInfo, split_text};
 use super::ids::{ClientMsgId, ConvId, GENERAL, MsgId, Seq, UserName};
 use super::protocol::{
     ControlDown, ControlUp, ConvDown, ConvEvent, ConvSummary, ConvUp, DeleteScope, ErrorCode,
@@ -54,6 +55,25 @@ pub enum Command {
     Sync,
     /// Log out and end.
     Logout,
+    /// Upload the file at `path` to `#general` or `@user`, then post it as a file message.
+    SendFile {
+        /// `#general` or `@user`.
+        to: String,
+        /// Local file.
+        path: String,
+    },
+    /// Download the file of file message `id` to `path`.
+    Download {
+        /// Server id of the file message.
+        id: MsgId,
+        /// Where to write it.
+        path: String,
+    },
+    /// Cancel the transfer of file `file` (hex id, as in `transfer` events).
+    Cancel {
+        /// File id.
+        file: String,
+    },
 }
 
 /// One message as shown in a `history` event.
@@ -69,6 +89,9 @@ pub struct HistoryItem {
     pub text: Option<String>,
     /// Server time, Unix ms.
     pub ts: u64,
+    /// For a file message, its file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<FileInfo>,
 }
 
 /// Something for the user (one JSON line in scripted mode).
@@ -106,6 +129,9 @@ pub enum Event {
         ts: u64,
         /// The text sent.
         text: String,
+        /// For a file message, its file.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        file: Option<FileInfo>,
     },
     /// A message (text `None`: deleted for everyone).
     Message {
@@ -121,6 +147,37 @@ pub enum Event {
         text: Option<String>,
         /// Server time, Unix ms.
         ts: u64,
+        /// For a file message, its file.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        file: Option<FileInfo>,
+    },
+    /// Progress of a file transfer (throttled: about every MiB, and at the end).
+    Transfer {
+        /// `up` or `down`.
+        direction: String,
+        /// File id (hex).
+        file: String,
+        /// Server id of the file message (downloads).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<MsgId>,
+        /// Bytes done.
+        bytes: u64,
+        /// Size.
+        total: u64,
+    },
+    /// A transfer was cancelled.
+    Cancelled {
+        /// File id (hex).
+        file: String,
+    },
+    /// A download finished and its SHA-256 matched.
+    Downloaded {
+        /// Server id of the file message.
+        id: MsgId,
+        /// Where it was written.
+        path: String,
+        /// Hex SHA-256.
+        sha256: String,
     },
     /// A peer's identity key is not the one pinned: their safety number changed (a new
     /// device, a reinstall — or someone in the middle). New messages use the new key.
@@ -395,6 +452,7 @@ impl ClientCore {
     }
 
     /// Parses `#general` / `@user` into a conversation.
+    #[allow(clippy::result_large_err)] // the error is the event the user sees
     pub fn parse_conv(&self, to: &str) -> Result<ConvId, Event> {
         if to == GENERAL {
             return Ok(ConvId::General);
@@ -468,6 +526,38 @@ impl ClientCore {
                 }
             }
             Command::Logout => self.out.push(Output::Control(ControlUp::Logout)),
+            Command::SendFile { .. } | Command::Download { .. } | Command::Cancel { .. } => self
+                .event(Event::error(
+                    ErrorCode::BadRequest,
+                    "file transfers are handled by the transport",
+                )),
+        }
+        std::mem::take(&mut self.out)
+    }
+
+    /// Posts a file message (after its upload completed) with the file id as its client
+    /// message id, through the outbox like any message.
+    pub fn send_file_message(&mut self, conv: ConvId, info: &FileInfo) -> Vec<Output> {
+        if let Some(cmid) = info.file_id() {
+            self.outbox.push(Pending {
+                cmid,
+                conv: conv.clone(),
+                text: info.to_text(),
+                sent: false,
+            });
+            if self.online {
+                self.ensure_open(&conv);
+                self.flush_outbox(&conv);
+            }
+        }
+        std::mem::take(&mut self.out)
+    }
+
+    /// Opens a conversation's stream (if connected and not open yet), e.g. to learn a
+    /// peer's key before sealing a file for them.
+    pub fn open_conv(&mut self, conv: &ConvId) -> Vec<Output> {
+        if self.online {
+            self.ensure_open(conv);
         }
         std::mem::take(&mut self.out)
     }
@@ -741,12 +831,14 @@ impl ClientCore {
                         self.dirty = true;
                     }
                     let conv = self.label(&p.conv);
+                    let (text, file) = split_text(p.text);
                     self.event(Event::Sent {
                         conv,
                         id,
                         seq,
                         ts,
-                        text: p.text,
+                        text,
+                        file,
                     });
                 }
             }
@@ -761,12 +853,20 @@ impl ClientCore {
                             EventKind::Erased => None,
                             EventKind::Tombstone { .. } => return None,
                         };
+                        let (text, file) = match text {
+                            Some(t) => {
+                                let (t, f) = split_text(t);
+                                (Some(t), f)
+                            }
+                            None => (None, None),
+                        };
                         Some(HistoryItem {
                             id: e.id,
                             seq: e.seq,
                             from: e.sender,
                             text,
                             ts: e.ts,
+                            file,
                         })
                     })
                     .collect();
@@ -857,20 +957,23 @@ impl ClientCore {
                     .position(|p| p.cmid == e.cmid && e.sender.eq_ignore_ascii_case(&self.me))
                 {
                     let p = self.outbox.remove(i);
+                    let (text, file) = split_text(p.text);
                     self.event(Event::Sent {
                         conv: label,
                         id: e.id,
                         seq: e.seq,
                         ts: e.ts,
-                        text: p.text,
+                        text,
+                        file,
                     });
                     return;
                 }
-                let text = match kind {
+                let (text, file) = match kind {
                     EventKind::Message { body } => {
-                        Some(String::from_utf8_lossy(&body).into_owned())
+                        let (t, f) = split_text(String::from_utf8_lossy(&body).into_owned());
+                        (Some(t), f)
                     }
-                    _ => None,
+                    _ => (None, None),
                 };
                 self.event(Event::Message {
                     conv: label,
@@ -879,6 +982,7 @@ impl ClientCore {
                     from: e.sender,
                     text,
                     ts: e.ts,
+                    file,
                 });
             }
         }

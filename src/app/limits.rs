@@ -36,6 +36,8 @@ pub struct Limits {
     pub catchup_bytes: usize,
     /// Concurrent bidirectional streams per connection.
     pub streams_per_conn: u32,
+    /// Largest file accepted for upload, bytes.
+    pub max_file_size: u64,
 }
 
 impl Default for Limits {
@@ -56,6 +58,7 @@ impl Default for Limits {
             conn_queue_bytes: 8 * 1024 * 1024,
             catchup_bytes: 1024 * 1024,
             streams_per_conn: 256,
+            max_file_size: super::files::DEFAULT_MAX_FILE_SIZE,
         }
     }
 }

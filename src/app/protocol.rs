@@ -265,6 +265,58 @@ pub enum ConvUp {
         /// Echoed.
         token: u64,
     },
+    /// First frame of a file stream (one per transfer); see "Files" in docs/PROTOCOL.md.
+    File(FileReq),
+}
+
+/// What a file stream is for.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FileReq {
+    /// Store a file for a conversation; the server answers [`FileDown::Ready`] with the
+    /// whole chunks it already has, the client sends the rest as chunk frames, the server
+    /// answers [`FileDown::Done`] once the file is complete on disk.
+    Upload {
+        /// Conversation the file is for (the uploader must be a member).
+        conv: ConvId,
+        /// File id (the file message's client message id).
+        file: ClientMsgId,
+        /// Size in bytes (refused up front over the server's limit).
+        size: u64,
+    },
+    /// Fetch a stored file from chunk `from_chunk` on; the server answers
+    /// [`FileDown::Ready`] and then sends the chunk frames.
+    Download {
+        /// Conversation of the file message (the requester must be a member).
+        conv: ConvId,
+        /// Author of the file message.
+        uploader: String,
+        /// File id.
+        file: ClientMsgId,
+        /// First chunk wanted (resume).
+        from_chunk: u64,
+    },
+}
+
+/// Server to client on a file stream (between raw chunk frames).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FileDown {
+    /// Go ahead: the file's size and the number of whole chunks the server holds (upload)
+    /// or the chunk it starts sending from (download).
+    Ready {
+        /// Size in bytes.
+        size: u64,
+        /// Chunk count already held / first chunk sent.
+        have: u64,
+    },
+    /// The upload is complete and durable.
+    Done,
+    /// Refused or failed.
+    Error {
+        /// What kind.
+        code: ErrorCode,
+        /// For a person.
+        message: String,
+    },
 }
 
 /// Server to client, on a conversation stream.

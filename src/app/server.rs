@@ -177,6 +177,12 @@ pub enum ServerLog {
         by: String,
         /// Message id.
         id: u64,
+        /// Its conversation.
+        conv: ConvId,
+        /// Its author.
+        sender: String,
+        /// Its client message id (a file message's file id).
+        cmid: ClientMsgId,
     },
     /// A login was refused.
     LoginRefused {
@@ -821,6 +827,10 @@ impl<S: Store> ServerCore<S> {
                 self.conv_out(conn, &conv, ConvDown::History { events, more });
             }
             ConvUp::Send { cmid, body } => self.send(conn, &name, &conv, cmid, body, now)?,
+            ConvUp::File(_) => {
+                let msg = "a file request must be the first frame of its own stream";
+                self.conv_error(conn, &conv, ErrorCode::BadRequest, msg, None);
+            }
         }
         Ok(())
     }
@@ -1062,6 +1072,9 @@ impl<S: Store> ServerCore<S> {
                 self.log(ServerLog::Deleted {
                     by: name.to_string(),
                     id,
+                    conv: conv.clone(),
+                    sender: stored.event.sender.clone(),
+                    cmid: stored.event.cmid,
                 });
             }
         }

@@ -15,6 +15,7 @@ use tracing::{debug, info, warn};
 use super::codec::{self, MAX_DOWN_FRAME};
 use super::e2e::IdentityKey;
 use super::envelope::{Aad, Direction, EXPORTER_LABEL, Ephemeral, SessionKeys};
+use super::files::{ClientFiles, FileBook, FileMsg, note_event};
 use super::quic::{self, Connection, Endpoint, RecvStream, SendStream};
 use super::tls::{PinStore, PinningVerifier, SERVER_NAME};
 use crate::app::client::{Backoff, ClientCore, Command, Event, Output, SavedState};
@@ -225,6 +226,8 @@ async fn run(
             .map_err(|e| Fatal::Config(format!("cannot load your identity key: {e}")))?,
         None => IdentityKey::generate(),
     });
+    let mut files = ClientFiles::new(&opts.user, events.clone(), identity.clone());
+    let mut file_rx = files.take_rx();
     let mut backoff = Backoff::default();
     let mut ever_connected = false;
     let mut cmds_open = true;
@@ -240,6 +243,8 @@ async fn run(
                     events,
                     opts: &opts,
                     identity: &identity,
+                    files: &mut files,
+                    file_rx: &mut file_rx,
                 };
                 match run_session(session, &mut core, &mut cmds_open, ctx).await {
                     SessionEnd::Done => return Ok(()),
@@ -267,7 +272,7 @@ async fn run(
                 debug!("reconnect failed: {e}");
             }
         }
-        if !cmds_open && core.outbox_len() == 0 {
+        if !cmds_open && core.outbox_len() == 0 && files.active() == 0 {
             return Ok(());
         }
         let jitter =
@@ -282,11 +287,18 @@ async fn run(
                 cmd = cmds.recv(), if cmds_open => match cmd {
                     Ok(Command::Logout) => return Ok(()),
                     Ok(cmd) => {
-                        let out = core.command(cmd);
+                        let out = match files.command(cmd, &mut core).await {
+                            Ok(out) => out,
+                            Err(cmd) => core.command(cmd),
+                        };
                         emit(events, out).await;
                     }
                     Err(_) => cmds_open = false,
                 },
+                Some(msg) = file_rx.recv() => {
+                    let out = files.on_msg(msg, &mut core);
+                    emit(events, out).await;
+                }
             }
         }
     }
@@ -561,6 +573,7 @@ struct Wire<'a> {
     identity: Arc<IdentityKey>,
     me_key: String,
     tx: mpsc::Sender<Incoming>,
+    book: FileBook,
 }
 
 /// What a session needs from the client around it.
@@ -569,6 +582,8 @@ struct SessionCtx<'a> {
     events: &'a async_channel::Sender<ClientEvent>,
     opts: &'a ClientOptions,
     identity: &'a Arc<IdentityKey>,
+    files: &'a mut ClientFiles,
+    file_rx: &'a mut mpsc::UnboundedReceiver<FileMsg>,
 }
 
 /// The text shown in place of a private message that does not open.
@@ -636,6 +651,7 @@ impl Wire<'_> {
         for o in outputs {
             match o {
                 Output::Event(e) => {
+                    note_event(&self.book, core, &e);
                     let _ = events.send(ClientEvent::App(e)).await;
                 }
                 Output::Control(up) => {
@@ -701,6 +717,8 @@ async fn run_session(
         events,
         opts,
         identity,
+        files,
+        file_rx,
     } = ctx;
     let Session {
         conn,
@@ -722,7 +740,9 @@ async fn run_session(
     else {
         unreachable!("login() returns LoginOk")
     };
+    files.connected(&conn, &keys);
     let mut wire = Wire {
+        book: files.book.clone(),
         conn: &conn,
         control: &mut control,
         streams: HashMap::new(),
@@ -733,14 +753,20 @@ async fn run_session(
     };
     let mut logging_out = false;
     let mut draining = false;
+    // Commands ended while files were still moving: drain once they are done.
+    let mut drain_after_files = false;
     let mut closing_reason: Option<String> = None;
     let mut save_tick = tokio::time::interval(Duration::from_millis(250));
     let outputs = core.logged_in(user, convs, online, hidden, delete_window_secs);
     let mut result = wire.apply(outputs, events, core).await;
     if !*cmds_open {
-        draining = true;
-        let outputs = core.command(Command::Sync);
-        result = wire.apply(outputs, events, core).await;
+        if files.active() > 0 {
+            drain_after_files = true;
+        } else {
+            draining = true;
+            let outputs = core.command(Command::Sync);
+            result = wire.apply(outputs, events, core).await;
+        }
     }
     let end = loop {
         if let Err(e) = std::mem::replace(&mut result, Ok(())) {
@@ -760,7 +786,15 @@ async fn run_session(
                         logging_out = true;
                         core.command(Command::Logout)
                     }
-                    Ok(cmd) => core.command(cmd),
+                    Ok(cmd) => match files.command(cmd, core).await {
+                        Ok(out) => out,
+                        Err(cmd) => core.command(cmd),
+                    },
+                    Err(_) if files.active() > 0 => {
+                        *cmds_open = false;
+                        drain_after_files = true;
+                        Vec::new()
+                    }
                     Err(_) => {
                         // No more commands: flush the outbox behind a barrier, then log out.
                         *cmds_open = false;
@@ -768,6 +802,15 @@ async fn run_session(
                         core.command(Command::Sync)
                     }
                 };
+                result = wire.apply(outputs, events, core).await;
+            }
+            Some(msg) = file_rx.recv() => {
+                let mut outputs = files.on_msg(msg, core);
+                if drain_after_files && files.active() == 0 {
+                    drain_after_files = false;
+                    draining = true;
+                    outputs.extend(core.command(Command::Sync));
+                }
                 result = wire.apply(outputs, events, core).await;
             }
             Some(incoming) = rx.recv() => {
@@ -802,6 +845,7 @@ async fn run_session(
         }
     };
     reader.abort();
+    files.disconnected();
     if let Some(state) = core.take_saved_state() {
         save_state(&opts.state_file, &state);
     }

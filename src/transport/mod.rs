@@ -9,6 +9,7 @@ pub mod codec;
 pub mod e2e;
 pub mod envelope;
 pub mod faulty;
+pub mod files;
 pub mod portmap;
 pub mod quic;
 pub mod server;

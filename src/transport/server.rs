@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use tokio::sync::{Semaphore, mpsc};
@@ -19,6 +19,7 @@ use tracing::{Instrument, debug, info, info_span, warn};
 
 use super::codec::{self, FrameError};
 use super::envelope::{Aad, Direction, EXPORTER_LABEL, Ephemeral, SessionKeys};
+use super::files::{FileStore, serve as serve_file};
 use super::quic::{self, Connection, Endpoint, RecvStream, SendStream, close};
 use super::tls::{Identity, TlsError};
 use crate::app::ids::{ClientMsgId, ConnId, ConvId};
@@ -152,6 +153,7 @@ pub struct Server {
 
 struct Ctx {
     hub: mpsc::Sender<HubMsg>,
+    files: Arc<FileStore>,
     limits: Limits,
     per_ip: Mutex<HashMap<IpAddr, usize>>,
     next_id: AtomicU64,
@@ -189,13 +191,18 @@ impl Server {
         let (hub_tx, hub_rx) = mpsc::channel(16 * 1024);
         let (ev_tx, ev_rx) = mpsc::unbounded_channel();
         let core = ServerCore::new(store, opts.limits.clone());
+        let files = Arc::new(FileStore {
+            dir: opts.data_dir.join("files"),
+            max_size: opts.limits.max_file_size,
+        });
+        let files_for_hub = files.clone();
         let rt = tokio::runtime::Handle::current();
         let hub_for_thread = hub_tx.downgrade();
         let hub_thread = std::thread::Builder::new()
             .name("livewire-hub".into())
             .spawn(move || {
                 let run = std::panic::AssertUnwindSafe(|| {
-                    hub_loop(core, hub_rx, hub_for_thread, ev_tx, rt)
+                    hub_loop(core, hub_rx, hub_for_thread, ev_tx, rt, files_for_hub)
                 });
                 if std::panic::catch_unwind(run).is_err() {
                     // Half a server is worse than none: nothing unacknowledged is lost
@@ -207,6 +214,7 @@ impl Server {
             .map_err(|e| StartError::Store(format!("cannot start the hub thread: {e}")))?;
         let ctx = Arc::new(Ctx {
             hub: hub_tx.clone(),
+            files,
             limits: opts.limits,
             per_ip: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
@@ -279,8 +287,10 @@ fn hub_loop(
     hub: mpsc::WeakSender<HubMsg>,
     events: mpsc::UnboundedSender<ServerLog>,
     rt: tokio::runtime::Handle,
+    files: Arc<FileStore>,
 ) {
     let mut router = Router {
+        files,
         links: HashMap::new(),
         hub,
         events,
@@ -356,6 +366,7 @@ fn hub_loop(
 
 /// Where the hub's outputs go: connection queues, the password hashers, the operator.
 struct Router {
+    files: Arc<FileStore>,
     links: HashMap<ConnId, Link>,
     hub: mpsc::WeakSender<HubMsg>,
     events: mpsc::UnboundedSender<ServerLog>,
@@ -378,6 +389,13 @@ impl Router {
                 (conn, ConnOut::Close(code, reason))
             }
             Output::Log(l) => {
+                if let ServerLog::Deleted {
+                    conv, sender, cmid, ..
+                } = &l
+                    && self.files.erase(conv, sender, cmid)
+                {
+                    info!("stored file of a message deleted for everyone erased");
+                }
                 log_event(&l);
                 let _ = self.events.send(l);
                 return;
@@ -443,7 +461,7 @@ fn log_event(l: &ServerLog) {
             conn,
         } => info!(%conn, %user, %from, %addr, "client migrated"),
         ServerLog::Message { from, to, .. } => debug!(%from, %to, "message"),
-        ServerLog::Deleted { by, id } => debug!(%by, id, "deleted for everyone"),
+        ServerLog::Deleted { by, id, .. } => debug!(%by, id, "deleted for everyone"),
         ServerLog::LoginRefused { addr, user, reason } => {
             info!(%addr, %user, %reason, "login refused")
         }
@@ -601,6 +619,7 @@ async fn run_connection(conn: Connection, id: ConnId, ctx: Arc<Ctx>) {
     };
     let (streams_tx, streams_rx) = mpsc::unbounded_channel();
     let down_max = codec::MAX_DOWN_FRAME;
+    let logged_in: Arc<OnceLock<String>> = Arc::new(OnceLock::new());
     let writer = tokio::spawn(
         writer(
             conn.clone(),
@@ -611,6 +630,7 @@ async fn run_connection(conn: Connection, id: ConnId, ctx: Arc<Ctx>) {
             server_pub,
             down_max,
             queued,
+            logged_in.clone(),
         )
         .in_current_span(),
     );
@@ -638,7 +658,8 @@ async fn run_connection(conn: Connection, id: ConnId, ctx: Arc<Ctx>) {
             }
             stream = conn.accept_bi() => match stream {
                 Ok((send, recv)) => {
-                    let task = conv_reader(send, recv, id, hub.clone(), queue.clone(), streams_tx.clone(), keys.clone(), user_key.clone(), max);
+                    let files = FileCtx { store: ctx.files.clone(), logged_in: logged_in.clone() };
+                    let task = conv_reader(send, recv, id, hub.clone(), queue.clone(), streams_tx.clone(), keys.clone(), user_key.clone(), max, files);
                     tokio::spawn(task.in_current_span());
                 }
                 Err(_) => break,
@@ -705,6 +726,13 @@ async fn protocol_error(tx: &ConnQueue, conv: Option<ConvId>, e: &FrameError) {
         .await;
 }
 
+/// What a stream needs to serve file transfers.
+struct FileCtx {
+    store: Arc<FileStore>,
+    /// The user, once the login was accepted.
+    logged_in: Arc<OnceLock<String>>,
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn conv_reader(
     send: SendStream,
@@ -716,8 +744,13 @@ async fn conv_reader(
     keys: Arc<SessionKeys>,
     user_key: String,
     max: usize,
+    files: FileCtx,
 ) {
     let conv = match codec::read_frame::<_, ConvUp>(&mut recv, max).await {
+        Ok(Some(ConvUp::File(req))) => {
+            let user = files.logged_in.get().cloned();
+            return serve_file(req, send, recv, user, keys, files.store).await;
+        }
         Ok(Some(ConvUp::Open { conv, after })) => {
             // Register the stream with the writer before the hub can answer on it.
             let _ = streams.send((conv.clone(), send));
@@ -829,6 +862,7 @@ async fn writer(
     server_pub: [u8; 32],
     max: usize,
     queued: Arc<AtomicUsize>,
+    logged_in: Arc<OnceLock<String>>,
 ) {
     let mut streams: HashMap<ConvId, SendStream> = HashMap::new();
     loop {
@@ -850,8 +884,12 @@ async fn writer(
         let cost = out.cost();
         let result = match out {
             ConnOut::Control(mut down) => {
-                if let ControlDown::LoginOk { session_pub, .. } = &mut down {
+                if let ControlDown::LoginOk {
+                    session_pub, user, ..
+                } = &mut down
+                {
                     *session_pub = server_pub;
+                    let _ = logged_in.set(user.to_ascii_lowercase());
                 }
                 codec::write_frame(&mut control, &down, max).await
             }

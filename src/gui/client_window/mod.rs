@@ -631,6 +631,7 @@ impl LwClientWindow {
                     from,
                     text,
                     ts,
+                    ..
                 }) => {
                     let m = self.received(id, seq, from, text, ts);
                     match run.last_mut() {
@@ -835,6 +836,7 @@ impl LwClientWindow {
                 seq,
                 ts,
                 text,
+                ..
             } => {
                 let me = self.me().unwrap_or_default();
                 let c = self.conversation_for(&conv);
@@ -856,6 +858,7 @@ impl LwClientWindow {
                 from,
                 text,
                 ts,
+                ..
             } => {
                 let m = self.received(id, seq, from, text, ts);
                 self.flush_messages(vec![(conv, vec![m])]);
@@ -941,6 +944,10 @@ impl LwClientWindow {
                 }
                 self.show_toast(&friendly_error(&code, &message));
             }
+            // File transfers are started from scripted mode only so far.
+            Event::Transfer { .. } => {}
+            Event::Downloaded { path, .. } => self.show_toast(&format!("Downloaded {path}")),
+            Event::Cancelled { .. } => self.show_toast("Transfer cancelled"),
         }
     }
 

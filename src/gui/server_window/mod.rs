@@ -472,7 +472,7 @@ impl LwServerWindow {
                     None => self.log(&format!("{from} → {to}, encrypted")),
                 }
             }
-            ServerLog::Deleted { by, id } => {
+            ServerLog::Deleted { by, id, .. } => {
                 self.log(&format!("{by} deleted message {id} for everyone"));
             }
             ServerLog::LoginRefused { addr, user, reason } => {

@@ -1,0 +1,1035 @@
+//! File transfer on the wire: one bidirectional QUIC stream per upload or download, so a
+//! file never blocks a conversation's messages. See "Files" in docs/PROTOCOL.md.
+//!
+//! The stream starts with a `ConvUp::File` frame; then the server answers with
+//! [`FileDown`] frames and the chunks travel as raw frames, `u32` big-endian length ‖
+//! sealed bytes. A chunk holds [`CHUNK`] plaintext bytes (the last one fewer) sealed with
+//! AES-256-GCM-SIV whose AAD binds conversation, uploader, file id and chunk index:
+//! under the session keys for `#general` (the server keeps the plaintext, as it does for
+//! room messages), end to end under the private conversation's key otherwise (the server
+//! keeps and relays the ciphertext only). Files are streamed through a fixed buffer, never
+//! read whole into memory.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
+use tokio::sync::{mpsc, oneshot, watch};
+use tracing::{debug, info, warn};
+
+use super::client::ClientEvent;
+use super::codec::{self, MAX_DOWN_FRAME};
+use super::e2e::IdentityKey;
+use super::envelope::{Aad, Direction, SessionKeys};
+use super::quic::{Connection, RecvStream, SendStream};
+use crate::app::client::{ClientCore, Command, Event, Output, to_hex};
+use crate::app::files::{
+    CHUNK, FileInfo, SESSION_OVERHEAD, chunk_aad_id, chunk_count, chunk_len, clean_name,
+    guess_mime, human_size, stored_len, stored_name, stored_overhead,
+};
+use crate::app::ids::{ClientMsgId, ConvId, MsgId};
+use crate::app::protocol::{ConvUp, E2E_OVERHEAD, ErrorCode, FileDown, FileReq};
+
+/// Largest raw chunk frame either side accepts.
+const MAX_CHUNK_FRAME: usize = CHUNK + E2E_OVERHEAD + SESSION_OVERHEAD;
+/// Control frames on a file stream are small.
+const MAX_FILE_FRAME: usize = 16 * 1024;
+/// Progress events at most every this many bytes (and at the end).
+const PROGRESS_STEP: u64 = 1024 * 1024;
+
+async fn write_chunk(s: &mut SendStream, bytes: &[u8]) -> std::io::Result<()> {
+    let mut frame = Vec::with_capacity(4 + bytes.len());
+    frame.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
+    frame.extend_from_slice(bytes);
+    s.write_all(&frame).await.map_err(std::io::Error::other)
+}
+
+async fn read_chunk(r: &mut RecvStream, buf: &mut Vec<u8>) -> std::io::Result<()> {
+    let mut len = [0u8; 4];
+    r.read_exact(&mut len)
+        .await
+        .map_err(std::io::Error::other)?;
+    let len = u32::from_be_bytes(len) as usize;
+    if len > MAX_CHUNK_FRAME {
+        return Err(std::io::Error::other(format!(
+            "chunk frame of {len} bytes is over the limit"
+        )));
+    }
+    buf.resize(len, 0);
+    r.read_exact(buf).await.map_err(std::io::Error::other)?;
+    Ok(())
+}
+
+fn chunk_aad<'a>(dir: Direction, conv: &'a str, sender: &'a str, id: ClientMsgId) -> Aad<'a> {
+    Aad {
+        dir,
+        conv,
+        sender,
+        cmid: id,
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Server side
+// ---------------------------------------------------------------------------------------
+
+/// What the server's file streams need.
+#[derive(Debug, Clone)]
+pub struct FileStore {
+    /// `<data dir>/files`.
+    pub dir: PathBuf,
+    /// Upload limit in bytes.
+    pub max_size: u64,
+}
+
+impl FileStore {
+    fn path(&self, conv: &ConvId, uploader: &str, file: &ClientMsgId) -> PathBuf {
+        self.dir.join(stored_name(conv, uploader, file))
+    }
+
+    /// Erases a stored file (complete or partial), e.g. when its message is deleted for
+    /// everyone. Returns whether anything was removed.
+    pub fn erase(&self, conv: &ConvId, uploader: &str, file: &ClientMsgId) -> bool {
+        let path = self.path(conv, uploader, file);
+        let a = std::fs::remove_file(&path).is_ok();
+        let b = std::fs::remove_file(path.with_extension("part")).is_ok();
+        a || b
+    }
+}
+
+/// Serves one file stream whose first frame was `req`. `user` is the logged-in user
+/// (`None` before the login completed).
+pub async fn serve(
+    req: FileReq,
+    mut send: SendStream,
+    mut recv: RecvStream,
+    user: Option<String>,
+    keys: Arc<SessionKeys>,
+    store: Arc<FileStore>,
+) {
+    let result = match user {
+        None => Err((
+            ErrorCode::NotLoggedIn,
+            "log in before transferring files".to_owned(),
+        )),
+        Some(user) => match req {
+            FileReq::Upload { conv, file, size } => {
+                serve_upload(&mut send, &mut recv, &user, &keys, &store, conv, file, size).await
+            }
+            FileReq::Download {
+                conv,
+                uploader,
+                file,
+                from_chunk,
+            } => {
+                serve_download(
+                    &mut send, &user, &keys, &store, conv, &uploader, file, from_chunk,
+                )
+                .await
+            }
+        },
+    };
+    match result {
+        Ok(()) => {
+            let _ = send.finish();
+            let _ = tokio::time::timeout(Duration::from_secs(5), send.stopped()).await;
+        }
+        Err((code, message)) => {
+            info!("file transfer refused: {message}");
+            let down = FileDown::Error { code, message };
+            let _ = codec::write_frame(&mut send, &down, MAX_FILE_FRAME).await;
+            let _ = send.finish();
+            let _ = tokio::time::timeout(Duration::from_secs(5), send.stopped()).await;
+        }
+    }
+}
+
+type Refusal = (ErrorCode, String);
+
+fn io_refusal(what: &str, e: impl std::fmt::Display) -> Refusal {
+    warn!("file store: {what}: {e}");
+    (ErrorCode::Internal, format!("the server could not {what}"))
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn serve_upload(
+    send: &mut SendStream,
+    recv: &mut RecvStream,
+    user: &str,
+    keys: &SessionKeys,
+    store: &FileStore,
+    conv: ConvId,
+    file: ClientMsgId,
+    size: u64,
+) -> Result<(), Refusal> {
+    if !conv.has_member(user) {
+        return Err((
+            ErrorCode::NotFound,
+            "no such conversation of yours".to_owned(),
+        ));
+    }
+    if size > store.max_size {
+        return Err((
+            ErrorCode::TooLarge,
+            format!(
+                "the file is {} ({size} bytes); this server accepts files up to {} ({} bytes)",
+                human_size(size),
+                human_size(store.max_size),
+                store.max_size
+            ),
+        ));
+    }
+    tokio::fs::create_dir_all(&store.dir)
+        .await
+        .map_err(|e| io_refusal("create its files directory", e))?;
+    let path = store.path(&conv, user, &file);
+    let part = path.with_extension("part");
+    let count = chunk_count(size);
+    let write_err = |e: std::io::Error| io_refusal("write the file", e);
+    if tokio::fs::try_exists(&path).await.unwrap_or(false) {
+        let ready = FileDown::Ready { size, have: count };
+        codec::write_frame(send, &ready, MAX_FILE_FRAME)
+            .await
+            .map_err(|e| io_refusal("answer", e))?;
+        return codec::write_frame(send, &FileDown::Done, MAX_FILE_FRAME)
+            .await
+            .map_err(|e| io_refusal("answer", e));
+    }
+    let mut out = tokio::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&part)
+        .await
+        .map_err(write_err)?;
+    let held = out.metadata().await.map_err(write_err)?.len();
+    let full = (CHUNK + stored_overhead(&conv)) as u64;
+    let have = (held / full).min(count.saturating_sub(1));
+    let keep = stored_len(&conv, size, have);
+    out.set_len(keep).await.map_err(write_err)?;
+    out.seek(std::io::SeekFrom::Start(keep))
+        .await
+        .map_err(write_err)?;
+    codec::write_frame(send, &FileDown::Ready { size, have }, MAX_FILE_FRAME)
+        .await
+        .map_err(|e| io_refusal("answer", e))?;
+    debug!(have, count, "upload starts");
+    let conv_key = conv.storage_key();
+    let mut buf = Vec::with_capacity(MAX_CHUNK_FRAME);
+    for i in have..count {
+        if let Err(e) = read_chunk(recv, &mut buf).await {
+            // Keep what arrived: the client resumes from it.
+            let _ = out.sync_data().await;
+            debug!("upload interrupted at chunk {i}: {e}");
+            return Ok(());
+        }
+        let plain_len = chunk_len(size, i);
+        match conv {
+            ConvId::General => {
+                let aad = chunk_aad(Direction::Up, &conv_key, user, chunk_aad_id(&file, i));
+                let plain = keys
+                    .up
+                    .open(&aad, &buf)
+                    .map_err(|e| (ErrorCode::BadRequest, format!("chunk {i} refused: {e}")))?;
+                if plain.len() != plain_len {
+                    return Err((
+                        ErrorCode::BadRequest,
+                        format!("chunk {i} has the wrong size"),
+                    ));
+                }
+                out.write_all(&plain).await.map_err(write_err)?;
+            }
+            ConvId::Direct(..) => {
+                if buf.len() != plain_len + E2E_OVERHEAD {
+                    return Err((
+                        ErrorCode::BadRequest,
+                        format!("chunk {i} has the wrong size"),
+                    ));
+                }
+                out.write_all(&buf).await.map_err(write_err)?;
+            }
+        }
+    }
+    out.flush().await.map_err(write_err)?;
+    out.sync_all().await.map_err(write_err)?;
+    drop(out);
+    tokio::fs::rename(&part, &path).await.map_err(write_err)?;
+    info!(size, "file stored");
+    codec::write_frame(send, &FileDown::Done, MAX_FILE_FRAME)
+        .await
+        .map_err(|e| io_refusal("answer", e))
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn serve_download(
+    send: &mut SendStream,
+    user: &str,
+    keys: &SessionKeys,
+    store: &FileStore,
+    conv: ConvId,
+    uploader: &str,
+    file: ClientMsgId,
+    from_chunk: u64,
+) -> Result<(), Refusal> {
+    let not_found = || {
+        (
+            ErrorCode::NotFound,
+            "no such file: it was deleted, or its upload never finished".to_owned(),
+        )
+    };
+    if !conv.has_member(user) {
+        return Err(not_found());
+    }
+    let uploader = uploader.to_ascii_lowercase();
+    let path = store.path(&conv, &uploader, &file);
+    let Ok(mut input) = tokio::fs::File::open(&path).await else {
+        return Err(not_found());
+    };
+    let stored = input
+        .metadata()
+        .await
+        .map_err(|e| io_refusal("read the file", e))?
+        .len();
+    let overhead = stored_overhead(&conv) as u64;
+    let count = stored.div_ceil(CHUNK as u64 + overhead);
+    let size = stored - count * overhead;
+    let from = from_chunk.min(count);
+    input
+        .seek(std::io::SeekFrom::Start(stored_len(&conv, size, from)))
+        .await
+        .map_err(|e| io_refusal("read the file", e))?;
+    codec::write_frame(send, &FileDown::Ready { size, have: from }, MAX_FILE_FRAME)
+        .await
+        .map_err(|e| io_refusal("answer", e))?;
+    let conv_key = conv.storage_key();
+    let mut buf = vec![0u8; CHUNK + overhead as usize];
+    for i in from..count {
+        let n = chunk_len(size, i) + overhead as usize;
+        input
+            .read_exact(&mut buf[..n])
+            .await
+            .map_err(|e| io_refusal("read the file", e))?;
+        let sent = match conv {
+            ConvId::General => {
+                let aad = chunk_aad(
+                    Direction::Down,
+                    &conv_key,
+                    &uploader,
+                    chunk_aad_id(&file, i),
+                );
+                let sealed = keys
+                    .down
+                    .seal(&aad, &buf[..n])
+                    .map_err(|e| io_refusal("seal", e))?;
+                write_chunk(send, &sealed).await
+            }
+            ConvId::Direct(..) => write_chunk(send, &buf[..n]).await,
+        };
+        if let Err(e) = sent {
+            debug!("download interrupted at chunk {i}: {e}");
+            return Ok(());
+        }
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// Client side
+// ---------------------------------------------------------------------------------------
+
+/// The live connection file tasks use (`None` while offline).
+#[derive(Clone)]
+pub struct Link {
+    conn: Connection,
+    keys: Arc<SessionKeys>,
+}
+
+/// A file message the client has shown: what a download needs.
+#[derive(Debug, Clone)]
+pub struct FileRef {
+    conv: ConvId,
+    uploader: String,
+    info: FileInfo,
+}
+
+/// File messages seen, by message id (filled as events go out).
+pub type FileBook = Arc<Mutex<HashMap<MsgId, FileRef>>>;
+
+/// Records the file messages among events, so `download {id}` finds them.
+pub fn note_event(book: &FileBook, core: &ClientCore, e: &Event) {
+    let add = |id: MsgId, label: &str, from: &str, file: &Option<FileInfo>| {
+        if let (Some(info), Ok(conv)) = (file, core.parse_conv(label))
+            && let Ok(mut b) = book.lock()
+        {
+            b.insert(
+                id,
+                FileRef {
+                    conv,
+                    uploader: from.to_ascii_lowercase(),
+                    info: info.clone(),
+                },
+            );
+        }
+    };
+    match e {
+        Event::Message {
+            conv,
+            id,
+            from,
+            file,
+            ..
+        } => add(*id, conv, from, file),
+        Event::Sent { conv, id, file, .. } => add(*id, conv, core.user(), file),
+        Event::History { conv, messages, .. } => {
+            for m in messages {
+                add(m.id, conv, &m.from, &m.file);
+            }
+        }
+        Event::Deleted { id, .. } => {
+            if let Ok(mut b) = book.lock() {
+                b.remove(id);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// What file tasks tell the client loop.
+pub enum FileMsg {
+    /// An upload completed: post its file message.
+    Uploaded(ConvId, FileInfo),
+    /// A task needs a peer's identity key (`None` if not known yet).
+    PeerKey(String, oneshot::Sender<Option<[u8; 32]>>),
+    /// A transfer task ended.
+    Ended(String),
+}
+
+/// The client's file transfers.
+pub struct ClientFiles {
+    link: watch::Sender<Option<Link>>,
+    tx: mpsc::UnboundedSender<FileMsg>,
+    rx: Option<mpsc::UnboundedReceiver<FileMsg>>,
+    /// File messages seen.
+    pub book: FileBook,
+    tasks: HashMap<String, tokio::task::AbortHandle>,
+    events: async_channel::Sender<ClientEvent>,
+    identity: Arc<IdentityKey>,
+    me_key: String,
+}
+
+impl ClientFiles {
+    /// Ready for transfers as `me`.
+    pub fn new(
+        me: &str,
+        events: async_channel::Sender<ClientEvent>,
+        identity: Arc<IdentityKey>,
+    ) -> Self {
+        let (tx, rx) = mpsc::unbounded_channel();
+        Self {
+            link: watch::channel(None).0,
+            tx,
+            rx: Some(rx),
+            book: Arc::new(Mutex::new(HashMap::new())),
+            tasks: HashMap::new(),
+            events,
+            identity,
+            me_key: me.to_ascii_lowercase(),
+        }
+    }
+
+    /// The task messages the client loop drains (take it once).
+    pub fn take_rx(&mut self) -> mpsc::UnboundedReceiver<FileMsg> {
+        self.rx
+            .take()
+            .expect("the file message receiver is taken once")
+    }
+
+    /// A session started: tasks (re)start their transfers on it.
+    pub fn connected(&self, conn: &Connection, keys: &Arc<SessionKeys>) {
+        self.link.send_replace(Some(Link {
+            conn: conn.clone(),
+            keys: keys.clone(),
+        }));
+    }
+
+    /// The session ended: tasks wait for the next.
+    pub fn disconnected(&self) {
+        self.link.send_replace(None);
+    }
+
+    /// Transfers in progress.
+    pub fn active(&self) -> usize {
+        self.tasks.len()
+    }
+
+    async fn emit(&self, e: Event) {
+        let _ = self.events.send(ClientEvent::App(e)).await;
+    }
+
+    /// Handles a file command; gives back any other command.
+    pub async fn command(
+        &mut self,
+        cmd: Command,
+        core: &mut ClientCore,
+    ) -> Result<Vec<Output>, Command> {
+        match cmd {
+            Command::SendFile { to, path } => {
+                let conv = match core.parse_conv(&to) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        self.emit(e).await;
+                        return Ok(Vec::new());
+                    }
+                };
+                let mut id = [0u8; 16];
+                if let Err(e) = getrandom::fill(&mut id) {
+                    self.emit(Event::error(ErrorCode::Internal, e.to_string()))
+                        .await;
+                    return Ok(Vec::new());
+                }
+                let file = ClientMsgId(id);
+                let fid = to_hex(&id);
+                let job = Upload {
+                    conv: conv.clone(),
+                    path: PathBuf::from(path),
+                    file,
+                    me_key: self.me_key.clone(),
+                    identity: self.identity.clone(),
+                    link: self.link.subscribe(),
+                    tx: self.tx.clone(),
+                    events: self.events.clone(),
+                };
+                let task = tokio::spawn(job.run());
+                self.tasks.insert(fid, task.abort_handle());
+                // A private conversation must be open for the peer's key to arrive.
+                Ok(core.open_conv(&conv))
+            }
+            Command::Download { id, path } => {
+                let found = self.book.lock().ok().and_then(|b| b.get(&id).cloned());
+                let Some(fref) = found else {
+                    let msg = format!("message {id} is not a file message this client has shown");
+                    self.emit(Event::error(ErrorCode::NotFound, msg)).await;
+                    return Ok(Vec::new());
+                };
+                let fid = fref.info.id.clone();
+                let job = Download {
+                    id,
+                    fref,
+                    path: PathBuf::from(path),
+                    identity: self.identity.clone(),
+                    link: self.link.subscribe(),
+                    tx: self.tx.clone(),
+                    events: self.events.clone(),
+                };
+                let task = tokio::spawn(job.run());
+                self.tasks.insert(fid, task.abort_handle());
+                Ok(Vec::new())
+            }
+            Command::Cancel { file } => {
+                match self.tasks.remove(&file) {
+                    Some(t) => {
+                        t.abort();
+                        self.emit(Event::Cancelled { file }).await;
+                    }
+                    None => {
+                        let msg = format!("no transfer of file {file} is running");
+                        self.emit(Event::error(ErrorCode::NotFound, msg)).await;
+                    }
+                }
+                Ok(Vec::new())
+            }
+            other => Err(other),
+        }
+    }
+
+    /// Handles a message from a task.
+    pub fn on_msg(&mut self, msg: FileMsg, core: &mut ClientCore) -> Vec<Output> {
+        match msg {
+            FileMsg::Uploaded(conv, info) => core.send_file_message(conv, &info),
+            FileMsg::PeerKey(peer, reply) => {
+                let _ = reply.send(core.peer_key(&peer));
+                Vec::new()
+            }
+            FileMsg::Ended(fid) => {
+                self.tasks.remove(&fid);
+                Vec::new()
+            }
+        }
+    }
+}
+
+/// Waits for a connection.
+async fn next_link(rx: &mut watch::Receiver<Option<Link>>) -> Option<Link> {
+    let v = rx.wait_for(|l| l.is_some()).await.ok()?;
+    v.clone()
+}
+
+/// Why one attempt failed.
+enum Failure {
+    /// For good: tell the user.
+    Final(String, String),
+    /// The connection went away: try again on the next one.
+    Retry(String),
+}
+
+fn retry(e: impl std::fmt::Display) -> Failure {
+    Failure::Retry(e.to_string())
+}
+
+fn final_err(code: ErrorCode, msg: impl Into<String>) -> Failure {
+    Failure::Final(code.as_str().to_owned(), msg.into())
+}
+
+async fn read_down(recv: &mut RecvStream) -> Result<FileDown, Failure> {
+    match codec::read_frame::<_, FileDown>(recv, MAX_DOWN_FRAME).await {
+        Ok(Some(FileDown::Error { code, message })) => {
+            Err(Failure::Final(code.as_str().to_owned(), message))
+        }
+        Ok(Some(d)) => Ok(d),
+        Ok(None) => Err(retry("the server ended the file stream")),
+        Err(e) => Err(retry(e)),
+    }
+}
+
+/// After a failed attempt: reports a final failure, or waits until a retry makes sense
+/// (a lost connection waits for the next one; the server kept what it received, so the
+/// transfer resumes). Returns whether to retry.
+async fn after_failure(
+    f: Failure,
+    conn: &Connection,
+    events: &async_channel::Sender<ClientEvent>,
+    same_conn_failures: &mut u32,
+) -> bool {
+    match f {
+        Failure::Final(code, message) => {
+            let _ = events
+                .send(ClientEvent::App(Event::Error { code, message }))
+                .await;
+            false
+        }
+        Failure::Retry(why) => {
+            debug!("file transfer interrupted: {why}");
+            tokio::select! {
+                _ = conn.closed() => {
+                    *same_conn_failures = 0;
+                    true
+                }
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {
+                    *same_conn_failures += 1;
+                    if *same_conn_failures >= 5 {
+                        let msg = format!("file transfer failed: {why}");
+                        let _ = events
+                            .send(ClientEvent::App(Event::error(ErrorCode::Internal, msg)))
+                            .await;
+                        return false;
+                    }
+                    true
+                }
+            }
+        }
+    }
+}
+
+struct Progress {
+    direction: &'static str,
+    file: String,
+    id: Option<MsgId>,
+    total: u64,
+    last: Option<u64>,
+}
+
+impl Progress {
+    /// Reports progress if a step passed (or `force`: the start of an attempt).
+    async fn report(
+        &mut self,
+        bytes: u64,
+        force: bool,
+        events: &async_channel::Sender<ClientEvent>,
+    ) {
+        let due = force
+            || match self.last {
+                None => true,
+                Some(l) => bytes >= l + PROGRESS_STEP || (bytes == self.total && l != bytes),
+            };
+        if due {
+            self.last = Some(bytes);
+            let e = Event::Transfer {
+                direction: self.direction.to_owned(),
+                file: self.file.clone(),
+                id: self.id,
+                bytes,
+                total: self.total,
+            };
+            let _ = events.send(ClientEvent::App(e)).await;
+        }
+    }
+}
+
+async fn sha256_of(path: &Path) -> std::io::Result<(u64, String)> {
+    let mut f = tokio::fs::File::open(path).await?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; CHUNK];
+    let mut total = 0u64;
+    loop {
+        let n = f.read(&mut buf).await?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+        total += n as u64;
+    }
+    Ok((total, to_hex(&h.finalize())))
+}
+
+struct Upload {
+    conv: ConvId,
+    path: PathBuf,
+    file: ClientMsgId,
+    me_key: String,
+    identity: Arc<IdentityKey>,
+    link: watch::Receiver<Option<Link>>,
+    tx: mpsc::UnboundedSender<FileMsg>,
+    events: async_channel::Sender<ClientEvent>,
+}
+
+impl Upload {
+    async fn run(mut self) {
+        let fid = to_hex(&self.file.0);
+        if let Some(info) = self.prepare().await {
+            let mut link_rx = self.link.clone();
+            let mut progress = Progress {
+                direction: "up",
+                file: fid.clone(),
+                id: None,
+                total: info.size,
+                last: None,
+            };
+            let mut same = 0;
+            let ok = loop {
+                let Some(link) = next_link(&mut link_rx).await else {
+                    break false;
+                };
+                let conn = link.conn.clone();
+                match self.attempt(link, &info, &mut progress).await {
+                    Ok(()) => break true,
+                    Err(f) => {
+                        if !after_failure(f, &conn, &self.events, &mut same).await {
+                            break false;
+                        }
+                    }
+                }
+            };
+            if ok {
+                let _ = self.tx.send(FileMsg::Uploaded(self.conv.clone(), info));
+            }
+        }
+        let _ = self.tx.send(FileMsg::Ended(fid));
+    }
+
+    /// Hashes the file and makes its metadata; reports a local problem as an error.
+    async fn prepare(&mut self) -> Option<FileInfo> {
+        let fail = |m: String| Event::Error {
+            code: "file".to_owned(),
+            message: m,
+        };
+        let meta = match tokio::fs::metadata(&self.path).await {
+            Ok(m) if m.is_file() => m,
+            Ok(_) => {
+                let m = format!("{} is not a regular file", self.path.display());
+                let _ = self.events.send(ClientEvent::App(fail(m))).await;
+                return None;
+            }
+            Err(e) => {
+                let m = format!("cannot read {}: {e}", self.path.display());
+                let _ = self.events.send(ClientEvent::App(fail(m))).await;
+                return None;
+            }
+        };
+        let _ = meta;
+        let (size, sha256) = match sha256_of(&self.path).await {
+            Ok(x) => x,
+            Err(e) => {
+                let m = format!("cannot read {}: {e}", self.path.display());
+                let _ = self.events.send(ClientEvent::App(fail(m))).await;
+                return None;
+            }
+        };
+        let name = clean_name(
+            &self
+                .path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+        );
+        Some(FileInfo {
+            id: to_hex(&self.file.0),
+            mime: guess_mime(&name).to_owned(),
+            name,
+            size,
+            sha256,
+        })
+    }
+
+    async fn peer_key(&self) -> Result<Option<[u8; 32]>, Failure> {
+        let Some(peer) = self.conv.peer_of(&self.me_key) else {
+            return Ok(None);
+        };
+        // The key arrives when the conversation opens; ask the client loop until it has it.
+        for _ in 0..100 {
+            let (tx, rx) = oneshot::channel();
+            if self.tx.send(FileMsg::PeerKey(peer.to_owned(), tx)).is_err() {
+                return Err(final_err(ErrorCode::Internal, "the client is ending"));
+            }
+            if let Ok(Some(k)) = rx.await {
+                return Ok(Some(k));
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        Err(final_err(
+            ErrorCode::Internal,
+            format!("cannot encrypt for {peer}: their key is not known yet"),
+        ))
+    }
+
+    async fn attempt(
+        &self,
+        link: Link,
+        info: &FileInfo,
+        progress: &mut Progress,
+    ) -> Result<(), Failure> {
+        let peer_key = self.peer_key().await?;
+        let (mut send, mut recv) = link.conn.open_bi().await.map_err(retry)?;
+        let req = ConvUp::File(FileReq::Upload {
+            conv: self.conv.clone(),
+            file: self.file,
+            size: info.size,
+        });
+        codec::write_frame(&mut send, &req, MAX_FILE_FRAME)
+            .await
+            .map_err(retry)?;
+        let have = match read_down(&mut recv).await? {
+            FileDown::Ready { have, .. } => have,
+            other => return Err(retry(format!("unexpected answer {other:?}"))),
+        };
+        let count = chunk_count(info.size);
+        let mut input = tokio::fs::File::open(&self.path).await.map_err(|e| {
+            final_err(
+                ErrorCode::BadRequest,
+                format!("cannot read {}: {e}", self.path.display()),
+            )
+        })?;
+        let start = (have.min(count) * CHUNK as u64).min(info.size);
+        input
+            .seek(std::io::SeekFrom::Start(start))
+            .await
+            .map_err(|e| final_err(ErrorCode::BadRequest, e.to_string()))?;
+        if have > 0 {
+            debug!(have, "upload resumes");
+        }
+        progress.report(start, true, &self.events).await;
+        let conv_key = self.conv.storage_key();
+        let mut buf = vec![0u8; CHUNK];
+        let mut done = start;
+        for i in have..count {
+            let n = chunk_len(info.size, i);
+            input.read_exact(&mut buf[..n]).await.map_err(|e| {
+                final_err(
+                    ErrorCode::BadRequest,
+                    format!("{} changed while sending: {e}", self.path.display()),
+                )
+            })?;
+            let aad_id = chunk_aad_id(&self.file, i);
+            let sealed = match &peer_key {
+                Some(k) => self
+                    .identity
+                    .seal(k, &conv_key, &self.me_key, aad_id, &buf[..n]),
+                None => link.keys.up.seal(
+                    &chunk_aad(Direction::Up, &conv_key, &self.me_key, aad_id),
+                    &buf[..n],
+                ),
+            }
+            .map_err(|e| final_err(ErrorCode::Internal, e.to_string()))?;
+            write_chunk(&mut send, &sealed).await.map_err(retry)?;
+            done += n as u64;
+            progress.report(done, false, &self.events).await;
+        }
+        match read_down(&mut recv).await? {
+            FileDown::Done => {
+                progress.report(info.size, false, &self.events).await;
+                let _ = send.finish();
+                Ok(())
+            }
+            other => Err(retry(format!("unexpected answer {other:?}"))),
+        }
+    }
+}
+
+struct Download {
+    id: MsgId,
+    fref: FileRef,
+    path: PathBuf,
+    identity: Arc<IdentityKey>,
+    link: watch::Receiver<Option<Link>>,
+    tx: mpsc::UnboundedSender<FileMsg>,
+    events: async_channel::Sender<ClientEvent>,
+}
+
+impl Download {
+    fn part(&self) -> PathBuf {
+        let mut p = self.path.clone().into_os_string();
+        p.push(".part");
+        PathBuf::from(p)
+    }
+
+    async fn run(self) {
+        let fid = self.fref.info.id.clone();
+        let mut progress = Progress {
+            direction: "down",
+            file: fid.clone(),
+            id: Some(self.id),
+            total: self.fref.info.size,
+            last: None,
+        };
+        let mut link_rx = self.link.clone();
+        let mut same = 0;
+        let ok = loop {
+            let Some(link) = next_link(&mut link_rx).await else {
+                break false;
+            };
+            let conn = link.conn.clone();
+            match self.attempt(link, &mut progress).await {
+                Ok(()) => break true,
+                Err(f) => {
+                    if !after_failure(f, &conn, &self.events, &mut same).await {
+                        break false;
+                    }
+                }
+            }
+        };
+        if ok {
+            self.finish().await;
+        }
+        let _ = self.tx.send(FileMsg::Ended(fid));
+    }
+
+    async fn finish(&self) {
+        let part = self.part();
+        let error = |m: String| ClientEvent::App(Event::error(ErrorCode::BadRequest, m));
+        match sha256_of(&part).await {
+            Ok((_, sha)) if sha == self.fref.info.sha256 => {
+                if let Err(e) = tokio::fs::rename(&part, &self.path).await {
+                    let m = format!("cannot write {}: {e}", self.path.display());
+                    let _ = self.events.send(error(m)).await;
+                    return;
+                }
+                let e = Event::Downloaded {
+                    id: self.id,
+                    path: self.path.display().to_string(),
+                    sha256: sha,
+                };
+                let _ = self.events.send(ClientEvent::App(e)).await;
+            }
+            Ok((_, sha)) => {
+                let _ = tokio::fs::remove_file(&part).await;
+                let m = format!(
+                    "the downloaded file's SHA-256 {sha} is not the announced {}; it was discarded",
+                    self.fref.info.sha256
+                );
+                let _ = self.events.send(error(m)).await;
+            }
+            Err(e) => {
+                let m = format!("cannot read {}: {e}", part.display());
+                let _ = self.events.send(error(m)).await;
+            }
+        }
+    }
+
+    async fn attempt(&self, link: Link, progress: &mut Progress) -> Result<(), Failure> {
+        let info = &self.fref.info;
+        let part = self.part();
+        let local = |e: std::io::Error| {
+            final_err(
+                ErrorCode::BadRequest,
+                format!("cannot write {}: {e}", part.display()),
+            )
+        };
+        let mut out = tokio::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&part)
+            .await
+            .map_err(local)?;
+        let count = chunk_count(info.size);
+        let held = out.metadata().await.map_err(local)?.len();
+        let have = (held / CHUNK as u64).min(count.saturating_sub(1));
+        let start = have * CHUNK as u64;
+        out.set_len(start).await.map_err(local)?;
+        out.seek(std::io::SeekFrom::Start(start))
+            .await
+            .map_err(local)?;
+        let Some(file) = info.file_id() else {
+            return Err(final_err(ErrorCode::BadRequest, "malformed file id"));
+        };
+        let (mut send, mut recv) = link.conn.open_bi().await.map_err(retry)?;
+        let req = ConvUp::File(FileReq::Download {
+            conv: self.fref.conv.clone(),
+            uploader: self.fref.uploader.clone(),
+            file,
+            from_chunk: have,
+        });
+        codec::write_frame(&mut send, &req, MAX_FILE_FRAME)
+            .await
+            .map_err(retry)?;
+        let _ = send.finish();
+        let (size, from) = match read_down(&mut recv).await? {
+            FileDown::Ready { size, have } => (size, have),
+            other => return Err(retry(format!("unexpected answer {other:?}"))),
+        };
+        if size != info.size || from != have {
+            return Err(final_err(
+                ErrorCode::BadRequest,
+                format!(
+                    "the server holds {size} bytes from chunk {from}; the message announced {} bytes",
+                    info.size
+                ),
+            ));
+        }
+        progress.report(start, true, &self.events).await;
+        let conv_key = self.fref.conv.storage_key();
+        let mut buf = Vec::with_capacity(MAX_CHUNK_FRAME);
+        let mut done = start;
+        for i in have..count {
+            read_chunk(&mut recv, &mut buf).await.map_err(retry)?;
+            let aad_id = chunk_aad_id(&file, i);
+            let plain = match self.fref.conv {
+                ConvId::General => link.keys.down.open(
+                    &chunk_aad(Direction::Down, &conv_key, &self.fref.uploader, aad_id),
+                    &buf,
+                ),
+                ConvId::Direct(..) => self
+                    .identity
+                    .open(&conv_key, &self.fref.uploader, aad_id, &buf)
+                    .map(|(p, _)| p)
+                    .map_err(|_| super::envelope::EnvelopeError::Auth),
+            }
+            .map_err(|e| final_err(ErrorCode::BadRequest, format!("chunk {i}: {e}")))?;
+            if plain.len() != chunk_len(size, i) {
+                return Err(final_err(
+                    ErrorCode::BadRequest,
+                    format!("chunk {i} has the wrong size"),
+                ));
+            }
+            out.write_all(&plain).await.map_err(local)?;
+            done += plain.len() as u64;
+            progress.report(done, false, &self.events).await;
+        }
+        out.flush().await.map_err(local)?;
+        out.sync_all().await.map_err(local)?;
+        progress.report(info.size, false, &self.events).await;
+        Ok(())
+    }
+}
