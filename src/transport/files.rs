@@ -355,8 +355,54 @@ pub struct FileRef {
     info: FileInfo,
 }
 
-/// File messages seen, by message id (filled as events go out).
-pub type FileBook = Arc<Mutex<HashMap<MsgId, FileRef>>>;
+/// An upload not yet posted, kept on disk so a restarted client resumes it.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct PendingUpload {
+    conv: ConvId,
+    path: PathBuf,
+    /// File id (hex).
+    file: String,
+}
+
+/// File messages seen and uploads not yet posted.
+#[derive(Debug, Default)]
+pub struct Book {
+    files: HashMap<MsgId, FileRef>,
+    pending: Vec<PendingUpload>,
+    /// Where `pending` is kept (next to the client state), if anywhere.
+    pending_path: Option<PathBuf>,
+}
+
+impl Book {
+    fn save_pending(&self) {
+        let Some(p) = &self.pending_path else { return };
+        let write = || -> std::io::Result<()> {
+            if let Some(dir) = p.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            let tmp = p.with_extension("uploads.tmp");
+            std::fs::write(
+                &tmp,
+                serde_json::to_vec(&self.pending).map_err(std::io::Error::other)?,
+            )?;
+            std::fs::rename(tmp, p)
+        };
+        if let Err(e) = write() {
+            warn!("cannot save pending uploads to {}: {e}", p.display());
+        }
+    }
+
+    fn forget_upload(&mut self, file: &str) {
+        let before = self.pending.len();
+        self.pending.retain(|u| u.file != file);
+        if self.pending.len() != before {
+            self.save_pending();
+        }
+    }
+}
+
+/// Shared between the client loop and the session's writer.
+pub type FileBook = Arc<Mutex<Book>>;
 
 /// Records the file messages among events, so `download {id}` finds them.
 pub fn note_event(book: &FileBook, core: &ClientCore, e: &Event) {
@@ -364,7 +410,7 @@ pub fn note_event(book: &FileBook, core: &ClientCore, e: &Event) {
         if let (Some(info), Ok(conv)) = (file, core.parse_conv(label))
             && let Ok(mut b) = book.lock()
         {
-            b.insert(
+            b.files.insert(
                 id,
                 FileRef {
                     conv,
@@ -382,7 +428,13 @@ pub fn note_event(book: &FileBook, core: &ClientCore, e: &Event) {
             file,
             ..
         } => add(*id, conv, from, file),
-        Event::Sent { conv, id, file, .. } => add(*id, conv, core.user(), file),
+        Event::Sent { conv, id, file, .. } => {
+            add(*id, conv, core.user(), file);
+            // Posted and stored: the upload is no longer pending.
+            if let (Some(f), Ok(mut b)) = (file, book.lock()) {
+                b.forget_upload(&f.id);
+            }
+        }
         Event::History { conv, messages, .. } => {
             for m in messages {
                 add(m.id, conv, &m.from, &m.file);
@@ -390,7 +442,7 @@ pub fn note_event(book: &FileBook, core: &ClientCore, e: &Event) {
         }
         Event::Deleted { id, .. } => {
             if let Ok(mut b) = book.lock() {
-                b.remove(id);
+                b.files.remove(id);
             }
         }
         _ => {}
@@ -403,8 +455,8 @@ pub enum FileMsg {
     Uploaded(ConvId, FileInfo),
     /// A task needs a peer's identity key (`None` if not known yet).
     PeerKey(String, oneshot::Sender<Option<[u8; 32]>>),
-    /// A transfer task ended.
-    Ended(String),
+    /// A transfer task ended (`true`: it succeeded).
+    Ended(String, bool),
 }
 
 /// The client's file transfers.
@@ -421,23 +473,57 @@ pub struct ClientFiles {
 }
 
 impl ClientFiles {
-    /// Ready for transfers as `me`.
+    /// Ready for transfers as `me`. With `state_file`, uploads not yet posted are kept
+    /// beside it (`.uploads`) and the ones a previous run left are resumed now.
     pub fn new(
         me: &str,
         events: async_channel::Sender<ClientEvent>,
         identity: Arc<IdentityKey>,
+        state_file: Option<&Path>,
     ) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
-        Self {
+        let pending_path = state_file.map(|p| p.with_extension("uploads"));
+        let pending: Vec<PendingUpload> = pending_path
+            .as_ref()
+            .and_then(|p| std::fs::read(p).ok())
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default();
+        let mut this = Self {
             link: watch::channel(None).0,
             tx,
             rx: Some(rx),
-            book: Arc::new(Mutex::new(HashMap::new())),
+            book: Arc::new(Mutex::new(Book {
+                files: HashMap::new(),
+                pending: pending.clone(),
+                pending_path,
+            })),
             tasks: HashMap::new(),
             events,
             identity,
             me_key: me.to_ascii_lowercase(),
+        };
+        for u in pending {
+            if let Some(id) = crate::app::files::file_id_from_hex(&u.file) {
+                info!("resuming the upload of {}", u.path.display());
+                this.spawn_upload(u.conv, u.path, ClientMsgId(id));
+            }
         }
+        this
+    }
+
+    fn spawn_upload(&mut self, conv: ConvId, path: PathBuf, file: ClientMsgId) {
+        let job = Upload {
+            conv,
+            path,
+            file,
+            me_key: self.me_key.clone(),
+            identity: self.identity.clone(),
+            link: self.link.subscribe(),
+            tx: self.tx.clone(),
+            events: self.events.clone(),
+        };
+        let task = tokio::spawn(job.run());
+        self.tasks.insert(to_hex(&file.0), task.abort_handle());
     }
 
     /// The task messages the client loop drains (take it once).
@@ -491,24 +577,26 @@ impl ClientFiles {
                     return Ok(Vec::new());
                 }
                 let file = ClientMsgId(id);
-                let fid = to_hex(&id);
-                let job = Upload {
-                    conv: conv.clone(),
-                    path: PathBuf::from(path),
-                    file,
-                    me_key: self.me_key.clone(),
-                    identity: self.identity.clone(),
-                    link: self.link.subscribe(),
-                    tx: self.tx.clone(),
-                    events: self.events.clone(),
-                };
-                let task = tokio::spawn(job.run());
-                self.tasks.insert(fid, task.abort_handle());
+                // An absolute path, so a restarted client finds the file again.
+                let path = std::path::absolute(&path).unwrap_or_else(|_| PathBuf::from(&path));
+                if let Ok(mut b) = self.book.lock() {
+                    b.pending.push(PendingUpload {
+                        conv: conv.clone(),
+                        path: path.clone(),
+                        file: to_hex(&id),
+                    });
+                    b.save_pending();
+                }
+                self.spawn_upload(conv.clone(), path, file);
                 // A private conversation must be open for the peer's key to arrive.
                 Ok(core.open_conv(&conv))
             }
             Command::Download { id, path } => {
-                let found = self.book.lock().ok().and_then(|b| b.get(&id).cloned());
+                let found = self
+                    .book
+                    .lock()
+                    .ok()
+                    .and_then(|b| b.files.get(&id).cloned());
                 let Some(fref) = found else {
                     let msg = format!("message {id} is not a file message this client has shown");
                     self.emit(Event::error(ErrorCode::NotFound, msg)).await;
@@ -532,6 +620,9 @@ impl ClientFiles {
                 match self.tasks.remove(&file) {
                     Some(t) => {
                         t.abort();
+                        if let Ok(mut b) = self.book.lock() {
+                            b.forget_upload(&file);
+                        }
                         self.emit(Event::Cancelled { file }).await;
                     }
                     None => {
@@ -550,11 +641,19 @@ impl ClientFiles {
         match msg {
             FileMsg::Uploaded(conv, info) => core.send_file_message(conv, &info),
             FileMsg::PeerKey(peer, reply) => {
-                let _ = reply.send(core.peer_key(&peer));
-                Vec::new()
+                let key = core.peer_key(&peer);
+                let _ = reply.send(key);
+                match (key, core.parse_conv(&format!("@{peer}"))) {
+                    // The key comes with the conversation's stream: open it.
+                    (None, Ok(conv)) => core.open_conv(&conv),
+                    _ => Vec::new(),
+                }
             }
-            FileMsg::Ended(fid) => {
+            FileMsg::Ended(fid, ok) => {
                 self.tasks.remove(&fid);
+                if !ok && let Ok(mut b) = self.book.lock() {
+                    b.forget_upload(&fid);
+                }
                 Vec::new()
             }
         }
@@ -724,9 +823,11 @@ impl Upload {
             };
             if ok {
                 let _ = self.tx.send(FileMsg::Uploaded(self.conv.clone(), info));
+                let _ = self.tx.send(FileMsg::Ended(fid, true));
+                return;
             }
         }
-        let _ = self.tx.send(FileMsg::Ended(fid));
+        let _ = self.tx.send(FileMsg::Ended(fid, false));
     }
 
     /// Hashes the file and makes its metadata; reports a local problem as an error.
@@ -912,7 +1013,7 @@ impl Download {
         if ok {
             self.finish().await;
         }
-        let _ = self.tx.send(FileMsg::Ended(fid));
+        let _ = self.tx.send(FileMsg::Ended(fid, true));
     }
 
     async fn finish(&self) {
