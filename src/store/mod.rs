@@ -82,6 +82,8 @@ impl SqliteStore {
     fn setup(db: Connection) -> StoreResult<Self> {
         db.busy_timeout(std::time::Duration::from_secs(5))
             .map_err(err)?;
+        // Every statement on the message path is prepared once and reused.
+        db.set_prepared_statement_cache_capacity(64);
         db.execute_batch(
             "PRAGMA journal_mode = WAL;
              PRAGMA synchronous = FULL;
@@ -118,7 +120,11 @@ impl SqliteStore {
     /// Starts a batch transaction.
     pub fn begin(&mut self) -> StoreResult<()> {
         if !self.in_tx {
-            self.db.execute_batch("BEGIN IMMEDIATE").map_err(err)?;
+            self.db
+                .prepare_cached("BEGIN IMMEDIATE")
+                .map_err(err)?
+                .execute([])
+                .map_err(err)?;
             self.in_tx = true;
         }
         Ok(())
@@ -128,7 +134,11 @@ impl SqliteStore {
     pub fn commit(&mut self) -> StoreResult<()> {
         if self.in_tx {
             self.in_tx = false;
-            if let Err(e) = self.db.execute_batch("COMMIT") {
+            if let Err(e) = self
+                .db
+                .prepare_cached("COMMIT")
+                .and_then(|mut c| c.execute([]))
+            {
                 let _ = self.db.execute_batch("ROLLBACK");
                 return Err(err(e));
             }
@@ -189,30 +199,32 @@ impl SqliteStore {
             EventKind::Tombstone { target } => (2, None, Some(*target as i64)),
         };
         self.db
-            .execute(
+            .prepare_cached(
                 "INSERT INTO events (conv, seq, kind, sender, sender_key, cmid, body, target, ts)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-                params![
-                    key,
-                    seq as i64,
-                    k,
-                    sender,
-                    sender.to_ascii_lowercase(),
-                    &cmid.0[..],
-                    body,
-                    target,
-                    ts as i64
-                ],
             )
+            .map_err(err)?
+            .execute(params![
+                key,
+                seq as i64,
+                k,
+                sender,
+                sender.to_ascii_lowercase(),
+                &cmid.0[..],
+                body,
+                target,
+                ts as i64
+            ])
             .map_err(err)?;
         let id = self.db.last_insert_rowid() as u64;
         if let ConvId::Direct(a, b) = conv {
             for m in [a, b] {
                 self.db
-                    .execute(
+                    .prepare_cached(
                         "INSERT OR IGNORE INTO members (conv, user_key) VALUES (?1, ?2)",
-                        params![key, m],
                     )
+                    .map_err(err)?
+                    .execute(params![key, m])
                     .map_err(err)?;
             }
         }
@@ -253,7 +265,9 @@ impl SqliteStore {
 impl Store for SqliteStore {
     fn user(&mut self, key: &str) -> StoreResult<Option<UserRecord>> {
         self.db
-            .query_row("SELECT name, phc FROM users WHERE key = ?1", [key], |r| {
+            .prepare_cached("SELECT name, phc FROM users WHERE key = ?1")
+            .map_err(err)?
+            .query_row([key], |r| {
                 Ok(UserRecord {
                     name: r.get(0)?,
                     phc: r.get(1)?,
@@ -265,11 +279,9 @@ impl Store for SqliteStore {
 
     fn skeleton_taken(&mut self, skeleton: &str, key: &str) -> StoreResult<bool> {
         self.db
-            .query_row(
-                "SELECT 1 FROM users WHERE skeleton = ?1 AND key != ?2",
-                [skeleton, key],
-                |_| Ok(()),
-            )
+            .prepare_cached("SELECT 1 FROM users WHERE skeleton = ?1 AND key != ?2")
+            .map_err(err)?
+            .query_row([skeleton, key], |_| Ok(()))
             .optional()
             .map(|o| o.is_some())
             .map_err(err)
@@ -287,10 +299,7 @@ impl Store for SqliteStore {
             .map(|d| d.as_secs() as i64)
             .unwrap_or(0);
         let n = self
-            .db
-            .execute(
-                "INSERT OR IGNORE INTO users (key, name, skeleton, phc, created) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![key, name, skeleton, phc, now],
+            .db.prepare_cached("INSERT OR IGNORE INTO users (key, name, skeleton, phc, created) VALUES (?1, ?2, ?3, ?4, ?5)").map_err(err)?.execute(params![key, name, skeleton, phc, now],
             )
             .map_err(err)?;
         Ok(n == 1)
@@ -299,10 +308,9 @@ impl Store for SqliteStore {
     fn set_identity_key(&mut self, key: &str, public: [u8; 32]) -> StoreResult<Option<[u8; 32]>> {
         let old = self.identity_key(key)?;
         self.db
-            .execute(
-                "UPDATE users SET identity_key = ?1 WHERE key = ?2",
-                params![&public[..], key],
-            )
+            .prepare_cached("UPDATE users SET identity_key = ?1 WHERE key = ?2")
+            .map_err(err)?
+            .execute(params![&public[..], key])
             .map_err(err)?;
         Ok(old)
     }
@@ -310,11 +318,9 @@ impl Store for SqliteStore {
     fn identity_key(&mut self, key: &str) -> StoreResult<Option<[u8; 32]>> {
         let blob: Option<Option<Vec<u8>>> = self
             .db
-            .query_row(
-                "SELECT identity_key FROM users WHERE key = ?1",
-                [key],
-                |r| r.get(0),
-            )
+            .prepare_cached("SELECT identity_key FROM users WHERE key = ?1")
+            .map_err(err)?
+            .query_row([key], |r| r.get(0))
             .optional()
             .map_err(err)?;
         Ok(blob.flatten().and_then(|b| b.try_into().ok()))
@@ -330,8 +336,11 @@ impl Store for SqliteStore {
     ) -> StoreResult<(ConvEvent, bool)> {
         let existing = self
             .db
-            .query_row(
+            .prepare_cached(
                 "SELECT * FROM events WHERE sender_key = ?1 AND cmid = ?2 AND kind != 2",
+            )
+            .map_err(err)?
+            .query_row(
                 params![sender.to_ascii_lowercase(), &cmid.0[..]],
                 Self::row_event,
             )
@@ -355,11 +364,9 @@ impl Store for SqliteStore {
     fn event(&mut self, id: MsgId) -> StoreResult<Option<StoredEvent>> {
         let row = self
             .db
-            .query_row(
-                "SELECT * FROM events WHERE id = ?1",
-                [id as i64],
-                Self::row_event,
-            )
+            .prepare_cached("SELECT * FROM events WHERE id = ?1")
+            .map_err(err)?
+            .query_row([id as i64], Self::row_event)
             .optional()
             .map_err(err)?;
         Ok(row.and_then(|(conv, event)| {
@@ -370,10 +377,9 @@ impl Store for SqliteStore {
     fn erase(&mut self, id: MsgId, cmid: ClientMsgId, ts: u64) -> StoreResult<ConvEvent> {
         let stored = self.event(id)?.ok_or_else(|| err("no such message"))?;
         self.db
-            .execute(
-                "UPDATE events SET kind = 1, body = NULL WHERE id = ?1",
-                [id as i64],
-            )
+            .prepare_cached("UPDATE events SET kind = 1, body = NULL WHERE id = ?1")
+            .map_err(err)?
+            .execute([id as i64])
             .map_err(err)?;
         self.append(
             &stored.conv,
@@ -424,11 +430,9 @@ impl Store for SqliteStore {
 
     fn last_seq(&mut self, conv: &ConvId) -> StoreResult<Seq> {
         self.db
-            .query_row(
-                "SELECT COALESCE(MAX(seq), 0) FROM events WHERE conv = ?1",
-                [conv.storage_key()],
-                |r| r.get::<_, i64>(0),
-            )
+            .prepare_cached("SELECT COALESCE(MAX(seq), 0) FROM events WHERE conv = ?1")
+            .map_err(err)?
+            .query_row([conv.storage_key()], |r| r.get::<_, i64>(0))
             .map(|s| s as u64)
             .map_err(err)
     }
@@ -457,11 +461,9 @@ impl Store for SqliteStore {
     fn hide(&mut self, key: &str, conv: &ConvId, id: MsgId) -> StoreResult<Option<u64>> {
         let exists = self
             .db
-            .query_row(
-                "SELECT 1 FROM hidden WHERE user_key = ?1 AND msg_id = ?2",
-                params![key, id as i64],
-                |_| Ok(()),
-            )
+            .prepare_cached("SELECT 1 FROM hidden WHERE user_key = ?1 AND msg_id = ?2")
+            .map_err(err)?
+            .query_row(params![key, id as i64], |_| Ok(()))
             .optional()
             .map_err(err)?;
         if exists.is_some() {
@@ -469,17 +471,16 @@ impl Store for SqliteStore {
         }
         let hseq: i64 = self
             .db
-            .query_row(
-                "SELECT COALESCE(MAX(hseq), 0) + 1 FROM hidden WHERE user_key = ?1",
-                [key],
-                |r| r.get(0),
-            )
+            .prepare_cached("SELECT COALESCE(MAX(hseq), 0) + 1 FROM hidden WHERE user_key = ?1")
+            .map_err(err)?
+            .query_row([key], |r| r.get(0))
             .map_err(err)?;
         self.db
-            .execute(
+            .prepare_cached(
                 "INSERT INTO hidden (user_key, hseq, msg_id, conv) VALUES (?1, ?2, ?3, ?4)",
-                params![key, hseq, id as i64, conv.storage_key()],
             )
+            .map_err(err)?
+            .execute(params![key, hseq, id as i64, conv.storage_key()])
             .map_err(err)?;
         Ok(Some(hseq as u64))
     }
