@@ -998,28 +998,34 @@ impl Download {
         let mut same = 0;
         let ok = loop {
             let Some(link) = next_link(&mut link_rx).await else {
-                break false;
+                break None;
             };
             let conn = link.conn.clone();
             match self.attempt(link, &mut progress).await {
-                Ok(()) => break true,
+                Ok(sha) => break Some(sha),
                 Err(f) => {
                     if !after_failure(f, &conn, &self.events, &mut same).await {
-                        break false;
+                        break None;
                     }
                 }
             }
         };
-        if ok {
-            self.finish().await;
+        if let Some(sha) = ok {
+            self.finish(sha).await;
         }
         let _ = self.tx.send(FileMsg::Ended(fid, true));
     }
 
-    async fn finish(&self) {
+    /// Checks the SHA-256 (`sha`: computed while writing, when this attempt wrote the whole
+    /// file; else the part file is read again) and reports the download.
+    async fn finish(&self, sha: Option<String>) {
         let part = self.part();
         let error = |m: String| ClientEvent::App(Event::error(ErrorCode::BadRequest, m));
-        match sha256_of(&part).await {
+        let hashed = match sha {
+            Some(h) => Ok((0, h)),
+            None => sha256_of(&part).await,
+        };
+        match hashed {
             Ok((_, sha)) if sha == self.fref.info.sha256 => {
                 if let Err(e) = tokio::fs::rename(&part, &self.path).await {
                     let m = format!("cannot write {}: {e}", self.path.display());
@@ -1048,7 +1054,12 @@ impl Download {
         }
     }
 
-    async fn attempt(&self, link: Link, progress: &mut Progress) -> Result<(), Failure> {
+    /// One try; on success, the SHA-256 if this try wrote the whole file.
+    async fn attempt(
+        &self,
+        link: Link,
+        progress: &mut Progress,
+    ) -> Result<Option<String>, Failure> {
         let info = &self.fref.info;
         let part = self.part();
         let local = |e: std::io::Error| {
@@ -1103,6 +1114,7 @@ impl Download {
         let conv_key = self.fref.conv.storage_key();
         let mut buf = Vec::with_capacity(MAX_CHUNK_FRAME);
         let mut done = start;
+        let mut hasher = (start == 0).then(Sha256::new);
         for i in have..count {
             read_chunk(&mut recv, &mut buf).await.map_err(retry)?;
             let aad_id = chunk_aad_id(&file, i);
@@ -1124,6 +1136,9 @@ impl Download {
                     format!("chunk {i} has the wrong size"),
                 ));
             }
+            if let Some(h) = hasher.as_mut() {
+                h.update(&plain);
+            }
             out.write_all(&plain).await.map_err(local)?;
             done += plain.len() as u64;
             progress.report(done, false, &self.events).await;
@@ -1131,6 +1146,6 @@ impl Download {
         out.flush().await.map_err(local)?;
         out.sync_all().await.map_err(local)?;
         progress.report(info.size, false, &self.events).await;
-        Ok(())
+        Ok(hasher.map(|h| to_hex(&h.finalize())))
     }
 }
