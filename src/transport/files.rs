@@ -77,15 +77,34 @@ fn chunk_aad<'a>(dir: Direction, conv: &'a str, sender: &'a str, id: ClientMsgId
 // ---------------------------------------------------------------------------------------
 
 /// What the server's file streams need.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct FileStore {
     /// `<data dir>/files`.
     pub dir: PathBuf,
     /// Upload limit in bytes.
     pub max_size: u64,
+    /// Per stored file, the generation of its newest upload: an upload that resumes
+    /// supersedes one still running (a client that came back before the server noticed its
+    /// old connection died), which then stops writing.
+    uploads: Mutex<HashMap<String, Arc<tokio::sync::Mutex<u64>>>>,
 }
 
 impl FileStore {
+    /// Files under `dir`, uploads up to `max_size` bytes.
+    pub fn new(dir: PathBuf, max_size: u64) -> Self {
+        Self {
+            dir,
+            max_size,
+            uploads: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn upload_lock(&self, name: &str) -> Arc<tokio::sync::Mutex<u64>> {
+        let mut m = self.uploads.lock().unwrap_or_else(|e| e.into_inner());
+        m.retain(|_, l| Arc::strong_count(l) > 1);
+        m.entry(name.to_owned()).or_default().clone()
+    }
+
     fn path(&self, conv: &ConvId, uploader: &str, file: &ClientMsgId) -> PathBuf {
         self.dir.join(stored_name(conv, uploader, file))
     }
@@ -186,6 +205,10 @@ async fn serve_upload(
         .await
         .map_err(|e| io_refusal("create its files directory", e))?;
     let path = store.path(&conv, user, &file);
+    let slot = store.upload_lock(&stored_name(&conv, user, &file));
+    let mut current = slot.lock().await;
+    *current += 1;
+    let generation = *current;
     let part = path.with_extension("part");
     let count = chunk_count(size);
     let write_err = |e: std::io::Error| io_refusal("write the file", e);
@@ -213,6 +236,7 @@ async fn serve_upload(
     out.seek(std::io::SeekFrom::Start(keep))
         .await
         .map_err(write_err)?;
+    drop(current);
     codec::write_frame(send, &FileDown::Ready { size, have }, MAX_FILE_FRAME)
         .await
         .map_err(|e| io_refusal("answer", e))?;
@@ -240,7 +264,7 @@ async fn serve_upload(
                         format!("chunk {i} has the wrong size"),
                     ));
                 }
-                out.write_all(&plain).await.map_err(write_err)?;
+                buf = plain;
             }
             ConvId::Direct(..) => {
                 if buf.len() != plain_len + E2E_OVERHEAD {
@@ -249,14 +273,26 @@ async fn serve_upload(
                         format!("chunk {i} has the wrong size"),
                     ));
                 }
-                out.write_all(&buf).await.map_err(write_err)?;
             }
         }
+        // Written and flushed under the slot, so a newer upload never races this write.
+        let current = slot.lock().await;
+        if *current != generation {
+            debug!("upload superseded by a newer one at chunk {i}");
+            return Ok(());
+        }
+        out.write_all(&buf).await.map_err(write_err)?;
+        out.flush().await.map_err(write_err)?;
+        drop(current);
     }
-    out.flush().await.map_err(write_err)?;
+    let current = slot.lock().await;
+    if *current != generation {
+        return Ok(());
+    }
     out.sync_all().await.map_err(write_err)?;
     drop(out);
     tokio::fs::rename(&part, &path).await.map_err(write_err)?;
+    drop(current);
     info!(size, "file stored");
     codec::write_frame(send, &FileDown::Done, MAX_FILE_FRAME)
         .await

@@ -191,10 +191,10 @@ impl Server {
         let (hub_tx, hub_rx) = mpsc::channel(16 * 1024);
         let (ev_tx, ev_rx) = mpsc::unbounded_channel();
         let core = ServerCore::new(store, opts.limits.clone());
-        let files = Arc::new(FileStore {
-            dir: opts.data_dir.join("files"),
-            max_size: opts.limits.max_file_size,
-        });
+        let files = Arc::new(FileStore::new(
+            opts.data_dir.join("files"),
+            opts.limits.max_file_size,
+        ));
         let files_for_hub = files.clone();
         let rt = tokio::runtime::Handle::current();
         let hub_for_thread = hub_tx.downgrade();
