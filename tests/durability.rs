@@ -284,11 +284,13 @@ fn clients_ride_out_server_restarts_and_lose_nothing() {
             bob.send("@alice", &format!("b{n}"));
             n += 1;
         }
-        // Restarted (as by systemd): the new process resets the old connections at once.
+        // Restarted (as by systemd): the new process resets the old connections as soon as a
+        // client's retransmission reaches it; at worst a client notices at the idle timeout.
         server = restart(&data, port);
-        alice.expect("disconnected", |v| v["event"] == "disconnected");
-        alice.expect("reconnected", |v| v["event"] == "reconnected");
-        bob.expect("reconnected", |v| v["event"] == "reconnected");
+        let patience = std::time::Duration::from_secs(75);
+        alice.expect_within("disconnected", patience, |v| v["event"] == "disconnected");
+        alice.expect_within("reconnected", patience, |v| v["event"] == "reconnected");
+        bob.expect_within("reconnected", patience, |v| v["event"] == "reconnected");
     }
     alice.sync();
     bob.sync();

@@ -253,7 +253,18 @@ impl ChatProc {
 
     /// Waits for the next event (after those already returned by `expect`) matching `pred`.
     pub fn expect(&mut self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
-        let deadline = Instant::now() + WAIT;
+        self.expect_within(what, WAIT, pred)
+    }
+
+    /// [`ChatProc::expect`] with its own time limit, for waits whose legitimate worst case is
+    /// longer (noticing a dead server can take the 40 s idle timeout).
+    pub fn expect_within(
+        &mut self,
+        what: &str,
+        limit: Duration,
+        pred: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let deadline = Instant::now() + limit;
         loop {
             while self.seen < self.log.len() {
                 self.seen += 1;
