@@ -646,9 +646,12 @@ async fn run_connection(conn: Connection, id: ConnId, ctx: Arc<Ctx>) {
 
     let mut last_addr = addr;
     let mut tick = tokio::time::interval(Duration::from_millis(500));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let closed = conn.closed();
+    tokio::pin!(closed);
     loop {
         tokio::select! {
-            _ = conn.closed() => break,
+            _ = &mut closed => break,
             _ = tick.tick() => {
                 let now = conn.remote_address();
                 if now != last_addr {
@@ -865,8 +868,13 @@ async fn writer(
     logged_in: Arc<OnceLock<String>>,
 ) {
     let mut streams: HashMap<ConvId, SendStream> = HashMap::new();
+    // Frames encoded since the last flush, per stream (`None`: the control stream). Under
+    // load many frames go out in one write, so quinn packs them into few packets; when idle a
+    // batch is one frame and nothing waits.
+    let mut bufs: HashMap<Option<ConvId>, Vec<u8>> = HashMap::new();
+    const BATCH_BYTES: usize = 256 * 1024;
     loop {
-        let out = tokio::select! {
+        let first = tokio::select! {
             biased;
             Some((conv, s)) = streams_rx.recv() => {
                 streams.insert(conv, s);
@@ -877,60 +885,82 @@ async fn writer(
                 None => return,
             },
         };
-        // Streams registered before this output was produced are already queued.
-        while let Ok((conv, s)) = streams_rx.try_recv() {
-            streams.insert(conv, s);
-        }
-        let cost = out.cost();
-        let result = match out {
-            ConnOut::Control(mut down) => {
-                if let ControlDown::LoginOk {
-                    session_pub, user, ..
-                } = &mut down
-                {
-                    *session_pub = server_pub;
-                    let _ = logged_in.set(user.to_ascii_lowercase());
-                }
-                codec::write_frame(&mut control, &down, max).await
+        let (mut cost, mut buffered, mut close) = (0, 0, None);
+        let mut next = Some(first);
+        while let Some(out) = next.take() {
+            // Streams registered before this output was produced are already queued.
+            while let Ok((conv, s)) = streams_rx.try_recv() {
+                streams.insert(conv, s);
             }
-            ConnOut::Conv(conv, mut down) => {
-                let conv_key = conv.storage_key();
-                let ok = match &mut down {
-                    ConvDown::Event(e) | ConvDown::Backlog(e) => {
-                        seal_event_body(&keys, &conv_key, e)
+            cost += out.cost();
+            let frame = match out {
+                ConnOut::Control(mut down) => {
+                    if let ControlDown::LoginOk {
+                        session_pub, user, ..
+                    } = &mut down
+                    {
+                        *session_pub = server_pub;
+                        let _ = logged_in.set(user.to_ascii_lowercase());
                     }
-                    ConvDown::History { events, .. } => events
-                        .iter_mut()
-                        .all(|e| seal_event_body(&keys, &conv_key, e)),
-                    _ => true,
-                };
-                match streams.get_mut(&conv) {
-                    Some(s) if ok => codec::write_frame(s, &down, max).await,
-                    _ => Ok(()),
+                    Some((None, codec::encode(&down, max)))
                 }
+                ConnOut::Conv(conv, mut down) => {
+                    let conv_key = conv.storage_key();
+                    let ok = match &mut down {
+                        ConvDown::Event(e) | ConvDown::Backlog(e) => {
+                            seal_event_body(&keys, &conv_key, e)
+                        }
+                        ConvDown::History { events, .. } => events
+                            .iter_mut()
+                            .all(|e| seal_event_body(&keys, &conv_key, e)),
+                        _ => true,
+                    };
+                    (ok && streams.contains_key(&conv))
+                        .then(|| (Some(conv), codec::encode(&down, max)))
+                }
+                ConnOut::Close(code, reason) => {
+                    close = Some((code, reason));
+                    break;
+                }
+            };
+            match frame {
+                Some((dest, Ok(bytes))) => {
+                    buffered += bytes.len();
+                    bufs.entry(dest).or_default().extend_from_slice(&bytes);
+                }
+                Some((_, Err(e))) => warn!("frame not sent: {e}"),
+                None => {}
             }
-            ConnOut::Close(code, reason) => {
-                // Graceful: finish every stream, give the peer a moment to receive what
-                // was queued, then close.
-                let _ = control.finish();
-                for s in streams.values_mut() {
-                    let _ = s.finish();
-                }
-                let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
-                let _ = tokio::time::timeout_at(deadline, control.stopped()).await;
-                for s in streams.values_mut() {
-                    let _ = tokio::time::timeout_at(deadline, s.stopped()).await;
-                }
-                conn.close(quic::code(code), reason.as_bytes());
+            if buffered < BATCH_BYTES {
+                next = rx.try_recv().ok();
+            }
+        }
+        for (dest, buf) in bufs.drain() {
+            let stream = match &dest {
+                None => Some(&mut control),
+                Some(conv) => streams.get_mut(conv),
+            };
+            if let Some(stream) = stream
+                && let Err(e) = stream.write_all(&buf).await
+            {
+                debug!("write failed: {e}");
                 return;
             }
-        };
+        }
         queued.fetch_sub(cost, Ordering::Relaxed);
-        if let Err(e) = result {
-            debug!("write failed: {e}");
-            if matches!(e, FrameError::TooLarge { .. }) {
-                continue;
+        if let Some((code, reason)) = close {
+            // Graceful: finish every stream, give the peer a moment to receive what was
+            // queued, then close.
+            let _ = control.finish();
+            for s in streams.values_mut() {
+                let _ = s.finish();
             }
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+            let _ = tokio::time::timeout_at(deadline, control.stopped()).await;
+            for s in streams.values_mut() {
+                let _ = tokio::time::timeout_at(deadline, s.stopped()).await;
+            }
+            conn.close(quic::code(code), reason.as_bytes());
             return;
         }
     }
