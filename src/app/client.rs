@@ -898,15 +898,16 @@ impl ClientCore {
                     }
                     None => {
                         // The conversation could not be opened (e.g. unknown user): forget
-                        // it and what was queued for it.
-                        let catching = self
-                            .convs
-                            .get(&conv)
-                            .is_some_and(|s| s.stream == Stream::CatchingUp);
-                        if catching {
-                            self.convs.remove(&conv);
-                            self.outbox.retain(|p| p.conv != conv);
-                            self.complete_barriers();
+                        // it and what was queued for it. Requests queued behind the open
+                        // fail too; the first error already said why.
+                        match self.convs.get(&conv).map(|s| s.stream) {
+                            Some(Stream::CatchingUp) => {
+                                self.convs.remove(&conv);
+                                self.outbox.retain(|p| p.conv != conv);
+                                self.complete_barriers();
+                            }
+                            None => return std::mem::take(&mut self.out),
+                            Some(_) => {}
                         }
                     }
                 }

@@ -685,3 +685,19 @@ fn catch_up_comes_in_rounds_within_a_byte_budget() {
     let n = w.messages(fresh).len();
     assert!((1..=5).contains(&n), "{n}");
 }
+
+#[test]
+fn a_conversation_that_cannot_open_reports_once() {
+    let mut w = World::new(Limits::default());
+    let a = w.login("alice");
+    w.take(a);
+    w.cmd(
+        a,
+        Command::History {
+            conv: "@nobody".into(),
+            before: None,
+            limit: None,
+        },
+    );
+    assert_eq!(errors(&w.take(a)), vec!["unknown_user"]);
+}
