@@ -252,6 +252,31 @@ fn main() {
     });
     println!("ok: announcement from the server window reaches #general");
 
+    // A file, sent with the attach path (the button and a drop call it) and downloaded
+    // through the download button's path by bob: same bytes at the other end.
+    let files_dir = tempfile::tempdir().expect("temp dir");
+    let payload: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    let upload = files_dir.path().join("report.bin");
+    std::fs::write(&upload, &payload).unwrap();
+    alice.attach_file(&upload);
+    wait_until("bob to see the file message", || {
+        messages(&bob, "#general")
+            .iter()
+            .any(|m| m.file.as_ref().is_some_and(|f| f.name == "report.bin"))
+    });
+    let fid = messages(&bob, "#general")
+        .iter()
+        .find(|m| m.file.as_ref().is_some_and(|f| f.name == "report.bin"))
+        .unwrap()
+        .id;
+    let dest = files_dir.path().join("downloaded.bin");
+    bob.download_to(fid, &dest);
+    wait_until("the download to complete with the same bytes", || {
+        std::fs::read(&dest).is_ok_and(|b| b == payload)
+    });
+    wait_until("the progress bar to go away", || !bob.transfer_progress().0);
+    println!("ok: a file sent by alice is downloaded by bob, byte for byte");
+
     // Disconnect bob from the server window: his banner shows, then he is back.
     assert!(server.disconnect_user("bob"));
     wait_until("bob's reconnect banner", || bob.banner_visible());
@@ -318,6 +343,7 @@ fn main() {
     let t = Instant::now();
     let page: Vec<MessageData> = (0..100_000u64)
         .map(|i| MessageData {
+            file: None,
             id: (1 << 40) + i,
             seq: 1_000_000 + i,
             from: if i % 3 == 0 { "alice" } else { "bob" }.into(),

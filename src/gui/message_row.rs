@@ -28,6 +28,8 @@ mod imp {
         pub body: TemplateChild<gtk::Label>,
         #[template_child]
         pub time: TemplateChild<gtk::Label>,
+        #[template_child]
+        pub download: TemplateChild<gtk::Button>,
         pub message: RefCell<Option<LwMessage>>,
         /// How long an author may delete for everyone, ms.
         pub delete_window_ms: Cell<u64>,
@@ -158,6 +160,15 @@ impl LwMessageRow {
             }
         }
         imp.time.set_text(&format_time(d.ts));
+        // A file message (not deleted) gets a download button.
+        let file = d.file.as_ref().filter(|_| d.text.is_some());
+        imp.download.set_visible(file.is_some());
+        if let Some(f) = file {
+            imp.download
+                .set_action_target_value(Some(&d.id.to_variant()));
+            imp.download
+                .set_tooltip_text(Some(&format!("Download {}", f.name)));
+        }
     }
 
     /// Forgets the message (the row is being recycled).

@@ -37,6 +37,8 @@ pub struct MessageData {
     pub own: bool,
     /// A notice from LiveWire itself (e.g. a changed safety number), not a message.
     pub notice: bool,
+    /// For a file message, its file.
+    pub file: Option<crate::app::files::FileInfo>,
 }
 
 /// Ids of local notices start here, far above any server id.
@@ -300,6 +302,7 @@ impl LwConversation {
             .and_downcast::<LwMessage>()
             .map_or(0, |m| m.seq());
         self.add(MessageData {
+            file: None,
             id: NOTICE_ID_BASE + n,
             seq,
             text: Some(text.to_owned()),

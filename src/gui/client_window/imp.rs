@@ -121,6 +121,10 @@ pub struct LwClientWindow {
     pub composer: TemplateChild<gtk::TextView>,
     #[template_child]
     pub send_button: TemplateChild<gtk::Button>,
+    #[template_child]
+    pub attach_button: TemplateChild<gtk::Button>,
+    #[template_child]
+    pub transfer_bar: TemplateChild<gtk::ProgressBar>,
 
     /// Where pins and the remembered login live.
     pub config_dir: RefCell<PathBuf>,

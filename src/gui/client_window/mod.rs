@@ -265,6 +265,29 @@ impl LwClientWindow {
             self,
             move |_| win.send_composer()
         ));
+        imp.attach_button.connect_clicked(glib::clone!(
+            #[weak(rename_to = win)]
+            self,
+            move |_| win.choose_attachment()
+        ));
+        // Dropping a file on the conversation sends it there.
+        let drop = gtk::DropTarget::new(gio::File::static_type(), gdk::DragAction::COPY);
+        drop.connect_drop(glib::clone!(
+            #[weak(rename_to = win)]
+            self,
+            #[upgrade_or]
+            false,
+            move |_, value, _, _| {
+                match value.get::<gio::File>().ok().and_then(|f| f.path()) {
+                    Some(path) if win.is_online() => {
+                        win.attach_file(&path);
+                        true
+                    }
+                    _ => false,
+                }
+            }
+        ));
+        imp.message_scroller.add_controller(drop);
 
         // Connect screen.
         let connect = glib::clone!(
@@ -346,7 +369,15 @@ impl LwClientWindow {
                 }
             })
             .build();
-        self.add_action_entries([delete_me, delete_all, copy]);
+        let download = gio::ActionEntry::builder("download-file")
+            .parameter_type(Some(glib::VariantTy::UINT64))
+            .activate(|win: &Self, _, p| {
+                if let Some(id) = p.and_then(|p| p.get::<u64>()) {
+                    win.choose_download(id);
+                }
+            })
+            .build();
+        self.add_action_entries([delete_me, delete_all, copy, download]);
         self.connect_is_active_notify(|win| {
             if win.is_active()
                 && let Some(c) = win.current()
@@ -631,9 +662,10 @@ impl LwClientWindow {
                     from,
                     text,
                     ts,
-                    ..
+                    file,
                 }) => {
-                    let m = self.received(id, seq, from, text, ts);
+                    let mut m = self.received(id, seq, from, text, ts);
+                    m.file = file;
                     match run.last_mut() {
                         Some((c, msgs)) if *c == conv => msgs.push(m),
                         _ => run.push((conv, vec![m])),
@@ -665,6 +697,7 @@ impl LwClientWindow {
             text,
             ts,
             notice: false,
+            file: None,
         }
     }
 
@@ -836,7 +869,7 @@ impl LwClientWindow {
                 seq,
                 ts,
                 text,
-                ..
+                file,
             } => {
                 let me = self.me().unwrap_or_default();
                 let c = self.conversation_for(&conv);
@@ -848,6 +881,7 @@ impl LwClientWindow {
                     ts,
                     own: true,
                     notice: false,
+                    file,
                 });
                 imp.stick_to_bottom.set(true);
             }
@@ -911,6 +945,7 @@ impl LwClientWindow {
                         text: m.text,
                         ts: m.ts,
                         notice: false,
+                        file: m.file,
                     })
                     .collect();
                 if imp
@@ -945,8 +980,19 @@ impl LwClientWindow {
                 self.show_toast(&friendly_error(&code, &message));
             }
             // File transfers are started from scripted mode only so far.
-            Event::Transfer { .. } => {}
-            Event::Downloaded { path, .. } => self.show_toast(&format!("Downloaded {path}")),
+            Event::Transfer {
+                direction,
+                bytes,
+                total,
+                ..
+            } => self.show_transfer(&direction, bytes, total),
+            Event::Downloaded { path, .. } => {
+                imp.transfer_bar.set_visible(false);
+                self.show_toast(&format!("Downloaded {path}"));
+                // Open it with the desktop's default application, where there is one.
+                let uri = gio::File::for_path(&path).uri();
+                let _ = gio::AppInfo::launch_default_for_uri(&uri, None::<&gio::AppLaunchContext>);
+            }
             Event::Cancelled { .. } => self.show_toast("Transfer cancelled"),
         }
     }
@@ -1003,6 +1049,7 @@ impl LwClientWindow {
         imp.offline_label.set_visible(!online);
         imp.composer.set_sensitive(online);
         imp.send_button.set_sensitive(online);
+        imp.attach_button.set_sensitive(online);
     }
 
     fn set_online_users(&self, users: Vec<String>) {
@@ -1267,6 +1314,99 @@ impl LwClientWindow {
     pub fn compose_and_send(&self, text: &str) {
         self.imp().composer.buffer().set_text(text);
         self.send_composer();
+    }
+
+    /// Sends the file at `path` to the current conversation (the attach button, a drop).
+    pub fn attach_file(&self, path: &std::path::Path) {
+        let Some(conv) = self.current() else { return };
+        self.send_command(Command::SendFile {
+            to: conv.name(),
+            path: path.to_string_lossy().into_owned(),
+        });
+    }
+
+    fn choose_attachment(&self) {
+        let chooser = gtk::FileChooserNative::new(
+            Some("Send a File"),
+            Some(self),
+            gtk::FileChooserAction::Open,
+            Some("Send"),
+            Some("Cancel"),
+        );
+        chooser.connect_response(glib::clone!(
+            #[weak(rename_to = win)]
+            self,
+            move |chooser, response| {
+                if response == gtk::ResponseType::Accept
+                    && let Some(path) = chooser.file().and_then(|f| f.path())
+                {
+                    win.attach_file(&path);
+                }
+                chooser.destroy();
+            }
+        ));
+        chooser.show();
+    }
+
+    /// Downloads the file of message `id` to `path` (the download button, after the dialog).
+    pub fn download_to(&self, id: u64, path: &std::path::Path) {
+        self.send_command(Command::Download {
+            id,
+            path: path.to_string_lossy().into_owned(),
+        });
+    }
+
+    fn choose_download(&self, id: u64) {
+        let name = self
+            .current()
+            .and_then(|c| c.message(id))
+            .and_then(|m| m.data().file)
+            .map(|f| f.name)
+            .unwrap_or_else(|| "download".into());
+        let chooser = gtk::FileChooserNative::new(
+            Some("Save File"),
+            Some(self),
+            gtk::FileChooserAction::Save,
+            Some("Save"),
+            Some("Cancel"),
+        );
+        chooser.set_current_name(&name);
+        chooser.connect_response(glib::clone!(
+            #[weak(rename_to = win)]
+            self,
+            move |chooser, response| {
+                if response == gtk::ResponseType::Accept
+                    && let Some(path) = chooser.file().and_then(|f| f.path())
+                {
+                    win.download_to(id, &path);
+                }
+                chooser.destroy();
+            }
+        ));
+        chooser.show();
+    }
+
+    fn show_transfer(&self, direction: &str, bytes: u64, total: u64) {
+        let bar = &self.imp().transfer_bar;
+        let fraction = if total == 0 {
+            1.0
+        } else {
+            bytes as f64 / total as f64
+        };
+        let verb = if direction == "up" {
+            "Sending"
+        } else {
+            "Downloading"
+        };
+        bar.set_fraction(fraction.clamp(0.0, 1.0));
+        bar.set_text(Some(&format!("{verb}… {:.0} %", fraction * 100.0)));
+        bar.set_visible(bytes < total);
+    }
+
+    /// The transfer progress bar: (visible, fraction).
+    pub fn transfer_progress(&self) -> (bool, f64) {
+        let bar = &self.imp().transfer_bar;
+        (bar.is_visible(), bar.fraction())
     }
 
     /// Deletes a message (the context menu's actions).
