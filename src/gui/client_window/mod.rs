@@ -344,40 +344,24 @@ impl LwClientWindow {
             move |_| win.imp().toast.set_reveal_child(false)
         ));
 
-        // Actions used by the message context menu.
-        let delete_me = gio::ActionEntry::builder("delete-for-me")
-            .parameter_type(Some(glib::VariantTy::UINT64))
-            .activate(|win: &Self, _, p| {
-                if let Some(id) = p.and_then(|p| p.get::<u64>()) {
-                    win.delete_message(id, DeleteScope::Me);
-                }
-            })
-            .build();
-        let delete_all = gio::ActionEntry::builder("delete-for-everyone")
-            .parameter_type(Some(glib::VariantTy::UINT64))
-            .activate(|win: &Self, _, p| {
-                if let Some(id) = p.and_then(|p| p.get::<u64>()) {
-                    win.delete_message(id, DeleteScope::Everyone);
-                }
-            })
-            .build();
-        let copy = gio::ActionEntry::builder("copy-text")
-            .parameter_type(Some(glib::VariantTy::STRING))
-            .activate(|win: &Self, _, p| {
-                if let Some(text) = p.and_then(|p| p.get::<String>()) {
-                    win.clipboard().set_text(&text);
-                }
-            })
-            .build();
-        let download = gio::ActionEntry::builder("download-file")
-            .parameter_type(Some(glib::VariantTy::UINT64))
-            .activate(|win: &Self, _, p| {
-                if let Some(id) = p.and_then(|p| p.get::<u64>()) {
-                    win.choose_download(id);
-                }
-            })
-            .build();
-        self.add_action_entries([delete_me, delete_all, copy, download]);
+        // Actions used by the message rows (context menu, download button).
+        self.add_action_entries([
+            message_action("delete-for-me", |win, id| {
+                win.delete_message(id, DeleteScope::Me)
+            }),
+            message_action("delete-for-everyone", |win, id| {
+                win.delete_message(id, DeleteScope::Everyone)
+            }),
+            message_action("download-file", |win, id| win.choose_download(id)),
+            gio::ActionEntry::builder("copy-text")
+                .parameter_type(Some(glib::VariantTy::STRING))
+                .activate(|win: &Self, _, p| {
+                    if let Some(text) = p.and_then(|p| p.get::<String>()) {
+                        win.clipboard().set_text(&text);
+                    }
+                })
+                .build(),
+        ]);
         self.connect_is_active_notify(|win| {
             if win.is_active()
                 && let Some(c) = win.current()
@@ -1413,6 +1397,18 @@ impl LwClientWindow {
     pub fn delete_message(&self, id: u64, scope: DeleteScope) {
         self.send_command(Command::Delete { id, scope });
     }
+}
+
+/// A window action whose parameter is a message id.
+fn message_action(name: &str, run: fn(&LwClientWindow, u64)) -> gio::ActionEntry<LwClientWindow> {
+    gio::ActionEntry::builder(name)
+        .parameter_type(Some(glib::VariantTy::UINT64))
+        .activate(move |win: &LwClientWindow, _, p| {
+            if let Some(id) = p.and_then(|p| p.get::<u64>()) {
+                run(win, id);
+            }
+        })
+        .build()
 }
 
 /// One sidebar row: presence dot, name, unread badge.
