@@ -237,10 +237,8 @@ fn an_ack_survives_sigkill() {
         &server.addr,
         "alice",
         ClientOpts {
-            password: PASSWORD.into(),
-            trust: vec!["--accept-new".into()],
-            home: dir.path().to_owned(),
             extra: vec!["--no-reconnect".into()],
+            ..ClientOpts::new(dir.path())
         },
     );
     alice.expect("ready", |v| v["event"] == "ready");

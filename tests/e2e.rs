@@ -326,10 +326,8 @@ fn graceful_shutdown_tells_clients() {
         &server.addr,
         "alice",
         ClientOpts {
-            password: PASSWORD.into(),
-            trust: vec!["--accept-new".into()],
-            home: dir.path().to_owned(),
             extra: vec!["--no-reconnect".into()],
+            ..ClientOpts::new(dir.path())
         },
     );
     alice.expect("ready", |v| v["event"] == "ready");

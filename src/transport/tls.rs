@@ -354,6 +354,17 @@ mod tests {
     }
 
     #[test]
+    fn early_data_is_off_on_both_sides() {
+        // The protection itself (tests/security.rs checks the effect on a live server).
+        let dir = tempfile::tempdir().unwrap();
+        let server = server_config(Identity::load_or_create(dir.path()).unwrap()).unwrap();
+        assert_eq!(server.max_early_data_size, 0);
+        let client = client_config(PinningVerifier::new(None)).unwrap();
+        assert!(!client.enable_early_data);
+        assert_eq!(server.alpn_protocols, vec![ALPN.to_vec()]);
+    }
+
+    #[test]
     fn pins_round_trip_and_damage_is_an_error() {
         let dir = tempfile::tempdir().unwrap();
         let store = PinStore::new(dir.path().join("known_servers"));

@@ -157,6 +157,18 @@ pub struct ClientOpts {
     pub extra: Vec<String>,
 }
 
+impl ClientOpts {
+    /// The usual client: the test password, trust on first use, pins and state under `home`.
+    pub fn new(home: &Path) -> Self {
+        Self {
+            password: PASSWORD.into(),
+            trust: vec!["--accept-new".into()],
+            home: home.to_owned(),
+            extra: vec![],
+        }
+    }
+}
+
 /// A `livewire chat` process and everything it printed.
 pub struct ChatProc {
     pub user: String,
@@ -170,16 +182,7 @@ pub struct ChatProc {
 impl ChatProc {
     /// Starts a client for `user` whose pins and state live under `home/user`.
     pub fn start(server: &str, user: &str, home: &Path) -> Self {
-        Self::start_with(
-            server,
-            user,
-            ClientOpts {
-                password: PASSWORD.into(),
-                trust: vec!["--accept-new".into()],
-                home: home.to_owned(),
-                extra: vec![],
-            },
-        )
+        Self::start_with(server, user, ClientOpts::new(home))
     }
 
     pub fn start_with(server: &str, user: &str, o: ClientOpts) -> Self {
