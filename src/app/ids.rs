@@ -23,7 +23,10 @@ pub enum NameError {
     /// A character outside letters, digits, `_`, `-` and `.`.
     #[error("a username may only contain letters, digits, '_', '-' and '.'")]
     Charset,
-    /// One of [`RESERVED_NAMES`].
+    /// Only separators (`_`, `-`, `.`): nothing a person could tell apart.
+    #[error("a username needs at least one letter or digit")]
+    NoLetter,
+    /// One of [`RESERVED_NAMES`], or a look-alike of one.
     #[error("that username is reserved")]
     Reserved,
 }
@@ -47,10 +50,17 @@ impl UserName {
         Ok(Self(s.to_owned()))
     }
 
-    /// Like [`UserName::parse`], and also refuses reserved names (for registration).
+    /// Like [`UserName::parse`], and also refuses reserved names and their look-alikes
+    /// (`Admin.`, `r00t`) for registration: the same [`skeleton`] decides both.
+    ///
+    /// [`skeleton`]: UserName::skeleton
     pub fn parse_new(s: &str) -> Result<Self, NameError> {
         let name = Self::parse(s)?;
-        if RESERVED_NAMES.contains(&name.key().as_str()) {
+        if !s.chars().any(|c| c.is_ascii_alphanumeric()) {
+            return Err(NameError::NoLetter);
+        }
+        let skeleton = name.skeleton();
+        if RESERVED_NAMES.iter().any(|r| skeleton_of(r) == skeleton) {
             return Err(NameError::Reserved);
         }
         Ok(name)
@@ -66,20 +76,36 @@ impl UserName {
         self.0.to_ascii_lowercase()
     }
 
-    /// A "skeleton" that maps look-alike characters together (`0`/`o`, `1`/`l`/`I`,
-    /// `rn`/`m`), so `AIice` cannot be registered next to `alice`.
+    /// The look-alike "skeleton" that makes a name unique among registrations: see
+    /// [`skeleton_of`].
     pub fn skeleton(&self) -> String {
-        self.key()
-            .replace("rn", "m")
-            .chars()
-            .map(|c| match c {
-                '0' => 'o',
-                '1' | 'i' => 'l',
-                '5' => 's',
-                c => c,
-            })
-            .collect()
+        skeleton_of(&self.0)
     }
+}
+
+/// Folds a name to the form two look-alike names share, in the spirit of Unicode's
+/// confusable skeletons (UTS #39) for the ASCII names LiveWire allows: case is ignored,
+/// separators (`.` `-` `_`) are dropped, and characters that read alike are mapped
+/// together (`0`/`o`, `1`/`l`/`i`/`I`, `5`/`s`, `rn`/`m`, `vv`/`w`). So `AIice`, `ali.ce`
+/// and `a1ice` cannot be registered next to `alice`, nor `Admin.` next to the reserved
+/// `admin`.
+pub fn skeleton_of(name: &str) -> String {
+    let folded: String = name
+        .chars()
+        .filter(|c| !matches!(c, '.' | '-' | '_'))
+        .map(|c| c.to_ascii_lowercase())
+        .collect();
+    folded
+        .replace("rn", "m")
+        .replace("vv", "w")
+        .chars()
+        .map(|c| match c {
+            '0' => 'o',
+            '1' | 'i' => 'l',
+            '5' => 's',
+            c => c,
+        })
+        .collect()
 }
 
 impl fmt::Display for UserName {
@@ -188,6 +214,17 @@ mod tests {
         assert_eq!(UserName::parse("élan"), Err(NameError::Charset));
         assert_eq!(UserName::parse_new("Admin"), Err(NameError::Reserved));
         assert!(UserName::parse("Admin").is_ok());
+        assert_eq!(UserName::parse_new("._-"), Err(NameError::NoLetter));
+    }
+
+    #[test]
+    fn reserved_lookalikes_are_refused() {
+        for n in [
+            "Admin.", "ad-min", "_root_", "r00t", "SERVER", "sys.tem", "Iivewire",
+        ] {
+            assert_eq!(UserName::parse_new(n), Err(NameError::Reserved), "{n}");
+        }
+        assert!(UserName::parse_new("administrator").is_ok());
     }
 
     #[test]
@@ -196,6 +233,10 @@ mod tests {
         assert_eq!(UserName::parse("ALICE").unwrap().key(), a.key());
         assert_eq!(UserName::parse("AIice").unwrap().skeleton(), a.skeleton());
         assert_eq!(UserName::parse("a1ice").unwrap().skeleton(), a.skeleton());
+        for n in ["ali.ce", "ali-ce", "_alice_", "A.L.I.C.E"] {
+            assert_eq!(UserName::parse(n).unwrap().skeleton(), a.skeleton(), "{n}");
+        }
+        assert_eq!(skeleton_of("vvendy"), skeleton_of("wendy"));
         assert_ne!(UserName::parse("bob").unwrap().skeleton(), a.skeleton());
     }
 

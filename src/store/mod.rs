@@ -1,7 +1,11 @@
 //! Persistence in SQLite (rusqlite, bundled): users, conversation events, hides.
 //!
 //! WAL with `synchronous=FULL`, so a committed transaction survives a crash or power loss;
-//! `secure_delete=ON`, so an erased body is overwritten rather than left in a free page.
+//! `secure_delete=ON`, so an erased body is overwritten rather than left in a free page,
+//! and a commit that erased a body is followed by a truncating checkpoint, so the old
+//! page images in the WAL are gone from disk too (the WAL keeps every version of a page
+//! until it is checkpointed and truncated; a server killed before that truncates it on
+//! its next start). Temporary tables and sorts stay in memory (`temp_store=MEMORY`).
 //! The hub wraps each batch of core calls in [`SqliteStore::begin`] / [`SqliteStore::commit`]
 //! (group commit) and acknowledges only after the commit.
 
@@ -9,7 +13,7 @@ use std::path::Path;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use crate::app::ids::{ClientMsgId, ConvId, MsgId, Seq};
+use crate::app::ids::{ClientMsgId, ConvId, MsgId, Seq, skeleton_of};
 use crate::app::protocol::{ConvEvent, EventKind, Hidden};
 use crate::app::store::{Store, StoreError, StoreResult, StoredEvent, UserRecord};
 
@@ -52,7 +56,45 @@ const MIGRATIONS: &[&str] = &[
      );",
     // 2: identity keys for end-to-end private messages.
     "ALTER TABLE users ADD COLUMN identity_key BLOB;",
+    // 3: look-alike skeletons ignore separators (`ali.ce` ~ `alice`); recomputed in Rust
+    // by `recompute_skeletons`.
+    "",
 ];
+
+/// The migration after which every stored skeleton is [`skeleton_of`] its name.
+const SKELETONS_WITHOUT_SEPARATORS: usize = 3;
+
+/// Recomputes every user's skeleton with today's [`skeleton_of`]. Accounts registered
+/// under an older rule may now share a skeleton: the oldest keeps it, the others get a
+/// unique variant (`skeleton~key`) so they can still log in while no new look-alike of
+/// any of them can register.
+fn recompute_skeletons(tx: &rusqlite::Transaction<'_>) -> StoreResult<()> {
+    let users: Vec<(String, String)> = tx
+        .prepare("SELECT key, name FROM users ORDER BY created, rowid")
+        .map_err(err)?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .map_err(err)?
+        .collect::<Result<_, _>>()
+        .map_err(err)?;
+    tx.execute("UPDATE users SET skeleton = '~' || key", [])
+        .map_err(err)?;
+    let mut taken = std::collections::HashSet::new();
+    for (key, name) in users {
+        let mut skeleton = skeleton_of(&name);
+        if !taken.insert(skeleton.clone()) {
+            skeleton = format!("{skeleton}~{key}");
+        }
+        tx.execute(
+            "UPDATE users SET skeleton = ?1 WHERE key = ?2",
+            params![skeleton, key],
+        )
+        .map_err(err)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod erasure_tests;
 
 fn err(e: impl std::fmt::Display) -> StoreError {
     StoreError(e.to_string())
@@ -62,6 +104,8 @@ fn err(e: impl std::fmt::Display) -> StoreError {
 pub struct SqliteStore {
     db: Connection,
     in_tx: bool,
+    /// A body was erased since the last truncating checkpoint.
+    erased: bool,
 }
 
 impl SqliteStore {
@@ -88,11 +132,18 @@ impl SqliteStore {
             "PRAGMA journal_mode = WAL;
              PRAGMA synchronous = FULL;
              PRAGMA secure_delete = ON;
+             PRAGMA temp_store = MEMORY;
              PRAGMA foreign_keys = ON;",
         )
         .map_err(err)?;
-        let mut store = Self { db, in_tx: false };
+        let mut store = Self {
+            db,
+            in_tx: false,
+            erased: false,
+        };
         store.migrate()?;
+        // A server killed right after erasing a body left its old text in the WAL.
+        store.checkpoint()?;
         Ok(store)
     }
 
@@ -110,6 +161,9 @@ impl SqliteStore {
         for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
             let tx = self.db.transaction().map_err(err)?;
             tx.execute_batch(sql).map_err(err)?;
+            if i + 1 == SKELETONS_WITHOUT_SEPARATORS {
+                recompute_skeletons(&tx)?;
+            }
             tx.pragma_update(None, "user_version", (i + 1) as i64)
                 .map_err(err)?;
             tx.commit().map_err(err)?;
@@ -142,8 +196,21 @@ impl SqliteStore {
                 let _ = self.db.execute_batch("ROLLBACK");
                 return Err(err(e));
             }
+            self.scrub_erased();
         }
         Ok(())
+    }
+
+    /// After a committed erase, removes the erased text's old page images from the WAL.
+    /// The erase itself is durable either way; a failure here is retried after the next
+    /// erase and at the next start.
+    fn scrub_erased(&mut self) {
+        if self.erased {
+            match self.checkpoint() {
+                Ok(()) => self.erased = false,
+                Err(e) => tracing::warn!("could not truncate the WAL after an erase: {e}"),
+            }
+        }
     }
 
     /// Copies the WAL into the main file and truncates it (used before reading the file
@@ -381,13 +448,18 @@ impl Store for SqliteStore {
             .map_err(err)?
             .execute([id as i64])
             .map_err(err)?;
-        self.append(
+        self.erased = true;
+        let tombstone = self.append(
             &stored.conv,
             &stored.event.sender,
             cmid,
             ts,
             &EventKind::Tombstone { target: id },
-        )
+        )?;
+        if !self.in_tx {
+            self.scrub_erased();
+        }
+        Ok(tombstone)
     }
 
     fn events_after(
