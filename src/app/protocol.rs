@@ -54,6 +54,10 @@ pub enum ErrorCode {
     BadRequest,
     /// The server failed; nothing was changed.
     Internal,
+    /// The server is out of storage space: nothing was stored; reads still work.
+    ServerFull,
+    /// The user's storage quota for files would be exceeded.
+    QuotaExceeded,
 }
 
 impl ErrorCode {
@@ -72,6 +76,8 @@ impl ErrorCode {
             ErrorCode::TooLarge => "too_large",
             ErrorCode::BadRequest => "bad_request",
             ErrorCode::Internal => "internal",
+            ErrorCode::ServerFull => "server_full",
+            ErrorCode::QuotaExceeded => "quota_exceeded",
         }
     }
 }

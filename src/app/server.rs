@@ -197,7 +197,41 @@ pub enum ServerLog {
     StoreFailed {
         /// What failed.
         error: String,
+        /// Because the disk is full (logged at `warn` with what to do).
+        full: bool,
     },
+}
+
+#[derive(Debug)]
+/// Who is waiting for the answer to an input, should the store fail while handling it.
+enum Asker {
+    /// A login (or the password check that completes it).
+    Login(ConnId),
+    /// A control-stream command.
+    Control(ConnId),
+    /// A conversation-stream command, with the message it concerns.
+    Conv(ConnId, ConvId, Option<ClientMsgId>),
+}
+
+impl Asker {
+    fn of(input: &Input) -> Option<Self> {
+        match input {
+            Input::Control {
+                conn,
+                up: ControlUp::Login { .. },
+            }
+            | Input::PasswordChecked { conn, .. } => Some(Asker::Login(*conn)),
+            Input::Control { conn, .. } => Some(Asker::Control(*conn)),
+            Input::Conv { conn, conv, up } => {
+                let cmid = match up {
+                    ConvUp::Send { cmid, .. } => Some(*cmid),
+                    _ => None,
+                };
+                Some(Asker::Conv(*conn, conv.clone(), cmid))
+            }
+            _ => None,
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -281,11 +315,42 @@ impl<S: Store> ServerCore<S> {
             self.fail_ip.gc(now_ms);
             self.last_gc = now_ms;
         }
+        let asker = Asker::of(&input);
         if let Err(e) = self.dispatch(input, now_ms) {
-            self.out
-                .push(Output::Log(ServerLog::StoreFailed { error: e.0 }));
+            self.store_failed(asker, e);
         }
         std::mem::take(&mut self.out)
+    }
+
+    /// A command failed in the store: the operator's log says why, and whoever asked gets
+    /// an answer at once (`server_full` on a full disk, otherwise `internal`) instead of
+    /// waiting for one that never comes.
+    fn store_failed(&mut self, asker: Option<Asker>, e: StoreError) {
+        let (code, text) = if e.is_full() {
+            (
+                ErrorCode::ServerFull,
+                "the server is out of storage space; try again later",
+            )
+        } else {
+            (ErrorCode::Internal, "the server could not store that")
+        };
+        let full = e.is_full();
+        self.out.push(Output::Log(ServerLog::StoreFailed {
+            error: e.message,
+            full,
+        }));
+        match asker {
+            None => {}
+            Some(Asker::Login(conn)) => {
+                let user = match self.conns.get(&conn).map(|c| &c.state) {
+                    Some(ConnState::Verifying { name, .. }) => name.to_string(),
+                    _ => String::new(),
+                };
+                self.refuse_login(conn, &user, code, text.into());
+            }
+            Some(Asker::Control(conn)) => self.control_error(conn, code, text),
+            Some(Asker::Conv(conn, conv, cmid)) => self.conv_error(conn, &conv, code, text, cmid),
+        }
     }
 
     fn dispatch(&mut self, input: Input, now: u64) -> Result<(), StoreError> {
@@ -749,7 +814,7 @@ impl<S: Store> ServerCore<S> {
                 format!("no user named {peer}"),
             )));
         };
-        let me = UserName::parse(key).map_err(|e| StoreError(e.to_string()))?;
+        let me = UserName::parse(key).map_err(|e| StoreError::other(e.to_string()))?;
         let peer = UserName::parse(&rec.name).unwrap_or(peer_name);
         Ok(Ok(ConvId::direct(&me, &peer)))
     }

@@ -7,10 +7,48 @@ use super::ids::{ClientMsgId, ConvId, MsgId, Seq};
 use super::protocol::{ConvEvent, EventKind, Hidden};
 use std::collections::{BTreeMap, HashMap, HashSet};
 
+/// What kind of storage failure: the core answers a full disk with `server_full` (the
+/// sender may try again once the operator made room) and anything else with `internal`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreErrorKind {
+    /// The disk (or the database's size limit) is full: writes fail, reads still work.
+    Full,
+    /// Any other failure.
+    Other,
+}
+
 /// A storage failure (the message is for the operator's log).
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("storage: {0}")]
-pub struct StoreError(pub String);
+#[error("storage: {message}")]
+pub struct StoreError {
+    /// What kind of failure.
+    pub kind: StoreErrorKind,
+    /// For the operator's log.
+    pub message: String,
+}
+
+impl StoreError {
+    /// A failure other than a full disk.
+    pub fn other(message: impl Into<String>) -> Self {
+        Self {
+            kind: StoreErrorKind::Other,
+            message: message.into(),
+        }
+    }
+
+    /// The disk is full.
+    pub fn full(message: impl Into<String>) -> Self {
+        Self {
+            kind: StoreErrorKind::Full,
+            message: message.into(),
+        }
+    }
+
+    /// Whether the disk is full.
+    pub fn is_full(&self) -> bool {
+        self.kind == StoreErrorKind::Full
+    }
+}
 
 /// Result of store calls.
 pub type StoreResult<T> = Result<T, StoreError>;
@@ -219,7 +257,7 @@ impl Store for MemStore {
         let stored = self
             .events
             .get_mut(&id)
-            .ok_or_else(|| StoreError("no such message".into()))?;
+            .ok_or_else(|| StoreError::other("no such message"))?;
         stored.event.kind = EventKind::Erased;
         let (conv, sender) = (stored.conv.clone(), stored.event.sender.clone());
         Ok(self.push(

@@ -96,8 +96,19 @@ fn recompute_skeletons(tx: &rusqlite::Transaction<'_>) -> StoreResult<()> {
 #[cfg(test)]
 mod erasure_tests;
 
-fn err(e: impl std::fmt::Display) -> StoreError {
-    StoreError(e.to_string())
+/// A store error from a SQLite error (or any other message). SQLite's `SQLITE_FULL` (the
+/// disk or the database's size limit is full) becomes [`StoreError::full`], so the core can
+/// answer `server_full` instead of `internal`.
+fn err<E: std::fmt::Display + 'static>(e: E) -> StoreError {
+    let full = (&e as &dyn std::any::Any)
+        .downcast_ref::<rusqlite::Error>()
+        .and_then(rusqlite::Error::sqlite_error_code)
+        == Some(rusqlite::ErrorCode::DiskFull);
+    if full {
+        StoreError::full(e.to_string())
+    } else {
+        StoreError::other(e.to_string())
+    }
 }
 
 /// The server's SQLite database.
@@ -142,8 +153,13 @@ impl SqliteStore {
             erased: false,
         };
         store.migrate()?;
-        // A server killed right after erasing a body left its old text in the WAL.
-        store.checkpoint()?;
+        // A server killed right after erasing a body left its old text in the WAL. On a
+        // full disk the checkpoint may fail: the server still starts (it serves reads),
+        // and the next erase's commit tries again.
+        if let Err(e) = store.checkpoint() {
+            tracing::warn!("could not checkpoint the database at start: {e}");
+            store.erased = true;
+        }
         Ok(store)
     }
 
@@ -374,6 +390,11 @@ impl Store for SqliteStore {
 
     fn set_identity_key(&mut self, key: &str, public: [u8; 32]) -> StoreResult<Option<[u8; 32]>> {
         let old = self.identity_key(key)?;
+        if old == Some(public) {
+            // No write on an ordinary login: a server whose disk is full still lets
+            // people in to read.
+            return Ok(old);
+        }
         self.db
             .prepare_cached("UPDATE users SET identity_key = ?1 WHERE key = ?2")
             .map_err(err)?

@@ -174,7 +174,7 @@ impl Server {
             None => Identity::load_or_create(&opts.data_dir)?,
         };
         let fingerprint = identity.fingerprint();
-        let store = SqliteStore::open(&opts.data_dir).map_err(|e| StartError::Store(e.0))?;
+        let store = SqliteStore::open(&opts.data_dir).map_err(|e| StartError::Store(e.message))?;
         let endpoint_config = quic::server_endpoint_config(&identity);
         let config = quic::server_config(identity, opts.limits.streams_per_conn)?;
         let endpoint =
@@ -332,25 +332,14 @@ fn hub_loop(
             }
         }
         if let Err(e) = core.store_mut().commit() {
-            // Nothing of this batch is durable: acknowledge nothing, tell the senders.
-            warn!("database commit failed: {e}");
-            for o in &mut outputs {
-                if let Output::Conv {
-                    down: down @ ConvDown::Ack { .. },
-                    ..
-                } = o
-                {
-                    let cmid = match down {
-                        ConvDown::Ack { cmid, .. } => Some(*cmid),
-                        _ => None,
-                    };
-                    *down = ConvDown::Error {
-                        code: ErrorCode::Internal,
-                        message: "the server could not store the message; it will be resent".into(),
-                        cmid,
-                    };
-                }
+            if e.is_full() {
+                warn!(
+                    "out of storage space: {e}; writes are refused with server_full until there is room"
+                );
+            } else {
+                warn!("database commit failed: {e}");
             }
+            unsend_batch(&mut outputs, e.is_full());
         }
         for out in outputs {
             router.route(out);
@@ -360,6 +349,47 @@ fn hub_loop(
                 warn!("checkpoint at shutdown: {e}");
             }
             break;
+        }
+    }
+}
+
+/// Nothing of a batch whose commit failed is durable: its new events go to nobody, and
+/// each acknowledgement becomes an error for its sender — `server_full` on a full disk
+/// (the client gives up on that message and says so), otherwise `internal` (the client
+/// keeps it and sends it again after its next reconnect).
+fn unsend_batch(outputs: &mut Vec<Output>, full: bool) {
+    outputs.retain(|o| {
+        !matches!(
+            o,
+            Output::Conv {
+                down: ConvDown::Event(_),
+                ..
+            }
+        )
+    });
+    for o in outputs.iter_mut() {
+        if let Output::Conv {
+            down: down @ ConvDown::Ack { .. },
+            ..
+        } = o
+        {
+            let cmid = match down {
+                ConvDown::Ack { cmid, .. } => Some(*cmid),
+                _ => None,
+            };
+            *down = if full {
+                ConvDown::Error {
+                    code: ErrorCode::ServerFull,
+                    message: "the server is out of storage space; try again later".into(),
+                    cmid,
+                }
+            } else {
+                ConvDown::Error {
+                    code: ErrorCode::Internal,
+                    message: "the server could not store the message; it will be resent".into(),
+                    cmid,
+                }
+            };
         }
     }
 }
@@ -465,7 +495,10 @@ fn log_event(l: &ServerLog) {
         ServerLog::LoginRefused { addr, user, reason } => {
             info!(%addr, %user, %reason, "login refused")
         }
-        ServerLog::StoreFailed { error } => warn!(%error, "storage failure"),
+        ServerLog::StoreFailed { error, full: true } => {
+            warn!(%error, "out of storage space: writes are refused with server_full until there is room")
+        }
+        ServerLog::StoreFailed { error, .. } => warn!(%error, "storage failure"),
     }
 }
 

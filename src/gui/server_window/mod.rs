@@ -478,7 +478,7 @@ impl LwServerWindow {
             ServerLog::LoginRefused { addr, user, reason } => {
                 self.log(&format!("refused login as {user} from {addr}: {reason}"));
             }
-            ServerLog::StoreFailed { error } => {
+            ServerLog::StoreFailed { error, .. } => {
                 self.log(&format!("storage error: {error}"));
             }
         }
