@@ -7,6 +7,7 @@ pub mod files;
 pub mod ids;
 pub mod limits;
 pub mod protocol;
+pub mod rooms;
 pub mod server;
 pub mod store;
 
