@@ -16,7 +16,7 @@ use gtk4 as gtk;
 use crate::app::client::{Command, Event, SavedState};
 use crate::app::ids::{ConvId, GENERAL, UserName};
 use crate::app::protocol::DeleteScope;
-use crate::cli;
+use crate::paths;
 use crate::gui::message_row::LwMessageRow;
 use crate::gui::models::{LwConversation, LwMessage, MessageData};
 use crate::gui::runtime;
@@ -109,8 +109,8 @@ impl LwClientWindow {
     /// keeps them (`~/.local/share/livewire/client`); with any other, in its `state`
     /// subdirectory, so a custom config dir is a self-contained profile.
     pub fn new(app: &gtk::Application, config_dir: PathBuf) -> Self {
-        let state_dir = if config_dir == cli::config_dir() {
-            cli::data_dir().join("client")
+        let state_dir = if config_dir == paths::config_dir() {
+            paths::client_state_dir()
         } else {
             config_dir.join("state")
         };
@@ -589,13 +589,13 @@ impl LwClientWindow {
         imp.last_error.replace(None);
         self.set_connecting(true, &format!("Connecting to {}…", form.server()));
         let config_dir = imp.config_dir.borrow().clone();
-        let state_file = cli::state_file(&imp.state_dir.borrow(), &form.server(), &form.user);
+        let state_file = paths::state_file(&imp.state_dir.borrow(), &form.server(), &form.user);
         let opts = ClientOptions {
             server: form.server(),
             user: form.user.clone(),
             password: form.password.clone(),
             trust,
-            pins: cli::pin_store(&config_dir),
+            pins: paths::pin_store(&config_dir),
             // The sync position, pinned peer keys and this device's identity key (which
             // opens private messages) persist; the view is refilled with History on login.
             state_file: Some(state_file),
@@ -990,7 +990,7 @@ impl LwClientWindow {
             .session
             .borrow()
             .as_ref()
-            .map(|s| cli::state_file(&imp.state_dir.borrow(), &s.form.server(), &s.form.user));
+            .map(|s| paths::state_file(&imp.state_dir.borrow(), &s.form.server(), &s.form.user));
         let saved: SavedState = file
             .and_then(|p| std::fs::read(p).ok())
             .and_then(|b| serde_json::from_slice(&b).ok())
