@@ -160,14 +160,23 @@ impl LwMessageRow {
             }
         }
         imp.time.set_text(&format_time(d.ts));
-        // A file message (not deleted) gets a download button.
+        // A file message (not deleted) gets a download button. Only then is the button
+        // bound to `win.download-file`, target first: an action that takes a message id
+        // with no target would make GTK warn on every row it checks.
         let file = d.file.as_ref().filter(|_| d.text.is_some());
         imp.download.set_visible(file.is_some());
-        if let Some(f) = file {
-            imp.download
-                .set_action_target_value(Some(&d.id.to_variant()));
-            imp.download
-                .set_tooltip_text(Some(&format!("Download {}", f.name)));
+        match file {
+            Some(f) => {
+                imp.download
+                    .set_action_target_value(Some(&d.id.to_variant()));
+                imp.download.set_action_name(Some("win.download-file"));
+                imp.download
+                    .set_tooltip_text(Some(&format!("Download {}", f.name)));
+            }
+            None => {
+                imp.download.set_action_name(None);
+                imp.download.set_action_target_value(None);
+            }
         }
     }
 
