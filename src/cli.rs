@@ -109,10 +109,7 @@ impl ServerArgs {
         };
         ServerOptions {
             listen: self.listen,
-            data_dir: self
-                .data_dir
-                .clone()
-                .unwrap_or_else(server_data_dir),
+            data_dir: self.data_dir.clone().unwrap_or_else(server_data_dir),
             cert: self.cert.clone().zip(self.key.clone()),
             limits,
         }
@@ -223,10 +220,7 @@ pub fn main() -> ExitCode {
                 (None, false) => Trust::PinnedOnly,
             };
             let config = args.config_dir.clone().unwrap_or_else(config_dir);
-            let state_dir = args
-                .state_dir
-                .clone()
-                .unwrap_or_else(client_state_dir);
+            let state_dir = args.state_dir.clone().unwrap_or_else(client_state_dir);
             let opts = ClientOptions {
                 state_file: Some(state_file(&state_dir, &args.server, &args.user)),
                 server: args.server,

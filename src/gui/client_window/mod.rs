@@ -16,11 +16,11 @@ use gtk4 as gtk;
 use crate::app::client::{Command, Event, SavedState};
 use crate::app::ids::{ConvId, GENERAL, UserName};
 use crate::app::protocol::DeleteScope;
-use crate::paths;
 use crate::gui::message_row::LwMessageRow;
 use crate::gui::models::{LwConversation, LwMessage, MessageData};
 use crate::gui::runtime;
 use crate::gui::settings::RememberedLogin;
+use crate::paths;
 use crate::transport::client::{self, ClientEvent, ClientOptions, Fatal, Trust};
 
 use imp::{LoginForm, Session};
@@ -986,11 +986,10 @@ impl LwClientWindow {
     fn refill_from_history(&self, user: &str) {
         let me_key = user.to_ascii_lowercase();
         let imp = self.imp();
-        let file = imp
-            .session
-            .borrow()
-            .as_ref()
-            .map(|s| paths::state_file(&imp.state_dir.borrow(), &s.form.server(), &s.form.user));
+        let file =
+            imp.session.borrow().as_ref().map(|s| {
+                paths::state_file(&imp.state_dir.borrow(), &s.form.server(), &s.form.user)
+            });
         let saved: SavedState = file
             .and_then(|p| std::fs::read(p).ok())
             .and_then(|b| serde_json::from_slice(&b).ok())
