@@ -34,6 +34,7 @@ impl LwClientWindow {
         self.imp().current.borrow().clone()
     }
 
+    /// Replaces the set of online users (at login, on reconnect, on `who`).
     pub(super) fn set_online_users(&self, users: Vec<String>) {
         {
             let mut set = self.imp().online.borrow_mut();
@@ -45,6 +46,7 @@ impl LwClientWindow {
         self.refresh_presence();
     }
 
+    /// Shows who is online: the sidebar's dots and the new-chat popover's list.
     pub(super) fn refresh_presence(&self) {
         let imp = self.imp();
         let online = imp.online.borrow().clone();

@@ -92,6 +92,7 @@ impl LwClientWindow {
         });
     }
 
+    /// Applies a batch of events; runs of messages go to their conversation in one update.
     pub(super) fn handle_events(&self, batch: Vec<ClientEvent>, generation: u64) {
         let mut run: Vec<(String, Vec<MessageData>)> = Vec::new();
         for ev in batch {
@@ -124,6 +125,7 @@ impl LwClientWindow {
         self.flush_messages(run);
     }
 
+    /// A received message as the models keep it.
     fn received(
         &self,
         id: u64,
@@ -203,6 +205,7 @@ impl LwClientWindow {
         imp.connect_page.clear_password(true);
     }
 
+    /// One event of the client driver other than a message.
     fn handle_event(&self, ev: ClientEvent) {
         match ev {
             ClientEvent::App(e) => self.handle_app_event(e),
@@ -215,6 +218,8 @@ impl LwClientWindow {
         }
     }
 
+    /// The session ended for good: back to the connect screen, with the trust card for an
+    /// unknown server or the error in words.
     fn handle_fatal(&self, f: Fatal) {
         let imp = self.imp();
         let form = imp.session.take().map(|s| s.form);
@@ -239,6 +244,7 @@ impl LwClientWindow {
         self.show_connect_error(&text, severe);
     }
 
+    /// What one chat event does to the models and the window.
     fn handle_app_event(&self, e: Event) {
         let imp = self.imp();
         match e {
@@ -456,6 +462,7 @@ impl LwClientWindow {
         }
     }
 
+    /// Online or reconnecting: the banner and the composer follow.
     pub(super) fn set_connection_state(&self, online: bool, reason: &str) {
         let imp = self.imp();
         if let Some(s) = imp.session.borrow_mut().as_mut() {
@@ -471,6 +478,8 @@ impl LwClientWindow {
         imp.composer.set_online(online, reason);
     }
 
+    /// A desktop notification for a message that arrived while the window is in the
+    /// background.
     fn notify(&self, conv: &str, from: &str, text: &str) {
         let Some(app) = self.application() else {
             return;
