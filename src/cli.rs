@@ -1,16 +1,17 @@
 //! The command line: `livewire server|client|chat|demo|cert`.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
 use crate::app::limits::Limits;
+use crate::paths::{client_state_dir, config_dir, pin_store, server_data_dir, state_file};
 use crate::scripted::{self, exit};
 use crate::transport::client::{ClientOptions, Trust};
 use crate::transport::server::ServerOptions;
-use crate::transport::tls::{Identity, PinStore};
+use crate::transport::tls::Identity;
 
 /// LiveWire: self-hosted real-time chat over QUIC.
 #[derive(Debug, Parser)]
@@ -108,10 +109,7 @@ impl ServerArgs {
         };
         ServerOptions {
             listen: self.listen,
-            data_dir: self
-                .data_dir
-                .clone()
-                .unwrap_or_else(|| data_dir().join("server")),
+            data_dir: self.data_dir.clone().unwrap_or_else(server_data_dir),
             cert: self.cert.clone().zip(self.key.clone()),
             limits,
         }
@@ -158,43 +156,6 @@ struct DemoArgs {
     /// Data directory of the demo server [default: a fresh temporary one].
     #[arg(long)]
     data_dir: Option<PathBuf>,
-}
-
-fn dirs() -> Option<directories::ProjectDirs> {
-    directories::ProjectDirs::from("org", "LiveWire", "livewire")
-}
-
-/// The XDG data dir (`~/.local/share/livewire`).
-pub fn data_dir() -> PathBuf {
-    dirs().map_or_else(|| PathBuf::from(".livewire"), |d| d.data_dir().to_owned())
-}
-
-/// The XDG config dir (`~/.config/livewire`).
-pub fn config_dir() -> PathBuf {
-    dirs().map_or_else(|| PathBuf::from(".livewire"), |d| d.config_dir().to_owned())
-}
-
-/// The pin file in a config dir.
-pub fn pin_store(config_dir: &Path) -> PinStore {
-    PinStore::new(config_dir.join("known_servers"))
-}
-
-/// Where a client remembers its position for one server and user.
-pub fn state_file(state_dir: &Path, server: &str, user: &str) -> PathBuf {
-    let safe = |s: &str| {
-        s.chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
-                    c
-                } else {
-                    '_'
-                }
-            })
-            .collect::<String>()
-    };
-    state_dir
-        .join(safe(server))
-        .join(format!("{}.json", safe(&user.to_ascii_lowercase())))
 }
 
 fn read_password(args: &ChatArgs) -> Result<String, String> {
@@ -259,10 +220,7 @@ pub fn main() -> ExitCode {
                 (None, false) => Trust::PinnedOnly,
             };
             let config = args.config_dir.clone().unwrap_or_else(config_dir);
-            let state_dir = args
-                .state_dir
-                .clone()
-                .unwrap_or_else(|| data_dir().join("client"));
+            let state_dir = args.state_dir.clone().unwrap_or_else(client_state_dir);
             let opts = ClientOptions {
                 state_file: Some(state_file(&state_dir, &args.server, &args.user)),
                 server: args.server,

@@ -13,9 +13,11 @@
 //!   `livewire chat`.
 //! - `gui` (feature `gui`, default): GTK4 windows, talking to the async core only through
 //!   channels.
+//! - [`paths`]: default directories and file locations, shared by `cli` and `gui`.
 //! - [`cli`]: the command line.
 //!
-//! Dependencies point one way: `gui -> transport -> app`, `store -> app`.
+//! Dependencies point one way: `gui -> transport -> app`, `store -> app`; `cli` starts the
+//! `gui`, and both take their default locations from `paths`.
 
 pub mod app;
 pub mod cli;
@@ -23,6 +25,7 @@ pub mod cli;
 pub mod fuzzing;
 #[cfg(feature = "gui")]
 pub mod gui;
+pub mod paths;
 pub mod scripted;
 pub mod store;
 pub mod transport;

@@ -21,18 +21,18 @@ mod imp {
     #[template(file = "../../ui/message_row.ui")]
     pub struct LwMessageRow {
         #[template_child]
-        pub bubble: TemplateChild<gtk::Box>,
+        pub(super) bubble: TemplateChild<gtk::Box>,
         #[template_child]
-        pub sender: TemplateChild<gtk::Label>,
+        pub(super) sender: TemplateChild<gtk::Label>,
         #[template_child]
-        pub body: TemplateChild<gtk::Label>,
+        pub(super) body: TemplateChild<gtk::Label>,
         #[template_child]
-        pub time: TemplateChild<gtk::Label>,
+        pub(super) time: TemplateChild<gtk::Label>,
         #[template_child]
-        pub download: TemplateChild<gtk::Button>,
-        pub message: RefCell<Option<LwMessage>>,
+        pub(super) download: TemplateChild<gtk::Button>,
+        pub(super) message: RefCell<Option<LwMessage>>,
         /// How long an author may delete for everyone, ms.
-        pub delete_window_ms: Cell<u64>,
+        pub(super) delete_window_ms: Cell<u64>,
     }
 
     #[glib::object_subclass]
@@ -43,6 +43,7 @@ mod imp {
 
         fn class_init(klass: &mut Self::Class) {
             klass.bind_template();
+            klass.bind_template_callbacks();
         }
 
         fn instance_init(obj: &glib::subclass::InitializingObject<Self>) {
@@ -50,34 +51,22 @@ mod imp {
         }
     }
 
-    impl ObjectImpl for LwMessageRow {
-        fn constructed(&self) {
-            self.parent_constructed();
-            let obj = self.obj();
-            // Right click (mouse) and long press (touch) open the same menu.
-            let click = gtk::GestureClick::new();
-            click.set_button(gdk::BUTTON_SECONDARY);
-            click.connect_pressed(glib::clone!(
-                #[weak]
-                obj,
-                move |g, _, x, y| {
-                    g.set_state(gtk::EventSequenceState::Claimed);
-                    obj.popup_menu(x, y);
-                }
-            ));
-            obj.add_controller(click);
-            let press = gtk::GestureLongPress::new();
-            press.connect_pressed(glib::clone!(
-                #[weak]
-                obj,
-                move |g, x, y| {
-                    g.set_state(gtk::EventSequenceState::Claimed);
-                    obj.popup_menu(x, y);
-                }
-            ));
-            obj.add_controller(press);
+    #[gtk::template_callbacks]
+    impl LwMessageRow {
+        #[template_callback]
+        fn on_right_click(&self, _n_press: i32, x: f64, y: f64, gesture: &gtk::GestureClick) {
+            gesture.set_state(gtk::EventSequenceState::Claimed);
+            self.obj().popup_menu(x, y);
+        }
+
+        #[template_callback]
+        fn on_long_press(&self, x: f64, y: f64, gesture: &gtk::GestureLongPress) {
+            gesture.set_state(gtk::EventSequenceState::Claimed);
+            self.obj().popup_menu(x, y);
         }
     }
+
+    impl ObjectImpl for LwMessageRow {}
 
     impl WidgetImpl for LwMessageRow {}
     impl BoxImpl for LwMessageRow {}
@@ -160,14 +149,23 @@ impl LwMessageRow {
             }
         }
         imp.time.set_text(&format_time(d.ts));
-        // A file message (not deleted) gets a download button.
+        // A file message (not deleted) gets a download button. Only then is the button
+        // bound to `win.download-file`, target first: an action that takes a message id
+        // with no target would make GTK warn on every row it checks.
         let file = d.file.as_ref().filter(|_| d.text.is_some());
         imp.download.set_visible(file.is_some());
-        if let Some(f) = file {
-            imp.download
-                .set_action_target_value(Some(&d.id.to_variant()));
-            imp.download
-                .set_tooltip_text(Some(&format!("Download {}", f.name)));
+        match file {
+            Some(f) => {
+                imp.download
+                    .set_action_target_value(Some(&d.id.to_variant()));
+                imp.download.set_action_name(Some("win.download-file"));
+                imp.download
+                    .set_tooltip_text(Some(&format!("Download {}", f.name)));
+            }
+            None => {
+                imp.download.set_action_name(None);
+                imp.download.set_action_target_value(None);
+            }
         }
     }
 

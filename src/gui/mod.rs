@@ -5,23 +5,30 @@
 //! - [`runtime`]: the one tokio runtime beside the GLib main loop.
 //! - [`models`]: GObject models without widgets (messages, conversations, server clients).
 //! - [`message_row`]: `LwMessageRow`, one message bubble and its context menu.
-//! - [`client_window`]: `LwClientWindow`, the connect screen and the chat.
+//! - [`client_window`]: `LwClientWindow`, the connect screen and the chat, split by concern
+//!   into child widgets (`LwConnectPage`, `LwSidebar`, `LwMessageList`, `LwComposer`) and
+//!   the session, conversations, files and user-facing error parts.
 //! - [`server_window`]: `LwServerWindow`, start/stop, clients, activity and announcements.
 //! - [`settings`]: what the client window remembers (never the password).
 //!
 //! Widgets never do network I/O: they send commands through a `ClientHandle` or
 //! `ServerHandle` and drain events from an `async_channel` in one
-//! `glib::spawn_future_local` loop per window. Templates and CSS live in `ui/` and are
-//! compiled in.
+//! `glib::spawn_future_local` loop per window.
+//!
+//! Templates and CSS live in `ui/` and are compiled in. One rule places every template:
+//! the widget defined in `src/gui/<path>.rs` (or `<path>/mod.rs`) has its template at
+//! `ui/<path>.ui`, so `ui/` mirrors the widget tree. Signal handlers are declared in the
+//! templates (`<signal handler="…">`) and implemented with `#[gtk::template_callbacks]`;
+//! child widgets tell their window what the user did through their own signals.
 //!
 //! ```text
 //! LwClientWindow
 //! ├── GtkHeaderBar (new chat ▾, title, Log Out)
 //! └── GtkStack
-//!     ├── "connect": server, port, username, password, trust-this-server card, errors
+//!     ├── "connect": LwConnectPage (server, port, username, password, trust card, errors)
 //!     └── "chat": GtkPaned
-//!         ├── sidebar: GtkListBox of LwConversation (#general, @peers; dots, badges)
-//!         └── banner, GtkListView of LwMessage (LwMessageRow), toast, composer
+//!         ├── LwSidebar: GtkListBox of LwConversation (#general, @peers; dots, badges)
+//!         └── banner, LwMessageList (GtkListView of LwMessageRow), toast, LwComposer
 //! ```
 
 pub mod client_window;

@@ -1,156 +1,84 @@
-//! The client window's widget tree (from `ui/client_window.ui`) and its state.
+//! The client window's widget tree (from `ui/client_window.ui`), its state, and the
+//! handlers its template declares.
 
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use gtk::gio;
-use gtk::glib;
+use gtk::prelude::*;
 use gtk::subclass::prelude::*;
+use gtk::{gio, glib};
 use gtk4 as gtk;
 
+use super::composer::LwComposer;
+use super::connect_page::{LoginForm, LwConnectPage};
+use super::message_list::LwMessageList;
+use super::session::Session;
+use super::sidebar::LwSidebar;
 use crate::gui::models::LwConversation;
-use crate::transport::client::ClientHandle;
-
-/// The login form as typed (the password stays in memory only).
-#[derive(Debug, Clone, Default)]
-pub struct LoginForm {
-    pub host: String,
-    pub port: u16,
-    pub user: String,
-    pub password: String,
-}
-
-impl LoginForm {
-    pub fn server(&self) -> String {
-        if self.host.contains(':') && !self.host.starts_with('[') {
-            format!("[{}]:{}", self.host, self.port)
-        } else {
-            format!("{}:{}", self.host, self.port)
-        }
-    }
-}
-
-/// A running client session.
-pub struct Session {
-    pub handle: ClientHandle,
-    pub form: LoginForm,
-    /// Name as registered (set by `Ready`).
-    pub user: Option<String>,
-    pub delete_window_secs: u64,
-    /// Connected right now.
-    pub online: bool,
-    /// The first catch-up after login is running (no unread counts or notifications).
-    pub catching_up: bool,
-}
 
 #[derive(Default, gtk::CompositeTemplate)]
 #[template(file = "../../../ui/client_window.ui")]
 pub struct LwClientWindow {
     #[template_child]
-    pub title_label: TemplateChild<gtk::Label>,
+    pub(super) title_label: TemplateChild<gtk::Label>,
     #[template_child]
-    pub subtitle_label: TemplateChild<gtk::Label>,
+    pub(super) subtitle_label: TemplateChild<gtk::Label>,
     #[template_child]
-    pub new_chat_button: TemplateChild<gtk::MenuButton>,
+    pub(super) new_chat_button: TemplateChild<gtk::MenuButton>,
     #[template_child]
-    pub new_chat_popover: TemplateChild<gtk::Popover>,
+    pub(super) new_chat_popover: TemplateChild<gtk::Popover>,
     #[template_child]
-    pub new_chat_entry: TemplateChild<gtk::Entry>,
+    pub(super) new_chat_entry: TemplateChild<gtk::Entry>,
     #[template_child]
-    pub new_chat_go: TemplateChild<gtk::Button>,
+    pub(super) online_heading: TemplateChild<gtk::Label>,
     #[template_child]
-    pub online_heading: TemplateChild<gtk::Label>,
+    pub(super) online_list: TemplateChild<gtk::ListBox>,
     #[template_child]
-    pub online_list: TemplateChild<gtk::ListBox>,
+    pub(super) logout_button: TemplateChild<gtk::Button>,
     #[template_child]
-    pub logout_button: TemplateChild<gtk::Button>,
+    pub(super) stack: TemplateChild<gtk::Stack>,
     #[template_child]
-    pub stack: TemplateChild<gtk::Stack>,
+    pub(super) connect_page: TemplateChild<LwConnectPage>,
     #[template_child]
-    pub host_entry: TemplateChild<gtk::Entry>,
+    pub(super) sidebar: TemplateChild<LwSidebar>,
     #[template_child]
-    pub port_entry: TemplateChild<gtk::Entry>,
+    pub(super) banner: TemplateChild<gtk::Revealer>,
     #[template_child]
-    pub user_entry: TemplateChild<gtk::Entry>,
+    pub(super) banner_spinner: TemplateChild<gtk::Spinner>,
     #[template_child]
-    pub password_entry: TemplateChild<gtk::PasswordEntry>,
+    pub(super) banner_label: TemplateChild<gtk::Label>,
     #[template_child]
-    pub connect_button: TemplateChild<gtk::Button>,
+    pub(super) message_list: TemplateChild<LwMessageList>,
     #[template_child]
-    pub connect_spinner: TemplateChild<gtk::Spinner>,
+    pub(super) toast: TemplateChild<gtk::Revealer>,
     #[template_child]
-    pub connect_status: TemplateChild<gtk::Label>,
+    pub(super) toast_label: TemplateChild<gtk::Label>,
     #[template_child]
-    pub trust_box: TemplateChild<gtk::Box>,
-    #[template_child]
-    pub trust_title: TemplateChild<gtk::Label>,
-    #[template_child]
-    pub trust_fingerprint: TemplateChild<gtk::Label>,
-    #[template_child]
-    pub trust_cancel: TemplateChild<gtk::Button>,
-    #[template_child]
-    pub trust_accept: TemplateChild<gtk::Button>,
-    #[template_child]
-    pub connect_error: TemplateChild<gtk::Label>,
-    #[template_child]
-    pub sidebar: TemplateChild<gtk::ListBox>,
-    #[template_child]
-    pub me_label: TemplateChild<gtk::Label>,
-    #[template_child]
-    pub banner: TemplateChild<gtk::Revealer>,
-    #[template_child]
-    pub banner_spinner: TemplateChild<gtk::Spinner>,
-    #[template_child]
-    pub banner_label: TemplateChild<gtk::Label>,
-    #[template_child]
-    pub empty_state: TemplateChild<gtk::Box>,
-    #[template_child]
-    pub message_scroller: TemplateChild<gtk::ScrolledWindow>,
-    #[template_child]
-    pub message_list: TemplateChild<gtk::ListView>,
-    #[template_child]
-    pub toast: TemplateChild<gtk::Revealer>,
-    #[template_child]
-    pub toast_label: TemplateChild<gtk::Label>,
-    #[template_child]
-    pub toast_close: TemplateChild<gtk::Button>,
-    #[template_child]
-    pub offline_label: TemplateChild<gtk::Label>,
-    #[template_child]
-    pub composer: TemplateChild<gtk::TextView>,
-    #[template_child]
-    pub send_button: TemplateChild<gtk::Button>,
-    #[template_child]
-    pub attach_button: TemplateChild<gtk::Button>,
-    #[template_child]
-    pub transfer_bar: TemplateChild<gtk::ProgressBar>,
+    pub(super) composer: TemplateChild<LwComposer>,
 
     /// Where pins and the remembered login live.
-    pub config_dir: RefCell<PathBuf>,
+    pub(super) config_dir: RefCell<PathBuf>,
     /// Where the sync position, pinned peer keys and the identity key live.
-    pub state_dir: RefCell<PathBuf>,
+    pub(super) state_dir: RefCell<PathBuf>,
     /// Conversations in the sidebar.
-    pub conversations: RefCell<Option<gio::ListStore>>,
-    /// The model the message list shows (the current conversation's messages).
-    pub selection: RefCell<Option<gtk::NoSelection>>,
-    pub current: RefCell<Option<LwConversation>>,
-    pub session: RefCell<Option<Session>>,
+    pub(super) conversations: RefCell<Option<gio::ListStore>>,
+    /// The conversation shown.
+    pub(super) current: RefCell<Option<LwConversation>>,
+    pub(super) session: RefCell<Option<Session>>,
     /// Bumped on every connect and logout; events of older sessions are dropped.
-    pub generation: Cell<u64>,
+    pub(super) generation: Cell<u64>,
     /// Online users: lowercase key -> display name.
-    pub online: RefCell<BTreeMap<String, String>>,
+    pub(super) online: RefCell<BTreeMap<String, String>>,
     /// A login waiting for the user to trust the server: (form, fingerprint).
-    pub pending_trust: RefCell<Option<(LoginForm, String)>>,
-    /// Keep the message list scrolled to the newest message.
-    pub stick_to_bottom: Cell<bool>,
+    pub(super) pending_trust: RefCell<Option<(LoginForm, String)>>,
     /// `sync` barriers answered (tests wait on this).
-    pub syncs: Cell<u64>,
+    pub(super) syncs: Cell<u64>,
     /// The last error shown, in words.
-    pub last_error: RefCell<Option<String>>,
-    pub toast_timeout: RefCell<Option<glib::SourceId>>,
+    pub(super) last_error: RefCell<Option<String>>,
+    pub(super) toast_timeout: RefCell<Option<glib::SourceId>>,
     /// A private chat just started by name and not confirmed by the server yet.
-    pub new_chat: RefCell<Option<String>>,
+    pub(super) new_chat: RefCell<Option<String>>,
 }
 
 #[glib::object_subclass]
@@ -160,7 +88,13 @@ impl ObjectSubclass for LwClientWindow {
     type ParentType = gtk::ApplicationWindow;
 
     fn class_init(klass: &mut Self::Class) {
+        // The template names these types, so they must exist before it is parsed.
+        LwConnectPage::ensure_type();
+        LwSidebar::ensure_type();
+        LwMessageList::ensure_type();
+        LwComposer::ensure_type();
         klass.bind_template();
+        klass.bind_template_callbacks();
     }
 
     fn instance_init(obj: &glib::subclass::InitializingObject<Self>) {
@@ -168,10 +102,79 @@ impl ObjectSubclass for LwClientWindow {
     }
 }
 
+/// The handlers `ui/client_window.ui` declares: each hands over to the part of the window
+/// that does the job.
+#[gtk::template_callbacks]
+impl LwClientWindow {
+    #[template_callback]
+    fn on_connect(&self) {
+        self.obj().connect_from_form();
+    }
+
+    #[template_callback]
+    fn on_trust_accepted(&self) {
+        self.obj().accept_trust();
+    }
+
+    #[template_callback]
+    fn on_trust_cancelled(&self) {
+        self.pending_trust.replace(None);
+        self.connect_page.hide_trust();
+        self.connect_page.set_connecting(false, "");
+    }
+
+    #[template_callback]
+    fn on_conversation_selected(&self, conv: &LwConversation) {
+        self.obj().show_conversation(conv);
+    }
+
+    #[template_callback]
+    fn on_load_older(&self) {
+        self.obj().load_older();
+    }
+
+    #[template_callback]
+    fn on_file_dropped(&self, file: &gio::File) -> bool {
+        let obj = self.obj();
+        match file.path() {
+            Some(path) if obj.is_online() => {
+                obj.attach_file(&path);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    #[template_callback]
+    fn on_send(&self, text: String) -> bool {
+        self.obj().send_text(text)
+    }
+
+    #[template_callback]
+    fn on_attach(&self) {
+        self.obj().choose_attachment();
+    }
+
+    #[template_callback]
+    fn on_logout(&self) {
+        self.obj().logout();
+    }
+
+    #[template_callback]
+    fn on_new_chat(&self) {
+        let name = self.new_chat_entry.text().trim().to_owned();
+        self.obj().start_private_chat(&name);
+    }
+
+    #[template_callback]
+    fn on_toast_close(&self) {
+        self.toast.set_reveal_child(false);
+    }
+}
+
 impl ObjectImpl for LwClientWindow {
     fn constructed(&self) {
         self.parent_constructed();
-        self.stick_to_bottom.set(true);
         self.obj().setup();
     }
 }

@@ -4,6 +4,7 @@ use std::cell::{Cell, RefCell};
 
 use gtk::gio;
 use gtk::glib;
+use gtk::prelude::*;
 use gtk::subclass::prelude::*;
 use gtk4 as gtk;
 
@@ -16,47 +17,47 @@ pub type StartedCallback = Box<dyn Fn(&super::LwServerWindow, std::net::SocketAd
 #[template(file = "../../../ui/server_window.ui")]
 pub struct LwServerWindow {
     #[template_child]
-    pub subtitle_label: TemplateChild<gtk::Label>,
+    pub(super) subtitle_label: TemplateChild<gtk::Label>,
     #[template_child]
-    pub address_entry: TemplateChild<gtk::Entry>,
+    pub(super) address_entry: TemplateChild<gtk::Entry>,
     #[template_child]
-    pub port_entry: TemplateChild<gtk::Entry>,
+    pub(super) port_entry: TemplateChild<gtk::Entry>,
     #[template_child]
-    pub start_button: TemplateChild<gtk::Button>,
+    pub(super) start_button: TemplateChild<gtk::Button>,
     #[template_child]
-    pub stop_button: TemplateChild<gtk::Button>,
+    pub(super) stop_button: TemplateChild<gtk::Button>,
     #[template_child]
-    pub status_label: TemplateChild<gtk::Label>,
+    pub(super) status_label: TemplateChild<gtk::Label>,
     #[template_child]
-    pub fingerprint_label: TemplateChild<gtk::Label>,
+    pub(super) fingerprint_label: TemplateChild<gtk::Label>,
     #[template_child]
-    pub copy_button: TemplateChild<gtk::Button>,
+    pub(super) copy_button: TemplateChild<gtk::Button>,
     #[template_child]
-    pub clients_heading: TemplateChild<gtk::Label>,
+    pub(super) clients_heading: TemplateChild<gtk::Label>,
     #[template_child]
-    pub clients_view: TemplateChild<gtk::ColumnView>,
+    pub(super) clients_view: TemplateChild<gtk::ColumnView>,
     #[template_child]
-    pub log_scroller: TemplateChild<gtk::ScrolledWindow>,
+    pub(super) log_scroller: TemplateChild<gtk::ScrolledWindow>,
     #[template_child]
-    pub log_view: TemplateChild<gtk::TextView>,
+    pub(super) log_view: TemplateChild<gtk::TextView>,
     #[template_child]
-    pub announce_entry: TemplateChild<gtk::Entry>,
+    pub(super) announce_entry: TemplateChild<gtk::Entry>,
     #[template_child]
-    pub announce_button: TemplateChild<gtk::Button>,
+    pub(super) announce_button: TemplateChild<gtk::Button>,
 
     /// Options other than the listen address (data dir, certificate, limits).
-    pub options: RefCell<Option<ServerOptions>>,
-    pub server: RefCell<Option<Server>>,
-    pub handle: RefCell<Option<ServerHandle>>,
+    pub(super) options: RefCell<Option<ServerOptions>>,
+    pub(super) server: RefCell<Option<Server>>,
+    pub(super) handle: RefCell<Option<ServerHandle>>,
     /// Connected clients (a `gio::ListStore` of `LwClientEntry`).
-    pub clients: RefCell<Option<gio::ListStore>>,
+    pub(super) clients: RefCell<Option<gio::ListStore>>,
     /// Bumped on every start and stop; events of an older run are dropped.
-    pub generation: Cell<u64>,
+    pub(super) generation: Cell<u64>,
     /// Starting or stopping right now.
-    pub busy: Cell<bool>,
+    pub(super) busy: Cell<bool>,
     /// Log lines (also in the text view).
-    pub log: RefCell<Vec<String>>,
-    pub on_started: RefCell<Vec<StartedCallback>>,
+    pub(super) log: RefCell<Vec<String>>,
+    pub(super) on_started: RefCell<Vec<StartedCallback>>,
 }
 
 #[glib::object_subclass]
@@ -67,10 +68,41 @@ impl ObjectSubclass for LwServerWindow {
 
     fn class_init(klass: &mut Self::Class) {
         klass.bind_template();
+        klass.bind_template_callbacks();
     }
 
     fn instance_init(obj: &glib::subclass::InitializingObject<Self>) {
         obj.init_template();
+    }
+}
+
+/// The handlers `ui/server_window.ui` declares.
+#[gtk::template_callbacks]
+impl LwServerWindow {
+    #[template_callback]
+    fn on_start(&self) {
+        self.obj().start();
+    }
+
+    #[template_callback]
+    fn on_stop(&self) {
+        self.obj().stop();
+    }
+
+    #[template_callback]
+    fn on_copy_fingerprint(&self) {
+        let fp = self.fingerprint_label.text();
+        self.obj().clipboard().set_text(&fp);
+    }
+
+    /// The Announce button, or Enter in the announcement field.
+    #[template_callback]
+    fn on_announce(&self) {
+        let text = self.announce_entry.text().trim().to_owned();
+        if !text.is_empty() {
+            self.obj().announce(&text);
+            self.announce_entry.set_text("");
+        }
     }
 }
 

@@ -119,40 +119,6 @@ impl LwServerWindow {
         ));
         view.append_column(&gtk::ColumnViewColumn::new(None, Some(kick)));
 
-        imp.start_button.connect_clicked(glib::clone!(
-            #[weak(rename_to = win)]
-            self,
-            move |_| win.start()
-        ));
-        imp.stop_button.connect_clicked(glib::clone!(
-            #[weak(rename_to = win)]
-            self,
-            move |_| win.stop()
-        ));
-        imp.copy_button.connect_clicked(glib::clone!(
-            #[weak(rename_to = win)]
-            self,
-            move |_| {
-                let fp = win.imp().fingerprint_label.text();
-                win.clipboard().set_text(&fp);
-            }
-        ));
-        let announce = glib::clone!(
-            #[weak(rename_to = win)]
-            self,
-            move || {
-                let text = win.imp().announce_entry.text().trim().to_owned();
-                if !text.is_empty() {
-                    win.announce(&text);
-                    win.imp().announce_entry.set_text("");
-                }
-            }
-        );
-        imp.announce_button.connect_clicked({
-            let a = announce.clone();
-            move |_| a()
-        });
-        imp.announce_entry.connect_activate(move |_| announce());
         self.update_clients_heading();
     }
 

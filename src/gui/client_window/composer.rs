@@ -1,0 +1,176 @@
+//! `LwComposer`: the text field with its send and attach buttons, the offline notice and
+//! the progress bar of a file transfer.
+//!
+//! Enter (or the send button) emits `send` with the text, the paperclip emits `attach`;
+//! the window sends them. While offline, everything is off and says why.
+
+use std::sync::OnceLock;
+
+use gtk::glib::subclass::Signal;
+use gtk::prelude::*;
+use gtk::subclass::prelude::*;
+use gtk::{gdk, glib};
+use gtk4 as gtk;
+
+mod imp {
+    use super::*;
+
+    #[derive(Default, gtk::CompositeTemplate)]
+    #[template(file = "../../../ui/client_window/composer.ui")]
+    pub struct LwComposer {
+        #[template_child]
+        pub(super) offline_label: TemplateChild<gtk::Label>,
+        #[template_child]
+        pub(super) transfer_bar: TemplateChild<gtk::ProgressBar>,
+        #[template_child]
+        pub(super) attach_button: TemplateChild<gtk::Button>,
+        #[template_child]
+        pub(super) text_view: TemplateChild<gtk::TextView>,
+        #[template_child]
+        pub(super) send_button: TemplateChild<gtk::Button>,
+    }
+
+    #[glib::object_subclass]
+    impl ObjectSubclass for LwComposer {
+        const NAME: &'static str = "LwComposer";
+        type Type = super::LwComposer;
+        type ParentType = gtk::Box;
+
+        fn class_init(klass: &mut Self::Class) {
+            klass.bind_template();
+            klass.bind_template_callbacks();
+        }
+
+        fn instance_init(obj: &glib::subclass::InitializingObject<Self>) {
+            obj.init_template();
+        }
+    }
+
+    #[gtk::template_callbacks]
+    impl LwComposer {
+        /// Enter sends; Shift+Enter is a new line. Returns whether the key was used.
+        #[template_callback]
+        fn on_key_pressed(&self, key: gdk::Key, _keycode: u32, state: gdk::ModifierType) -> bool {
+            let enter = matches!(key, gdk::Key::Return | gdk::Key::KP_Enter);
+            if enter && !state.contains(gdk::ModifierType::SHIFT_MASK) {
+                self.obj().send();
+                return true;
+            }
+            false
+        }
+
+        #[template_callback]
+        fn on_send_clicked(&self) {
+            self.obj().send();
+        }
+
+        #[template_callback]
+        fn on_attach_clicked(&self) {
+            self.obj().emit_by_name::<()>("attach", &[]);
+        }
+    }
+
+    impl ObjectImpl for LwComposer {
+        fn signals() -> &'static [Signal] {
+            static SIGNALS: OnceLock<Vec<Signal>> = OnceLock::new();
+            SIGNALS.get_or_init(|| {
+                vec![
+                    // The user sends this text; the handler says whether it was sent
+                    // (then the field is emptied).
+                    Signal::builder("send")
+                        .param_types([String::static_type()])
+                        .return_type::<bool>()
+                        .build(),
+                    // The user wants to pick a file to send.
+                    Signal::builder("attach").build(),
+                ]
+            })
+        }
+    }
+
+    impl WidgetImpl for LwComposer {}
+    impl BoxImpl for LwComposer {}
+}
+
+glib::wrapper! {
+    /// The composer of the client window.
+    pub struct LwComposer(ObjectSubclass<imp::LwComposer>)
+        @extends gtk::Box, gtk::Widget,
+        @implements gtk::Buildable, gtk::ConstraintTarget, gtk::Orientable;
+}
+
+impl LwComposer {
+    /// Emits `send` with the text (trailing blanks trimmed; nothing for blank text), and
+    /// empties the field if it was sent.
+    pub fn send(&self) {
+        let buffer = self.imp().text_view.buffer();
+        let text = buffer
+            .text(&buffer.start_iter(), &buffer.end_iter(), false)
+            .to_string();
+        let text = text.trim_end_matches(['\n', '\r', ' ', '\t']).to_owned();
+        if text.trim().is_empty() {
+            return;
+        }
+        if self.emit_by_name::<bool>("send", &[&text]) {
+            buffer.set_text("");
+        }
+    }
+
+    /// Types `text` into the field and sends it, as Enter would.
+    pub fn type_and_send(&self, text: &str) {
+        self.imp().text_view.buffer().set_text(text);
+        self.send();
+    }
+
+    /// Turns the composer on (online) or off, with the reason shown while off.
+    pub fn set_online(&self, online: bool, reason: &str) {
+        let imp = self.imp();
+        if !online {
+            imp.offline_label
+                .set_text(&format!("You can't send while offline: {reason}"));
+        }
+        imp.offline_label.set_visible(!online);
+        imp.text_view.set_sensitive(online);
+        imp.send_button.set_sensitive(online);
+        imp.attach_button.set_sensitive(online);
+    }
+
+    /// The composer accepts input.
+    pub fn is_enabled(&self) -> bool {
+        self.imp().text_view.is_sensitive()
+    }
+
+    /// Puts the cursor in the text field.
+    pub fn focus(&self) {
+        self.imp().text_view.grab_focus();
+    }
+
+    /// Shows the progress of a transfer (`up` or `down`); hidden once complete.
+    pub fn show_transfer(&self, direction: &str, bytes: u64, total: u64) {
+        let bar = &self.imp().transfer_bar;
+        let fraction = if total == 0 {
+            1.0
+        } else {
+            bytes as f64 / total as f64
+        };
+        let verb = if direction == "up" {
+            "Sending"
+        } else {
+            "Downloading"
+        };
+        bar.set_fraction(fraction.clamp(0.0, 1.0));
+        bar.set_text(Some(&format!("{verb}… {:.0} %", fraction * 100.0)));
+        bar.set_visible(bytes < total);
+    }
+
+    /// Hides the transfer progress.
+    pub fn hide_transfer(&self) {
+        self.imp().transfer_bar.set_visible(false);
+    }
+
+    /// The transfer progress bar: (visible, fraction).
+    pub fn transfer_progress(&self) -> (bool, f64) {
+        let bar = &self.imp().transfer_bar;
+        (bar.is_visible(), bar.fraction())
+    }
+}

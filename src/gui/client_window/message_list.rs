@@ -1,0 +1,263 @@
+//! `LwMessageList`: the messages of the conversation shown, in a virtualised
+//! `GtkListView` of [`LwMessageRow`]s (only rows near the visible part exist), with an empty
+//! state, "stick to the newest message" scrolling, and a drop target for files.
+//!
+//! It emits `load-older` when scrolled to the top and `file-dropped` when a file is dropped
+//! on it; the window turns those into commands.
+
+use std::cell::{Cell, RefCell};
+use std::sync::OnceLock;
+
+use gtk::glib::subclass::Signal;
+use gtk::prelude::*;
+use gtk::subclass::prelude::*;
+use gtk::{gdk, gio, glib};
+use gtk4 as gtk;
+
+use crate::gui::message_row::LwMessageRow;
+use crate::gui::models::{LwConversation, LwMessage};
+
+/// Consecutive messages of one sender closer than this share one name label.
+const GROUP_GAP_MS: u64 = 5 * 60 * 1000;
+
+/// How close to the bottom (pixels) still counts as "at the newest message".
+const BOTTOM_SLACK: f64 = 48.0;
+
+mod imp {
+    use super::*;
+
+    #[derive(Default, gtk::CompositeTemplate)]
+    #[template(file = "../../../ui/client_window/message_list.ui")]
+    pub struct LwMessageList {
+        #[template_child]
+        pub(super) empty_state: TemplateChild<gtk::Box>,
+        #[template_child]
+        pub(super) scroller: TemplateChild<gtk::ScrolledWindow>,
+        #[template_child]
+        pub(super) list_view: TemplateChild<gtk::ListView>,
+        /// The conversation shown.
+        pub(super) conversation: RefCell<Option<LwConversation>>,
+        /// The list's model: the shown conversation's messages.
+        pub(super) selection: RefCell<Option<gtk::NoSelection>>,
+        /// How long an author may delete for everyone (for the rows' menus), seconds.
+        pub(super) delete_window_secs: Cell<u64>,
+        /// Keep the list scrolled to the newest message.
+        pub(super) stick_to_bottom: Cell<bool>,
+    }
+
+    #[glib::object_subclass]
+    impl ObjectSubclass for LwMessageList {
+        const NAME: &'static str = "LwMessageList";
+        type Type = super::LwMessageList;
+        type ParentType = gtk::Box;
+
+        fn class_init(klass: &mut Self::Class) {
+            klass.bind_template();
+            klass.bind_template_callbacks();
+        }
+
+        fn instance_init(obj: &glib::subclass::InitializingObject<Self>) {
+            obj.init_template();
+        }
+    }
+
+    #[gtk::template_callbacks]
+    impl LwMessageList {
+        #[template_callback]
+        fn on_scrolled(&self, adj: &gtk::Adjustment) {
+            let at_bottom = adj.value() >= adj.upper() - adj.page_size() - BOTTOM_SLACK;
+            self.stick_to_bottom.set(at_bottom);
+        }
+
+        #[template_callback]
+        fn on_grown(&self, _pspec: &glib::ParamSpec, adj: &gtk::Adjustment) {
+            if self.stick_to_bottom.get() {
+                adj.set_value(adj.upper() - adj.page_size());
+            }
+        }
+
+        #[template_callback]
+        fn on_edge_reached(&self, pos: gtk::PositionType) {
+            if pos == gtk::PositionType::Top {
+                self.obj().emit_by_name::<()>("load-older", &[]);
+            }
+        }
+    }
+
+    impl ObjectImpl for LwMessageList {
+        fn signals() -> &'static [Signal] {
+            static SIGNALS: OnceLock<Vec<Signal>> = OnceLock::new();
+            SIGNALS.get_or_init(|| {
+                vec![
+                    // Scrolled to the top: older messages are wanted.
+                    Signal::builder("load-older").build(),
+                    // A file was dropped on the list; the handler says whether it is taken.
+                    Signal::builder("file-dropped")
+                        .param_types([gio::File::static_type()])
+                        .return_type::<bool>()
+                        .build(),
+                ]
+            })
+        }
+
+        fn constructed(&self) {
+            self.parent_constructed();
+            self.stick_to_bottom.set(true);
+            let obj = self.obj();
+            obj.setup_list();
+            // A drop target takes a `gio::File`, which a template cannot declare.
+            let drop = gtk::DropTarget::new(gio::File::static_type(), gdk::DragAction::COPY);
+            drop.connect_drop(glib::clone!(
+                #[weak]
+                obj,
+                #[upgrade_or]
+                false,
+                move |_, value, _, _| match value.get::<gio::File>() {
+                    Ok(file) => obj.emit_by_name::<bool>("file-dropped", &[&file]),
+                    Err(_) => false,
+                }
+            ));
+            self.scroller.add_controller(drop);
+        }
+    }
+
+    impl WidgetImpl for LwMessageList {}
+    impl BoxImpl for LwMessageList {}
+}
+
+glib::wrapper! {
+    /// The message list of the client window.
+    pub struct LwMessageList(ObjectSubclass<imp::LwMessageList>)
+        @extends gtk::Box, gtk::Widget,
+        @implements gtk::Buildable, gtk::ConstraintTarget, gtk::Orientable;
+}
+
+impl LwMessageList {
+    fn setup_list(&self) {
+        let imp = self.imp();
+        let selection = gtk::NoSelection::new(None::<gio::ListModel>);
+        imp.selection.replace(Some(selection.clone()));
+        let factory = gtk::SignalListItemFactory::new();
+        factory.connect_setup(|_, item| {
+            if let Some(item) = item.downcast_ref::<gtk::ListItem>() {
+                item.set_activatable(false);
+                item.set_selectable(false);
+                item.set_child(Some(&LwMessageRow::new()));
+            }
+        });
+        factory.connect_bind(glib::clone!(
+            #[weak(rename_to = list)]
+            self,
+            move |_, item| {
+                if let Some(item) = item.downcast_ref::<gtk::ListItem>() {
+                    list.bind_row(item);
+                }
+            }
+        ));
+        factory.connect_unbind(|_, item| {
+            if let Some(row) = item
+                .downcast_ref::<gtk::ListItem>()
+                .and_then(|i| i.child())
+                .and_downcast::<LwMessageRow>()
+            {
+                row.unbind();
+            }
+        });
+        selection.connect_items_changed(glib::clone!(
+            #[weak(rename_to = list)]
+            self,
+            move |sel, _, _, _| list.imp().empty_state.set_visible(sel.n_items() == 0)
+        ));
+        imp.list_view.set_model(Some(&selection));
+        imp.list_view.set_factory(Some(&factory));
+    }
+
+    /// Shows one message in a recycled row. The sender's name heads a run of their
+    /// messages in a room.
+    fn bind_row(&self, item: &gtk::ListItem) {
+        let (Some(row), Some(msg)) = (
+            item.child().and_downcast::<LwMessageRow>(),
+            item.item().and_downcast::<LwMessage>(),
+        ) else {
+            return;
+        };
+        let current = self.imp().conversation.borrow().clone();
+        let private = current.as_ref().is_some_and(|c| c.is_private());
+        let prev = item
+            .position()
+            .checked_sub(1)
+            .and_then(|p| current.as_ref().and_then(|c| c.messages().item(p)))
+            .and_downcast::<LwMessage>();
+        let d = msg.data();
+        let continues = prev.is_some_and(|p| {
+            let p = p.data();
+            p.from == d.from && d.ts.saturating_sub(p.ts) < GROUP_GAP_MS
+        });
+        row.bind(
+            &msg,
+            !private && !continues,
+            self.imp().delete_window_secs.get(),
+        );
+    }
+
+    /// Shows `conv` (none: an empty list), scrolled to its newest message.
+    pub fn set_conversation(&self, conv: Option<&LwConversation>) {
+        let imp = self.imp();
+        imp.conversation.replace(conv.cloned());
+        if let Some(sel) = imp.selection.borrow().as_ref() {
+            match conv {
+                Some(c) => sel.set_model(Some(&c.messages())),
+                None => sel.set_model(None::<&gio::ListModel>),
+            }
+        }
+        if conv.is_some() {
+            self.scroll_to_newest();
+        }
+    }
+
+    /// Sets how long an author may delete for everyone, for the rows' context menus.
+    pub fn set_delete_window_secs(&self, secs: u64) {
+        self.imp().delete_window_secs.set(secs);
+    }
+
+    /// Scrolls to the newest message and keeps it in view as messages arrive.
+    pub fn scroll_to_newest(&self) {
+        self.imp().stick_to_bottom.set(true);
+        let adj = self.imp().scroller.vadjustment();
+        adj.set_value(adj.upper() - adj.page_size());
+    }
+
+    /// Keeps the newest message in view as messages arrive (after sending one).
+    pub fn stick_to_bottom(&self) {
+        self.imp().stick_to_bottom.set(true);
+    }
+
+    /// Scrolls to a fraction of the list's height (0 top, 1 bottom).
+    pub fn scroll_to(&self, fraction: f64) {
+        let adj = self.imp().scroller.vadjustment();
+        let range = (adj.upper() - adj.page_size()).max(0.0);
+        adj.set_value(range * fraction.clamp(0.0, 1.0));
+    }
+
+    /// The texts of the rows that exist and are mapped right now: what a person sees.
+    pub fn rendered_messages(&self) -> Vec<String> {
+        fn walk(w: &gtk::Widget, out: &mut Vec<String>) {
+            if let Some(row) = w.downcast_ref::<LwMessageRow>() {
+                if row.is_mapped()
+                    && let Some(text) = row.shown_text()
+                {
+                    out.push(text);
+                }
+                return;
+            }
+            let mut child = w.first_child();
+            while let Some(c) = child {
+                walk(&c, out);
+                child = c.next_sibling();
+            }
+        }
+        let mut out = Vec::new();
+        walk(self.imp().list_view.upcast_ref(), &mut out);
+        out
+    }
+}

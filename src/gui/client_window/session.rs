@@ -1,0 +1,501 @@
+//! One login, from Connect to Log Out: the client driver's session, the loop that drains
+//! its events on the GTK thread, and what each event does to the models and the window.
+
+use gtk::prelude::*;
+use gtk::subclass::prelude::*;
+use gtk::{gio, glib};
+use gtk4 as gtk;
+
+use super::LwClientWindow;
+use super::connect_page::LoginForm;
+use super::user_facing::{legacy_code, user_facing, user_facing_fatal};
+use crate::app::client::{Command, Event, SavedState};
+use crate::app::ids::{ConvId, GENERAL};
+use crate::app::protocol::{DeleteScope, ErrorCode};
+use crate::gui::models::MessageData;
+use crate::gui::runtime;
+use crate::gui::settings::RememberedLogin;
+use crate::paths;
+use crate::transport::client::{self, ClientEvent, ClientHandle, ClientOptions, Fatal, Trust};
+
+/// A running client session.
+pub(super) struct Session {
+    pub(super) handle: ClientHandle,
+    pub(super) form: LoginForm,
+    /// Name as registered (set by `Ready`).
+    pub(super) user: Option<String>,
+    /// Connected right now.
+    pub(super) online: bool,
+    /// The first catch-up after login is running (no unread counts or notifications).
+    pub(super) catching_up: bool,
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+impl LwClientWindow {
+    /// Starts the client driver and the loop that applies its events to this window.
+    pub(super) fn start_session(&self, form: LoginForm, trust: Trust) {
+        self.end_session();
+        let imp = self.imp();
+        let generation = imp.generation.get() + 1;
+        imp.generation.set(generation);
+        imp.connect_page.hide_trust();
+        self.show_connect_error("", false);
+        imp.last_error.replace(None);
+        imp.connect_page
+            .set_connecting(true, &format!("Connecting to {}…", form.server()));
+        let config_dir = imp.config_dir.borrow().clone();
+        let state_file = paths::state_file(&imp.state_dir.borrow(), &form.server(), &form.user);
+        let opts = ClientOptions {
+            server: form.server(),
+            user: form.user.clone(),
+            password: form.password.clone(),
+            trust,
+            pins: paths::pin_store(&config_dir),
+            // The sync position, pinned peer keys and this device's identity key (which
+            // opens private messages) persist; the view is refilled with History on login.
+            state_file: Some(state_file),
+            reconnect: true,
+            endpoint: None,
+        };
+        let (handle, events) = client::start_on(opts, &runtime::handle());
+        imp.session.replace(Some(Session {
+            handle,
+            form,
+            user: None,
+            online: false,
+            catching_up: true,
+        }));
+        let weak = self.downgrade();
+        glib::spawn_future_local(async move {
+            while let Ok(first) = events.recv().await {
+                // Take what else is queued (a catch-up can bring thousands of messages)
+                // and apply runs of messages to a conversation in one model update.
+                let mut batch = vec![first];
+                while batch.len() < 5000 {
+                    match events.try_recv() {
+                        Ok(ev) => batch.push(ev),
+                        Err(_) => break,
+                    }
+                }
+                let Some(win) = weak.upgrade() else { break };
+                if win.imp().generation.get() != generation {
+                    break;
+                }
+                win.handle_events(batch, generation);
+            }
+        });
+    }
+
+    /// Applies a batch of events; runs of messages go to their conversation in one update.
+    pub(super) fn handle_events(&self, batch: Vec<ClientEvent>, generation: u64) {
+        let mut run: Vec<(String, Vec<MessageData>)> = Vec::new();
+        for ev in batch {
+            if self.imp().generation.get() != generation {
+                return;
+            }
+            match ev {
+                ClientEvent::App(Event::Message {
+                    conv,
+                    id,
+                    seq,
+                    from,
+                    text,
+                    ts,
+                    file,
+                }) => {
+                    let mut m = self.received(id, seq, from, text, ts);
+                    m.file = file;
+                    match run.last_mut() {
+                        Some((c, msgs)) if *c == conv => msgs.push(m),
+                        _ => run.push((conv, vec![m])),
+                    }
+                }
+                other => {
+                    self.flush_messages(std::mem::take(&mut run));
+                    self.handle_event(other);
+                }
+            }
+        }
+        self.flush_messages(run);
+    }
+
+    /// A received message as the models keep it.
+    fn received(
+        &self,
+        id: u64,
+        seq: u64,
+        from: String,
+        text: Option<String>,
+        ts: u64,
+    ) -> MessageData {
+        let me = self.me().unwrap_or_default();
+        MessageData {
+            own: from.eq_ignore_ascii_case(&me),
+            id,
+            seq,
+            from,
+            text,
+            ts,
+            notice: false,
+            file: None,
+        }
+    }
+
+    /// Adds received messages, conversation by conversation, counting unread ones and
+    /// notifying when the window is in the background.
+    pub(super) fn flush_messages(&self, runs: Vec<(String, Vec<MessageData>)>) {
+        let imp = self.imp();
+        for (conv, msgs) in runs {
+            let c = self.conversation_for(&conv);
+            let fresh: Vec<MessageData> = msgs
+                .into_iter()
+                .filter(|m| c.message(m.id).is_none())
+                .collect();
+            let incoming: Vec<MessageData> = fresh.iter().filter(|m| !m.own).cloned().collect();
+            if fresh.len() == 1 {
+                c.add(fresh.into_iter().next().expect("one message"));
+            } else {
+                c.add_history(fresh);
+            }
+            let catching_up = imp.session.borrow().as_ref().is_some_and(|s| s.catching_up);
+            if incoming.is_empty() || catching_up {
+                continue;
+            }
+            let visible = self.current().as_ref() == Some(&c) && self.is_active();
+            if !visible {
+                c.set_unread(c.unread() + incoming.len() as u32);
+            }
+            if !self.is_active()
+                && let Some(last) = incoming.last()
+                && let Some(text) = &last.text
+            {
+                self.notify(&conv, &last.from, text);
+            }
+        }
+    }
+
+    /// Logs out (if logged in) and forgets the session; events still queued are dropped.
+    pub(super) fn end_session(&self) {
+        let imp = self.imp();
+        imp.generation.set(imp.generation.get() + 1);
+        if let Some(s) = imp.session.take() {
+            s.handle.send(Command::Logout);
+            s.handle.close();
+        }
+    }
+
+    /// Logs out and returns to the connect screen.
+    pub fn logout(&self) {
+        self.end_session();
+        let imp = self.imp();
+        self.conversations().remove_all();
+        imp.current.replace(None);
+        imp.message_list.set_conversation(None);
+        imp.online.borrow_mut().clear();
+        imp.banner.set_reveal_child(false);
+        imp.toast.set_reveal_child(false);
+        imp.connect_page.set_connecting(false, "");
+        self.set_chat_visible(false);
+        imp.connect_page.clear_password(true);
+    }
+
+    /// One event of the client driver other than a message.
+    fn handle_event(&self, ev: ClientEvent) {
+        match ev {
+            ClientEvent::App(e) => self.handle_app_event(e),
+            ClientEvent::Fatal(f) => self.handle_fatal(f),
+            ClientEvent::Ended => {
+                if self.imp().session.borrow().is_some() {
+                    self.logout();
+                }
+            }
+        }
+    }
+
+    /// The session ended for good: back to the connect screen, with the trust card for an
+    /// unknown server or the error in words.
+    fn handle_fatal(&self, f: Fatal) {
+        let imp = self.imp();
+        let form = imp.session.take().map(|s| s.form);
+        let was_chat = imp.stack.visible_child_name().as_deref() == Some("chat");
+        if was_chat {
+            self.logout();
+        }
+        imp.connect_page.set_connecting(false, "");
+        if let (
+            Fatal::UnknownServer {
+                server,
+                fingerprint,
+            },
+            Some(form),
+        ) = (&f, form)
+        {
+            imp.pending_trust.replace(Some((form, fingerprint.clone())));
+            imp.connect_page.show_trust(server, fingerprint);
+            return;
+        }
+        let (text, severe) = user_facing_fatal(&f);
+        self.show_connect_error(&text, severe);
+    }
+
+    /// What one chat event does to the models and the window.
+    fn handle_app_event(&self, e: Event) {
+        let imp = self.imp();
+        match e {
+            Event::Ready {
+                user,
+                online,
+                delete_window_secs,
+            } => {
+                let server = {
+                    let mut s = imp.session.borrow_mut();
+                    let Some(s) = s.as_mut() else { return };
+                    s.user = Some(user.clone());
+                    s.online = true;
+                    s.catching_up = true;
+                    s.form.password.clear();
+                    RememberedLogin {
+                        host: s.form.host.clone(),
+                        port: s.form.port,
+                        user: s.form.user.clone(),
+                    }
+                    .save(&imp.config_dir.borrow());
+                    s.form.server()
+                };
+                imp.connect_page.clear_password(false);
+                imp.message_list.set_delete_window_secs(delete_window_secs);
+                self.set_online_users(online);
+                imp.connect_page.set_connecting(false, "");
+                let general = self.conversation_for(GENERAL);
+                self.set_chat_visible(true);
+                imp.title_label.set_text("LiveWire");
+                imp.subtitle_label.set_text(&format!("{user} on {server}"));
+                imp.sidebar
+                    .set_me(&format!("Signed in as {user} · {server}"));
+                self.set_title(Some(&format!("LiveWire — {user}")));
+                self.set_connection_state(true, "");
+                self.select_conversation(&general);
+                self.show_conversation(&general);
+                self.refill_from_history(&user);
+                self.request_sync();
+                imp.composer.focus();
+            }
+            Event::Disconnected { reason } => self.set_connection_state(false, &reason),
+            Event::Reconnected { online } => {
+                self.set_online_users(online);
+                self.set_connection_state(true, "");
+            }
+            Event::Sent {
+                conv,
+                id,
+                seq,
+                ts,
+                text,
+                file,
+            } => {
+                let me = self.me().unwrap_or_default();
+                let c = self.conversation_for(&conv);
+                c.add(MessageData {
+                    id,
+                    seq,
+                    from: me,
+                    text: Some(text),
+                    ts,
+                    own: true,
+                    notice: false,
+                    file,
+                });
+                imp.message_list.stick_to_bottom();
+            }
+            Event::Message {
+                conv,
+                id,
+                seq,
+                from,
+                text,
+                ts,
+                ..
+            } => {
+                let m = self.received(id, seq, from, text, ts);
+                self.flush_messages(vec![(conv, vec![m])]);
+            }
+            Event::KeyChanged { user, new, .. } => {
+                let short: String = new.chars().take(16).collect();
+                let text = format!(
+                    "{user}'s safety key changed (now {short}…). This happens when {user} reinstalls LiveWire or signs in on a new device — but it can also mean someone is intercepting. If in doubt, check with {user} in person."
+                );
+                let c = self.conversation_for(&format!("@{user}"));
+                c.add_notice(&text, now_ms());
+                self.show_toast(&format!(
+                    "{user}'s safety key changed: see your conversation with {user}."
+                ));
+            }
+            Event::Deleted { conv, id, scope } => {
+                if let Some(c) = self.conversation(&conv) {
+                    match scope {
+                        DeleteScope::Me => c.remove(id),
+                        DeleteScope::Everyone => c.erase(id),
+                    };
+                }
+            }
+            Event::Presence { user, online } => {
+                {
+                    let mut set = imp.online.borrow_mut();
+                    if online {
+                        set.insert(user.to_ascii_lowercase(), user.clone());
+                    } else {
+                        set.remove(&user.to_ascii_lowercase());
+                    }
+                }
+                self.refresh_presence();
+            }
+            Event::Who { users } => self.set_online_users(users),
+            Event::History {
+                conv,
+                messages,
+                more,
+            } => {
+                let me = self.me().unwrap_or_default();
+                let c = self.conversation_for(&conv);
+                let page = messages
+                    .into_iter()
+                    .map(|m| MessageData {
+                        own: m.from.eq_ignore_ascii_case(&me),
+                        id: m.id,
+                        seq: m.seq,
+                        from: m.from,
+                        text: m.text,
+                        ts: m.ts,
+                        notice: false,
+                        file: m.file,
+                    })
+                    .collect();
+                if imp
+                    .new_chat
+                    .borrow()
+                    .as_deref()
+                    .is_some_and(|n| n.eq_ignore_ascii_case(&conv))
+                {
+                    imp.new_chat.replace(None);
+                }
+                // Each request asks for what is older than the oldest shown, so a page of
+                // duplicates (the catch-up got there first) still makes progress.
+                c.add_history(page);
+                c.set_more_history(more);
+                c.end_history_request();
+            }
+            Event::Sync => {
+                imp.syncs.set(imp.syncs.get() + 1);
+                if let Some(s) = imp.session.borrow_mut().as_mut() {
+                    s.catching_up = false;
+                }
+            }
+            Event::Error { code, message } => {
+                // TODO(merge): drop this line once `Event::Error.code` is an `ErrorCode`.
+                let code = legacy_code(&code);
+                if code == ErrorCode::UnknownUser {
+                    self.drop_unconfirmed_chat();
+                }
+                if code == ErrorCode::BadRequest && message.contains("open the conversation first")
+                {
+                    // The echo of a conversation that failed to open (reported already):
+                    // a history request queued behind the open.
+                    return;
+                }
+                self.show_toast(&user_facing(code, &message));
+            }
+            // File transfers are started from scripted mode only so far.
+            Event::Transfer {
+                direction,
+                bytes,
+                total,
+                ..
+            } => imp.composer.show_transfer(&direction, bytes, total),
+            Event::Downloaded { path, .. } => {
+                imp.composer.hide_transfer();
+                self.show_toast(&format!("Downloaded {path}"));
+                // Open it with the desktop's default application, where there is one.
+                let uri = gio::File::for_path(&path).uri();
+                let _ = gio::AppInfo::launch_default_for_uri(&uri, None::<&gio::AppLaunchContext>);
+            }
+            Event::Cancelled { .. } => self.show_toast("Transfer cancelled"),
+        }
+    }
+
+    /// After login: the newest page of every conversation this device knows (the
+    /// catch-up only brings what is newer than the saved position).
+    fn refill_from_history(&self, user: &str) {
+        let me_key = user.to_ascii_lowercase();
+        let imp = self.imp();
+        let file =
+            imp.session.borrow().as_ref().map(|s| {
+                paths::state_file(&imp.state_dir.borrow(), &s.form.server(), &s.form.user)
+            });
+        let saved: SavedState = file
+            .and_then(|p| std::fs::read(p).ok())
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default();
+        let mut names = vec![GENERAL.to_owned()];
+        names.extend(
+            saved
+                .convs
+                .keys()
+                .filter_map(|k| ConvId::from_storage_key(k))
+                .map(|c| c.label_for(&me_key))
+                .filter(|n| n != GENERAL),
+        );
+        for name in names {
+            let c = self.conversation_for(&name);
+            if c.begin_history_request() {
+                self.send_command(Command::History {
+                    conv: name,
+                    before: None,
+                    limit: None,
+                });
+            }
+        }
+    }
+
+    /// Online or reconnecting: the banner and the composer follow.
+    pub(super) fn set_connection_state(&self, online: bool, reason: &str) {
+        let imp = self.imp();
+        if let Some(s) = imp.session.borrow_mut().as_mut() {
+            s.online = online;
+        }
+        imp.banner.set_reveal_child(!online);
+        imp.banner_spinner.set_spinning(!online);
+        if !online {
+            imp.banner_label.set_text(&format!(
+                "Connection lost ({reason}). Reconnecting… Messages you sent are kept and delivered once the connection is back."
+            ));
+        }
+        imp.composer.set_online(online, reason);
+    }
+
+    /// A desktop notification for a message that arrived while the window is in the
+    /// background.
+    fn notify(&self, conv: &str, from: &str, text: &str) {
+        let Some(app) = self.application() else {
+            return;
+        };
+        if app.dbus_connection().is_none() {
+            // No session bus (e.g. under Xvfb): no notification service to talk to.
+            return;
+        }
+        let title = if conv == GENERAL {
+            format!("{from} in {GENERAL}")
+        } else {
+            from.to_owned()
+        };
+        let n = gio::Notification::new(&title);
+        let body: String = text.chars().take(200).collect();
+        n.set_body(Some(&body));
+        app.send_notification(Some("livewire-message"), &n);
+    }
+}

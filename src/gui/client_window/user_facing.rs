@@ -1,0 +1,116 @@
+//! Words for a person from the errors the client reports, like Fractal's
+//! `user_facing_error.rs`: one place decides what a user reads for each error.
+
+use crate::app::protocol::ErrorCode;
+use crate::transport::client::Fatal;
+
+/// What to tell the user about a server or client error with this code. The words come
+/// from the code; `message` only fills in details (the server's limit, the name it did not
+/// find), and is shown as it is for codes without words of their own.
+pub fn user_facing(code: ErrorCode, message: &str) -> String {
+    match code {
+        ErrorCode::RateLimited => {
+            "You are sending messages too fast. Wait a moment and try again.".into()
+        }
+        ErrorCode::TooLarge => format!("That message is too long ({message})."),
+        ErrorCode::UnknownUser => format!("There is no such user. ({message})"),
+        ErrorCode::NotAuthor => "Only the author of a message can delete it for everyone.".into(),
+        ErrorCode::DeleteWindowExpired => {
+            "That message is too old to be deleted for everyone; you can still delete it for yourself."
+                .into()
+        }
+        ErrorCode::NotFound => "That message no longer exists.".into(),
+        ErrorCode::Internal => format!("The server had a problem and changed nothing: {message}"),
+        // The rest (and codes a newer server may add) explain themselves in `message`.
+        _ => sentence(message),
+    }
+}
+
+/// `message` with a capital first letter.
+fn sentence(message: &str) -> String {
+    let mut m = message.to_owned();
+    if let Some(first) = m.get_mut(0..1) {
+        first.make_ascii_uppercase();
+    }
+    m
+}
+
+/// What to tell the user when a session ends for good, and whether it is a security
+/// warning (shown in red).
+pub fn user_facing_fatal(f: &Fatal) -> (String, bool) {
+    match f {
+        Fatal::LoginRefused(msg) => (
+            format!(
+                "The server refused to sign you in: {msg}. Check your username and password; a new username is registered with the password you give on its first sign-in."
+            ),
+            false,
+        ),
+        Fatal::UnknownServer {
+            server,
+            fingerprint,
+        } => (
+            format!("{server} is not a known server (certificate {fingerprint})."),
+            false,
+        ),
+        Fatal::CertMismatch {
+            server,
+            expected,
+            got,
+            pin_file,
+        } => (
+            format!(
+                "⚠ The identity of {server} has changed!\n\nSomeone may be intercepting your connection, so LiveWire did not connect.\n\nKnown fingerprint:\n{expected}\n\nPresented now:\n{got}\n\nIf the server's operator confirms the certificate really changed, remove the line for {server} from {pin_file} and connect again."
+            ),
+            true,
+        ),
+        Fatal::Connection(msg) => (
+            format!(
+                "Could not connect: {msg}.\nCheck the server address and port, and that the server is running."
+            ),
+            false,
+        ),
+        Fatal::Config(msg) => (format!("A local settings problem: {msg}."), false),
+    }
+}
+
+/// Today's `Event::Error` carries its code as the scripted-mode text; this reads it back.
+/// Codes the enum does not name (e.g. local file errors) read as `BadRequest`, whose words
+/// are the message itself, as before.
+// TODO(merge): drops out once `Event::Error.code` is an `ErrorCode`.
+pub(super) fn legacy_code(code: &str) -> ErrorCode {
+    use ErrorCode::*;
+    [
+        LoginRefused,
+        LoginThrottled,
+        BadUsername,
+        NotLoggedIn,
+        UnknownUser,
+        NotFound,
+        NotAuthor,
+        DeleteWindowExpired,
+        RateLimited,
+        TooLarge,
+        BadRequest,
+        Internal,
+    ]
+    .into_iter()
+    .find(|c| c.as_str() == code)
+    .unwrap_or(BadRequest)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn words_come_from_the_code() {
+        assert!(user_facing(ErrorCode::RateLimited, "slow down").contains("too fast"));
+        assert!(user_facing(ErrorCode::UnknownUser, "no user named x").contains("no such user"));
+        assert_eq!(
+            user_facing(ErrorCode::BadRequest, "empty message"),
+            "Empty message"
+        );
+        assert_eq!(legacy_code("not_author"), ErrorCode::NotAuthor);
+        assert_eq!(legacy_code("file"), ErrorCode::BadRequest);
+    }
+}
