@@ -387,7 +387,7 @@ async fn connect(
                         pin_file: opts.pins.path().display().to_string(),
                     })
                 }
-                _ => ConnectError::Transient(e.to_string()),
+                _ => ConnectError::Transient(quic::connect_failure(&e)),
             });
         }
     };

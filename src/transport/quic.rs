@@ -20,7 +20,7 @@ use quinn_proto::HashedConnectionIdGenerator;
 
 pub use quinn::{
     ClientConfig, Connection, ConnectionError, Endpoint, EndpointConfig, Incoming, RecvStream,
-    SendStream, ServerConfig,
+    SendStream, ServerConfig, TransportErrorCode,
 };
 
 use super::tls::{self, Identity, PinningVerifier, TlsError};
@@ -64,7 +64,9 @@ pub mod close {
     pub const PROTOCOL: u32 = 2;
     /// The client did not read fast enough.
     pub const TOO_SLOW: u32 = 3;
-    /// Too many connections from one address.
+    /// Too many connections from one address (sent by servers that counted after the
+    /// handshake; a server now refuses such a connection before it, see
+    /// [`super::connect_failure`]).
     pub const TOO_MANY: u32 = 4;
     /// Login took too long.
     pub const LOGIN_TIMEOUT: u32 = 5;
@@ -153,6 +155,21 @@ pub fn client_config_with(
     // The server never opens streams towards the client.
     cfg.transport_config(transport(timers, 0));
     Ok(cfg)
+}
+
+/// Why a connection attempt failed, in words for the user. A LiveWire server refuses a
+/// connection before the handshake (QUIC `CONNECTION_REFUSED`, which carries no reason)
+/// when the address already has as many connections as it allows, or when it is too busy
+/// or stopping.
+pub fn connect_failure(e: &ConnectionError) -> String {
+    match e {
+        ConnectionError::ConnectionClosed(c)
+            if c.error_code == TransportErrorCode::CONNECTION_REFUSED =>
+        {
+            "the server refused the connection: too many connections from this address, or it is busy".into()
+        }
+        e => e.to_string(),
+    }
 }
 
 /// A close code as quinn wants it.

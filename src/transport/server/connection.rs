@@ -12,9 +12,11 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tracing::{Instrument, debug, info, info_span};
 
+use super::context::ConnCtx;
 use super::hub::{HubMsg, Outbox};
+use super::queue::ConnQueue;
 use super::streams;
-use super::writer::{ConnQueue, Writer};
+use super::writer::Writer;
 use crate::app::ids::{ConnId, ConvId};
 use crate::app::limits::Limits;
 use crate::app::protocol::{ControlDown, ControlUp, ErrorCode};
@@ -102,37 +104,6 @@ async fn serve(incoming: Incoming, _slot: IpSlot, shared: Arc<Shared>) {
     let id = ConnId(shared.next_id.fetch_add(1, Ordering::Relaxed));
     let span = info_span!("conn", %id, %remote);
     run(conn, id, shared).instrument(span).await;
-}
-
-/// What one connection's tasks share once its login frame arrived.
-pub(super) struct ConnCtx {
-    /// Its id.
-    pub id: ConnId,
-    /// The QUIC connection.
-    pub conn: Connection,
-    /// The hub's inbox.
-    pub hub: mpsc::Sender<HubMsg>,
-    /// Its outgoing queue.
-    pub queue: ConnQueue,
-    /// Session keys agreed in the login exchange.
-    pub keys: Arc<SessionKeys>,
-    /// The user named in the login frame, case-folded (the sender in envelopes' AAD).
-    pub user_key: String,
-    /// The user, once the hub accepted the login (file transfers need it).
-    pub logged_in: OnceLock<String>,
-    /// Largest frame a client may send.
-    pub max_frame: usize,
-    /// Uploaded files.
-    pub files: Arc<FileStore>,
-    /// Registers a conversation's send stream with the writer.
-    pub streams: mpsc::UnboundedSender<(ConvId, SendStream)>,
-}
-
-impl ConnCtx {
-    /// Sends an input to the hub; `false` once the hub is gone (the server is stopping).
-    pub async fn to_hub(&self, input: Input) -> bool {
-        self.hub.send(HubMsg::Input(input)).await.is_ok()
-    }
 }
 
 /// A client that did not log in properly: its connection is closed with this code and

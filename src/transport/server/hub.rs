@@ -11,7 +11,7 @@ use tokio::sync::{Semaphore, mpsc};
 use tracing::{info, warn};
 
 use super::operator::OperatorLog;
-use super::writer::{ConnOut, ConnQueue, QueueFull};
+use super::queue::{ConnOut, ConnQueue, QueueFull};
 use crate::app::ids::ConnId;
 use crate::app::protocol::{ConvDown, ErrorCode};
 use crate::app::server::{Input, LOGIN_REFUSED_REASON, Output, ServerCore, ServerLog};

@@ -12,13 +12,17 @@
 //!
 //! - [`hub`]: the hub thread and the router of its outputs.
 //! - [`connection`]: accept (with the per-address limit), login, one connection's life.
+//! - [`context`]: what one connection's tasks share.
 //! - [`streams`]: the control and conversation stream readers, protocol errors.
-//! - [`writer`]: a connection's outgoing queue and the task that writes it.
+//! - [`queue`]: a connection's outgoing queue, capped in bytes.
+//! - [`writer`]: the task that writes a connection's queue.
 //! - [`operator`]: the operator's bounded view of the server's log.
 
 mod connection;
+mod context;
 mod hub;
 mod operator;
+mod queue;
 mod streams;
 mod writer;
 

@@ -127,3 +127,58 @@ fn trace_entry(l: &ServerLog) {
         ServerLog::StoreFailed { error } => warn!(%error, "storage failure"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::app::ids::ConnId;
+
+    fn message() -> ServerLog {
+        ServerLog::Message {
+            conn: None,
+            from: "alice".into(),
+            to: "#general".into(),
+            text: None,
+        }
+    }
+
+    fn connected(n: u64) -> ServerLog {
+        ServerLog::ClientConnected {
+            conn: ConnId(n),
+            user: format!("user{n}"),
+            addr: "127.0.0.1:1".parse().unwrap(),
+        }
+    }
+
+    #[test]
+    fn traffic_is_shed_first_counted_and_never_waits() {
+        let (log, mut events) = OperatorLog::channel();
+        // Nobody reads: posting must neither block nor grow without bound.
+        for _ in 0..CAPACITY * 2 {
+            log.post(message());
+        }
+        let traffic_dropped = (CAPACITY * 2 - (CAPACITY - RESERVED)) as u64;
+        // Connection entries still have the reserved room.
+        for n in 0..RESERVED as u64 {
+            log.post(connected(n));
+        }
+        log.post(connected(u64::MAX));
+        let first = events.blocking_recv();
+        assert!(
+            matches!(first, Some(ServerEvent::Dropped(n)) if n == traffic_dropped + 1),
+            "{first:?}"
+        );
+        let mut messages = 0;
+        let mut connections = 0;
+        drop(log);
+        while let Some(ev) = events.blocking_recv() {
+            match ev {
+                ServerEvent::Log(ServerLog::Message { .. }) => messages += 1,
+                ServerEvent::Log(ServerLog::ClientConnected { .. }) => connections += 1,
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert_eq!(messages, CAPACITY - RESERVED);
+        assert_eq!(connections, RESERVED);
+    }
+}

@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use tracing::info;
 
-use super::connection::ConnCtx;
-use super::writer::ConnOut;
+use super::context::ConnCtx;
+use super::queue::ConnOut;
 use crate::app::ids::ConvId;
 use crate::app::protocol::{ControlDown, ControlUp, ConvDown, ConvUp, ErrorCode};
 use crate::app::server::Input;
