@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
@@ -10,6 +11,7 @@ use crate::app::limits::Limits;
 use crate::paths::{client_state_dir, config_dir, pin_store, server_data_dir, state_file};
 use crate::scripted::{self, exit};
 use crate::transport::client::{ClientOptions, Trust};
+use crate::transport::quic::{self, Timers};
 use crate::transport::server::ServerOptions;
 use crate::transport::tls::Identity;
 
@@ -78,6 +80,11 @@ pub struct ServerArgs {
     /// Seconds a client has to log in after the handshake.
     #[arg(long, default_value_t = Limits::default().login_deadline_secs)]
     login_deadline: u64,
+    /// Seconds of silence after which a connection is given up (the shorter of the
+    /// server's and the client's idle timeouts applies).
+    #[arg(long, value_name = "SECS", default_value_t = quic::IDLE_TIMEOUT.as_secs(),
+          value_parser = clap::value_parser!(u64).range(1..=MAX_TIMER_SECS))]
+    idle_timeout: u64,
     /// Ask the home router to forward the UDP port (PCP, NAT-PMP or UPnP IGD; `auto` tries
     /// them in that order), renew it, and remove it on shutdown.
     #[arg(long, value_name = "PROTOCOL", num_args = 0..=1, default_missing_value = "auto")]
@@ -112,6 +119,10 @@ impl ServerArgs {
             data_dir: self.data_dir.clone().unwrap_or_else(server_data_dir),
             cert: self.cert.clone().zip(self.key.clone()),
             limits,
+            timers: Timers {
+                idle_timeout: Duration::from_secs(self.idle_timeout),
+                ..Timers::SERVER
+            },
         }
     }
 }
@@ -142,7 +153,32 @@ struct ChatArgs {
     /// End on the first disconnect instead of reconnecting.
     #[arg(long)]
     no_reconnect: bool,
+    /// Seconds of silence after which the connection is given up and the client reconnects
+    /// (the shorter of the server's and the client's idle timeouts applies).
+    #[arg(long, value_name = "SECS", default_value_t = quic::IDLE_TIMEOUT.as_secs(),
+          value_parser = clap::value_parser!(u64).range(1..=MAX_TIMER_SECS))]
+    idle_timeout: u64,
+    /// Seconds between keep-alive packets while quiet, to keep NAT mappings open (0: none).
+    #[arg(long, value_name = "SECS", default_value_t = quic::KEEP_ALIVE.as_secs(),
+          value_parser = clap::value_parser!(u64).range(0..=MAX_TIMER_SECS))]
+    keep_alive: u64,
 }
+
+impl ChatArgs {
+    /// The client's QUIC timers; the keep-alive must come before the idle timeout fires.
+    fn timers(&self) -> Result<Timers, String> {
+        if self.keep_alive >= self.idle_timeout {
+            return Err("--keep-alive must be shorter than --idle-timeout".into());
+        }
+        Ok(Timers {
+            idle_timeout: Duration::from_secs(self.idle_timeout),
+            keep_alive: (self.keep_alive > 0).then(|| Duration::from_secs(self.keep_alive)),
+        })
+    }
+}
+
+/// The longest timer the command line accepts (a day).
+const MAX_TIMER_SECS: u64 = 24 * 3600;
 
 #[derive(Debug, Args)]
 struct GuiClientArgs {
@@ -214,6 +250,10 @@ pub fn main() -> ExitCode {
             if !args.server.contains(':') {
                 return usage("--server takes HOST:PORT");
             }
+            let timers = match args.timers() {
+                Ok(t) => t,
+                Err(e) => return usage(&e),
+            };
             let trust = match (&args.fingerprint, args.accept_new) {
                 (Some(fp), _) => Trust::Fingerprint(fp.clone()),
                 (None, true) => Trust::AcceptNew,
@@ -230,6 +270,7 @@ pub fn main() -> ExitCode {
                 pins: pin_store(&config),
                 reconnect: !args.no_reconnect,
                 endpoint: None,
+                timers,
             };
             block_on(scripted::run_chat(opts))
         }

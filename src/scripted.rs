@@ -10,9 +10,10 @@ use tokio::io::AsyncBufReadExt;
 
 use crate::app::client::{Command, Event};
 use crate::app::server::ServerLog;
+use crate::store::SqliteStore;
 use crate::transport::client::{self, ClientEvent, ClientOptions, Fatal};
 use crate::transport::portmap::{PortMapOptions, PortMapping};
-use crate::transport::server::{Server, ServerOptions};
+use crate::transport::server::{Server, ServerEvent, ServerOptions};
 
 /// Exit codes of `livewire chat`.
 pub mod exit {
@@ -69,7 +70,14 @@ pub async fn run_headless_server(
             return ExitCode::from(exit::OTHER);
         }
     };
-    let mut server = match Server::start(opts).await {
+    let store = match SqliteStore::open(&opts.data_dir) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("livewire: cannot start the server: {e}");
+            return ExitCode::from(exit::OTHER);
+        }
+    };
+    let mut server = match Server::start(opts, store).await {
         Ok(s) => s,
         Err(e) => {
             eprintln!("livewire: cannot start the server: {e}");
@@ -100,16 +108,24 @@ pub async fn run_headless_server(
     };
     print_line(&listening);
     let mut events = server.take_events().expect("events are taken once");
-    let printer = tokio::spawn(async move {
-        while let Some(l) = events.recv().await {
-            if let Some(v) = server_log_json(&l) {
-                print_line(&v);
+    // Writes to stdout block when its reader is slow: they get a thread of their own, so
+    // no tokio worker ever waits on the pipe (and the server's bounded log sheds instead).
+    let printer = std::thread::Builder::new()
+        .name("livewire-stdout".into())
+        .spawn(move || {
+            while let Some(ev) = events.blocking_recv() {
+                if let ServerEvent::Log(l) = ev
+                    && let Some(v) = server_log_json(&l)
+                {
+                    print_line(&v);
+                }
             }
-        }
-    });
+        });
     stop.wait().await;
     server.shutdown("the server is shutting down").await;
-    let _ = printer.await;
+    if let Ok(printer) = printer {
+        let _ = tokio::task::spawn_blocking(move || printer.join()).await;
+    }
     if let Some(m) = mapping {
         let public = m.public_addr().to_string();
         match m.remove().await {

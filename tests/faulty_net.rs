@@ -53,6 +53,7 @@ impl Lib {
             state_file: Some(dir.join("state.json")),
             reconnect: true,
             endpoint: Some(ep),
+            timers: livewire::transport::quic::Timers::CLIENT,
         };
         let (handle, events) = client::start_on(opts, rt.handle());
         let mut c = Self {

@@ -162,6 +162,7 @@ fn main() {
             data_dir: tmp.path().join("server"),
             cert: None,
             limits: Limits::default(),
+            timers: livewire::transport::quic::Timers::SERVER,
         },
     );
     server.present();

@@ -323,14 +323,15 @@ async fn a_client_that_stops_reading_is_cut_off_and_nobody_else_suffers() {
         msg_per_sec: 100_000,
         ..Limits::default()
     };
-    let mut server = Server::start(ServerOptions {
+    let store = livewire::store::SqliteStore::open(&dir.path().join("srv")).unwrap();
+    let opts = ServerOptions {
         listen: "127.0.0.1:0".parse().unwrap(),
         data_dir: dir.path().join("srv"),
         cert: None,
         limits,
-    })
-    .await
-    .unwrap();
+        timers: quic::Timers::SERVER,
+    };
+    let mut server = Server::start(opts, store).await.unwrap();
     let addr = server.local_addr().to_string();
     let fp = server.fingerprint().to_owned();
     let _events = server.take_events();

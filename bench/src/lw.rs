@@ -112,6 +112,7 @@ pub async fn connect(
         state_file: None,
         reconnect: false,
         endpoint: None,
+        timers: livewire::transport::quic::Timers::CLIENT,
     };
     if mode == Mode::Idle {
         // Register the shared accounts one at a time first: two first logins of the same

@@ -128,6 +128,14 @@ pub trait Store {
     fn hide(&mut self, key: &str, conv: &ConvId, id: MsgId) -> StoreResult<Option<u64>>;
     /// Hides with a counter above `after`.
     fn hidden_after(&mut self, key: &str, after: u64) -> StoreResult<Vec<Hidden>>;
+    /// Starts a batch: every call until [`Store::commit`] becomes durable together.
+    fn begin(&mut self) -> StoreResult<()>;
+    /// Makes the batch durable; the server acknowledges nothing of it before this returns.
+    fn commit(&mut self) -> StoreResult<()>;
+    /// Flushes what a graceful stop should leave tidy on disk (nothing by default).
+    fn checkpoint(&mut self) -> StoreResult<()> {
+        Ok(())
+    }
 }
 
 /// A [`Store`] in memory, for the core's unit tests.
@@ -186,6 +194,14 @@ impl MemStore {
 }
 
 impl Store for MemStore {
+    fn begin(&mut self) -> StoreResult<()> {
+        Ok(())
+    }
+
+    fn commit(&mut self) -> StoreResult<()> {
+        Ok(())
+    }
+
     fn user(&mut self, key: &str) -> StoreResult<Option<UserRecord>> {
         Ok(self.users.get(key).map(|(u, _)| u.clone()))
     }

@@ -194,6 +194,7 @@ pub fn run_demo(data_dir: Option<PathBuf>) -> ExitCode {
         data_dir: data.clone(),
         cert: None,
         limits: Limits::default(),
+        timers: crate::transport::quic::Timers::SERVER,
     };
     {
         let config = config.clone();

@@ -346,6 +346,18 @@ impl SqliteStore {
 }
 
 impl Store for SqliteStore {
+    fn begin(&mut self) -> StoreResult<()> {
+        SqliteStore::begin(self)
+    }
+
+    fn commit(&mut self) -> StoreResult<()> {
+        SqliteStore::commit(self)
+    }
+
+    fn checkpoint(&mut self) -> StoreResult<()> {
+        SqliteStore::checkpoint(self)
+    }
+
     fn user(&mut self, key: &str) -> StoreResult<Option<UserRecord>> {
         self.db
             .prepare_cached("SELECT name, phc FROM users WHERE key = ?1")

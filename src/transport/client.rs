@@ -62,6 +62,8 @@ pub struct ClientOptions {
     /// A QUIC endpoint to use instead of opening a new UDP socket (many clients can share
     /// one; tests rebind it to simulate a NAT rebinding).
     pub endpoint: Option<Endpoint>,
+    /// QUIC keep-alive and idle timeout ([`quic::Timers::CLIENT`] by default).
+    pub timers: quic::Timers,
 }
 
 /// Ends the client; each maps to an exit code in scripted mode.
@@ -347,7 +349,7 @@ async fn connect(
         (_, None) => None,
     };
     let verifier = PinningVerifier::new(expected.clone());
-    let config = quic::client_config(verifier.clone())
+    let config = quic::client_config_with(verifier.clone(), &opts.timers)
         .map_err(|e| ConnectError::Fatal(Fatal::Config(e.to_string())))?;
     let ep = match endpoint {
         Some(ep) if ep.local_addr().is_ok_and(|l| l.is_ipv4() == addr.is_ipv4()) => ep.clone(),
@@ -385,7 +387,7 @@ async fn connect(
                         pin_file: opts.pins.path().display().to_string(),
                     })
                 }
-                _ => ConnectError::Transient(e.to_string()),
+                _ => ConnectError::Transient(quic::connect_failure(&e)),
             });
         }
     };
@@ -482,7 +484,7 @@ async fn login(
 
 fn close_reason(conn: &Connection) -> String {
     match conn.close_reason() {
-        Some(quinn::ConnectionError::ApplicationClosed(c)) => {
+        Some(quic::ConnectionError::ApplicationClosed(c)) => {
             let text = String::from_utf8_lossy(&c.reason).into_owned();
             if text.is_empty() {
                 "the server closed the connection".into()
@@ -490,7 +492,7 @@ fn close_reason(conn: &Connection) -> String {
                 text
             }
         }
-        Some(quinn::ConnectionError::TimedOut) => "the connection timed out".into(),
+        Some(quic::ConnectionError::TimedOut) => "the connection timed out".into(),
         Some(e) => e.to_string(),
         None => "the connection ended".into(),
     }

@@ -1,7 +1,9 @@
 //! Bytes on the wire: QUIC configuration, TLS and certificate pinning, the frame codec,
 //! AES-256-GCM-SIV envelopes and the session key schedule, password hashing, and the async
-//! drivers that feed the app cores from QUIC streams. `quic` is the one module that names
-//! quinn's types for the rest of the crate.
+//! drivers that feed the app cores from QUIC streams. `quic` configures quinn and
+//! re-exports the quinn types the rest of the crate names; only `faulty`, a test socket,
+//! implements quinn's socket traits itself. The server's driver takes its store from the
+//! caller: the transport knows the app's `Store` trait, never a backend.
 
 pub mod auth;
 pub mod client;

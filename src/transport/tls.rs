@@ -93,6 +93,18 @@ impl Identity {
         fingerprint(&self.certs[0])
     }
 
+    /// 32 bytes derived from the private key with HKDF-SHA256 under `label`: the same for
+    /// every run of a server that keeps its key, and revealing nothing about the key. Each
+    /// use takes its own label, so no two derived secrets are related.
+    pub fn derive_secret(&self, label: &[u8]) -> [u8; 32] {
+        use hkdf::Hkdf;
+        let hk = Hkdf::<Sha256>::new(Some(b"livewire/1 key derivation"), self.key.secret_der());
+        let mut okm = [0u8; 32];
+        hk.expand(label, &mut okm)
+            .expect("32 bytes is a valid HKDF-SHA256 output length");
+        okm
+    }
+
     /// Loads operator-supplied PEM files.
     pub fn from_pem_files(cert: &Path, key: &Path) -> Result<Self, TlsError> {
         let certs = CertificateDer::pem_file_iter(cert)

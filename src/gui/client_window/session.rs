@@ -62,6 +62,7 @@ impl LwClientWindow {
             state_file: Some(state_file),
             reconnect: true,
             endpoint: None,
+            timers: crate::transport::quic::Timers::CLIENT,
         };
         let (handle, events) = client::start_on(opts, &runtime::handle());
         imp.session.replace(Some(Session {

@@ -17,7 +17,8 @@ use crate::app::ids::ConnId;
 use crate::app::server::ServerLog;
 use crate::gui::models::{ClientEntryData, LwClientEntry, position};
 use crate::gui::runtime;
-use crate::transport::server::{Server, ServerOptions};
+use crate::store::SqliteStore;
+use crate::transport::server::{Server, ServerEvent, ServerOptions};
 
 glib::wrapper! {
     /// The server window.
@@ -226,7 +227,11 @@ impl LwServerWindow {
         imp.generation.set(generation);
         let weak = self.downgrade();
         glib::spawn_future_local(async move {
-            let result = runtime::spawn(Server::start(opts)).await;
+            let start = async move {
+                let store = SqliteStore::open(&opts.data_dir).map_err(|e| e.to_string())?;
+                Server::start(opts, store).await.map_err(|e| e.to_string())
+            };
+            let result = runtime::spawn(start).await;
             let Some(win) = weak.upgrade() else { return };
             win.imp().busy.set(false);
             match result {
@@ -254,7 +259,9 @@ impl LwServerWindow {
         self.set_status(&format!("Running on {addr}"), true);
         self.log(&format!("Server started on {addr}"));
         if let Some(mut events) = server.take_events() {
-            let (tx, rx) = async_channel::unbounded();
+            // Bounded: a busy window holds the server's own bounded log back, which then
+            // sheds traffic entries instead of growing.
+            let (tx, rx) = async_channel::bounded(256);
             runtime::spawn(async move {
                 while let Some(ev) = events.recv().await {
                     if tx.send(ev).await.is_err() {
@@ -269,7 +276,12 @@ impl LwServerWindow {
                     if win.imp().generation.get() != generation {
                         break;
                     }
-                    win.handle_log(ev);
+                    match ev {
+                        ServerEvent::Log(l) => win.handle_log(l),
+                        ServerEvent::Dropped(n) => {
+                            win.log(&format!("{n} log entries skipped: the window fell behind"))
+                        }
+                    }
                 }
             });
         }

@@ -1,0 +1,229 @@
+//! The hub: one thread that owns the [`ServerCore`] and its store. It handles a batch of
+//! inputs inside one store transaction, commits, and only then routes the outputs (acks
+//! included): an acknowledged message is durable. The [`Router`] delivers each output to a
+//! connection's bounded queue without waiting; a connection whose queue is full is cut off,
+//! so a client that stops reading cannot slow anyone else.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use tokio::sync::{Semaphore, mpsc};
+use tracing::{info, warn};
+
+use super::operator::OperatorLog;
+use super::queue::{ConnOut, ConnQueue, QueueFull};
+use crate::app::ids::ConnId;
+use crate::app::protocol::{ConvDown, ErrorCode};
+use crate::app::server::{Input, LOGIN_REFUSED_REASON, Output, ServerCore, ServerLog};
+use crate::app::store::Store;
+use crate::transport::auth;
+use crate::transport::files::FileStore;
+use crate::transport::quic::{self, Connection, close};
+
+/// Inputs handled per store transaction at most.
+const BATCH: usize = 256;
+
+/// What the hub receives.
+pub(super) enum HubMsg {
+    /// A new connection, before its first input.
+    Register(ConnId, Outbox),
+    /// An input for the core.
+    Input(Input),
+    /// Checkpoint the store and end the thread.
+    Stop,
+}
+
+/// A connection as the hub sees it: where its outputs go, and the connection itself, to
+/// cut it off when it does not read.
+pub(super) struct Outbox {
+    /// Its outgoing queue.
+    pub queue: ConnQueue,
+    /// The QUIC connection.
+    pub conn: Connection,
+}
+
+/// Runs the hub on the current thread until [`HubMsg::Stop`] or until every sender is gone.
+pub(super) fn run<S: Store>(
+    mut core: ServerCore<S>,
+    mut rx: mpsc::Receiver<HubMsg>,
+    router: Router,
+) {
+    let mut router = router;
+    let mut batch = Vec::with_capacity(BATCH);
+    while let Some(first) = rx.blocking_recv() {
+        batch.push(first);
+        while batch.len() < BATCH {
+            match rx.try_recv() {
+                Ok(m) => batch.push(m),
+                Err(_) => break,
+            }
+        }
+        let mut outputs = Vec::new();
+        let mut stop = false;
+        if let Err(e) = core.store_mut().begin() {
+            warn!("database: {e}");
+        }
+        let now = super::now_ms();
+        for msg in batch.drain(..) {
+            match msg {
+                HubMsg::Register(id, outbox) => {
+                    router.outboxes.insert(id, outbox);
+                }
+                HubMsg::Input(input) => {
+                    let gone = match &input {
+                        Input::Disconnected { conn } => Some(*conn),
+                        _ => None,
+                    };
+                    outputs.extend(core.handle(input, now));
+                    if let Some(c) = gone {
+                        router.outboxes.remove(&c);
+                    }
+                }
+                HubMsg::Stop => stop = true,
+            }
+        }
+        if let Err(e) = core.store_mut().commit() {
+            if e.is_full() {
+                warn!(
+                    "out of storage space: {e}; writes are refused with server_full until there is room"
+                );
+            } else {
+                warn!("database commit failed: {e}");
+            }
+            unsend_batch(&mut outputs, e.is_full());
+        }
+        for out in outputs {
+            router.route(out);
+        }
+        if stop {
+            if let Err(e) = core.store_mut().checkpoint() {
+                warn!("checkpoint at shutdown: {e}");
+            }
+            break;
+        }
+    }
+}
+
+/// Nothing of a batch whose commit failed is durable: its new events go to nobody, and
+/// each acknowledgement becomes an error for its sender — `server_full` on a full disk
+/// (the client gives up on that message and says so), otherwise `internal` (the client
+/// keeps it and sends it again after its next reconnect).
+fn unsend_batch(outputs: &mut Vec<Output>, full: bool) {
+    outputs.retain(|o| {
+        !matches!(
+            o,
+            Output::Conv {
+                down: ConvDown::Event(_),
+                ..
+            }
+        )
+    });
+    for o in outputs.iter_mut() {
+        if let Output::Conv { down, .. } = o
+            && let ConvDown::Ack { cmid, .. } = down
+        {
+            let (code, message) = if full {
+                (
+                    ErrorCode::ServerFull,
+                    "the server is out of storage space; try again later",
+                )
+            } else {
+                (
+                    ErrorCode::Internal,
+                    "the server could not store the message; it will be resent",
+                )
+            };
+            *down = ConvDown::Error {
+                code,
+                message: message.into(),
+                cmid: Some(*cmid),
+            };
+        }
+    }
+}
+
+/// Where the hub's outputs go: connection queues, the password hashers, the operator.
+pub(super) struct Router {
+    /// Stored files (erased with their message).
+    pub files: Arc<FileStore>,
+    /// Registered connections.
+    pub outboxes: HashMap<ConnId, Outbox>,
+    /// The hub itself, for the hashers' answers.
+    pub hub: mpsc::WeakSender<HubMsg>,
+    /// The operator's view.
+    pub operator: OperatorLog,
+    /// The runtime the hashers run on.
+    pub rt: tokio::runtime::Handle,
+    /// Argon2 runs at most this many at once.
+    pub hashers: Arc<Semaphore>,
+    /// A connection's queue cap in bytes.
+    pub queue_bytes: usize,
+}
+
+impl Router {
+    fn route(&mut self, out: Output) {
+        let (conn, msg) = match out {
+            Output::Control { conn, down } => (conn, ConnOut::Control(down)),
+            Output::Conv { conn, conv, down } => (conn, ConnOut::Conv(conv, down)),
+            Output::Close { conn, reason } => {
+                let code = if reason == LOGIN_REFUSED_REASON {
+                    close::LOGIN_REFUSED
+                } else {
+                    close::NORMAL
+                };
+                (conn, ConnOut::Close(code, reason))
+            }
+            Output::Log(l) => return self.log(l),
+            Output::VerifyPassword {
+                conn,
+                password,
+                phc,
+            } => return self.verify_password(conn, password, phc),
+        };
+        let Some(outbox) = self.outboxes.get(&conn) else {
+            return;
+        };
+        if let Err(QueueFull { bytes, frames }) = outbox.queue.try_send(msg, self.queue_bytes) {
+            warn!(%conn, bytes, frames, "outgoing queue full: disconnecting a client that does not read");
+            outbox.conn.close(
+                quic::code(close::TOO_SLOW),
+                b"you were not reading fast enough",
+            );
+            self.outboxes.remove(&conn);
+        }
+    }
+
+    fn log(&self, l: ServerLog) {
+        if let ServerLog::Deleted {
+            conv, sender, cmid, ..
+        } = &l
+            && self.files.erase(conv, sender, cmid)
+        {
+            info!("stored file of a message deleted for everyone erased");
+        }
+        self.operator.post(l);
+    }
+
+    /// Argon2 runs on the blocking pool, at most two at a time, and answers the hub.
+    fn verify_password(&self, conn: ConnId, password: String, phc: Option<String>) {
+        let (hub, hashers) = (self.hub.clone(), self.hashers.clone());
+        self.rt.spawn(async move {
+            let Ok(_permit) = hashers.acquire_owned().await else {
+                return;
+            };
+            let result = tokio::task::spawn_blocking(move || match phc {
+                Some(phc) => (auth::verify_password(&password, &phc), None),
+                None => match auth::hash_password(&password) {
+                    Ok(h) => (true, Some(h)),
+                    Err(_) => (false, None),
+                },
+            })
+            .await;
+            let (ok, new_phc) = result.unwrap_or((false, None));
+            if let Some(hub) = hub.upgrade() {
+                let input = Input::PasswordChecked { conn, ok, new_phc };
+                let _ = hub.send(HubMsg::Input(input)).await;
+            }
+        });
+    }
+}

@@ -1,0 +1,240 @@
+//! The server's async shell: the QUIC endpoint, one task per connection, and the hub thread
+//! that owns the [`ServerCore`] and the store.
+//!
+//! Connection tasks read frames, open envelopes and send [`Input`]s to the hub over one
+//! bounded channel. The hub handles a batch of inputs inside one store transaction,
+//! commits, and only then routes the outputs (acks included) to each connection's bounded
+//! queue. A connection whose queue is full is cut off: a client that stops reading cannot
+//! grow the server's memory or slow anyone else.
+//!
+//! The store is the caller's: anything that implements the app's [`Store`] (SQLite today)
+//! plugs in through [`Server::start`]; the transport never names a backend.
+//!
+//! - [`hub`]: the hub thread and the router of its outputs.
+//! - [`connection`]: accept (with the per-address limit), login, one connection's life.
+//! - [`context`]: what one connection's tasks share.
+//! - [`streams`]: the control and conversation stream readers, protocol errors.
+//! - [`queue`]: a connection's outgoing queue, capped in bytes.
+//! - [`writer`]: the task that writes a connection's queue.
+//! - [`operator`]: the operator's bounded view of the server's log.
+
+mod connection;
+mod context;
+mod hub;
+mod operator;
+mod queue;
+mod streams;
+mod writer;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{Semaphore, mpsc};
+use tracing::info;
+
+use self::connection::Shared;
+use self::hub::{HubMsg, Router};
+use self::operator::OperatorLog;
+pub use self::operator::{ServerEvent, ServerEvents};
+use super::files::FileStore;
+use super::quic::{self, Endpoint, Timers, close};
+use super::tls::{Identity, TlsError};
+use crate::app::ids::{ClientMsgId, ConnId};
+use crate::app::limits::Limits;
+use crate::app::server::{Input, ServerCore};
+use crate::app::store::Store;
+
+/// How to run a server.
+#[derive(Debug, Clone)]
+pub struct ServerOptions {
+    /// Address to bind (`127.0.0.1:0` picks a free port).
+    pub listen: SocketAddr,
+    /// Where the generated certificate and uploaded files live (and, for the SQLite store
+    /// its caller opens, the database).
+    pub data_dir: PathBuf,
+    /// Operator-supplied certificate and key (PEM) instead of the generated one.
+    pub cert: Option<(PathBuf, PathBuf)>,
+    /// Limits.
+    pub limits: Limits,
+    /// QUIC timers ([`Timers::SERVER`] by default).
+    pub timers: Timers,
+}
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// Certificate problem.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    /// The hub thread could not be started.
+    #[error("cannot start the hub thread: {0}")]
+    Thread(std::io::Error),
+    /// The UDP socket could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// Address.
+        addr: SocketAddr,
+        /// Cause.
+        source: std::io::Error,
+    },
+}
+
+/// A cheap handle for the operator's actions.
+#[derive(Clone)]
+pub struct ServerHandle {
+    hub: mpsc::Sender<HubMsg>,
+}
+
+impl ServerHandle {
+    /// Posts an announcement to `#general` as `server`.
+    pub async fn announce(&self, text: String) {
+        let mut id = [0u8; 16];
+        let _ = getrandom::fill(&mut id);
+        let cmid = ClientMsgId(id);
+        let _ = self
+            .hub
+            .send(HubMsg::Input(Input::Announce { text, cmid }))
+            .await;
+    }
+
+    /// Disconnects one client.
+    pub async fn kick(&self, conn: ConnId) {
+        let _ = self.hub.send(HubMsg::Input(Input::Kick { conn })).await;
+    }
+}
+
+/// A running server.
+pub struct Server {
+    addr: SocketAddr,
+    fingerprint: String,
+    endpoint: Endpoint,
+    handle: ServerHandle,
+    events: Option<ServerEvents>,
+    hub_thread: Option<std::thread::JoinHandle<()>>,
+    accept: tokio::task::JoinHandle<()>,
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+impl Server {
+    /// Loads or creates the certificate, binds, starts the hub on `store` and starts
+    /// accepting.
+    pub async fn start<S>(opts: ServerOptions, store: S) -> Result<Server, StartError>
+    where
+        S: Store + Send + 'static,
+    {
+        let identity = match &opts.cert {
+            Some((c, k)) => Identity::from_pem_files(c, k)?,
+            None => Identity::load_or_create(&opts.data_dir)?,
+        };
+        let fingerprint = identity.fingerprint();
+        let endpoint_config = quic::server_endpoint_config(&identity);
+        let streams = opts.limits.streams_per_conn;
+        let config = quic::server_config_with(identity, streams, &opts.timers)?;
+        let bind_err = |source| StartError::Bind {
+            addr: opts.listen,
+            source,
+        };
+        let endpoint =
+            quic::server_endpoint(endpoint_config, config, opts.listen).map_err(bind_err)?;
+        let addr = endpoint.local_addr().map_err(bind_err)?;
+        let (hub_tx, hub_rx) = mpsc::channel(16 * 1024);
+        let (operator, events) = OperatorLog::channel();
+        let files = Arc::new(FileStore::new(
+            opts.data_dir.join("files"),
+            opts.limits.max_file_size,
+        ));
+        let router = Router {
+            files: files.clone(),
+            outboxes: HashMap::new(),
+            hub: hub_tx.downgrade(),
+            operator,
+            rt: tokio::runtime::Handle::current(),
+            hashers: Arc::new(Semaphore::new(2)),
+            queue_bytes: opts.limits.conn_queue_bytes,
+        };
+        let core = ServerCore::new(store, opts.limits.clone());
+        let hub_thread = std::thread::Builder::new()
+            .name("livewire-hub".into())
+            .spawn(move || {
+                let run = std::panic::AssertUnwindSafe(|| hub::run(core, hub_rx, router));
+                if std::panic::catch_unwind(run).is_err() {
+                    // Half a server is worse than none: nothing unacknowledged is lost
+                    // (acks follow commits), and a supervisor restarts us.
+                    eprintln!("livewire: internal error in the server hub; exiting");
+                    std::process::abort();
+                }
+            })
+            .map_err(StartError::Thread)?;
+        let shared = Arc::new(Shared {
+            hub: hub_tx.clone(),
+            files,
+            limits: opts.limits,
+            per_ip: Mutex::new(HashMap::new()),
+            next_id: AtomicU64::new(1),
+        });
+        let accept = tokio::spawn(connection::accept_loop(endpoint.clone(), shared));
+        info!(%addr, %fingerprint, "listening");
+        Ok(Server {
+            addr,
+            fingerprint,
+            endpoint,
+            handle: ServerHandle { hub: hub_tx },
+            events: Some(events),
+            hub_thread: Some(hub_thread),
+            accept,
+        })
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The certificate fingerprint (`SHA256:…`).
+    pub fn fingerprint(&self) -> &str {
+        &self.fingerprint
+    }
+
+    /// Operator actions.
+    pub fn handle(&self) -> ServerHandle {
+        self.handle.clone()
+    }
+
+    /// The operator's event stream (take it once). Bounded: an operator that falls behind
+    /// loses entries (counted, see [`ServerEvent::Dropped`]), never slows the server.
+    pub fn take_events(&mut self) -> Option<ServerEvents> {
+        self.events.take()
+    }
+
+    /// Graceful stop: refuse new connections, tell every client, flush their queues, close
+    /// the connections, then close the database.
+    pub async fn shutdown(mut self, reason: &str) {
+        self.endpoint.set_server_config(None);
+        self.accept.abort();
+        let _ = self
+            .handle
+            .hub
+            .send(HubMsg::Input(Input::Shutdown {
+                reason: reason.to_owned(),
+            }))
+            .await;
+        let _ = tokio::time::timeout(Duration::from_secs(3), self.endpoint.wait_idle()).await;
+        self.endpoint
+            .close(quic::code(close::SHUTDOWN), reason.as_bytes());
+        let _ = self.handle.hub.send(HubMsg::Stop).await;
+        if let Some(t) = self.hub_thread.take() {
+            let _ = tokio::task::spawn_blocking(move || t.join()).await;
+        }
+        info!("server stopped");
+    }
+}

@@ -1,0 +1,90 @@
+//! A connection's outgoing queue: bounded in frames and counted in bytes, so a client that
+//! stops reading is cut off instead of growing the server's memory.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use tokio::sync::mpsc;
+
+use crate::app::ids::ConvId;
+use crate::app::protocol::{ControlDown, ConvDown, ConvEvent, EventKind};
+
+/// One output for one connection.
+pub(super) enum ConnOut {
+    /// On the control stream.
+    Control(ControlDown),
+    /// On a conversation's stream.
+    Conv(ConvId, ConvDown),
+    /// Close with this code after flushing what is queued.
+    Close(u32, String),
+}
+
+impl ConnOut {
+    /// Approximate memory a queued output holds (for the per-connection cap).
+    pub fn cost(&self) -> usize {
+        const FRAME: usize = 64;
+        let body = |e: &ConvEvent| match &e.kind {
+            EventKind::Message { body } => body.len(),
+            _ => 0,
+        } + FRAME;
+        match self {
+            ConnOut::Conv(_, ConvDown::Event(e) | ConvDown::Backlog(e)) => body(e),
+            ConnOut::Conv(_, ConvDown::History { events, .. }) => {
+                events.iter().map(body).sum::<usize>() + FRAME
+            }
+            _ => FRAME,
+        }
+    }
+}
+
+/// A connection's outgoing queue. Every output is counted in `queued` (the writer subtracts
+/// it once written), whoever sends it: the hub, or the connection's own readers.
+#[derive(Clone)]
+pub(super) struct ConnQueue {
+    tx: mpsc::Sender<ConnOut>,
+    queued: Arc<AtomicUsize>,
+}
+
+/// The queue was over its byte cap or full: the client does not read.
+pub(super) struct QueueFull {
+    /// Bytes that would have been queued.
+    pub bytes: usize,
+    /// Frames queued.
+    pub frames: usize,
+}
+
+impl ConnQueue {
+    /// A queue of at most `frames` outputs, and the receiving end for the writer.
+    pub fn new(frames: usize) -> (Self, mpsc::Receiver<ConnOut>) {
+        let (tx, rx) = mpsc::channel(frames);
+        let queued = Arc::new(AtomicUsize::new(0));
+        (Self { tx, queued }, rx)
+    }
+
+    /// Queues from a connection task, waiting for room.
+    pub async fn send(&self, out: ConnOut) {
+        let cost = out.cost();
+        self.queued.fetch_add(cost, Ordering::Relaxed);
+        if self.tx.send(out).await.is_err() {
+            self.queued.fetch_sub(cost, Ordering::Relaxed);
+        }
+    }
+
+    /// Queues from the hub, which never waits: over `max_bytes`, or with no room, the
+    /// output is refused and the caller cuts the connection off.
+    pub fn try_send(&self, out: ConnOut, max_bytes: usize) -> Result<(), QueueFull> {
+        let cost = out.cost();
+        let before = self.queued.fetch_add(cost, Ordering::Relaxed);
+        let bytes = before.saturating_add(cost);
+        if bytes > max_bytes || self.tx.try_send(out).is_err() {
+            let frames = self.tx.max_capacity() - self.tx.capacity();
+            return Err(QueueFull { bytes, frames });
+        }
+        Ok(())
+    }
+
+    /// The writer wrote outputs worth `cost`.
+    pub fn written(&self, cost: usize) {
+        self.queued.fetch_sub(cost, Ordering::Relaxed);
+    }
+}

@@ -1,0 +1,164 @@
+//! A connection's way out: the task that takes its queue, seals message bodies for this
+//! session and writes frames in batches.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tracing::{debug, warn};
+
+use super::context::ConnCtx;
+use super::queue::ConnOut;
+use crate::app::ids::ConvId;
+use crate::app::protocol::{ControlDown, ConvDown, ConvEvent, EventKind};
+use crate::transport::codec;
+use crate::transport::envelope::{Aad, Direction, SessionKeys};
+use crate::transport::quic::{self, SendStream};
+
+/// Frames encoded since the last flush are written together once this many bytes are
+/// buffered (or nothing more is queued).
+const BATCH_BYTES: usize = 256 * 1024;
+
+/// The task that owns a connection's send streams.
+pub(super) struct Writer {
+    /// The connection.
+    pub ctx: Arc<ConnCtx>,
+    /// The control stream's send half.
+    pub control: SendStream,
+    /// What to send.
+    pub rx: mpsc::Receiver<ConnOut>,
+    /// Conversation streams, registered by their readers before the hub can answer on them.
+    pub streams_rx: mpsc::UnboundedReceiver<(ConvId, SendStream)>,
+    /// This session's ephemeral public key, filled into the `LoginOk` the core produces.
+    pub server_pub: [u8; 32],
+}
+
+impl Writer {
+    /// Writes until the queue ends, a write fails, or a `Close` has been flushed.
+    pub async fn run(mut self) {
+        let mut streams: HashMap<ConvId, SendStream> = HashMap::new();
+        // Frames encoded since the last flush, per stream (`None`: the control stream). Under
+        // load many frames go out in one write, so quinn packs them into few packets; when
+        // idle a batch is one frame and nothing waits.
+        let mut bufs: HashMap<Option<ConvId>, Vec<u8>> = HashMap::new();
+        loop {
+            let first = tokio::select! {
+                biased;
+                Some((conv, s)) = self.streams_rx.recv() => {
+                    streams.insert(conv, s);
+                    continue;
+                }
+                out = self.rx.recv() => match out {
+                    Some(o) => o,
+                    None => return,
+                },
+            };
+            let (mut cost, mut buffered, mut close) = (0, 0, None);
+            let mut next = Some(first);
+            while let Some(out) = next.take() {
+                // Streams registered before this output was produced are already queued.
+                while let Ok((conv, s)) = self.streams_rx.try_recv() {
+                    streams.insert(conv, s);
+                }
+                cost += out.cost();
+                let frame = match out {
+                    ConnOut::Control(down) => Some((None, self.control_frame(down))),
+                    ConnOut::Conv(conv, mut down) => (self.seal(&conv, &mut down)
+                        && streams.contains_key(&conv))
+                    .then(|| (Some(conv), codec::encode(&down, codec::MAX_DOWN_FRAME))),
+                    ConnOut::Close(code, reason) => {
+                        close = Some((code, reason));
+                        break;
+                    }
+                };
+                match frame {
+                    Some((dest, Ok(bytes))) => {
+                        buffered += bytes.len();
+                        bufs.entry(dest).or_default().extend_from_slice(&bytes);
+                    }
+                    Some((_, Err(e))) => warn!("frame not sent: {e}"),
+                    None => {}
+                }
+                if buffered < BATCH_BYTES {
+                    next = self.rx.try_recv().ok();
+                }
+            }
+            for (dest, buf) in bufs.drain() {
+                let stream = match &dest {
+                    None => Some(&mut self.control),
+                    Some(conv) => streams.get_mut(conv),
+                };
+                if let Some(stream) = stream
+                    && let Err(e) = stream.write_all(&buf).await
+                {
+                    debug!("write failed: {e}");
+                    return;
+                }
+            }
+            self.ctx.queue.written(cost);
+            if let Some((code, reason)) = close {
+                return self.close(streams, code, &reason).await;
+            }
+        }
+    }
+
+    /// A control frame; a `LoginOk` gets this session's key, and marks the login accepted.
+    fn control_frame(&self, mut down: ControlDown) -> Result<Vec<u8>, codec::FrameError> {
+        if let ControlDown::LoginOk {
+            session_pub, user, ..
+        } = &mut down
+        {
+            *session_pub = self.server_pub;
+            let _ = self.ctx.logged_in.set(user.to_ascii_lowercase());
+        }
+        codec::encode(&down, codec::MAX_DOWN_FRAME)
+    }
+
+    /// Seals the message bodies of `down` for this session; `false` if one cannot be.
+    fn seal(&self, conv: &ConvId, down: &mut ConvDown) -> bool {
+        let conv_key = conv.storage_key();
+        let keys = &self.ctx.keys;
+        match down {
+            ConvDown::Event(e) | ConvDown::Backlog(e) => seal_event_body(keys, &conv_key, e),
+            ConvDown::History { events, .. } => events
+                .iter_mut()
+                .all(|e| seal_event_body(keys, &conv_key, e)),
+            _ => true,
+        }
+    }
+
+    /// Graceful: finish every stream, give the peer a moment to receive what was queued,
+    /// then close.
+    async fn close(mut self, mut streams: HashMap<ConvId, SendStream>, code: u32, reason: &str) {
+        let _ = self.control.finish();
+        for s in streams.values_mut() {
+            let _ = s.finish();
+        }
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+        let _ = tokio::time::timeout_at(deadline, self.control.stopped()).await;
+        for s in streams.values_mut() {
+            let _ = tokio::time::timeout_at(deadline, s.stopped()).await;
+        }
+        self.ctx.conn.close(quic::code(code), reason.as_bytes());
+    }
+}
+
+fn seal_event_body(keys: &SessionKeys, conv_key: &str, e: &mut ConvEvent) -> bool {
+    if let EventKind::Message { body } = &mut e.kind {
+        let aad = Aad {
+            dir: Direction::Down,
+            conv: conv_key,
+            sender: &e.sender,
+            cmid: e.cmid,
+        };
+        match keys.down.seal(&aad, body) {
+            Ok(sealed) => *body = sealed,
+            Err(err) => {
+                warn!("cannot seal: {err}");
+                return false;
+            }
+        }
+    }
+    true
+}
