@@ -194,7 +194,7 @@ fn errors(events: &[Event]) -> Vec<String> {
     events
         .iter()
         .filter_map(|e| match e {
-            Event::Error { code, .. } => Some(code.clone()),
+            Event::Error { code, .. } => Some(code.as_str().to_owned()),
             _ => None,
         })
         .collect()

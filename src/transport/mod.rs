@@ -12,5 +12,6 @@ pub mod faulty;
 pub mod files;
 pub mod portmap;
 pub mod quic;
+pub mod save;
 pub mod server;
 pub mod tls;

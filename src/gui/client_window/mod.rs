@@ -15,7 +15,7 @@ use gtk4 as gtk;
 
 use crate::app::client::{Command, Event, SavedState};
 use crate::app::ids::{ConvId, GENERAL, UserName};
-use crate::app::protocol::DeleteScope;
+use crate::app::protocol::{DeleteScope, ErrorCode};
 use crate::cli;
 use crate::gui::message_row::LwMessageRow;
 use crate::gui::models::{LwConversation, LwMessage, MessageData};
@@ -953,15 +953,16 @@ impl LwClientWindow {
                 }
             }
             Event::Error { code, message } => {
-                if code == "unknown_user" {
+                if code == ErrorCode::UnknownUser {
                     self.drop_unconfirmed_chat();
                 }
-                if code == "bad_request" && message.contains("open the conversation first") {
+                if code == ErrorCode::BadRequest && message.contains("open the conversation first")
+                {
                     // The echo of a conversation that failed to open (reported already):
                     // a history request queued behind the open.
                     return;
                 }
-                self.show_toast(&friendly_error(&code, &message));
+                self.show_toast(&friendly_error(code.as_str(), &message));
             }
             // File transfers are started from scripted mode only so far.
             Event::Transfer {
@@ -1337,6 +1338,7 @@ impl LwClientWindow {
         self.send_command(Command::Download {
             id,
             path: path.to_string_lossy().into_owned(),
+            overwrite: true,
         });
     }
 
