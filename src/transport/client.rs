@@ -13,9 +13,9 @@ use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
 use super::codec::{self, MAX_DOWN_FRAME};
-use super::e2e::IdentityKey;
 use super::envelope::{EXPORTER_LABEL, Ephemeral, SessionKeys};
 use super::files::{ClientFiles, FileBook, FileMsg, note_event};
+use super::identity::IdentityKey;
 use super::quic::{self, Connection, Endpoint, RecvStream, SendStream};
 use super::save::{read_file, write_atomic};
 use super::tls::{PinStore, PinningVerifier, SERVER_NAME};

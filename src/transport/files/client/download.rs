@@ -20,9 +20,9 @@ use crate::app::files::{CHUNK, chunk_aad_id, chunk_count, chunk_len};
 use crate::app::ids::{ConvId, MsgId};
 use crate::app::protocol::{ConvUp, ErrorCode, FileDown, FileReq};
 use crate::transport::codec;
-use crate::transport::e2e::IdentityKey;
 use crate::transport::envelope::{Direction, EnvelopeError};
 use crate::transport::files::chunk::{MAX_CHUNK_FRAME, MAX_FILE_FRAME, chunk_aad, read_chunk};
+use crate::transport::identity::IdentityKey;
 
 /// Whether `path` may become the downloaded file: absent, or a regular file and
 /// `overwrite`. Anything else (a directory, a device, a FIFO, a symbolic link) is never

@@ -22,8 +22,8 @@ use crate::app::files::{CHUNK, FileInfo};
 use crate::app::ids::{ClientMsgId, ConvId, MsgId};
 use crate::app::protocol::{ErrorCode, FileDown};
 use crate::transport::codec::{self, MAX_DOWN_FRAME};
-use crate::transport::e2e::IdentityKey;
 use crate::transport::envelope::SessionKeys;
+use crate::transport::identity::IdentityKey;
 use crate::transport::quic::{Connection, RecvStream};
 use crate::transport::save::read_file;
 

@@ -20,9 +20,9 @@ use crate::app::files::{
 use crate::app::ids::{ClientMsgId, ConvId};
 use crate::app::protocol::{ConvUp, ErrorCode, FileDown, FileReq};
 use crate::transport::codec;
-use crate::transport::e2e::IdentityKey;
 use crate::transport::envelope::Direction;
 use crate::transport::files::chunk::{MAX_FILE_FRAME, chunk_aad, write_chunk};
+use crate::transport::identity::IdentityKey;
 
 /// An upload task.
 pub(super) struct Upload {
