@@ -5,8 +5,8 @@
 use crate::app::ids::ClientMsgId;
 use crate::app::protocol::{ControlDown, ControlUp, ConvDown, ConvUp};
 use crate::transport::codec;
-use crate::transport::e2e::IdentityKey;
 use crate::transport::envelope::{Aad, Direction, SealingKey};
+use crate::transport::identity::IdentityKey;
 
 /// Runs every frame decoder over `data` (as a frame body, and as a length-prefixed frame).
 pub fn decode_all(data: &[u8]) {

@@ -9,9 +9,10 @@ use serde_json::{Value, json};
 use tokio::io::AsyncBufReadExt;
 
 use crate::app::client::{Command, Event};
+use crate::app::protocol::ErrorCode;
 use crate::app::server::ServerLog;
 use crate::store::SqliteStore;
-use crate::transport::client::{self, ClientEvent, ClientOptions, Fatal};
+use crate::transport::client::{self, ClientEvent, ClientHandle, ClientOptions, Fatal};
 use crate::transport::portmap::{PortMapOptions, PortMapping};
 use crate::transport::server::{Server, ServerEvent, ServerOptions};
 
@@ -187,33 +188,55 @@ pub fn event_json(e: &Event) -> Value {
 /// Parses one stdin line into a command, or the `error` event that explains why not.
 pub fn parse_command(line: &str) -> Result<Command, Value> {
     serde_json::from_str::<Command>(line).map_err(|e| {
-        json!({
-            "event": "error",
-            "code": "bad_command",
-            "message": format!("cannot read command {line:?}: {e}. Commands look like {{\"cmd\":\"send\",\"to\":\"#general\",\"text\":\"hi\"}}"),
-        })
+        event_json(&Event::error(
+            ErrorCode::BadCommand,
+            format!("cannot read command {line:?}: {e}. Commands look like {{\"cmd\":\"send\",\"to\":\"#general\",\"text\":\"hi\"}}"),
+        ))
     })
+}
+
+/// Parses one raw stdin line (without its newline): a line that is not UTF-8 is a bad
+/// command like any other, never the end of the input.
+pub fn parse_line(line: &[u8]) -> Result<Command, Value> {
+    match std::str::from_utf8(line) {
+        Ok(text) => parse_command(text),
+        Err(e) => Err(event_json(&Event::error(
+            ErrorCode::BadCommand,
+            format!(
+                "cannot read command {:?}: it is not UTF-8 ({e})",
+                String::from_utf8_lossy(line)
+            ),
+        ))),
+    }
+}
+
+/// Reads stdin line by line into the client until it ends (or fails).
+async fn read_commands(handle: ClientHandle) {
+    let mut input = tokio::io::BufReader::new(tokio::io::stdin());
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        match input.read_until(b'\n', &mut line).await {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+        let text = line.strip_suffix(b"\n").unwrap_or(&line);
+        let text = text.strip_suffix(b"\r").unwrap_or(text);
+        if text.trim_ascii().is_empty() {
+            continue;
+        }
+        match parse_line(text) {
+            Ok(cmd) => handle.send(cmd),
+            Err(v) => print_line(&v),
+        }
+    }
+    handle.close();
 }
 
 /// `livewire chat`: JSON commands on stdin, JSON events on stdout.
 pub async fn run_chat(opts: ClientOptions) -> ExitCode {
     let (handle, events) = client::start(opts);
-    let stdin_handle = handle.clone();
-    tokio::spawn(async move {
-        let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
-        loop {
-            match lines.next_line().await {
-                Ok(Some(line)) if line.trim().is_empty() => continue,
-                Ok(Some(line)) => match parse_command(&line) {
-                    Ok(cmd) => stdin_handle.send(cmd),
-                    Err(v) => print_line(&v),
-                },
-                Ok(None) | Err(_) => break,
-            }
-        }
-        stdin_handle.close();
-    });
-    drop(handle);
+    tokio::spawn(read_commands(handle));
     while let Ok(ev) = events.recv().await {
         match ev {
             ClientEvent::App(e) => print_line(&event_json(&e)),
@@ -272,6 +295,10 @@ mod tests {
         assert_eq!(err["code"], "bad_command");
         assert!(parse_command(r##"{"cmd":"send","to":"#general"}"##).is_err());
         assert!(parse_command(r#"{"cmd":"fly"}"#).is_err());
+        let err = parse_line(b"\xff\xfe").unwrap_err();
+        assert_eq!(err["event"], "error");
+        assert_eq!(err["code"], "bad_command");
+        assert_eq!(parse_line(br#"{"cmd":"sync"}"#).unwrap(), Command::Sync);
     }
 
     #[test]

@@ -8,8 +8,8 @@ use livewire::app::protocol::{
     ControlUp, ConvDown, ConvEvent, ConvUp, EventKind, PROTOCOL_VERSION,
 };
 use livewire::transport::codec;
-use livewire::transport::e2e::IdentityKey;
 use livewire::transport::envelope::{Aad, Direction, SealingKey};
+use livewire::transport::identity::IdentityKey;
 
 fn corpus(target: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -68,6 +68,9 @@ pub enum Command {
         id: MsgId,
         /// Where to write it.
         path: String,
+        /// Replace an existing regular file at `path` (never anything else).
+        #[serde(default)]
+        overwrite: bool,
     },
     /// Cancel the transfer of file `file` (hex id, as in `transfer` events).
     Cancel {
@@ -224,8 +227,8 @@ pub enum Event {
     Sync,
     /// A command failed.
     Error {
-        /// Machine-readable code.
-        code: String,
+        /// Machine-readable code (its snake_case name in JSON).
+        code: ErrorCode,
         /// For a person.
         message: String,
     },
@@ -235,7 +238,7 @@ impl Event {
     /// An error event.
     pub fn error(code: ErrorCode, message: impl Into<String>) -> Self {
         Event::Error {
-            code: code.as_str().to_owned(),
+            code,
             message: message.into(),
         }
     }
@@ -297,9 +300,30 @@ struct Barrier {
     round: u8,
 }
 
+/// How far the client is in ending its run. The driver reports the end of the commands and
+/// of the file transfers; the core decides when everything is flushed and logs out.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Ending {
+    /// Commands may still come.
+    #[default]
+    Running,
+    /// The commands ended while file transfers were running: drain once they are done
+    /// (an upload still posts its file message).
+    AfterTransfers,
+    /// The commands ended: barrier `token` flushes the outbox and every answer; once it
+    /// completes, the core logs out instead of reporting `sync`.
+    Draining {
+        /// The drain barrier.
+        token: u64,
+    },
+    /// Logout sent: the connection closing is the normal end.
+    LoggingOut,
+}
+
 /// The client state machine.
 #[derive(Debug)]
 pub struct ClientCore {
+    ending: Ending,
     me: String,
     me_key: String,
     online: bool,
@@ -336,6 +360,7 @@ impl ClientCore {
             })
             .collect();
         Self {
+            ending: Ending::Running,
             me: user.to_owned(),
             me_key: user.to_ascii_lowercase(),
             online: false,
@@ -376,6 +401,51 @@ impl ClientCore {
     /// `sync` barriers not yet answered.
     pub fn pending_barriers(&self) -> usize {
         self.barriers.len()
+    }
+
+    /// How far the client is in ending its run.
+    pub fn ending(&self) -> Ending {
+        self.ending
+    }
+
+    /// Whether the client logged out (by command, or after draining): the connection's
+    /// end is then the normal end, and no more commands are read.
+    pub fn is_logging_out(&self) -> bool {
+        self.ending == Ending::LoggingOut
+    }
+
+    /// The commands ended (stdin closed, every handle dropped) with `transfers` file
+    /// transfers still running: the client drains (outbox flushed, every answer shown)
+    /// and then logs out, after the transfers if any are running. While offline, the
+    /// drain barrier waits for the next login.
+    pub fn commands_ended(&mut self, transfers: usize) -> Vec<Output> {
+        if self.ending == Ending::Running {
+            if transfers > 0 {
+                self.ending = Ending::AfterTransfers;
+            } else {
+                self.start_drain();
+            }
+        }
+        std::mem::take(&mut self.out)
+    }
+
+    /// No file transfer is running any more: a drain that waited for them starts.
+    pub fn transfers_idle(&mut self) -> Vec<Output> {
+        if self.ending == Ending::AfterTransfers {
+            self.start_drain();
+        }
+        std::mem::take(&mut self.out)
+    }
+
+    fn start_drain(&mut self) {
+        let token = self.push_barrier();
+        self.ending = Ending::Draining { token };
+    }
+
+    /// Whether the client has nothing left to do once its commands ended: the run can
+    /// end without reconnecting (an offline client with nothing to send).
+    pub fn drained(&self) -> bool {
+        !matches!(self.ending, Ending::Running | Ending::AfterTransfers) && self.outbox.is_empty()
     }
 
     /// Highest delete-for-me counter seen (goes into the login frame).
@@ -513,19 +583,9 @@ impl ClientCore {
                 Err(e) => self.event(e),
             },
             Command::Sync => {
-                let token = self.next_token;
-                self.next_token += 1;
-                self.barriers.push_back(Barrier {
-                    token,
-                    sent: false,
-                    waiting: 0,
-                    round: 1,
-                });
-                if self.online {
-                    self.send_barriers();
-                }
+                self.push_barrier();
             }
-            Command::Logout => self.out.push(Output::Control(ControlUp::Logout)),
+            Command::Logout => self.log_out(),
             Command::SendFile { .. } | Command::Download { .. } | Command::Cancel { .. } => self
                 .event(Event::error(
                     ErrorCode::BadRequest,
@@ -635,6 +695,27 @@ impl ClientCore {
         }
     }
 
+    /// Queues a barrier (sent now if online, else after the next login).
+    fn push_barrier(&mut self) -> u64 {
+        let token = self.next_token;
+        self.next_token += 1;
+        self.barriers.push_back(Barrier {
+            token,
+            sent: false,
+            waiting: 0,
+            round: 1,
+        });
+        if self.online {
+            self.send_barriers();
+        }
+        token
+    }
+
+    fn log_out(&mut self) {
+        self.ending = Ending::LoggingOut;
+        self.out.push(Output::Control(ControlUp::Logout));
+    }
+
     fn send_barriers(&mut self) {
         let open = self.open_streams();
         for i in 0..self.barriers.len() {
@@ -694,8 +775,20 @@ impl ClientCore {
                 self.sync_frames(token, &open);
                 break;
             }
-            self.barriers.pop_front();
-            self.event(Event::Sync);
+            let done = self.barriers.pop_front().map(|b| b.token);
+            match self.ending {
+                // The drain barrier: everything before it is handled. Log out, or drain
+                // again if a file message was queued meanwhile.
+                Ending::Draining { token } if done == Some(token) => {
+                    if self.outbox.is_empty() {
+                        self.log_out();
+                    } else {
+                        self.start_drain();
+                    }
+                    return;
+                }
+                _ => self.event(Event::Sync),
+            }
         }
     }
 

@@ -28,7 +28,11 @@ pub enum DeleteScope {
 }
 
 /// Machine-readable error codes, shared by the protocol and the scripted client.
+///
+/// On the wire (postcard) a code travels as its index, so new codes are only ever added
+/// at the end; in scripted mode's JSON it is the snake_case name ([`ErrorCode::as_str`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
     /// Username/password refused (same answer for an unknown user).
     LoginRefused,
@@ -58,6 +62,19 @@ pub enum ErrorCode {
     ServerFull,
     /// The user's storage quota for files would be exceeded.
     QuotaExceeded,
+    /// The download target exists: a regular file is replaced only with `overwrite`,
+    /// anything else never (client-side).
+    Exists,
+    /// A scripted-mode command line that is not a command (client-side).
+    BadCommand,
+    /// A local file cannot be read for an upload (client-side; `file` in JSON).
+    #[serde(rename = "file")]
+    LocalFile,
+    /// A code this build does not know, from a newer peer. Kept so that a newer server's
+    /// new code still reaches an older client as an error (its message says what went
+    /// wrong) instead of making the whole frame undecodable. Never sent.
+    #[serde(other)]
+    Unknown,
 }
 
 impl ErrorCode {
@@ -78,7 +95,17 @@ impl ErrorCode {
             ErrorCode::Internal => "internal",
             ErrorCode::ServerFull => "server_full",
             ErrorCode::QuotaExceeded => "quota_exceeded",
+            ErrorCode::Exists => "exists",
+            ErrorCode::BadCommand => "bad_command",
+            ErrorCode::LocalFile => "file",
+            ErrorCode::Unknown => "unknown",
         }
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -379,4 +406,46 @@ pub enum ConvDown {
         /// The send it refers to.
         cmid: Option<ClientMsgId>,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ErrorCode;
+
+    #[test]
+    fn error_codes_read_as_their_snake_case_names_in_json() {
+        for code in [
+            ErrorCode::LoginRefused,
+            ErrorCode::DeleteWindowExpired,
+            ErrorCode::Internal,
+            ErrorCode::ServerFull,
+            ErrorCode::QuotaExceeded,
+            ErrorCode::Exists,
+            ErrorCode::BadCommand,
+            ErrorCode::LocalFile,
+            ErrorCode::Unknown,
+        ] {
+            let json = serde_json::to_value(code).unwrap();
+            assert_eq!(json, serde_json::json!(code.as_str()));
+            assert_eq!(serde_json::from_value::<ErrorCode>(json).unwrap(), code);
+        }
+        let newer: ErrorCode = serde_json::from_str(r#""some_future_code""#).unwrap();
+        assert_eq!(newer, ErrorCode::Unknown);
+    }
+
+    #[test]
+    fn a_code_from_a_newer_peer_decodes_as_unknown_on_the_wire() {
+        // On the wire a code is its index: one past the last known is a newer code.
+        let known = postcard::to_allocvec(&ErrorCode::Unknown).unwrap();
+        let newer = postcard::to_allocvec(&(known[0] as u32 + 1)).unwrap();
+        assert_eq!(
+            postcard::from_bytes::<ErrorCode>(&newer).unwrap(),
+            ErrorCode::Unknown
+        );
+        let bytes = postcard::to_allocvec(&ErrorCode::NotFound).unwrap();
+        assert_eq!(
+            postcard::from_bytes::<ErrorCode>(&bytes).unwrap(),
+            ErrorCode::NotFound
+        );
+    }
 }

@@ -4,7 +4,8 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 
-use super::client::{self, ClientCore, Command, Event, SavedState};
+use super::client::{self, ClientCore, Command, Ending, Event, SavedState};
+use super::files::FileInfo;
 use super::ids::{ConnId, ConvId};
 use super::limits::Limits;
 use super::protocol::{ControlDown, ControlUp, ConvDown, ConvUp, DeleteScope, PROTOCOL_VERSION};
@@ -173,6 +174,43 @@ impl World {
         c.take_saved_state().unwrap_or_default()
     }
 
+    /// Logs the client of `conn` (disconnected) in again on a new connection, as its
+    /// transport does after a drop.
+    fn relogin(&mut self, conn: ConnId, user: &str) -> ConnId {
+        let core = self.clients.remove(&conn).expect("client");
+        let hide_cursor = core.hide_cursor();
+        let new = ConnId(self.next + 100);
+        self.next += 1;
+        self.clients.insert(new, core);
+        self.server_in(Input::Connected {
+            conn: new,
+            addr: Self::addr(1),
+        });
+        let login = ControlUp::Login {
+            version: PROTOCOL_VERSION,
+            user: user.into(),
+            password: "password123".into(),
+            session_pub: [0; 32],
+            identity_pub: [conn.0 as u8; 32],
+            hide_cursor,
+        };
+        self.server_in(Input::Control {
+            conn: new,
+            up: login,
+        });
+        new
+    }
+
+    /// The client's commands ended with `transfers` file transfers running.
+    fn end_commands(&mut self, conn: ConnId, transfers: usize) {
+        let outs = self
+            .clients
+            .get_mut(&conn)
+            .expect("client")
+            .commands_ended(transfers);
+        self.client_out(conn, outs);
+    }
+
     fn take(&mut self, conn: ConnId) -> Vec<Event> {
         self.events.remove(&conn).unwrap_or_default()
     }
@@ -194,7 +232,7 @@ fn errors(events: &[Event]) -> Vec<String> {
     events
         .iter()
         .filter_map(|e| match e {
-            Event::Error { code, .. } => Some(code.clone()),
+            Event::Error { code, .. } => Some(code.as_str().to_owned()),
             _ => None,
         })
         .collect()
@@ -372,25 +410,7 @@ fn a_resend_after_a_lost_ack_is_stored_and_shown_once() {
     assert_eq!(w.clients[&a].outbox_len(), 1);
     w.disconnect(a);
     // Same client, new connection id: the outbox is resent with the same message id.
-    let core = w.clients.remove(&a).unwrap();
-    let a2 = ConnId(50);
-    w.clients.insert(a2, core);
-    w.server_in(Input::Connected {
-        conn: a2,
-        addr: World::addr(1),
-    });
-    let login = ControlUp::Login {
-        version: PROTOCOL_VERSION,
-        user: "alice".into(),
-        password: "password123".into(),
-        session_pub: [0; 32],
-        identity_pub: [1; 32],
-        hide_cursor: 0,
-    };
-    w.server_in(Input::Control {
-        conn: a2,
-        up: login,
-    });
+    let a2 = w.relogin(a, "alice");
     w.cmd(a2, Command::Sync);
     let ev = w.take(a2);
     let sent = ev
@@ -700,4 +720,124 @@ fn a_conversation_that_cannot_open_reports_once() {
         },
     );
     assert_eq!(errors(&w.take(a)), vec!["unknown_user"]);
+}
+
+#[test]
+fn the_end_of_commands_flushes_the_outbox_then_logs_out() {
+    let mut w = World::new(Limits::default());
+    let (a, b) = (w.login("alice"), w.login("bob"));
+    w.take(a);
+    w.take(b);
+    // The last message's ack is lost with the connection, then the commands end offline.
+    w.drop_to = Some(a);
+    w.send(a, "#general", "last words");
+    w.drop_to = None;
+    w.disconnect(a);
+    w.take(a);
+    w.end_commands(a, 0);
+    let core = &w.clients[&a];
+    assert!(matches!(core.ending(), Ending::Draining { .. }));
+    assert!(!core.drained(), "a message is still to be acknowledged");
+    assert!(!core.is_logging_out());
+    // Back online: the outbox goes out first, then the drain barrier, then the logout.
+    let a2 = w.relogin(a, "alice");
+    let ev = w.take(a2);
+    assert!(w.clients[&a2].is_logging_out());
+    assert_eq!(w.clients[&a2].outbox_len(), 0);
+    let sent = ev.iter().position(|e| matches!(e, Event::Sent { .. }));
+    let gone = ev
+        .iter()
+        .position(|e| matches!(e, Event::Disconnected { .. }));
+    assert!(
+        sent.is_some() && sent < gone,
+        "sent, then logged out: {ev:?}"
+    );
+    assert!(
+        !ev.iter().any(|e| matches!(e, Event::Sync)),
+        "the drain barrier is not shown: {ev:?}"
+    );
+    // Stored once, shown to bob once (the resend was answered with the original ack).
+    assert_eq!(w.messages(b), vec![msg("#general", "alice", "last words")]);
+}
+
+#[test]
+fn the_drain_waits_behind_the_users_own_sync() {
+    let mut w = World::new(Limits::default());
+    let (a, b) = (w.login("alice"), w.login("bob"));
+    w.take(a);
+    w.take(b);
+    w.drop_to = Some(a);
+    w.send(a, "#general", "one");
+    w.cmd(a, Command::Sync);
+    w.drop_to = None;
+    assert_eq!(w.clients[&a].ending(), Ending::Running);
+    // stdin ends while online. The answers to the send and to the user's sync were lost:
+    // the drain barrier waits behind that sync and the client does not log out.
+    w.end_commands(a, 0);
+    assert!(!w.clients[&a].is_logging_out());
+    // A reconnect resends the message (acknowledged once) and both barriers, in order.
+    w.disconnect(a);
+    let a2 = w.relogin(a, "alice");
+    let ev = w.take(a2);
+    let syncs = ev.iter().filter(|e| matches!(e, Event::Sync)).count();
+    assert_eq!(
+        syncs, 1,
+        "the user's own sync is answered, the drain's is not: {ev:?}"
+    );
+    assert!(w.clients[&a2].is_logging_out());
+    assert_eq!(w.messages(b), vec![msg("#general", "alice", "one")]);
+}
+
+#[test]
+fn the_end_of_commands_waits_for_the_file_transfers() {
+    let mut w = World::new(Limits::default());
+    let (a, b) = (w.login("alice"), w.login("bob"));
+    w.take(a);
+    w.take(b);
+    w.end_commands(a, 1);
+    assert_eq!(w.clients[&a].ending(), Ending::AfterTransfers);
+    assert!(!w.clients[&a].drained());
+    assert!(
+        w.take(a).is_empty(),
+        "nothing happens while the upload runs"
+    );
+    // The upload completes: its file message is posted, then the drain runs.
+    let info = FileInfo {
+        id: "00112233445566778899aabbccddeeff".into(),
+        name: "a.txt".into(),
+        mime: "text/plain".into(),
+        size: 1,
+        sha256: "00".repeat(32),
+    };
+    let outs = w
+        .clients
+        .get_mut(&a)
+        .unwrap()
+        .send_file_message(ConvId::General, &info);
+    w.client_out(a, outs);
+    let outs = w.clients.get_mut(&a).unwrap().transfers_idle();
+    w.client_out(a, outs);
+    let ev = w.take(a);
+    assert!(
+        matches!(&ev[0], Event::Sent { file: Some(f), .. } if f.name == "a.txt"),
+        "{ev:?}"
+    );
+    assert!(!ev.iter().any(|e| matches!(e, Event::Sync)), "{ev:?}");
+    assert!(w.clients[&a].is_logging_out());
+    assert_eq!(w.messages(b).len(), 1);
+}
+
+#[test]
+fn a_logout_command_ends_the_run_at_once() {
+    let mut w = World::new(Limits::default());
+    let a = w.login("alice");
+    w.take(a);
+    w.cmd(a, Command::Logout);
+    assert!(w.clients[&a].is_logging_out());
+    assert!(
+        w.take(a)
+            .iter()
+            .any(|e| matches!(e, Event::Disconnected { .. })),
+        "the server closed the connection"
+    );
 }

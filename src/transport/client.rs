@@ -13,10 +13,11 @@ use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
 use super::codec::{self, MAX_DOWN_FRAME};
-use super::e2e::IdentityKey;
-use super::envelope::{Aad, Direction, EXPORTER_LABEL, Ephemeral, SessionKeys};
+use super::envelope::{EXPORTER_LABEL, Ephemeral, SessionKeys};
 use super::files::{ClientFiles, FileBook, FileMsg, note_event};
+use super::identity::IdentityKey;
 use super::quic::{self, Connection, Endpoint, RecvStream, SendStream};
+use super::save::{read_file, write_atomic};
 use super::tls::{PinStore, PinningVerifier, SERVER_NAME};
 use crate::app::client::{Backoff, ClientCore, Command, Event, Output, SavedState};
 use crate::app::ids::ConvId;
@@ -176,27 +177,27 @@ enum SessionEnd {
     Lost(String),
 }
 
-fn load_state(path: &Option<PathBuf>) -> SavedState {
-    path.as_ref()
-        .and_then(|p| std::fs::read(p).ok())
+async fn load_state(path: &Option<PathBuf>) -> SavedState {
+    let Some(p) = path else {
+        return SavedState::default();
+    };
+    read_file(p)
+        .await
         .and_then(|b| serde_json::from_slice(&b).ok())
         .unwrap_or_default()
 }
 
-fn save_state(path: &Option<PathBuf>, state: &SavedState) {
+/// Saves the client state atomically, off the async worker threads.
+async fn save_state(path: &Option<PathBuf>, state: &SavedState) {
     let Some(p) = path else { return };
-    let write = || -> std::io::Result<()> {
-        if let Some(dir) = p.parent() {
-            std::fs::create_dir_all(dir)?;
+    let bytes = match serde_json::to_vec(state) {
+        Ok(b) => b,
+        Err(e) => {
+            warn!("cannot encode the client state: {e}");
+            return;
         }
-        let tmp = p.with_extension("tmp");
-        std::fs::write(
-            &tmp,
-            serde_json::to_vec(state).map_err(std::io::Error::other)?,
-        )?;
-        std::fs::rename(tmp, p)
     };
-    if let Err(e) = write() {
+    if let Err(e) = write_atomic(p.clone(), "tmp", bytes).await {
         warn!("cannot save client state to {}: {e}", p.display());
     }
 }
@@ -222,25 +223,45 @@ async fn run(
     cmds: async_channel::Receiver<Command>,
     events: &async_channel::Sender<ClientEvent>,
 ) -> Result<(), Fatal> {
-    let mut core = ClientCore::new(&opts.user, load_state(&opts.state_file), random_bytes());
+    let core = ClientCore::new(
+        &opts.user,
+        load_state(&opts.state_file).await,
+        random_bytes(),
+    );
     let identity = Arc::new(match &opts.state_file {
-        Some(p) => IdentityKey::load_or_create(&p.with_extension("identity"))
-            .map_err(|e| Fatal::Config(format!("cannot load your identity key: {e}")))?,
+        Some(p) => {
+            let path = p.with_extension("identity");
+            tokio::task::spawn_blocking(move || IdentityKey::load_or_create(&path))
+                .await
+                .map_err(|e| e.to_string())
+                .and_then(|r| r)
+                .map_err(|e| Fatal::Config(format!("cannot load your identity key: {e}")))?
+        }
         None => IdentityKey::generate(),
     });
-    let mut files = ClientFiles::new(
-        &opts.user,
-        events.clone(),
-        identity.clone(),
-        opts.state_file.as_deref(),
-    );
+    let mut files =
+        ClientFiles::new(&opts.user, identity.clone(), opts.state_file.as_deref()).await;
+    let result = drive(&opts, core, &identity, &mut files, cmds, events).await;
+    files.close().await;
+    result
+}
+
+/// Connects, runs sessions and reconnects until the run ends.
+async fn drive(
+    opts: &ClientOptions,
+    mut core: ClientCore,
+    identity: &Arc<IdentityKey>,
+    files: &mut ClientFiles,
+    cmds: async_channel::Receiver<Command>,
+    events: &async_channel::Sender<ClientEvent>,
+) -> Result<(), Fatal> {
     let mut file_rx = files.take_rx();
     let mut backoff = Backoff::default();
     let mut ever_connected = false;
     let mut cmds_open = true;
     let mut endpoint: Option<Endpoint> = opts.endpoint.clone();
     loop {
-        let result = connect(&opts, &mut endpoint, core.hide_cursor(), identity.public).await;
+        let result = connect(opts, &mut endpoint, core.hide_cursor(), identity.public).await;
         match result {
             Ok(session) => {
                 ever_connected = true;
@@ -248,9 +269,9 @@ async fn run(
                 let ctx = SessionCtx {
                     cmds: &cmds,
                     events,
-                    opts: &opts,
-                    identity: &identity,
-                    files: &mut files,
+                    opts,
+                    identity,
+                    files,
                     file_rx: &mut file_rx,
                 };
                 match run_session(session, &mut core, &mut cmds_open, ctx).await {
@@ -279,7 +300,8 @@ async fn run(
                 debug!("reconnect failed: {e}");
             }
         }
-        if !cmds_open && core.outbox_len() == 0 && files.active() == 0 {
+        if !cmds_open && files.active() == 0 && core.drained() {
+            // Offline with nothing left to send: no reason to reconnect.
             return Ok(());
         }
         let jitter =
@@ -294,16 +316,23 @@ async fn run(
                 cmd = cmds.recv(), if cmds_open => match cmd {
                     Ok(Command::Logout) => return Ok(()),
                     Ok(cmd) => {
-                        let out = match files.command(cmd, &mut core).await {
+                        let out = match files.command(cmd, &mut core) {
                             Ok(out) => out,
                             Err(cmd) => core.command(cmd),
                         };
                         emit(events, out).await;
                     }
-                    Err(_) => cmds_open = false,
+                    Err(_) => {
+                        cmds_open = false;
+                        let out = core.commands_ended(files.active());
+                        emit(events, out).await;
+                    }
                 },
                 Some(msg) = file_rx.recv() => {
-                    let out = files.on_msg(msg, &mut core);
+                    let mut out = files.on_msg(msg, &mut core);
+                    if files.active() == 0 {
+                        out.extend(core.transfers_idle());
+                    }
                     emit(events, out).await;
                 }
             }
@@ -504,24 +533,15 @@ enum Incoming {
     Warn(Event),
 }
 
-/// Opens a sealed body from the server; `None` (and a warning) if it does not open.
+/// Opens a sealed body from the server; `false` (and a warning) if it does not open.
 fn open_event(keys: &SessionKeys, conv_key: &str, e: &mut ConvEvent) -> bool {
-    if let EventKind::Message { body } = &mut e.kind {
-        let aad = Aad {
-            dir: Direction::Down,
-            conv: conv_key,
-            sender: &e.sender,
-            cmid: e.cmid,
-        };
-        match keys.down.open(&aad, body) {
-            Ok(plain) => *body = plain,
-            Err(err) => {
-                warn!("message {} from {} did not decrypt: {err}", e.id, e.sender);
-                return false;
-            }
+    match keys.open_event_body(conv_key, e) {
+        Ok(()) => true,
+        Err(err) => {
+            warn!("message {} from {} did not decrypt: {err}", e.id, e.sender);
+            false
         }
     }
-    true
 }
 
 async fn conv_reader(
@@ -684,13 +704,10 @@ impl Wire<'_> {
                                 .seal(&peer_key, &conv_key, &self.me_key, *cmid, body)
                                 .map_err(|e| e.to_string())?;
                         }
-                        let aad = Aad {
-                            dir: Direction::Up,
-                            conv: &conv_key,
-                            sender: &self.me_key,
-                            cmid: *cmid,
-                        };
-                        *body = self.keys.up.seal(&aad, body).map_err(|e| e.to_string())?;
+                        *body = self
+                            .keys
+                            .seal_sent_body(&conv_key, &self.me_key, *cmid, body)
+                            .map_err(|e| e.to_string())?;
                     }
                     if !self.streams.contains_key(&conv) {
                         let (send, recv) = self.conn.open_bi().await.map_err(|e| e.to_string())?;
@@ -758,23 +775,11 @@ async fn run_session(
         me_key: user.to_ascii_lowercase(),
         tx,
     };
-    let mut logging_out = false;
-    let mut draining = false;
-    // Commands ended while files were still moving: drain once they are done.
-    let mut drain_after_files = false;
     let mut closing_reason: Option<String> = None;
     let mut save_tick = tokio::time::interval(Duration::from_millis(250));
+    // A drain that began before this session resumes here: its barrier is resent.
     let outputs = core.logged_in(user, convs, online, hidden, delete_window_secs);
     let mut result = wire.apply(outputs, events, core).await;
-    if !*cmds_open {
-        if files.active() > 0 {
-            drain_after_files = true;
-        } else {
-            draining = true;
-            let outputs = core.command(Command::Sync);
-            result = wire.apply(outputs, events, core).await;
-        }
-    }
     let end = loop {
         if let Err(e) = std::mem::replace(&mut result, Ok(())) {
             debug!("write failed: {e}");
@@ -782,46 +787,35 @@ async fn run_session(
         }
         tokio::select! {
             _ = conn.closed() => {
-                if logging_out {
+                if core.is_logging_out() {
                     break SessionEnd::Done;
                 }
                 break SessionEnd::Lost(closing_reason.take().unwrap_or_else(|| close_reason(&conn)));
             }
-            cmd = cmds.recv(), if *cmds_open && !logging_out => {
+            cmd = cmds.recv(), if *cmds_open && !core.is_logging_out() => {
                 let outputs = match cmd {
-                    Ok(Command::Logout) => {
-                        logging_out = true;
-                        core.command(Command::Logout)
-                    }
-                    Ok(cmd) => match files.command(cmd, core).await {
+                    Ok(cmd) => match files.command(cmd, core) {
                         Ok(out) => out,
                         Err(cmd) => core.command(cmd),
                     },
-                    Err(_) if files.active() > 0 => {
-                        *cmds_open = false;
-                        drain_after_files = true;
-                        Vec::new()
-                    }
                     Err(_) => {
-                        // No more commands: flush the outbox behind a barrier, then log out.
+                        // No more commands: the core flushes the outbox behind a barrier
+                        // (after the file transfers), then logs out.
                         *cmds_open = false;
-                        draining = true;
-                        core.command(Command::Sync)
+                        core.commands_ended(files.active())
                     }
                 };
                 result = wire.apply(outputs, events, core).await;
             }
             Some(msg) = file_rx.recv() => {
                 let mut outputs = files.on_msg(msg, core);
-                if drain_after_files && files.active() == 0 {
-                    drain_after_files = false;
-                    draining = true;
-                    outputs.extend(core.command(Command::Sync));
+                if files.active() == 0 {
+                    outputs.extend(core.transfers_idle());
                 }
                 result = wire.apply(outputs, events, core).await;
             }
             Some(incoming) = rx.recv() => {
-                let mut outputs = match incoming {
+                let outputs = match incoming {
                     Incoming::Control(ControlDown::Closing { reason }) => {
                         closing_reason = Some(reason);
                         Vec::new()
@@ -834,19 +828,11 @@ async fn run_session(
                     }
                     Incoming::Warn(e) => vec![Output::Event(e)],
                 };
-                if draining && core.pending_barriers() == 0 && core.outbox_len() == 0 {
-                    // The last barrier is the one we added when the commands ended.
-                    if let Some(i) = outputs.iter().rposition(|o| matches!(o, Output::Event(Event::Sync))) {
-                        outputs.remove(i);
-                        logging_out = true;
-                        outputs.push(Output::Control(ControlUp::Logout));
-                    }
-                }
                 result = wire.apply(outputs, events, core).await;
             }
             _ = save_tick.tick() => {
                 if let Some(state) = core.take_saved_state() {
-                    save_state(&opts.state_file, &state);
+                    save_state(&opts.state_file, &state).await;
                 }
             }
         }
@@ -854,7 +840,7 @@ async fn run_session(
     reader.abort();
     files.disconnected();
     if let Some(state) = core.take_saved_state() {
-        save_state(&opts.state_file, &state);
+        save_state(&opts.state_file, &state).await;
     }
     end
 }

@@ -12,7 +12,7 @@ use hkdf::Hkdf;
 use sha2::Sha256;
 
 use crate::app::ids::ClientMsgId;
-use crate::app::protocol::PROTOCOL_VERSION;
+use crate::app::protocol::{ConvEvent, EventKind, PROTOCOL_VERSION};
 
 /// Nonce length.
 pub const NONCE_LEN: usize = 12;
@@ -59,7 +59,17 @@ pub struct Aad<'a> {
     pub cmid: ClientMsgId,
 }
 
-impl Aad<'_> {
+impl<'a> Aad<'a> {
+    /// The AAD of a message body in conversation `conv` by `sender`.
+    pub fn event(dir: Direction, conv: &'a str, sender: &'a str, cmid: ClientMsgId) -> Self {
+        Self {
+            dir,
+            conv,
+            sender,
+            cmid,
+        }
+    }
+
     fn encode(&self) -> Vec<u8> {
         let mut v = Vec::with_capacity(40 + self.conv.len() + self.sender.len());
         v.extend_from_slice(b"livewire");
@@ -164,6 +174,59 @@ impl SessionKeys {
             up: SealingKey::new(&up),
             down: SealingKey::new(&down),
         }
+    }
+}
+
+/// The sealing of message bodies on a conversation stream, one definition for both ends:
+/// the client seals what it sends and opens what it receives; the server does the
+/// opposite, with the same AAD (conversation storage key, author, author's message id).
+impl SessionKeys {
+    /// Seals, in place, the body of a message event going to the client (the server's
+    /// side). An event without a body (a tombstone) is left as it is.
+    pub fn seal_event_body(&self, conv_key: &str, e: &mut ConvEvent) -> Result<(), EnvelopeError> {
+        if let EventKind::Message { body } = &mut e.kind {
+            *body = self.down.seal(
+                &Aad::event(Direction::Down, conv_key, &e.sender, e.cmid),
+                body,
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Opens, in place, the body of a message event from the server (the client's side).
+    /// On an error the event is unchanged.
+    pub fn open_event_body(&self, conv_key: &str, e: &mut ConvEvent) -> Result<(), EnvelopeError> {
+        if let EventKind::Message { body } = &mut e.kind {
+            *body = self.down.open(
+                &Aad::event(Direction::Down, conv_key, &e.sender, e.cmid),
+                body,
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Seals the body of a message the client sends as `sender` (the client's side).
+    pub fn seal_sent_body(
+        &self,
+        conv_key: &str,
+        sender: &str,
+        cmid: ClientMsgId,
+        body: &[u8],
+    ) -> Result<Vec<u8>, EnvelopeError> {
+        self.up
+            .seal(&Aad::event(Direction::Up, conv_key, sender, cmid), body)
+    }
+
+    /// Opens the body of a message a client sent as `sender` (the server's side).
+    pub fn open_sent_body(
+        &self,
+        conv_key: &str,
+        sender: &str,
+        cmid: ClientMsgId,
+        body: &[u8],
+    ) -> Result<Vec<u8>, EnvelopeError> {
+        self.up
+            .open(&Aad::event(Direction::Up, conv_key, sender, cmid), body)
     }
 }
 
@@ -324,6 +387,37 @@ mod tests {
         assert_eq!(k2.up.open(&aad("#general"), &env).unwrap(), b"x");
         assert!(k3.up.open(&aad("#general"), &env).is_err());
         assert!(k2.down.open(&aad("#general"), &env).is_err());
+    }
+
+    #[test]
+    fn event_bodies_open_at_the_other_end_only_in_their_conversation() {
+        let keys = SessionKeys::derive(&[7; 32], &[1; 32], &[2; 32], &[3; 32]);
+        let event = ConvEvent {
+            seq: 1,
+            id: 1,
+            ts: 0,
+            sender: "Alice".into(),
+            cmid: ClientMsgId([4; 16]),
+            kind: EventKind::Message {
+                body: b"hello".to_vec(),
+            },
+        };
+        let mut e = event.clone();
+        keys.seal_event_body("general", &mut e).unwrap();
+        assert_ne!(e, event);
+        let mut moved = e.clone();
+        assert!(keys.open_event_body("dm:alice:bob", &mut moved).is_err());
+        keys.open_event_body("general", &mut e).unwrap();
+        assert_eq!(e, event);
+        let sent = keys
+            .seal_sent_body("general", "alice", ClientMsgId([4; 16]), b"up")
+            .unwrap();
+        let plain = keys.open_sent_body("general", "ALICE", ClientMsgId([4; 16]), &sent);
+        assert_eq!(plain.unwrap(), b"up");
+        assert!(
+            keys.open_sent_body("general", "bob", ClientMsgId([4; 16]), &sent)
+                .is_err()
+        );
     }
 
     #[test]

@@ -8,11 +8,12 @@
 pub mod auth;
 pub mod client;
 pub mod codec;
-pub mod e2e;
 pub mod envelope;
 pub mod faulty;
 pub mod files;
+pub mod identity;
 pub mod portmap;
 pub mod quic;
+pub mod save;
 pub mod server;
 pub mod tls;

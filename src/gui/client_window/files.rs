@@ -48,6 +48,8 @@ impl LwClientWindow {
         self.send_command(Command::Download {
             id,
             path: path.to_string_lossy().into_owned(),
+            // The save dialog already asked before replacing a file.
+            overwrite: true,
         });
     }
 

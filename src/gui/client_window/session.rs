@@ -8,7 +8,7 @@ use gtk4 as gtk;
 
 use super::LwClientWindow;
 use super::connect_page::LoginForm;
-use super::user_facing::{legacy_code, user_facing, user_facing_fatal};
+use super::user_facing::{user_facing, user_facing_fatal};
 use crate::app::client::{Command, Event, SavedState};
 use crate::app::ids::{ConvId, GENERAL};
 use crate::app::protocol::{DeleteScope, ErrorCode};
@@ -398,8 +398,6 @@ impl LwClientWindow {
                 }
             }
             Event::Error { code, message } => {
-                // TODO(merge): drop this line once `Event::Error.code` is an `ErrorCode`.
-                let code = legacy_code(&code);
                 if code == ErrorCode::UnknownUser {
                     self.drop_unconfirmed_chat();
                 }

@@ -21,6 +21,12 @@ pub fn user_facing(code: ErrorCode, message: &str) -> String {
         }
         ErrorCode::NotFound => "That message no longer exists.".into(),
         ErrorCode::Internal => format!("The server had a problem and changed nothing: {message}"),
+        ErrorCode::ServerFull => {
+            "The server is out of storage space, so that was not sent. Reading still works; try again later."
+                .into()
+        }
+        ErrorCode::QuotaExceeded => format!("You have no storage space left on this server: {message}"),
+        ErrorCode::Exists => format!("That file already exists: {message}"),
         // The rest (and codes a newer server may add) explain themselves in `message`.
         _ => sentence(message),
     }
@@ -73,31 +79,6 @@ pub fn user_facing_fatal(f: &Fatal) -> (String, bool) {
     }
 }
 
-/// Today's `Event::Error` carries its code as the scripted-mode text; this reads it back.
-/// Codes the enum does not name (e.g. local file errors) read as `BadRequest`, whose words
-/// are the message itself, as before.
-// TODO(merge): drops out once `Event::Error.code` is an `ErrorCode`.
-pub(super) fn legacy_code(code: &str) -> ErrorCode {
-    use ErrorCode::*;
-    [
-        LoginRefused,
-        LoginThrottled,
-        BadUsername,
-        NotLoggedIn,
-        UnknownUser,
-        NotFound,
-        NotAuthor,
-        DeleteWindowExpired,
-        RateLimited,
-        TooLarge,
-        BadRequest,
-        Internal,
-    ]
-    .into_iter()
-    .find(|c| c.as_str() == code)
-    .unwrap_or(BadRequest)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -110,7 +91,5 @@ mod tests {
             user_facing(ErrorCode::BadRequest, "empty message"),
             "Empty message"
         );
-        assert_eq!(legacy_code("not_author"), ErrorCode::NotAuthor);
-        assert_eq!(legacy_code("file"), ErrorCode::BadRequest);
     }
 }

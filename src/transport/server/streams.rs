@@ -12,7 +12,6 @@ use crate::app::ids::ConvId;
 use crate::app::protocol::{ControlDown, ControlUp, ConvDown, ConvUp, ErrorCode};
 use crate::app::server::Input;
 use crate::transport::codec::{self, FrameError};
-use crate::transport::envelope::{Aad, Direction};
 use crate::transport::files;
 use crate::transport::quic::{RecvStream, SendStream, close};
 
@@ -80,13 +79,10 @@ async fn conv_reader(ctx: &ConnCtx, conv: ConvId, mut recv: RecvStream) {
         };
         let up = match up {
             ConvUp::Send { cmid, body } => {
-                let aad = Aad {
-                    dir: Direction::Up,
-                    conv: &conv_key,
-                    sender: &ctx.user_key,
-                    cmid,
-                };
-                match ctx.keys.up.open(&aad, &body) {
+                match ctx
+                    .keys
+                    .open_sent_body(&conv_key, &ctx.user_key, cmid, &body)
+                {
                     Ok(plain) => ConvUp::Send { cmid, body: plain },
                     Err(e) => {
                         info!("envelope refused: {e}");

@@ -11,9 +11,9 @@ use tracing::{debug, warn};
 use super::context::ConnCtx;
 use super::queue::ConnOut;
 use crate::app::ids::ConvId;
-use crate::app::protocol::{ControlDown, ConvDown, ConvEvent, EventKind};
+use crate::app::protocol::{ControlDown, ConvDown, ConvEvent};
 use crate::transport::codec;
-use crate::transport::envelope::{Aad, Direction, SessionKeys};
+use crate::transport::envelope::SessionKeys;
 use crate::transport::quic::{self, SendStream};
 
 /// Frames encoded since the last flush are written together once this many bytes are
@@ -145,20 +145,7 @@ impl Writer {
 }
 
 fn seal_event_body(keys: &SessionKeys, conv_key: &str, e: &mut ConvEvent) -> bool {
-    if let EventKind::Message { body } = &mut e.kind {
-        let aad = Aad {
-            dir: Direction::Down,
-            conv: conv_key,
-            sender: &e.sender,
-            cmid: e.cmid,
-        };
-        match keys.down.seal(&aad, body) {
-            Ok(sealed) => *body = sealed,
-            Err(err) => {
-                warn!("cannot seal: {err}");
-                return false;
-            }
-        }
-    }
-    true
+    keys.seal_event_body(conv_key, e)
+        .inspect_err(|err| warn!("cannot seal: {err}"))
+        .is_ok()
 }

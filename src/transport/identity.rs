@@ -1,4 +1,4 @@
-//! End-to-end encryption of private messages.
+//! End-to-end encryption of private messages under each user's identity key.
 //!
 //! Each user has a long-term X25519 identity key made on their client and kept in its data
 //! dir (mode 0600); the server only publishes the public half. The key of a private

@@ -1,0 +1,283 @@
+//! One download: fetch the chunks into `<target>.part` (resuming after a drop), check the
+//! SHA-256, and move the file into place. The target is never anything but a regular
+//! file, replaced only when the command said `overwrite`; a failed download leaves no
+//! part file behind.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncSeekExt, AsyncWriteExt};
+use tokio::sync::{mpsc, watch};
+
+use super::book::FileRef;
+use super::{
+    Failure, FileMsg, LiveSession, Progress, after_failure, final_err, next_session, read_down,
+    retry, sha256_of,
+};
+use crate::app::client::{Event, to_hex};
+use crate::app::files::{CHUNK, chunk_aad_id, chunk_count, chunk_len};
+use crate::app::ids::{ConvId, MsgId};
+use crate::app::protocol::{ConvUp, ErrorCode, FileDown, FileReq};
+use crate::transport::codec;
+use crate::transport::envelope::{Direction, EnvelopeError};
+use crate::transport::files::chunk::{MAX_CHUNK_FRAME, MAX_FILE_FRAME, chunk_aad, read_chunk};
+use crate::transport::identity::IdentityKey;
+
+/// Whether `path` may become the downloaded file: absent, or a regular file and
+/// `overwrite`. Anything else (a directory, a device, a FIFO, a symbolic link) is never
+/// replaced.
+async fn check_target(path: &Path, overwrite: bool) -> Result<(), Failure> {
+    match tokio::fs::symlink_metadata(path).await {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(final_err(
+            ErrorCode::BadRequest,
+            format!("cannot check {}: {e}", path.display()),
+        )),
+        Ok(m) if m.is_file() && overwrite => Ok(()),
+        Ok(m) if m.is_file() => Err(final_err(
+            ErrorCode::Exists,
+            format!(
+                "{} already exists; add \"overwrite\":true to replace it",
+                path.display()
+            ),
+        )),
+        Ok(m) => {
+            let kind = if m.is_dir() {
+                "a directory"
+            } else if m.is_symlink() {
+                "a symbolic link"
+            } else {
+                "not a regular file"
+            };
+            Err(final_err(
+                ErrorCode::Exists,
+                format!(
+                    "{} is {kind}: it is never replaced by a download",
+                    path.display()
+                ),
+            ))
+        }
+    }
+}
+
+/// Whether the part file may be (re)used: absent or a regular file.
+async fn check_part(part: &Path) -> Result<(), Failure> {
+    match tokio::fs::symlink_metadata(part).await {
+        Ok(m) if !m.is_file() => Err(final_err(
+            ErrorCode::Exists,
+            format!("{} is in the way and is not a regular file", part.display()),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// A download task.
+pub(super) struct Download {
+    /// The file message.
+    pub(super) id: MsgId,
+    pub(super) fref: FileRef,
+    /// The target.
+    pub(super) path: PathBuf,
+    /// Whether an existing regular file at `path` may be replaced.
+    pub(super) overwrite: bool,
+    pub(super) identity: Arc<IdentityKey>,
+    pub(super) session: watch::Receiver<Option<LiveSession>>,
+    pub(super) tx: mpsc::UnboundedSender<FileMsg>,
+}
+
+impl Download {
+    /// `<target>.part`, where the bytes go until the file is complete and checked.
+    pub(super) fn part(&self) -> PathBuf {
+        let mut p = self.path.clone().into_os_string();
+        p.push(".part");
+        PathBuf::from(p)
+    }
+
+    pub(super) async fn run(self) {
+        let fid = self.fref.info.id.clone();
+        let mut progress = Progress {
+            direction: "down",
+            file: fid.clone(),
+            id: Some(self.id),
+            total: self.fref.info.size,
+            last: None,
+        };
+        let checked = match check_target(&self.path, self.overwrite).await {
+            Ok(()) => check_part(&self.part()).await,
+            Err(f) => Err(f),
+        };
+        if let Err(Failure::Final(code, message)) = checked {
+            let _ = self.tx.send(FileMsg::Event(Event::error(code, message)));
+            let _ = self.tx.send(FileMsg::Ended(fid, false));
+            return;
+        }
+        let mut session_rx = self.session.clone();
+        let mut same = 0;
+        let ok = loop {
+            let Some(session) = next_session(&mut session_rx).await else {
+                break None;
+            };
+            let conn = session.conn.clone();
+            match self.attempt(session, &mut progress).await {
+                Ok(sha) => break Some(sha),
+                Err(f) => {
+                    if !after_failure(f, &conn, &self.tx, &mut same).await {
+                        break None;
+                    }
+                }
+            }
+        };
+        let done = match ok {
+            Some(sha) => self.finish(sha).await,
+            None => false,
+        };
+        if !done {
+            // Nothing half-written stays behind.
+            let _ = tokio::fs::remove_file(self.part()).await;
+        }
+        let _ = self.tx.send(FileMsg::Ended(fid, done));
+    }
+
+    /// Checks the SHA-256 (`sha`: computed while writing, when this attempt wrote the whole
+    /// file; else the part file is read again), moves the file into place and reports
+    /// the download. Returns whether the file is in place.
+    async fn finish(&self, sha: Option<String>) -> bool {
+        let part = self.part();
+        let error = |m: String| FileMsg::Event(Event::error(ErrorCode::BadRequest, m));
+        let hashed = match sha {
+            Some(h) => Ok((0, h)),
+            None => sha256_of(&part).await,
+        };
+        match hashed {
+            Ok((_, sha)) if sha == self.fref.info.sha256 => {
+                // Checked again: something may have appeared there during the download.
+                if let Err(Failure::Final(code, m)) = check_target(&self.path, self.overwrite).await
+                {
+                    let _ = self.tx.send(FileMsg::Event(Event::error(code, m)));
+                    return false;
+                }
+                if let Err(e) = tokio::fs::rename(&part, &self.path).await {
+                    let m = format!("cannot write {}: {e}", self.path.display());
+                    let _ = self.tx.send(error(m));
+                    return false;
+                }
+                let e = Event::Downloaded {
+                    id: self.id,
+                    path: self.path.display().to_string(),
+                    sha256: sha,
+                };
+                let _ = self.tx.send(FileMsg::Event(e));
+                true
+            }
+            Ok((_, sha)) => {
+                let m = format!(
+                    "the downloaded file's SHA-256 {sha} is not the announced {}; it was discarded",
+                    self.fref.info.sha256
+                );
+                let _ = self.tx.send(error(m));
+                false
+            }
+            Err(e) => {
+                let m = format!("cannot read {}: {e}", part.display());
+                let _ = self.tx.send(error(m));
+                false
+            }
+        }
+    }
+
+    /// One try; on success, the SHA-256 if this try wrote the whole file.
+    async fn attempt(
+        &self,
+        session: LiveSession,
+        progress: &mut Progress,
+    ) -> Result<Option<String>, Failure> {
+        let info = &self.fref.info;
+        let part = self.part();
+        let local = |e: std::io::Error| {
+            final_err(
+                ErrorCode::BadRequest,
+                format!("cannot write {}: {e}", part.display()),
+            )
+        };
+        let mut out = tokio::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&part)
+            .await
+            .map_err(local)?;
+        let count = chunk_count(info.size);
+        let held = out.metadata().await.map_err(local)?.len();
+        let have = (held / CHUNK as u64).min(count.saturating_sub(1));
+        let start = have * CHUNK as u64;
+        out.set_len(start).await.map_err(local)?;
+        out.seek(std::io::SeekFrom::Start(start))
+            .await
+            .map_err(local)?;
+        let Some(file) = info.file_id() else {
+            return Err(final_err(ErrorCode::BadRequest, "malformed file id"));
+        };
+        let (mut send, mut recv) = session.conn.open_bi().await.map_err(retry)?;
+        let req = ConvUp::File(FileReq::Download {
+            conv: self.fref.conv.clone(),
+            uploader: self.fref.uploader.clone(),
+            file,
+            from_chunk: have,
+        });
+        codec::write_frame(&mut send, &req, MAX_FILE_FRAME)
+            .await
+            .map_err(retry)?;
+        let _ = send.finish();
+        let (size, from) = match read_down(&mut recv).await? {
+            FileDown::Ready { size, have } => (size, have),
+            other => return Err(retry(format!("unexpected answer {other:?}"))),
+        };
+        if size != info.size || from != have {
+            return Err(final_err(
+                ErrorCode::BadRequest,
+                format!(
+                    "the server holds {size} bytes from chunk {from}; the message announced {} bytes",
+                    info.size
+                ),
+            ));
+        }
+        progress.report(start, true, &self.tx);
+        let conv_key = self.fref.conv.storage_key();
+        let mut buf = Vec::with_capacity(MAX_CHUNK_FRAME);
+        let mut done = start;
+        let mut hasher = (start == 0).then(Sha256::new);
+        for i in have..count {
+            read_chunk(&mut recv, &mut buf).await.map_err(retry)?;
+            let aad_id = chunk_aad_id(&file, i);
+            let plain = match self.fref.conv {
+                ConvId::General => session.keys.down.open(
+                    &chunk_aad(Direction::Down, &conv_key, &self.fref.uploader, aad_id),
+                    &buf,
+                ),
+                ConvId::Direct(..) => self
+                    .identity
+                    .open(&conv_key, &self.fref.uploader, aad_id, &buf)
+                    .map(|(p, _)| p)
+                    .map_err(|_| EnvelopeError::Auth),
+            }
+            .map_err(|e| final_err(ErrorCode::BadRequest, format!("chunk {i}: {e}")))?;
+            if plain.len() != chunk_len(size, i) {
+                return Err(final_err(
+                    ErrorCode::BadRequest,
+                    format!("chunk {i} has the wrong size"),
+                ));
+            }
+            if let Some(h) = hasher.as_mut() {
+                h.update(&plain);
+            }
+            out.write_all(&plain).await.map_err(local)?;
+            done += plain.len() as u64;
+            progress.report(done, false, &self.tx);
+        }
+        out.flush().await.map_err(local)?;
+        out.sync_all().await.map_err(local)?;
+        progress.report(info.size, false, &self.tx);
+        Ok(hasher.map(|h| to_hex(&h.finalize())))
+    }
+}
