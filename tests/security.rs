@@ -358,8 +358,21 @@ async fn a_client_that_stops_reading_is_cut_off_and_nobody_else_suffers() {
         let evs = alice.sync();
         events(&evs, "sent").len()
     });
-    let (code, reason) = closed_by_server(&slow.conn).await;
-    assert_eq!(code, u64::from(quic::close::TOO_SLOW), "{reason}");
+    // The server closes with TOO_SLOW. On a loaded machine the close packet can be lost
+    // with the flood (the sloth's socket buffer overflows while its endpoint task waits
+    // for a core); the server then forgets the connection after its drain period and
+    // answers the sloth's next packet with a stateless reset. Either way the server cut
+    // it off: a reset only comes from a server that no longer has the connection.
+    match tokio::time::timeout(WAIT, slow.conn.closed())
+        .await
+        .expect("server never closed the connection")
+    {
+        quinn::ConnectionError::ApplicationClosed(c) => {
+            assert_eq!(c.error_code.into_inner(), u64::from(quic::close::TOO_SLOW))
+        }
+        quinn::ConnectionError::Reset => {}
+        other => panic!("unexpected close: {other}"),
+    }
     assert_eq!(
         flood.await.unwrap(),
         300,
