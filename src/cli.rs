@@ -65,6 +65,10 @@ pub struct ServerArgs {
     /// Largest file a user may upload, in bytes (refused up front beyond).
     #[arg(long, default_value_t = Limits::default().max_file_size)]
     max_file_size: u64,
+    /// Bytes of files one user may keep on the server (uploads beyond are refused up
+    /// front with `quota_exceeded`).
+    #[arg(long, default_value_t = Limits::default().quota_per_user)]
+    quota_per_user: u64,
     /// Messages a user may send in a burst.
     #[arg(long, default_value_t = Limits::default().msg_burst)]
     msg_burst: u32,
@@ -112,6 +116,7 @@ impl ServerArgs {
             conns_per_ip: self.conns_per_ip,
             login_deadline_secs: self.login_deadline,
             max_file_size: self.max_file_size,
+            quota_per_user: self.quota_per_user,
             ..Limits::default()
         };
         ServerOptions {

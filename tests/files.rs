@@ -62,11 +62,20 @@ fn download(c: &mut ChatProc, id: &Value, path: &Path) -> Value {
     })
 }
 
+/// Every stored file (complete or partial) under `data/files`, in per-user directories.
 fn stored_files(data: &Path) -> Vec<PathBuf> {
-    match std::fs::read_dir(data.join("files")) {
-        Ok(d) => d.flatten().map(|e| e.path()).collect(),
-        Err(_) => Vec::new(),
+    let mut files = Vec::new();
+    let mut dirs = vec![data.join("files")];
+    while let Some(dir) = dirs.pop() {
+        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            if e.path().is_dir() {
+                dirs.push(e.path());
+            } else {
+                files.push(e.path());
+            }
+        }
     }
+    files
 }
 
 fn tree_contains(dir: &Path, needle: &[u8]) -> bool {

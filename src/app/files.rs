@@ -22,6 +22,8 @@ pub const SESSION_OVERHEAD: usize = 12 + 16;
 pub const MARKER: &str = "\u{1}lwfile1 ";
 /// Default server limit on a file's size.
 pub const DEFAULT_MAX_FILE_SIZE: u64 = 100 * 1024 * 1024;
+/// Default storage quota per user: ten files of the largest size.
+pub const DEFAULT_QUOTA_PER_USER: u64 = 1024 * 1024 * 1024;
 /// Longest file name kept (longer ones are cut).
 pub const MAX_NAME: usize = 255;
 

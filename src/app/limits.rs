@@ -38,6 +38,8 @@ pub struct Limits {
     pub streams_per_conn: u32,
     /// Largest file accepted for upload, bytes.
     pub max_file_size: u64,
+    /// Bytes of stored files (as stored, encryption included) one user may hold.
+    pub quota_per_user: u64,
 }
 
 impl Default for Limits {
@@ -59,6 +61,7 @@ impl Default for Limits {
             catchup_bytes: 1024 * 1024,
             streams_per_conn: 256,
             max_file_size: super::files::DEFAULT_MAX_FILE_SIZE,
+            quota_per_user: super::files::DEFAULT_QUOTA_PER_USER,
         }
     }
 }

@@ -152,7 +152,9 @@ impl Server {
         let files = Arc::new(FileStore::new(
             opts.data_dir.join("files"),
             opts.limits.max_file_size,
+            opts.limits.quota_per_user,
         ));
+        tokio::spawn(files.clone().sweep_parts_forever());
         let router = Router {
             files: files.clone(),
             outboxes: HashMap::new(),

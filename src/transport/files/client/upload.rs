@@ -190,7 +190,15 @@ impl Upload {
                 ),
             }
             .map_err(|e| final_err(ErrorCode::Internal, e.to_string()))?;
-            write_chunk(&mut send, &sealed).await.map_err(retry)?;
+            if let Err(e) = write_chunk(&mut send, &sealed).await {
+                // The server may have stopped the upload with a reason (a full disk):
+                // that reason, if it sent one, says more than the broken stream.
+                let answer = tokio::time::timeout(Duration::from_secs(2), read_down(&mut recv));
+                return match answer.await {
+                    Ok(Err(refused @ Failure::Final(..))) => Err(refused),
+                    _ => Err(retry(e)),
+                };
+            }
             done += n as u64;
             progress.report(done, false, &self.tx);
         }
