@@ -8,6 +8,7 @@ pub mod client;
 pub mod codec;
 pub mod e2e;
 pub mod envelope;
+#[cfg(any(test, feature = "test-util"))]
 pub mod faulty;
 pub mod files;
 pub mod portmap;
