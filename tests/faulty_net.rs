@@ -1,38 +1,56 @@
 //! Network faults inside plain `cargo test`: a real headless server (the `livewire` binary on
 //! 127.0.0.1) and in-process clients whose QUIC endpoints sit on a seeded
 //! [`FaultySocket`] (drop, duplicate, reorder, blackout, NAT rebinding). Every case waits on
-//! barriers (`sync`, or an expected event with a timeout) and ends with TESTING.md's P1–P7.
-//! Each case prints one `figures:` line (run with `--nocapture` to see them; they are the
-//! numbers in docs/NETWORK.md).
+//! barriers (`sync`, or an expected event with a timeout) and ends with the P1–P7 checks of
+//! docs/TESTING.md, through the shared test kit (`tests/common`). Each case prints one
+//! `figures:` line (run with `--nocapture` to see them; they are the numbers in
+//! docs/NETWORK.md).
 
 mod common;
 
-use std::collections::HashSet;
 use std::net::SocketAddr;
+use std::ops::{Deref, DerefMut};
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{PASSWORD, Record, ServerProc, WAIT, check_properties};
+use common::{
+    PASSWORD, Record, ServerProc, TIMERS, Tally, Transcript, WAIT, check_conversation,
+    event_channel,
+};
 use livewire::app::client::Command;
-use livewire::scripted::event_json;
-use livewire::transport::client::{self, ClientEvent, ClientHandle, ClientOptions, Trust};
+use livewire::scripted::{event_json, parse_command};
+use livewire::transport::client::{self, ClientEvent, ClientOptions, Trust};
 use livewire::transport::faulty::{FaultConfig, FaultControl, FaultStats, Faults, FaultySocket};
 use livewire::transport::quic::Endpoint;
 use livewire::transport::tls::PinStore;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 /// Rate limits out of the way: these tests are about the network.
 const SERVER_ARGS: &[&str] = &["--msg-burst", "10000", "--msg-rate", "10000"];
 
-/// An in-process client on a chosen endpoint, with everything it reported as JSON lines
-/// (the same shape `livewire chat` prints, so the shared P1–P7 checks apply).
+/// An in-process client on a chosen endpoint (the faulty socket has to live in this
+/// process). Its events become the JSON lines `livewire chat` prints and its commands are
+/// parsed as `livewire chat` parses them, so it records, waits and syncs through the kit's
+/// [`Transcript`] like every other client.
 struct Lib {
-    user: String,
-    handle: ClientHandle,
-    events: async_channel::Receiver<ClientEvent>,
-    log: Vec<Value>,
-    seen: usize,
-    sent_cmds: usize,
+    transcript: Transcript,
+    /// `send` commands given, shared with the command sink (each must get one ack).
+    sends: Arc<AtomicUsize>,
+}
+
+impl Deref for Lib {
+    type Target = Transcript;
+    fn deref(&self) -> &Transcript {
+        &self.transcript
+    }
+}
+
+impl DerefMut for Lib {
+    fn deref_mut(&mut self) -> &mut Transcript {
+        &mut self.transcript
+    }
 }
 
 impl Lib {
@@ -42,6 +60,7 @@ impl Lib {
         user: &str,
         home: &Path,
         ep: Endpoint,
+        timers: livewire::transport::quic::Timers,
     ) -> Self {
         let dir = home.join(user);
         let opts = ClientOptions {
@@ -53,93 +72,56 @@ impl Lib {
             state_file: Some(dir.join("state.json")),
             reconnect: true,
             endpoint: Some(ep),
-            timers: livewire::transport::quic::Timers::CLIENT,
+            timers,
         };
         let (handle, events) = client::start_on(opts, rt.handle());
+        // The client's end: `_ended` (clean) or `_fatal`, then the channel closes.
+        let (tx, rx) = event_channel();
+        rt.spawn(async move {
+            while let Ok(e) = events.recv().await {
+                let (v, last) = match e {
+                    ClientEvent::App(e) => (event_json(&e), false),
+                    ClientEvent::Fatal(f) => {
+                        (json!({"event": "_fatal", "error": f.to_string()}), true)
+                    }
+                    ClientEvent::Ended => (json!({"event": "_ended"}), true),
+                };
+                if tx.send(v).is_err() || last {
+                    break;
+                }
+            }
+        });
+        let sends = Arc::new(AtomicUsize::new(0));
+        let counted = sends.clone();
+        let input = Box::new(move |line: &str| {
+            let cmd = parse_command(line).unwrap_or_else(|e| panic!("bad command {line}: {e}"));
+            if matches!(cmd, Command::Send { .. }) {
+                counted.fetch_add(1, Ordering::Relaxed);
+            }
+            handle.send(cmd);
+        });
         let mut c = Self {
-            user: user.to_owned(),
-            handle,
-            events,
-            log: Vec::new(),
-            seen: 0,
-            sent_cmds: 0,
+            transcript: Transcript::new(user, rx, Some(input)),
+            sends,
         };
-        c.expect(rt, "ready", |v| v["event"] == "ready");
+        c.expect("ready", |v| v["event"] == "ready");
         c
     }
 
-    fn pull(&mut self, rt: &tokio::runtime::Runtime, deadline: Instant, what: &str) {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match rt.block_on(async { tokio::time::timeout(left, self.events.recv()).await }) {
-            Ok(Ok(ClientEvent::App(e))) => self.log.push(event_json(&e)),
-            Ok(Ok(other)) => panic!("{}: ended ({other:?}) while waiting for {what}", self.user),
-            Ok(Err(_)) => panic!(
-                "{}: event channel closed while waiting for {what}",
-                self.user
-            ),
-            Err(_) => panic!("{}: no {what} in time; log: {:#?}", self.user, self.log),
-        }
-    }
-
-    fn expect(
-        &mut self,
-        rt: &tokio::runtime::Runtime,
-        what: &str,
-        pred: impl Fn(&Value) -> bool,
-    ) -> Value {
-        self.expect_within(rt, WAIT, what, pred)
-    }
-
-    fn expect_within(
-        &mut self,
-        rt: &tokio::runtime::Runtime,
-        wait: Duration,
-        what: &str,
-        pred: impl Fn(&Value) -> bool,
-    ) -> Value {
-        let deadline = Instant::now() + wait;
-        loop {
-            while self.seen < self.log.len() {
-                self.seen += 1;
-                if pred(&self.log[self.seen - 1]) {
-                    return self.log[self.seen - 1].clone();
-                }
-            }
-            self.pull(rt, deadline, what);
-        }
-    }
-
-    fn send(&mut self, to: &str, text: &str) {
-        self.sent_cmds += 1;
-        self.handle.send(Command::Send {
-            to: to.to_owned(),
-            text: text.to_owned(),
-        });
-    }
-
-    fn sync(&mut self, rt: &tokio::runtime::Runtime) {
-        self.handle.send(Command::Sync);
-        self.expect(rt, "sync", |v| v["event"] == "sync");
-    }
-
-    /// Closes the command channel and waits until the client has flushed and logged out.
-    fn finish(mut self, rt: &tokio::runtime::Runtime) -> (String, Vec<Value>, usize) {
-        self.handle.close();
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match rt.block_on(async { tokio::time::timeout(left, self.events.recv()).await }) {
-                Ok(Ok(ClientEvent::App(e))) => self.log.push(event_json(&e)),
-                Ok(Ok(ClientEvent::Ended)) | Ok(Err(_)) => break,
-                Ok(Ok(ClientEvent::Fatal(f))) => panic!("{}: fatal at the end: {f}", self.user),
-                Err(_) => panic!("{}: did not end within {WAIT:?}", self.user),
-            }
-        }
-        (self.user, self.log, self.sent_cmds)
-    }
-
-    fn count(&self, kind: &str) -> usize {
-        self.log.iter().filter(|v| v["event"] == kind).count()
+    /// Closes the command channel, waits until the client has flushed and logged out, and
+    /// returns the user and everything it reported; every `send` got exactly one ack.
+    fn finish(mut self) -> (String, Vec<Value>) {
+        self.close_input();
+        self.read_to_end(WAIT);
+        let fatal = common::events(&self.log, "_fatal");
+        assert!(
+            fatal.is_empty(),
+            "{}: fatal at the end: {fatal:?}",
+            self.who
+        );
+        let sends = self.sends.load(Ordering::Relaxed);
+        assert_eq!(self.count("sent"), sends, "{}: acks vs sends", self.who);
+        (self.who.clone(), std::mem::take(&mut self.log))
     }
 }
 
@@ -164,11 +146,7 @@ fn plain(rt: &tokio::runtime::Runtime) -> Endpoint {
 /// What a case measured, printed as one line.
 struct Figures {
     name: &'static str,
-    sent: usize,
-    acked: usize,
-    expected_deliveries: usize,
-    delivered: usize,
-    shown_twice: usize,
+    tally: Tally,
     disconnects: usize,
     migrations: usize,
     elapsed: Duration,
@@ -199,11 +177,11 @@ impl Figures {
         println!(
             "figures: {}: sent {} acked {} delivered {}/{} shown-twice {} disconnects {} migrations {} in {:.1}s {}[{}]",
             self.name,
-            self.sent,
-            self.acked,
-            self.delivered,
-            self.expected_deliveries,
-            self.shown_twice,
+            self.tally.acked,
+            self.tally.acked,
+            self.tally.delivered,
+            self.tally.expected,
+            self.tally.shown_twice,
             self.disconnects,
             self.migrations,
             self.elapsed.as_secs_f64(),
@@ -240,13 +218,23 @@ struct Case {
     between: Hook,
     /// Whether a reconnect (new login) is acceptable in this case.
     allow_disconnect: bool,
+    /// Whether the case runs with the kit's short [`TIMERS`] (the blackout case) instead
+    /// of the built-in ones.
+    short_timers: bool,
 }
 
 fn run(mut case: Case) -> Figures {
     let started = Instant::now();
     let rt = runtime();
     let dir = tempfile::tempdir().unwrap();
-    let mut server = ServerProc::start(&dir.path().join("server"), "127.0.0.1:0", SERVER_ARGS);
+    let mut args = SERVER_ARGS.to_vec();
+    let (server_timers, timers) = if case.short_timers {
+        (TIMERS.server_args(), TIMERS.client_timers())
+    } else {
+        (vec![], livewire::transport::quic::Timers::CLIENT)
+    };
+    args.extend(server_timers.iter().map(String::as_str));
+    let mut server = ServerProc::start(&dir.path().join("server"), "127.0.0.1:0", &args);
     let home = dir.path();
     let (a_ep, a_ctl) = faulty(&rt, case.alice);
     let (b_ep, b_ctl) = match case.bob {
@@ -256,11 +244,11 @@ fn run(mut case: Case) -> Figures {
         }
         None => (plain(&rt), None),
     };
-    let mut alice = Lib::start(&rt, &server.addr, "alice", home, a_ep);
-    let mut bob = Lib::start(&rt, &server.addr, "bob", home, b_ep.clone());
-    let mut carol = Lib::start(&rt, &server.addr, "carol", home, plain(&rt));
+    let mut alice = Lib::start(&rt, &server.addr, "alice", home, a_ep, timers);
+    let mut bob = Lib::start(&rt, &server.addr, "bob", home, b_ep.clone(), timers);
+    let mut carol = Lib::start(&rt, &server.addr, "carol", home, plain(&rt), timers);
     for c in [&mut alice, &mut bob, &mut carol] {
-        c.sync(&rt);
+        c.sync();
     }
     let mut note = String::new();
     for i in 0..case.rounds {
@@ -283,7 +271,7 @@ fn run(mut case: Case) -> Figures {
     // Barriers: first every sender's outbox is acknowledged, then every fan-out printed.
     for _ in 0..2 {
         for c in [&mut alice, &mut bob, &mut carol] {
-            c.sync(&rt);
+            c.sync();
         }
     }
     let elapsed = started.elapsed();
@@ -294,86 +282,26 @@ fn run(mut case: Case) -> Figures {
             0,
             "{}: a client lost its connection: alice {:?} bob {:?}",
             case.name,
-            alice
-                .log
-                .iter()
-                .filter(|v| v["event"] == "disconnected")
-                .collect::<Vec<_>>(),
-            bob.log
-                .iter()
-                .filter(|v| v["event"] == "disconnected")
-                .collect::<Vec<_>>()
+            common::events(&alice.log, "disconnected"),
+            common::events(&bob.log, "disconnected"),
         );
-    }
-    for c in [&alice, &bob] {
-        let errors: Vec<&Value> = c.log.iter().filter(|v| v["event"] == "error").collect();
-        assert!(errors.is_empty(), "{}: {}: {errors:?}", case.name, c.user);
     }
     let faults = vec![("alice".to_owned(), a_ctl.stats())]
         .into_iter()
         .chain(b_ctl.as_ref().map(|c| ("bob".to_owned(), c.stats())))
         .collect();
-    let logs: Vec<(String, Vec<Value>, usize)> = [alice, bob, carol]
-        .into_iter()
-        .map(|c| c.finish(&rt))
-        .collect();
+    let logs: Vec<(String, Vec<Value>)> =
+        [alice, bob, carol].into_iter().map(Lib::finish).collect();
     let server_log = server.stop();
-    let migrations = server_log
-        .iter()
-        .filter(|v| v["event"] == "client_migrated")
-        .count();
-
-    // Each sender: one ack per send, no id acknowledged twice.
-    let mut sent = 0;
-    let mut acked = 0;
-    for (user, log, cmds) in &logs {
-        let ids: Vec<u64> = log
-            .iter()
-            .filter(|v| v["event"] == "sent")
-            .map(|v| v["id"].as_u64().unwrap())
-            .collect();
-        let unique: HashSet<u64> = ids.iter().copied().collect();
-        assert_eq!(
-            ids.len(),
-            unique.len(),
-            "{}: {user} got an ack twice",
-            case.name
-        );
-        assert_eq!(ids.len(), *cmds, "{}: {user}: acks vs sends", case.name);
-        sent += cmds;
-        acked += ids.len();
-    }
-    // Deliveries: a room message reaches the two others, a private one its peer.
-    let expected_deliveries: usize = logs
-        .iter()
-        .flat_map(|(_, log, _)| log.iter().filter(|v| v["event"] == "sent"))
-        .map(|v| if v["conv"] == "#general" { 2 } else { 1 })
-        .sum();
-    let mut delivered = 0;
-    let mut shown_twice = 0;
-    for (_, log, _) in &logs {
-        let ids: Vec<u64> = log
-            .iter()
-            .filter(|v| v["event"] == "message")
-            .map(|v| v["id"].as_u64().unwrap())
-            .collect();
-        let unique: HashSet<u64> = ids.iter().copied().collect();
-        shown_twice += ids.len() - unique.len();
-        delivered += unique.len();
-    }
+    let migrations = common::events(&server_log, "client_migrated").len();
     let records: Vec<Record> = logs
         .iter()
-        .map(|(u, l, _)| Record { user: u, log: l })
+        .map(|(u, l)| Record { user: u, log: l })
         .collect();
-    check_properties(&records, &["alice", "bob", "carol"]);
-    assert_eq!(delivered, expected_deliveries, "{}", case.name);
+    let tally = check_conversation(&records, &["alice", "bob", "carol"]);
     let f = Figures {
         name: case.name,
-        sent,
-        acked,
-        expected_deliveries,
-        delivered,
-        shown_twice,
+        tally,
         disconnects,
         migrations,
         elapsed,
@@ -398,6 +326,7 @@ fn loss_20_percent_each_way() {
         bob: Some(FaultConfig::both(12, Faults::loss(0.2))),
         between: Box::new(|_, _| pace(50)),
         allow_disconnect: false,
+        short_timers: false,
     });
     assert!(
         f.faults
@@ -422,6 +351,7 @@ fn duplication_and_reordering() {
         bob: Some(FaultConfig::both(22, faults)),
         between: Box::new(|_, _| pace(50)),
         allow_disconnect: false,
+        short_timers: false,
     });
     assert!(
         f.faults
@@ -476,6 +406,7 @@ fn nat_rebinding_every_two_seconds() {
             }
         }),
         allow_disconnect: false,
+        short_timers: false,
     });
     assert!(f.migrations >= 4, "{}", f.migrations);
 }
@@ -495,7 +426,7 @@ fn short_blackout_below_idle_timeout() {
                 5 => {
                     cx.a.blackout(false);
                     let t = Instant::now();
-                    cx.bob.expect(cx.rt, "alice #5 after the blackout", |v| {
+                    cx.bob.expect("alice #5 after the blackout", |v| {
                         v["event"] == "message" && v["text"] == "alice #5"
                     });
                     cx.note.push_str(&format!(
@@ -508,6 +439,7 @@ fn short_blackout_below_idle_timeout() {
             pace(if (2..5).contains(&i) { 1300 } else { 100 });
         }),
         allow_disconnect: false,
+        short_timers: false,
     });
     assert_eq!(f.disconnects, 0);
 }
@@ -534,17 +466,18 @@ fn everything_at_once() {
             }
         }),
         allow_disconnect: false,
+        short_timers: false,
     });
 }
 
 #[test]
-#[ignore = "takes ~60 s (a blackout longer than the 40 s idle timeout); run with --ignored"]
 fn blackout_longer_than_idle_timeout() {
-    const LONG: Duration = Duration::from_secs(70);
-    // 45 s of silence: both sides' idle timers (40 s) end the connection; the client
-    // reconnects by itself, logs in again, catches up and resends its outbox once.
+    // Silence past both sides' idle timers ends the connection; the client reconnects by
+    // itself, logs in again, catches up and resends its outbox once. Every duration comes
+    // from the kit's `TIMERS` (4.5 s of blackout against a 4 s idle timeout).
     let f = run(Case {
-        name: "blackout 45 s",
+        name: "blackout longer than the idle timeout",
+        short_timers: true,
         rounds: 6,
         alice: FaultConfig::both(61, Faults::NONE),
         bob: None,
@@ -555,20 +488,24 @@ fn blackout_longer_than_idle_timeout() {
                 // Messages written during the outage wait in the outbox.
                 cx.alice.send("#general", "alice during the blackout");
                 cx.bob.send("@alice", "bob to alice during the blackout");
-                let lost = cx.alice.expect_within(cx.rt, LONG, "disconnected", |v| {
-                    v["event"] == "disconnected"
-                });
+                let lost = cx
+                    .alice
+                    .expect_within("disconnected", TIMERS.lost_within(), |v| {
+                        v["event"] == "disconnected"
+                    });
                 cx.note.push_str(&format!(
                     "connection declared lost after {:.1}s ({}); ",
                     start.elapsed().as_secs_f64(),
                     lost["reason"]
                 ));
-                std::thread::sleep(Duration::from_secs(45).saturating_sub(start.elapsed()));
+                std::thread::sleep(TIMERS.blackout().saturating_sub(start.elapsed()));
                 cx.a.blackout(false);
                 let t = Instant::now();
                 cx.alice
-                    .expect_within(cx.rt, LONG, "reconnected", |v| v["event"] == "reconnected");
-                cx.bob.expect(cx.rt, "alice's outage message", |v| {
+                    .expect_within("reconnected", TIMERS.back_within(), |v| {
+                        v["event"] == "reconnected"
+                    });
+                cx.bob.expect("alice's outage message", |v| {
                     v["event"] == "message" && v["text"] == "alice during the blackout"
                 });
                 cx.note.push_str(&format!(

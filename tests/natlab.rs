@@ -1,7 +1,8 @@
 //! The NAT lab: real kernels, real NAT. Each test builds its own three network namespaces
 //! with `scripts/natlab.sh` (a client LAN behind a router doing nftables masquerade, and a
 //! WAN side with the server), runs the real `livewire` binary inside them, breaks the path
-//! (rebinding, random drop, blackout, NAT mapping expiry) and ends with TESTING.md's P1–P7.
+//! (rebinding, random drop, blackout, NAT mapping expiry) and ends with the P1–P7 checks of
+//! docs/TESTING.md, through the shared test kit (`tests/common`) under `ip netns exec`.
 //! Needs root, `ip`, `nft` and `conntrack` (and `miniupnpd` for the port-mapping case);
 //! without them each test prints `SKIPPED: …` and returns. Namespaces are removed even when
 //! a test fails (a guard's Drop runs `natlab.sh down`). Run with `--nocapture` to see each
@@ -9,15 +10,17 @@
 
 mod common;
 
-use std::collections::HashSet;
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::mpsc::{Receiver, channel};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{PASSWORD, Record, WAIT, bin, check_properties, wait_child};
-use serde_json::{Value, json};
+use serde_json::Value;
+
+use common::{
+    ChatProc, ClientOpts, Record, ServerProc, TIMERS, Tally, WAIT, check_conversation,
+    check_properties, stderr_path,
+};
 
 const SERVER_LIMITS: &[&str] = &["--msg-burst", "10000", "--msg-rate", "10000"];
 
@@ -109,11 +112,11 @@ impl Lab {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
-    /// A command that runs `livewire` inside namespace `ns` (`lan`, `rtr`, `wan`).
-    fn livewire(&self, ns: &str) -> Command {
-        let mut c = Command::new("ip");
-        c.args(["netns", "exec", &format!("{}_{ns}", self.prefix), bin()]);
-        c
+    /// The command prefix that runs a process inside namespace `ns` (`lan`, `rtr`, `wan`).
+    fn netns(&self, ns: &str) -> Vec<String> {
+        ["ip", "netns", "exec", &format!("{}_{ns}", self.prefix)]
+            .map(str::to_owned)
+            .to_vec()
     }
 
     fn wan_ip(&self, host: u8) -> String {
@@ -145,209 +148,54 @@ impl Drop for Lab {
     }
 }
 
-/// A `livewire` process printing JSON lines (server or scripted client).
-struct Proc {
-    name: String,
-    child: Child,
-    stdin: Option<ChildStdin>,
-    events: Receiver<Value>,
-    log: Vec<Value>,
-    seen: usize,
+/// A headless server in namespace `ns` listening on `listen` (data and log under the lab's
+/// home), with the rate limits out of the way.
+fn start_server(lab: &Lab, ns: &str, listen: &str, extra: &[&str]) -> ServerProc {
+    let mut args = SERVER_LIMITS.to_vec();
+    args.extend_from_slice(extra);
+    ServerProc::start_under(&lab.netns(ns), &server_dir(lab, ns, listen), listen, &args)
 }
 
-impl Proc {
-    fn spawn(name: &str, mut cmd: Command, stderr_to: &Path) -> Self {
-        let mut child = cmd
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(stderr_to).unwrap())
-            .spawn()
-            .expect("spawn livewire");
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let v = serde_json::from_str(&line)
-                    .unwrap_or_else(|_| json!({"event": "_unparsed", "line": line}));
-                if tx.send(v).is_err() {
-                    break;
-                }
-            }
-        });
-        Self {
-            name: name.to_owned(),
-            stdin: child.stdin.take(),
-            child,
-            events: rx,
-            log: Vec::new(),
-            seen: 0,
-        }
-    }
-
-    fn server(lab: &Lab, ns: &str, listen: &str, extra: &[&str]) -> Self {
-        let data = lab
-            .home()
-            .join(format!("server-{ns}-{}", listen.replace(':', "_")));
-        let mut cmd = lab.livewire(ns);
-        cmd.args(["server", "--headless", "--listen", listen, "--data-dir"])
-            .arg(&data)
-            .args(SERVER_LIMITS)
-            .args(extra)
-            .env("RUST_LOG", "livewire=info");
-        let mut p = Self::spawn("server", cmd, &server_stderr(lab, ns, listen));
-        p.expect("listening", |v| v["event"] == "listening");
-        p
-    }
-
-    fn chat(lab: &Lab, ns: &str, server: &str, user: &str) -> Self {
-        let dir = lab.home().join(user);
-        let mut cmd = lab.livewire(ns);
-        cmd.args(["chat", "--server", server, "--user", user, "--accept-new"])
-            .arg("--config-dir")
-            .arg(dir.join("config"))
-            .arg("--state-dir")
-            .arg(dir.join("state"))
-            .env("LIVEWIRE_PASSWORD", PASSWORD)
-            .env("RUST_LOG", "warn");
-        std::fs::create_dir_all(&dir).unwrap();
-        let mut p = Self::spawn(user, cmd, &dir.join("stderr.log"));
-        p.expect("ready", |v| v["event"] == "ready");
-        p
-    }
-
-    fn expect_within(
-        &mut self,
-        wait: Duration,
-        what: &str,
-        pred: impl Fn(&Value) -> bool,
-    ) -> Value {
-        let deadline = Instant::now() + wait;
-        loop {
-            while self.seen < self.log.len() {
-                self.seen += 1;
-                if pred(&self.log[self.seen - 1]) {
-                    return self.log[self.seen - 1].clone();
-                }
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.events.recv_timeout(left) {
-                Ok(v) => self.log.push(v),
-                Err(e) => panic!("{}: no {what} ({e:?}); log: {:#?}", self.name, self.log),
-            }
-        }
-    }
-
-    fn expect(&mut self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
-        self.expect_within(WAIT, what, pred)
-    }
-
-    /// Waits until `pred` holds for everything printed since index `from` (the cursor of
-    /// `expect` is left alone).
-    fn wait_for(
-        &mut self,
-        from: usize,
-        wait: Duration,
-        what: &str,
-        pred: impl Fn(&[Value]) -> bool,
-    ) {
-        let deadline = Instant::now() + wait;
-        while !pred(&self.log[from.min(self.log.len())..]) {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.events.recv_timeout(left) {
-                Ok(v) => self.log.push(v),
-                Err(e) => panic!("{}: no {what} ({e:?}); log: {:#?}", self.name, self.log),
-            }
-        }
-    }
-
-    /// The first event (printed or to come) matching `pred`, leaving the cursor alone.
-    fn find_any(&mut self, wait: Duration, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
-        self.wait_for(0, wait, what, |l| l.iter().any(&pred));
-        self.log
-            .iter()
-            .find(|v| pred(v))
-            .cloned()
-            .expect("just seen")
-    }
-
-    fn cmd(&mut self, v: Value) {
-        let stdin = self.stdin.as_mut().expect("stdin open");
-        writeln!(stdin, "{v}").unwrap();
-        stdin.flush().unwrap();
-    }
-
-    fn send(&mut self, to: &str, text: &str) {
-        self.cmd(json!({"cmd": "send", "to": to, "text": text}));
-    }
-
-    fn sync_within(&mut self, wait: Duration) {
-        self.cmd(json!({"cmd": "sync"}));
-        self.expect_within(wait, "sync", |v| v["event"] == "sync");
-    }
-
-    fn count(&self, kind: &str) -> usize {
-        self.log.iter().filter(|v| v["event"] == kind).count()
-    }
-
-    /// Closes stdin (flush, log out) and collects everything printed.
-    fn finish(mut self) -> (String, Vec<Value>) {
-        self.stdin.take();
-        let status = wait_child(&mut self.child);
-        while let Ok(v) = self.events.recv_timeout(Duration::from_millis(100)) {
-            self.log.push(v);
-        }
-        assert!(status.success(), "{} exit {status:?}", self.name);
-        (self.name.clone(), std::mem::take(&mut self.log))
-    }
-
-    /// SIGTERM (graceful) and everything printed.
-    fn stop(mut self) -> Vec<Value> {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let status = wait_child(&mut self.child);
-        while let Ok(v) = self.events.recv_timeout(Duration::from_millis(200)) {
-            self.log.push(v);
-        }
-        assert!(status.success(), "{} exit {status:?}", self.name);
-        std::mem::take(&mut self.log)
-    }
+/// Where the server of `ns` on `listen` keeps its data (its log is beside it).
+fn server_dir(lab: &Lab, ns: &str, listen: &str) -> PathBuf {
+    lab.home()
+        .join(format!("server-{ns}-{}", listen.replace(':', "_")))
 }
 
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Where a server's log (stderr) goes.
-fn server_stderr(lab: &Lab, ns: &str, listen: &str) -> PathBuf {
-    lab.home().join(format!(
-        "server-{ns}-{}.stderr.log",
-        listen.replace(':', "_")
-    ))
+/// A logged-in scripted client in namespace `ns`, with `extra` arguments.
+fn start_chat(lab: &Lab, ns: &str, server: &str, user: &str, extra: &[&str]) -> ChatProc {
+    let mut o = ClientOpts::new(lab.home());
+    o.extra = extra.iter().map(|a| a.to_string()).collect();
+    ChatProc::login_under(&lab.netns(ns), server, user, o)
 }
 
 /// Alice and bob behind the NAT, carol on the server's side.
 struct Chat {
-    server: Proc,
-    alice: Proc,
-    bob: Proc,
-    carol: Proc,
+    server: ServerProc,
+    alice: ChatProc,
+    bob: ChatProc,
+    carol: ChatProc,
 }
 
 fn chat_setup(lab: &Lab) -> Chat {
-    let mut server = Proc::server(lab, "wan", &format!("{}:0", lab.wan_ip(2)), &[]);
-    let addr = server.log[0]["addr"].as_str().unwrap().to_owned();
-    let mut alice = Proc::chat(lab, "lan", &addr, "alice");
-    let mut bob = Proc::chat(lab, "lan", &addr, "bob");
-    let mut carol = Proc::chat(lab, "wan", &addr, "carol");
+    chat_setup_with(lab, &[], &[])
+}
+
+/// [`chat_setup`] with more arguments for the server and the clients (timers).
+fn chat_setup_with(lab: &Lab, server_args: &[String], client_args: &[String]) -> Chat {
+    let server_args: Vec<&str> = server_args.iter().map(String::as_str).collect();
+    let args: Vec<&str> = client_args.iter().map(String::as_str).collect();
+    let listen = format!("{}:0", lab.wan_ip(2));
+    let mut server = start_server(lab, "wan", &listen, &server_args);
+    let addr = server.addr.clone();
+    let mut alice = start_chat(lab, "lan", &addr, "alice", &args);
+    let mut bob = start_chat(lab, "lan", &addr, "bob", &args);
+    let mut carol = start_chat(lab, "wan", &addr, "carol", &args);
     for c in [&mut alice, &mut bob, &mut carol] {
-        c.sync_within(WAIT);
+        c.sync();
     }
     // The server sees alice through the NAT: at the router's WAN address.
-    let seen = server.find_any(WAIT, "alice connected", |v| {
+    let seen = server.expect("alice connected", |v| {
         v["event"] == "client_connected" && v["user"] == "alice"
     });
     let router = format!("{}:", lab.wan_ip(1));
@@ -371,23 +219,21 @@ fn round(c: &mut Chat, i: usize) {
     c.carol.send("@alice", &format!("carol to alice #{i}"));
 }
 
+/// What a case measured.
 struct Outcome {
-    sent: usize,
-    delivered: usize,
-    expected: usize,
-    shown_twice: usize,
+    tally: Tally,
     disconnects: usize,
     migrations: usize,
 }
 
-/// Final barriers, logout, P1–P7, and the counts for the figures line.
+/// Final barriers, logout, P1–P7 and the delivery checks, and the counts for the figures
+/// line.
 fn finish(c: Chat, wait: Duration) -> Outcome {
     let Chat {
         server,
         mut alice,
         mut bob,
         mut carol,
-        ..
     } = c;
     for _ in 0..2 {
         for p in [&mut alice, &mut bob, &mut carol] {
@@ -395,56 +241,18 @@ fn finish(c: Chat, wait: Duration) -> Outcome {
         }
     }
     let disconnects = alice.count("disconnected") + bob.count("disconnected");
-    let logs: Vec<(String, Vec<Value>)> =
-        [alice, bob, carol].into_iter().map(Proc::finish).collect();
+    let logs: Vec<(String, Vec<Value>)> = [alice, bob, carol]
+        .into_iter()
+        .map(ChatProc::finish_ok)
+        .collect();
     let server_log = server.stop();
-    let migrations = server_log
-        .iter()
-        .filter(|v| v["event"] == "client_migrated")
-        .count();
-    for (user, log) in &logs {
-        let errors: Vec<&Value> = log.iter().filter(|v| v["event"] == "error").collect();
-        assert!(errors.is_empty(), "{user}: {errors:?}");
-        let acks: Vec<u64> = log
-            .iter()
-            .filter(|v| v["event"] == "sent")
-            .map(|v| v["id"].as_u64().unwrap())
-            .collect();
-        let unique: HashSet<u64> = acks.iter().copied().collect();
-        assert_eq!(acks.len(), unique.len(), "{user}: an ack shown twice");
-    }
+    let migrations = common::events(&server_log, "client_migrated").len();
     let records: Vec<Record> = logs
         .iter()
         .map(|(u, l)| Record { user: u, log: l })
         .collect();
-    check_properties(&records, &["alice", "bob", "carol"]);
-    let sent = logs
-        .iter()
-        .flat_map(|(_, l)| l.iter().filter(|v| v["event"] == "sent"))
-        .count();
-    let expected = logs
-        .iter()
-        .flat_map(|(_, l)| l.iter().filter(|v| v["event"] == "sent"))
-        .map(|v| if v["conv"] == "#general" { 2 } else { 1 })
-        .sum();
-    let mut delivered = 0;
-    let mut shown_twice = 0;
-    for (_, log) in &logs {
-        let ids: Vec<u64> = log
-            .iter()
-            .filter(|v| v["event"] == "message")
-            .map(|v| v["id"].as_u64().unwrap())
-            .collect();
-        let unique: HashSet<u64> = ids.iter().copied().collect();
-        shown_twice += ids.len() - unique.len();
-        delivered += unique.len();
-    }
-    assert_eq!(delivered, expected);
     Outcome {
-        sent,
-        delivered,
-        expected,
-        shown_twice,
+        tally: check_conversation(&records, &["alice", "bob", "carol"]),
         disconnects,
         migrations,
     }
@@ -453,10 +261,10 @@ fn finish(c: Chat, wait: Duration) -> Outcome {
 fn figures(name: &str, o: &Outcome, elapsed: Duration, note: &str) {
     println!(
         "figures: {name}: sent {} delivered {}/{} shown-twice {} disconnects {} migrations {} in {:.1}s {note}",
-        o.sent,
-        o.delivered,
-        o.expected,
-        o.shown_twice,
+        o.tally.acked,
+        o.tally.delivered,
+        o.tally.expected,
+        o.tally.shown_twice,
         o.disconnects,
         o.migrations,
         elapsed.as_secs_f64()
@@ -557,30 +365,31 @@ fn random_drop_30_percent() {
 
 #[test]
 fn blackout_longer_than_idle_timeout() {
+    // The timers (and so every duration below) come from the test kit's `TIMERS`.
     let Some(lab) = Lab::up("b", "192.0.2", &[]) else {
         return;
     };
     let t0 = Instant::now();
-    let mut c = chat_setup(&lab);
+    let mut c = chat_setup_with(&lab, &TIMERS.server_args(), &TIMERS.client_args());
     for i in 0..3 {
         round(&mut c, i);
     }
-    c.alice.sync_within(WAIT);
+    c.alice.sync();
     lab.sh(&["blackout", "on"]);
     let start = Instant::now();
     c.alice.send("#general", "alice during the blackout");
     c.carol.send("@alice", "carol to alice during the blackout");
     let lost = c
         .alice
-        .expect_within(Duration::from_secs(70), "disconnected", |v| {
+        .expect_within("disconnected", TIMERS.lost_within(), |v| {
             v["event"] == "disconnected"
         });
     let lost_after = start.elapsed();
-    std::thread::sleep(Duration::from_secs(45).saturating_sub(start.elapsed()));
+    std::thread::sleep(TIMERS.blackout().saturating_sub(start.elapsed()));
     lab.sh(&["blackout", "off"]);
     let lifted = Instant::now();
     c.alice
-        .expect_within(Duration::from_secs(90), "reconnected", |v| {
+        .expect_within("reconnected", TIMERS.back_within(), |v| {
             v["event"] == "reconnected"
         });
     let back = lifted.elapsed();
@@ -597,7 +406,7 @@ fn blackout_longer_than_idle_timeout() {
     let o = finish(c, WAIT);
     assert!(o.disconnects >= 1);
     figures(
-        "blackout 45 s",
+        &format!("blackout {} s", TIMERS.blackout().as_secs()),
         &o,
         t0.elapsed(),
         &format!(
@@ -633,7 +442,7 @@ fn nat_mapping_expiry_in_quiet_periods() {
         "timeout 20s, quiet 30s: delivered in {}ms; ",
         sent.elapsed().as_millis()
     ));
-    c.alice.sync_within(WAIT);
+    c.alice.sync();
     assert!(
         !c.server.log[migrated_before..]
             .iter()
@@ -646,7 +455,7 @@ fn nat_mapping_expiry_in_quiet_periods() {
     // the quiet period hits a dead mapping and waits for her next keep-alive, which makes
     // a new mapping (a new public port): the server sees a migration, nothing is lost.
     lab.sh(&["udp-timeout", "5"]);
-    c.alice.sync_within(WAIT);
+    c.alice.sync();
     std::thread::sleep(Duration::from_secs(8));
     let sent = Instant::now();
     c.carol.send("@alice", "while alice's mapping is gone");
@@ -690,7 +499,7 @@ fn port_mapping_with_miniupnpd() {
     };
     let t0 = Instant::now();
     // Without a router daemon: a clear error, and the server runs anyway.
-    let lonely = Proc::server(&lab, "lan", "0.0.0.0:7450", &["--port-mapping"]);
+    let lonely = start_server(&lab, "lan", "0.0.0.0:7450", &["--port-mapping"]);
     let err = lonely.log[0]["port_mapping_error"]
         .as_str()
         .unwrap_or_default()
@@ -703,7 +512,7 @@ fn port_mapping_with_miniupnpd() {
     let mut note = format!("without a daemon: {err:?}; ");
     // Each protocol on its own port: mapped, visible on the router, removed on SIGTERM.
     for (proto, port) in [("upnp", 7451), ("natpmp", 7452), ("pcp", 7453)] {
-        let s = Proc::server(
+        let s = start_server(
             &lab,
             "lan",
             &format!("0.0.0.0:{port}"),
@@ -724,16 +533,16 @@ fn port_mapping_with_miniupnpd() {
 
     // The full case: a server on the LAN maps its port; carol on the internet side uses the
     // public address, alice on the LAN the local one; then the mapping goes on shutdown.
-    let mut server = Proc::server(&lab, "lan", "0.0.0.0:7447", &["--port-mapping"]);
+    let mut server = start_server(&lab, "lan", "0.0.0.0:7447", &["--port-mapping"]);
     let public = server.log[0]["public_addr"]
         .as_str()
         .unwrap_or_else(|| panic!("no mapping: {}", server.log[0]))
         .to_owned();
     assert_eq!(public, format!("{}:7447", lab.wan_ip(1)));
     assert!(lab.sh(&["upnp-rules"]).contains("dport 7447 "));
-    let mut carol = Proc::chat(&lab, "wan", &public, "carol");
-    let mut alice = Proc::chat(&lab, "lan", "10.0.0.2:7447", "alice");
-    server.find_any(WAIT, "carol from the internet side", |v| {
+    let mut carol = start_chat(&lab, "wan", &public, "carol", &[]);
+    let mut alice = start_chat(&lab, "lan", "10.0.0.2:7447", "alice", &[]);
+    server.expect("carol from the internet side", |v| {
         v["event"] == "client_connected" && v["user"] == "carol"
     });
     for i in 0..5 {
@@ -741,10 +550,10 @@ fn port_mapping_with_miniupnpd() {
         alice.send("#general", &format!("alice #{i}"));
     }
     for _ in 0..2 {
-        carol.sync_within(WAIT);
-        alice.sync_within(WAIT);
+        carol.sync();
+        alice.sync();
     }
-    let logs = vec![alice.finish(), carol.finish()];
+    let logs = vec![alice.finish_ok(), carol.finish_ok()];
     let records: Vec<Record> = logs
         .iter()
         .map(|(u, l)| Record { user: u, log: l })
@@ -759,7 +568,7 @@ fn port_mapping_with_miniupnpd() {
     }
     // Renewal: wait (barrier on the server's log) for three renewals, i.e. well past the
     // 12 s the router granted; the forwarding rule must still be there.
-    let stderr = server_stderr(&lab, "lan", "0.0.0.0:7447");
+    let stderr = stderr_path(&server_dir(&lab, "lan", "0.0.0.0:7447"));
     let deadline = Instant::now() + Duration::from_secs(40);
     let renewals = loop {
         let n = std::fs::read_to_string(&stderr)

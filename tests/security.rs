@@ -1,4 +1,4 @@
-//! The security cases of TESTING.md against a real server: hostile raw QUIC clients
+//! The security cases of docs/TESTING.md against a real server: hostile raw QUIC clients
 //! (garbage, oversize, spoofed authors, 0-RTT, slow readers, no login), an impostor server
 //! with the pinned certificate but not its key, throttling, flooding, connection limits,
 //! identity key changes, and the private-message canary.
@@ -6,6 +6,7 @@
 mod common;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use common::*;
@@ -17,6 +18,7 @@ use livewire::transport::envelope::{Aad, Direction, EXPORTER_LABEL, Ephemeral, S
 use livewire::transport::quic::{self, Connection, Endpoint, RecvStream, SendStream};
 use livewire::transport::server::{Server, ServerOptions};
 use livewire::transport::tls::{self, Identity, PinningVerifier, SERVER_NAME};
+use rustls::pki_types::ServerName;
 use serde_json::json;
 
 const MAX: usize = 64 * 1024;
@@ -228,18 +230,89 @@ async fn a_frame_cannot_choose_its_author() {
     drop(s.control_recv);
 }
 
+/// A client session store that counts the TLS 1.3 tickets it is given and hands out, so the
+/// 0-RTT test knows a resumption was really possible.
+#[derive(Debug)]
+struct CountingTickets {
+    inner: rustls::client::ClientSessionMemoryCache,
+    received: AtomicUsize,
+    taken: AtomicUsize,
+}
+
+impl CountingTickets {
+    fn received(&self) -> usize {
+        self.received.load(Ordering::SeqCst)
+    }
+
+    fn taken(&self) -> usize {
+        self.taken.load(Ordering::SeqCst)
+    }
+}
+
+impl rustls::client::ClientSessionStore for CountingTickets {
+    fn set_kx_hint(&self, name: ServerName<'static>, g: rustls::NamedGroup) {
+        self.inner.set_kx_hint(name, g)
+    }
+    fn kx_hint(&self, name: &ServerName<'_>) -> Option<rustls::NamedGroup> {
+        self.inner.kx_hint(name)
+    }
+    fn set_tls12_session(
+        &self,
+        name: ServerName<'static>,
+        v: rustls::client::Tls12ClientSessionValue,
+    ) {
+        self.inner.set_tls12_session(name, v)
+    }
+    fn tls12_session(
+        &self,
+        name: &ServerName<'_>,
+    ) -> Option<rustls::client::Tls12ClientSessionValue> {
+        self.inner.tls12_session(name)
+    }
+    fn remove_tls12_session(&self, name: &ServerName<'static>) {
+        self.inner.remove_tls12_session(name)
+    }
+    fn insert_tls13_ticket(
+        &self,
+        name: ServerName<'static>,
+        v: rustls::client::Tls13ClientSessionValue,
+    ) {
+        self.received.fetch_add(1, Ordering::SeqCst);
+        self.inner.insert_tls13_ticket(name, v)
+    }
+    fn take_tls13_ticket(
+        &self,
+        name: &ServerName<'static>,
+    ) -> Option<rustls::client::Tls13ClientSessionValue> {
+        let t = self.inner.take_tls13_ticket(name);
+        if t.is_some() {
+            self.taken.fetch_add(1, Ordering::SeqCst);
+        }
+        t
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn zero_rtt_is_never_accepted() {
     let dir = tempfile::tempdir().unwrap();
     let server = ServerProc::start(&dir.path().join("srv"), "127.0.0.1:0", &[]);
     let ep = Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+    let tickets = Arc::new(CountingTickets {
+        inner: rustls::client::ClientSessionMemoryCache::new(8),
+        received: 0.into(),
+        taken: 0.into(),
+    });
     let mut crypto =
         tls::client_config(PinningVerifier::new(Some(server.fingerprint.clone()))).unwrap();
+    // A client that would send early data if the server let it.
     crypto.enable_early_data = true;
+    crypto.resumption = rustls::client::Resumption::store(tickets.clone());
     let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(crypto).unwrap();
     let cfg = quinn::ClientConfig::new(Arc::new(crypto));
     let addr = server.addr.parse().unwrap();
-    // A first full connection stores a session ticket (if the server issues one).
+    // A first full connection gets a session ticket; the test waits for it (the server
+    // sends it after the handshake) and fails if none comes, since without a ticket the
+    // second attempt could not try 0-RTT and the test would prove nothing.
     let first = ep
         .connect_with(cfg.clone(), addr, SERVER_NAME)
         .unwrap()
@@ -247,10 +320,23 @@ async fn zero_rtt_is_never_accepted() {
         .unwrap();
     let (mut s, _r) = first.open_bi().await.unwrap();
     s.write_all(b"x").await.unwrap();
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while tickets.received() == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no session ticket from the server within {WAIT:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     first.close(0u32.into(), b"");
-    // A second attempt may resume, but the server never offers 0-RTT: no early data.
+    // The second attempt resumes with that ticket, but the ticket allows no early data, so
+    // quinn cannot send 0-RTT.
     let connecting = ep.connect_with(cfg, addr, SERVER_NAME).unwrap();
+    assert_eq!(
+        tickets.taken(),
+        1,
+        "the second attempt did not offer the ticket"
+    );
     assert!(
         connecting.into_0rtt().is_err(),
         "0-RTT must not be possible"

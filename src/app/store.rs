@@ -1,11 +1,20 @@
-//! What the server core needs from persistence, and an in-memory implementation for tests.
+//! What the server core needs from persistence.
 //!
 //! The SQLite implementation lives in `crate::store`. The driver wraps each batch of core
-//! calls in one transaction and only sends acknowledgements after it commits.
+//! calls in one transaction and only sends acknowledgements after it commits. With the
+//! `test-util` feature (and in the crate's own tests) there is also an in-memory
+//! [`MemStore`] and the [`contract`] every implementation must pass.
+
+#[cfg(any(test, feature = "test-util"))]
+pub mod contract;
+#[cfg(any(test, feature = "test-util"))]
+mod mem;
+
+#[cfg(any(test, feature = "test-util"))]
+pub use mem::MemStore;
 
 use super::ids::{ClientMsgId, ConvId, MsgId, Seq};
-use super::protocol::{ConvEvent, EventKind, Hidden};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use super::protocol::{ConvEvent, Hidden};
 
 /// What kind of storage failure: the core answers a full disk with `server_full` (the
 /// sender may try again once the operator made room) and anything else with `internal`.
@@ -135,221 +144,5 @@ pub trait Store {
     /// Flushes what a graceful stop should leave tidy on disk (nothing by default).
     fn checkpoint(&mut self) -> StoreResult<()> {
         Ok(())
-    }
-}
-
-/// A [`Store`] in memory, for the core's unit tests.
-#[derive(Default, Debug)]
-pub struct MemStore {
-    users: HashMap<String, (UserRecord, String)>,
-    events: BTreeMap<MsgId, StoredEvent>,
-    by_cmid: HashMap<(String, ClientMsgId), MsgId>,
-    seqs: HashMap<ConvId, Seq>,
-    hidden: HashMap<String, Vec<Hidden>>,
-    hidden_set: HashSet<(String, MsgId)>,
-    identity: HashMap<String, [u8; 32]>,
-}
-
-impl MemStore {
-    fn push(
-        &mut self,
-        conv: &ConvId,
-        sender: &str,
-        cmid: ClientMsgId,
-        ts: u64,
-        kind: EventKind,
-    ) -> ConvEvent {
-        let seq = self.seqs.entry(conv.clone()).or_default();
-        *seq += 1;
-        let event = ConvEvent {
-            seq: *seq,
-            id: self.events.len() as u64 + 1,
-            ts,
-            sender: sender.to_owned(),
-            cmid,
-            kind,
-        };
-        self.events.insert(
-            event.id,
-            StoredEvent {
-                conv: conv.clone(),
-                event: event.clone(),
-            },
-        );
-        event
-    }
-
-    fn visible<'a>(
-        &'a self,
-        conv: &'a ConvId,
-        viewer: &'a str,
-    ) -> impl Iterator<Item = &'a ConvEvent> + 'a {
-        self.events
-            .values()
-            .filter(move |e| {
-                &e.conv == conv && !self.hidden_set.contains(&(viewer.to_owned(), e.event.id))
-            })
-            .map(|e| &e.event)
-    }
-}
-
-impl Store for MemStore {
-    fn begin(&mut self) -> StoreResult<()> {
-        Ok(())
-    }
-
-    fn commit(&mut self) -> StoreResult<()> {
-        Ok(())
-    }
-
-    fn user(&mut self, key: &str) -> StoreResult<Option<UserRecord>> {
-        Ok(self.users.get(key).map(|(u, _)| u.clone()))
-    }
-
-    fn skeleton_taken(&mut self, skeleton: &str, key: &str) -> StoreResult<bool> {
-        Ok(self
-            .users
-            .iter()
-            .any(|(k, (_, s))| s == skeleton && k != key))
-    }
-
-    fn create_user(
-        &mut self,
-        name: &str,
-        key: &str,
-        skeleton: &str,
-        phc: &str,
-    ) -> StoreResult<bool> {
-        if self.users.contains_key(key) || self.skeleton_taken(skeleton, key)? {
-            return Ok(false);
-        }
-        let rec = UserRecord {
-            name: name.to_owned(),
-            phc: phc.to_owned(),
-        };
-        self.users
-            .insert(key.to_owned(), (rec, skeleton.to_owned()));
-        Ok(true)
-    }
-
-    fn set_identity_key(&mut self, key: &str, public: [u8; 32]) -> StoreResult<Option<[u8; 32]>> {
-        Ok(self.identity.insert(key.to_owned(), public))
-    }
-
-    fn identity_key(&mut self, key: &str) -> StoreResult<Option<[u8; 32]>> {
-        Ok(self.identity.get(key).copied())
-    }
-
-    fn insert_message(
-        &mut self,
-        conv: &ConvId,
-        sender: &str,
-        cmid: ClientMsgId,
-        body: &[u8],
-        ts: u64,
-    ) -> StoreResult<(ConvEvent, bool)> {
-        let key = (sender.to_ascii_lowercase(), cmid);
-        if let Some(id) = self.by_cmid.get(&key) {
-            return Ok((self.events[id].event.clone(), true));
-        }
-        let e = self.push(
-            conv,
-            sender,
-            cmid,
-            ts,
-            EventKind::Message {
-                body: body.to_vec(),
-            },
-        );
-        self.by_cmid.insert(key, e.id);
-        Ok((e, false))
-    }
-
-    fn event(&mut self, id: MsgId) -> StoreResult<Option<StoredEvent>> {
-        Ok(self.events.get(&id).cloned())
-    }
-
-    fn erase(&mut self, id: MsgId, cmid: ClientMsgId, ts: u64) -> StoreResult<ConvEvent> {
-        let stored = self
-            .events
-            .get_mut(&id)
-            .ok_or_else(|| StoreError::other("no such message"))?;
-        stored.event.kind = EventKind::Erased;
-        let (conv, sender) = (stored.conv.clone(), stored.event.sender.clone());
-        Ok(self.push(
-            &conv,
-            &sender,
-            cmid,
-            ts,
-            EventKind::Tombstone { target: id },
-        ))
-    }
-
-    fn events_after(
-        &mut self,
-        conv: &ConvId,
-        after: Seq,
-        limit: usize,
-        viewer: &str,
-    ) -> StoreResult<Vec<ConvEvent>> {
-        Ok(self
-            .visible(conv, viewer)
-            .filter(|e| e.seq > after)
-            .take(limit)
-            .cloned()
-            .collect())
-    }
-
-    fn events_before(
-        &mut self,
-        conv: &ConvId,
-        before: Seq,
-        limit: usize,
-        viewer: &str,
-    ) -> StoreResult<Vec<ConvEvent>> {
-        let mut v: Vec<_> = self
-            .visible(conv, viewer)
-            .filter(|e| e.seq < before)
-            .cloned()
-            .collect();
-        let skip = v.len().saturating_sub(limit);
-        Ok(v.split_off(skip))
-    }
-
-    fn last_seq(&mut self, conv: &ConvId) -> StoreResult<Seq> {
-        Ok(self.seqs.get(conv).copied().unwrap_or(0))
-    }
-
-    fn conversations(&mut self, key: &str) -> StoreResult<Vec<(ConvId, Seq)>> {
-        let mut v = vec![(ConvId::General, self.last_seq(&ConvId::General)?)];
-        v.extend(
-            self.seqs
-                .iter()
-                .filter(|(c, _)| **c != ConvId::General && c.has_member(key))
-                .map(|(c, s)| (c.clone(), *s)),
-        );
-        Ok(v)
-    }
-
-    fn hide(&mut self, key: &str, conv: &ConvId, id: MsgId) -> StoreResult<Option<u64>> {
-        if !self.hidden_set.insert((key.to_owned(), id)) {
-            return Ok(None);
-        }
-        let list = self.hidden.entry(key.to_owned()).or_default();
-        let hseq = list.len() as u64 + 1;
-        list.push(Hidden {
-            conv: conv.clone(),
-            id,
-            hseq,
-        });
-        Ok(Some(hseq))
-    }
-
-    fn hidden_after(&mut self, key: &str, after: u64) -> StoreResult<Vec<Hidden>> {
-        Ok(self
-            .hidden
-            .get(key)
-            .map(|l| l.iter().filter(|h| h.hseq > after).cloned().collect())
-            .unwrap_or_default())
     }
 }

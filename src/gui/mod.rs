@@ -59,7 +59,8 @@ use crate::transport::server::ServerOptions;
 /// The style sheet, compiled in.
 pub const STYLE_CSS: &str = include_str!("../../ui/style.css");
 
-/// A `gtk::Application` that never hands over to another process (see FACTS.md).
+/// A `gtk::Application` that never hands over to another process (with a session bus, a
+/// second process with the same application ID would hand its window to the first and exit).
 pub fn application(id: &str) -> gtk::Application {
     gtk::Application::builder()
         .application_id(id)

@@ -619,78 +619,11 @@ impl Store for SqliteStore {
     }
 }
 
+// The `Store` contract (sequences, exactly-once, pages, erase, hides, accounts) runs against
+// this store from tests/store_contract.rs; what is checked here is SQLite's own.
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn messages_get_sequences_and_resends_are_idempotent() {
-        let mut s = SqliteStore::in_memory().unwrap();
-        let g = ConvId::General;
-        let (a, dup) = s
-            .insert_message(&g, "Alice", ClientMsgId([1; 16]), b"hi", 5)
-            .unwrap();
-        assert!(!dup);
-        assert_eq!((a.seq, a.sender.as_str()), (1, "Alice"));
-        let (b, dup) = s
-            .insert_message(&g, "alice", ClientMsgId([1; 16]), b"hi", 6)
-            .unwrap();
-        assert!(dup);
-        assert_eq!(b, a);
-        let (c, _) = s
-            .insert_message(&g, "bob", ClientMsgId([1; 16]), b"yo", 7)
-            .unwrap();
-        assert_eq!(c.seq, 2);
-        assert_eq!(s.events_after(&g, 0, 10, "carol").unwrap().len(), 2);
-        assert_eq!(s.events_before(&g, u64::MAX, 1, "carol").unwrap(), vec![c]);
-    }
-
-    #[test]
-    fn erase_leaves_a_tombstone_and_no_body() {
-        let mut s = SqliteStore::in_memory().unwrap();
-        let d = ConvId::Direct("alice".into(), "bob".into());
-        let (m, _) = s
-            .insert_message(&d, "alice", ClientMsgId([1; 16]), b"secret", 1)
-            .unwrap();
-        let t = s.erase(m.id, ClientMsgId([9; 16]), 2).unwrap();
-        assert_eq!(t.kind, EventKind::Tombstone { target: m.id });
-        assert_eq!(t.seq, 2);
-        let ev = s.events_after(&d, 0, 10, "bob").unwrap();
-        assert_eq!(ev[0].kind, EventKind::Erased);
-        assert_eq!(
-            s.conversations("bob").unwrap(),
-            vec![(ConvId::General, 0), (d.clone(), 2)]
-        );
-        assert_eq!(
-            s.conversations("carol").unwrap(),
-            vec![(ConvId::General, 0)]
-        );
-    }
-
-    #[test]
-    fn hides_are_per_user_and_numbered() {
-        let mut s = SqliteStore::in_memory().unwrap();
-        let g = ConvId::General;
-        let (m, _) = s
-            .insert_message(&g, "alice", ClientMsgId([1; 16]), b"x", 1)
-            .unwrap();
-        assert_eq!(s.hide("bob", &g, m.id).unwrap(), Some(1));
-        assert_eq!(s.hide("bob", &g, m.id).unwrap(), None);
-        assert!(s.events_after(&g, 0, 10, "bob").unwrap().is_empty());
-        assert_eq!(s.events_after(&g, 0, 10, "alice").unwrap().len(), 1);
-        assert_eq!(s.hidden_after("bob", 0).unwrap().len(), 1);
-        assert!(s.hidden_after("bob", 1).unwrap().is_empty());
-    }
-
-    #[test]
-    fn users_unique_by_key_and_skeleton() {
-        let mut s = SqliteStore::in_memory().unwrap();
-        assert!(s.create_user("Alice", "alice", "alice", "h").unwrap());
-        assert!(!s.create_user("ALICE", "alice", "alice", "h").unwrap());
-        assert!(s.skeleton_taken("alice", "allce").unwrap());
-        assert!(!s.skeleton_taken("alice", "alice").unwrap());
-        assert_eq!(s.user("alice").unwrap().unwrap().name, "Alice");
-    }
 
     #[test]
     fn reopening_keeps_data_and_schema_version() {

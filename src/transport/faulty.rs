@@ -1,5 +1,8 @@
 //! A seeded faulty UDP socket under quinn, for network-fault tests without root.
 //!
+//! Test code: compiled only with the `test-util` feature (which only test builds turn on)
+//! and for the crate's own unit tests; `tests/faulty_net.rs` uses it.
+//!
 //! [`FaultySocket`] wraps a real UDP socket (quinn's tokio socket) and implements quinn's
 //! [`AsyncUdpSocket`], so an [`Endpoint`] built on it sees a bad network:
 //!

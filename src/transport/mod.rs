@@ -9,6 +9,7 @@ pub mod auth;
 pub mod client;
 pub mod codec;
 pub mod envelope;
+#[cfg(any(test, feature = "test-util"))]
 pub mod faulty;
 pub mod files;
 pub mod identity;

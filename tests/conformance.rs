@@ -1,5 +1,5 @@
 //! End-to-end conformance: a real headless server on 127.0.0.1:0 and real scripted clients
-//! (the `livewire` binary), checked with the `sync` barrier and TESTING.md's P1–P7.
+//! (the `livewire` binary), checked with the `sync` barrier and the P1–P7 of docs/TESTING.md.
 
 mod common;
 
