@@ -10,8 +10,10 @@ use super::files::{FileInfo, split_text};
 use super::ids::{ClientMsgId, ConvId, GENERAL, MsgId, Seq, UserName};
 use super::protocol::{
     ControlDown, ControlUp, ConvDown, ConvEvent, ConvSummary, ConvUp, DeleteScope, ErrorCode,
-    EventKind, Hidden,
+    EventKind, Hidden, MemberChange, MemberInfo, Moderation, Role, RoomDown, RoomInfo, RoomUp,
+    Visibility,
 };
+use super::rooms::RoomName;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::time::Duration;
@@ -77,6 +79,173 @@ pub enum Command {
         /// File id.
         file: String,
     },
+    /// Create a room (you become its owner).
+    CreateRoom {
+        /// `#name`.
+        room: String,
+        /// Topic.
+        #[serde(default)]
+        topic: String,
+        /// `public` (default: listed, anyone may join) or `private` (invite-only).
+        #[serde(default = "public")]
+        visibility: Visibility,
+    },
+    /// The room directory: public rooms (and private ones you are in) whose name or topic
+    /// contains `filter`.
+    Rooms {
+        /// Case-insensitive filter ("" or absent: all).
+        #[serde(default)]
+        filter: String,
+    },
+    /// Join a public room (or a private one you are invited to).
+    Join {
+        /// `#name`.
+        room: String,
+    },
+    /// Invite a user to a room.
+    Invite {
+        /// `#name`.
+        room: String,
+        /// Who.
+        user: String,
+    },
+    /// Accept an invitation (joins).
+    Accept {
+        /// `#name`.
+        room: String,
+    },
+    /// Decline an invitation.
+    Decline {
+        /// `#name`.
+        room: String,
+    },
+    /// Leave a room (every session of yours).
+    Leave {
+        /// `#name`.
+        room: String,
+    },
+    /// A room's member list.
+    Members {
+        /// `#name`.
+        room: String,
+    },
+    /// Set a room's topic (moderators).
+    Topic {
+        /// `#name`.
+        room: String,
+        /// New topic.
+        topic: String,
+    },
+    /// Remove a member now (moderators; they may rejoin a public room).
+    Kick {
+        /// `#name`.
+        room: String,
+        /// Who.
+        user: String,
+    },
+    /// Remove a member and keep them out (moderators).
+    Ban {
+        /// `#name`.
+        room: String,
+        /// Who.
+        user: String,
+    },
+    /// Let a banned user back in (moderators).
+    Unban {
+        /// `#name`.
+        room: String,
+        /// Who.
+        user: String,
+    },
+    /// Make a member a moderator (owner).
+    Promote {
+        /// `#name`.
+        room: String,
+        /// Who.
+        user: String,
+    },
+    /// Make a moderator a member again (owner).
+    Demote {
+        /// `#name`.
+        room: String,
+        /// Who.
+        user: String,
+    },
+}
+
+fn public() -> Visibility {
+    Visibility::Public
+}
+
+/// The room request for a room command (`None` for other commands).
+fn room_up(cmd: Command) -> Option<RoomUp> {
+    let moderate = |room, user, action| RoomUp::Moderate { room, user, action };
+    Some(match cmd {
+        Command::CreateRoom {
+            room,
+            topic,
+            visibility,
+        } => RoomUp::Create {
+            name: room,
+            topic,
+            visibility,
+        },
+        Command::Rooms { filter } => RoomUp::List { filter },
+        Command::Join { room } | Command::Accept { room } => RoomUp::Join { room },
+        Command::Invite { room, user } => RoomUp::Invite { room, user },
+        Command::Decline { room } => RoomUp::Decline { room },
+        Command::Leave { room } => RoomUp::Leave { room },
+        Command::Members { room } => RoomUp::Members { room },
+        Command::Topic { room, topic } => RoomUp::Topic { room, topic },
+        Command::Kick { room, user } => moderate(room, user, Moderation::Kick),
+        Command::Ban { room, user } => moderate(room, user, Moderation::Ban),
+        Command::Unban { room, user } => moderate(room, user, Moderation::Unban),
+        Command::Promote { room, user } => moderate(room, user, Moderation::Promote),
+        Command::Demote { room, user } => moderate(room, user, Moderation::Demote),
+        _ => return None,
+    })
+}
+
+/// A room as listed in `rooms`, `room_state` and `joined` events.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoomItem {
+    /// `#name` as its creator spelled it.
+    pub room: String,
+    /// Topic.
+    pub topic: String,
+    /// `public` or `private`.
+    pub visibility: Visibility,
+    /// Member count.
+    pub members: u32,
+    /// Newest activity, Unix ms (0: none).
+    pub last_activity: u64,
+    /// Your role, if you are a member.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<Role>,
+}
+
+impl From<RoomInfo> for RoomItem {
+    fn from(r: RoomInfo) -> Self {
+        Self {
+            room: r.name,
+            topic: r.topic,
+            visibility: r.visibility,
+            members: r.members,
+            last_activity: r.last_activity,
+            role: r.role,
+        }
+    }
+}
+
+/// A pending invitation, as listed in `room_state`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InvitationItem {
+    /// `#name`.
+    pub room: String,
+    /// Who invited you.
+    pub by: String,
+    /// The room's topic.
+    pub topic: String,
 }
 
 /// One message as shown in a `history` event.
@@ -225,6 +394,72 @@ pub enum Event {
     },
     /// Answer to `sync`.
     Sync,
+    /// After `ready` / `reconnected`: the rooms you are in and your pending invitations.
+    RoomState {
+        /// Your rooms.
+        rooms: Vec<RoomItem>,
+        /// Pending invitations.
+        invitations: Vec<InvitationItem>,
+    },
+    /// Answer to `rooms`.
+    Rooms {
+        /// Matching rooms.
+        rooms: Vec<RoomItem>,
+    },
+    /// You joined (or created) a room, in this session or another of yours.
+    Joined {
+        /// The room.
+        #[serde(flatten)]
+        room: RoomItem,
+    },
+    /// You are no longer in a room: `reason` is `left`, `kicked`, `banned` or `closed`.
+    Left {
+        /// `#name`.
+        room: String,
+        /// Why.
+        reason: MemberChange,
+        /// The moderator, for a kick or ban.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        by: Option<String>,
+    },
+    /// You were invited to a room.
+    Invited {
+        /// `#name`.
+        room: String,
+        /// Who invited you.
+        by: String,
+        /// The room's topic.
+        topic: String,
+    },
+    /// Someone's membership of a room you are in changed.
+    Member {
+        /// `#name`.
+        room: String,
+        /// Whose.
+        user: String,
+        /// `joined`, `left`, `kicked`, `banned`, `unbanned`, `promoted`, `demoted`,
+        /// `owner`, `invited` or `declined`.
+        change: MemberChange,
+        /// Who did it, if not the user.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        by: Option<String>,
+    },
+    /// A room's topic changed.
+    Topic {
+        /// `#name`.
+        room: String,
+        /// New topic.
+        topic: String,
+        /// Who set it.
+        by: String,
+    },
+    /// Answer to `members`.
+    Members {
+        /// `#name`.
+        room: String,
+        /// Members.
+        members: Vec<MemberInfo>,
+    },
     /// A command failed.
     Error {
         /// Machine-readable code (its snake_case name in JSON).
@@ -338,6 +573,8 @@ pub struct ClientCore {
     next_cmid: u64,
     dirty: bool,
     peer_keys: BTreeMap<String, Vec<[u8; 32]>>,
+    /// The rooms this user is in, by key, as the server last told.
+    rooms: BTreeMap<String, RoomItem>,
     out: Vec<Output>,
 }
 
@@ -379,8 +616,14 @@ impl ClientCore {
                 .iter()
                 .map(|(u, ks)| (u.clone(), ks.iter().filter_map(|k| from_hex(k)).collect()))
                 .collect(),
+            rooms: BTreeMap::new(),
             out: Vec::new(),
         }
+    }
+
+    /// The rooms this user is in (by key), as the server last told.
+    pub fn rooms(&self) -> &BTreeMap<String, RoomItem> {
+        &self.rooms
     }
 
     /// The user's name (as registered once logged in).
@@ -524,13 +767,22 @@ impl ClientCore {
     /// Parses `#general` / `@user` into a conversation.
     #[allow(clippy::result_large_err)] // the error is the event the user sees
     pub fn parse_conv(&self, to: &str) -> Result<ConvId, Event> {
-        if to == GENERAL {
+        if to.eq_ignore_ascii_case(GENERAL) {
             return Ok(ConvId::General);
+        }
+        if to.starts_with('#') {
+            // Whether this user may write there is the server's to say (`not_member`):
+            // a client that is offline or just joined may not know its rooms yet.
+            return RoomName::parse(to)
+                .map(|r| ConvId::Room(r.key()))
+                .map_err(|e| {
+                    Event::error(ErrorCode::NoSuchRoom, format!("no room named {to:?}: {e}"))
+                });
         }
         let Some(name) = to.strip_prefix('@') else {
             return Err(Event::error(
                 ErrorCode::BadRequest,
-                format!("unknown conversation {to:?}: use #general or @user"),
+                format!("unknown conversation {to:?}: use #general, #room or @user"),
             ));
         };
         let peer = UserName::parse(name).map_err(|e| {
@@ -591,8 +843,147 @@ impl ClientCore {
                     ErrorCode::BadRequest,
                     "file transfers are handled by the transport",
                 )),
+            room => {
+                if let Some(up) = room_up(room) {
+                    if self.online {
+                        self.out.push(Output::Control(ControlUp::Room(up)));
+                    } else {
+                        self.event(Event::error(
+                            ErrorCode::BadRequest,
+                            "not connected: try again once reconnected",
+                        ));
+                    }
+                }
+            }
         }
         std::mem::take(&mut self.out)
+    }
+
+    /// Room news from the server: keeps the room list, closes what a removal ends, and
+    /// tells the user.
+    fn room(&mut self, down: RoomDown) {
+        match down {
+            RoomDown::State { rooms, invitations } => {
+                self.rooms = rooms
+                    .into_iter()
+                    .map(|r| (r.key.clone(), RoomItem::from(r)))
+                    .collect();
+                // Rooms left while this client was away: forget their streams.
+                let gone: Vec<ConvId> = self
+                    .convs
+                    .keys()
+                    .filter(|c| matches!(c, ConvId::Room(k) if !self.rooms.contains_key(k)))
+                    .cloned()
+                    .collect();
+                for conv in gone {
+                    self.forget_conv(&conv);
+                }
+                let invitations = invitations
+                    .into_iter()
+                    .map(|(r, by)| InvitationItem {
+                        room: r.name,
+                        by,
+                        topic: r.topic,
+                    })
+                    .collect();
+                let rooms = self.rooms.values().cloned().collect();
+                self.event(Event::RoomState { rooms, invitations });
+            }
+            RoomDown::Directory { rooms } => {
+                let rooms = rooms.into_iter().map(RoomItem::from).collect();
+                self.event(Event::Rooms { rooms });
+            }
+            RoomDown::Members { room, members } => {
+                let room = self.room_name(&room);
+                self.event(Event::Members { room, members });
+            }
+            RoomDown::Joined { room } => {
+                let key = room.key.clone();
+                let item = RoomItem::from(room);
+                self.rooms.insert(key.clone(), item.clone());
+                self.ensure_open(&ConvId::Room(key));
+                self.event(Event::Joined { room: item });
+            }
+            RoomDown::Left { room, change, by } => {
+                let name = self.room_name(&room);
+                self.rooms.remove(&room);
+                self.forget_conv(&ConvId::Room(room));
+                self.event(Event::Left {
+                    room: name,
+                    reason: change,
+                    by,
+                });
+            }
+            RoomDown::Invited { room, by } => self.event(Event::Invited {
+                room: room.name,
+                by,
+                topic: room.topic,
+            }),
+            RoomDown::Member {
+                room,
+                user,
+                change,
+                by,
+            } => {
+                if let Some(r) = self.rooms.get_mut(&room) {
+                    match change {
+                        MemberChange::Joined => r.members += 1,
+                        MemberChange::Left | MemberChange::Kicked | MemberChange::Banned => {
+                            r.members = r.members.saturating_sub(1)
+                        }
+                        MemberChange::Owner if user.eq_ignore_ascii_case(&self.me) => {
+                            r.role = Some(Role::Owner)
+                        }
+                        MemberChange::Promoted if user.eq_ignore_ascii_case(&self.me) => {
+                            r.role = Some(Role::Moderator)
+                        }
+                        MemberChange::Demoted if user.eq_ignore_ascii_case(&self.me) => {
+                            r.role = Some(Role::Member)
+                        }
+                        _ => {}
+                    }
+                }
+                let room = self.room_name(&room);
+                self.event(Event::Member {
+                    room,
+                    user,
+                    change,
+                    by,
+                });
+            }
+            RoomDown::Topic { room, topic, by } => {
+                if let Some(r) = self.rooms.get_mut(&room) {
+                    r.topic = topic.clone();
+                }
+                let room = self.room_name(&room);
+                self.event(Event::Topic { room, topic, by });
+            }
+        }
+    }
+
+    /// A room's name as spelled, when known (else its key).
+    fn room_name(&self, key: &str) -> String {
+        self.rooms
+            .get(key)
+            .map(|r| r.room.clone())
+            .unwrap_or_else(|| key.to_owned())
+    }
+
+    /// This user is no longer in a conversation: its stream state, position and unsent
+    /// messages go (the server refuses them anyway).
+    fn forget_conv(&mut self, conv: &ConvId) {
+        if self.convs.remove(conv).is_some() {
+            self.dirty = true;
+        }
+        let before = self.outbox.len();
+        self.outbox.retain(|p| &p.conv != conv);
+        if self.outbox.len() != before {
+            self.event(Event::error(
+                ErrorCode::NotMember,
+                "messages not yet sent to a room you are no longer in were dropped",
+            ));
+        }
+        self.complete_barriers();
     }
 
     /// Posts a file message (after its upload completed) with the file id as its client
@@ -877,6 +1268,7 @@ impl ClientCore {
             ControlDown::Hidden(h) => self.hidden(h),
             ControlDown::SyncAck { token } => self.barrier_ack(token),
             ControlDown::Error { code, message } => self.event(Event::error(code, message)),
+            ControlDown::Room(down) => self.room(down),
             ControlDown::LoginOk { .. }
             | ControlDown::LoginRefused { .. }
             | ControlDown::Closing { .. } => {}

@@ -120,7 +120,7 @@ pub fn chunk_len(size: u64, index: u64) -> usize {
 /// end-to-end envelope for a private conversation (it keeps the ciphertext only).
 pub fn stored_overhead(conv: &ConvId) -> usize {
     match conv {
-        ConvId::General => 0,
+        ConvId::General | ConvId::Room(_) => 0,
         ConvId::Direct(..) => E2E_OVERHEAD,
     }
 }

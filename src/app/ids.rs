@@ -114,13 +114,17 @@ impl fmt::Display for UserName {
     }
 }
 
-/// A conversation: the shared room or a private conversation between two users.
+/// A conversation: the shared room, a private conversation between two users, or a room
+/// users created.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum ConvId {
     /// `#general`, which every user is in.
     General,
     /// A private conversation, by the two users' keys in sorted order.
     Direct(String, String),
+    /// A room created by a user, by its key (`#design`: `#` and the lowercase name; see
+    /// [`crate::app::rooms`]). Who is a member is the server's room state, not the id.
+    Room(String),
 }
 
 impl ConvId {
@@ -134,18 +138,27 @@ impl ConvId {
         }
     }
 
-    /// Whether the user (by key) is a member.
+    /// Whether the user (by key) is a member, as far as the id tells: always for
+    /// `#general`, the two users of a private conversation, and never for a room (whose
+    /// members only the server's room state knows).
     pub fn has_member(&self, key: &str) -> bool {
         match self {
             ConvId::General => true,
             ConvId::Direct(a, b) => a == key || b == key,
+            ConvId::Room(_) => false,
         }
+    }
+
+    /// Whether the server reads this conversation's bodies (`#general` and rooms) rather
+    /// than relaying end-to-end ciphertext (private conversations).
+    pub fn server_readable(&self) -> bool {
+        !matches!(self, ConvId::Direct(..))
     }
 
     /// For a private conversation, the member who is not `me_key`.
     pub fn peer_of(&self, me_key: &str) -> Option<&str> {
         match self {
-            ConvId::General => None,
+            ConvId::General | ConvId::Room(_) => None,
             ConvId::Direct(a, b) if a == me_key => Some(b),
             ConvId::Direct(a, _) => Some(a),
         }
@@ -156,6 +169,7 @@ impl ConvId {
         match self {
             ConvId::General => GENERAL.to_owned(),
             ConvId::Direct(a, b) => format!("dm:{a}:{b}"),
+            ConvId::Room(key) => key.clone(),
         }
     }
 
@@ -164,16 +178,20 @@ impl ConvId {
         if s == GENERAL {
             return Some(ConvId::General);
         }
+        if s.starts_with('#') {
+            return Some(ConvId::Room(s.to_owned()));
+        }
         let rest = s.strip_prefix("dm:")?;
         let (a, b) = rest.split_once(':')?;
         Some(ConvId::Direct(a.to_owned(), b.to_owned()))
     }
 
-    /// How a user sees this conversation: `#general` or `@peer`.
+    /// How a user sees this conversation: `#general`, `#room` or `@peer`.
     pub fn label_for(&self, me_key: &str) -> String {
-        match self.peer_of(me_key) {
-            None => GENERAL.to_owned(),
-            Some(peer) => format!("@{peer}"),
+        match self {
+            ConvId::General => GENERAL.to_owned(),
+            ConvId::Room(key) => key.clone(),
+            ConvId::Direct(..) => format!("@{}", self.peer_of(me_key).unwrap_or_default()),
         }
     }
 }
@@ -251,5 +269,9 @@ mod tests {
         assert!(!c.has_member("carol"));
         assert_eq!(ConvId::from_storage_key(&c.storage_key()), Some(c));
         assert_eq!(ConvId::from_storage_key(GENERAL), Some(ConvId::General));
+        let room = ConvId::Room("#design".into());
+        assert_eq!(ConvId::from_storage_key("#design"), Some(room.clone()));
+        assert_eq!(room.label_for("bob"), "#design");
+        assert!(!room.has_member("bob") && room.server_readable());
     }
 }

@@ -9,6 +9,8 @@
 use super::ids::{ClientMsgId, ConvId, MsgId, Seq};
 use serde::{Deserialize, Serialize};
 
+pub use super::rooms::{Role, Visibility};
+
 /// Version in the login frame and in every envelope's AAD.
 pub const PROTOCOL_VERSION: u16 = 1;
 
@@ -70,6 +72,20 @@ pub enum ErrorCode {
     /// A local file cannot be read for an upload (client-side; `file` in JSON).
     #[serde(rename = "file")]
     LocalFile,
+    /// Not a member of that room.
+    NotMember,
+    /// Your role in that room does not allow it.
+    NotAllowed,
+    /// Banned from that room.
+    Banned,
+    /// A room of that name (or a look-alike) exists.
+    RoomExists,
+    /// No such room (or a private room you are not in or invited to).
+    NoSuchRoom,
+    /// That private room needs an invitation (or there is no invitation to accept).
+    NotInvited,
+    /// Already a member of that room.
+    AlreadyMember,
     /// A code this build does not know, from a newer peer. Kept so that a newer server's
     /// new code still reaches an older client as an error (its message says what went
     /// wrong) instead of making the whole frame undecodable. Never sent.
@@ -98,6 +114,13 @@ impl ErrorCode {
             ErrorCode::Exists => "exists",
             ErrorCode::BadCommand => "bad_command",
             ErrorCode::LocalFile => "file",
+            ErrorCode::NotMember => "not_member",
+            ErrorCode::NotAllowed => "not_allowed",
+            ErrorCode::Banned => "banned",
+            ErrorCode::RoomExists => "room_exists",
+            ErrorCode::NoSuchRoom => "no_such_room",
+            ErrorCode::NotInvited => "not_invited",
+            ErrorCode::AlreadyMember => "already_member",
             ErrorCode::Unknown => "unknown",
         }
     }
@@ -164,6 +187,8 @@ pub enum ControlUp {
     },
     /// End the session.
     Logout,
+    /// A room command (answered on the control stream).
+    Room(RoomUp),
 }
 
 /// Server to client, on the control stream.
@@ -226,6 +251,208 @@ pub enum ControlDown {
     Closing {
         /// For a person.
         reason: String,
+    },
+    /// Room news and answers to room commands.
+    Room(RoomDown),
+}
+
+/// Room commands, client to server (see `crate::app::rooms` for the rules).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RoomUp {
+    /// Create a room; the creator becomes its owner.
+    Create {
+        /// `#name` as spelled.
+        name: String,
+        /// Topic ("" for none).
+        topic: String,
+        /// Public (listed, open) or private (invite-only).
+        visibility: Visibility,
+    },
+    /// The directory of public rooms (and the private ones you are in), filtered by a
+    /// case-insensitive substring of name or topic ("" for all).
+    List {
+        /// Filter.
+        filter: String,
+    },
+    /// Join a public room, or a private one you are invited to (accepts the invitation).
+    Join {
+        /// Room key or name.
+        room: String,
+    },
+    /// Invite a user.
+    Invite {
+        /// Room.
+        room: String,
+        /// Who.
+        user: String,
+    },
+    /// Decline an invitation.
+    Decline {
+        /// Room.
+        room: String,
+    },
+    /// Leave (every session of yours).
+    Leave {
+        /// Room.
+        room: String,
+    },
+    /// The member list.
+    Members {
+        /// Room.
+        room: String,
+    },
+    /// Set the topic (moderators).
+    Topic {
+        /// Room.
+        room: String,
+        /// New topic.
+        topic: String,
+    },
+    /// A moderation action on a user.
+    Moderate {
+        /// Room.
+        room: String,
+        /// Who.
+        user: String,
+        /// What.
+        action: Moderation,
+    },
+}
+
+/// What a moderator (or the owner) does to a user.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Moderation {
+    /// Remove now (may rejoin a public room).
+    Kick,
+    /// Remove and keep out.
+    Ban,
+    /// Let back in.
+    Unban,
+    /// Make a moderator (owner only).
+    Promote,
+    /// Make a member again (owner only).
+    Demote,
+}
+
+/// A room as listed in the directory or in your room list.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoomInfo {
+    /// Key (`#design`), the conversation's id is `ConvId::Room(key)`.
+    pub key: String,
+    /// Name as spelled by its creator.
+    pub name: String,
+    /// Topic.
+    pub topic: String,
+    /// Public or private.
+    pub visibility: Visibility,
+    /// How many members.
+    pub members: u32,
+    /// Newest activity, Unix ms (0: none yet).
+    pub last_activity: u64,
+    /// Your role, if you are a member.
+    pub role: Option<Role>,
+}
+
+/// One member in a member list.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberInfo {
+    /// User name as registered.
+    pub user: String,
+    /// Role.
+    pub role: Role,
+    /// Online now?
+    pub online: bool,
+}
+
+/// How someone's membership changed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MemberChange {
+    /// Joined.
+    Joined,
+    /// Left.
+    Left,
+    /// Kicked by a moderator.
+    Kicked,
+    /// Banned by a moderator.
+    Banned,
+    /// Unbanned.
+    Unbanned,
+    /// Made a moderator.
+    Promoted,
+    /// Made a member again.
+    Demoted,
+    /// Became the owner (the previous owner left).
+    Owner,
+    /// Invited.
+    Invited,
+    /// Declined an invitation.
+    Declined,
+}
+
+/// Room news and answers, server to client.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RoomDown {
+    /// Right after `LoginOk`: the rooms you are in and your pending invitations.
+    State {
+        /// Your rooms.
+        rooms: Vec<RoomInfo>,
+        /// Rooms you are invited to: (room, inviter).
+        invitations: Vec<(RoomInfo, String)>,
+    },
+    /// Answer to [`RoomUp::List`].
+    Directory {
+        /// Matching rooms.
+        rooms: Vec<RoomInfo>,
+    },
+    /// Answer to [`RoomUp::Members`].
+    Members {
+        /// Room key.
+        room: String,
+        /// Members.
+        members: Vec<MemberInfo>,
+    },
+    /// You are now a member (you created or joined it, in this session or another).
+    Joined {
+        /// The room.
+        room: RoomInfo,
+    },
+    /// You are no longer a member; nothing more of the room reaches you.
+    Left {
+        /// Room key.
+        room: String,
+        /// Left, Kicked or Banned (or Left when the room was closed).
+        change: MemberChange,
+        /// The moderator, for a kick or ban.
+        by: Option<String>,
+    },
+    /// You were invited.
+    Invited {
+        /// The room.
+        room: RoomInfo,
+        /// Who invited you.
+        by: String,
+    },
+    /// Someone else's membership changed (to the room's members).
+    Member {
+        /// Room key.
+        room: String,
+        /// Whose.
+        user: String,
+        /// What happened.
+        change: MemberChange,
+        /// Who did it (a moderator, an inviter), if not the user.
+        by: Option<String>,
+    },
+    /// The topic changed.
+    Topic {
+        /// Room key.
+        room: String,
+        /// New topic.
+        topic: String,
+        /// Who set it.
+        by: String,
     },
 }
 

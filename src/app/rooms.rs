@@ -78,6 +78,7 @@ impl RoomName {
 
 /// Who may see and join a room.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Visibility {
     /// Listed in the directory; anyone not banned may join; history readable from the start.
     Public,
@@ -87,6 +88,7 @@ pub enum Visibility {
 
 /// A member's rank, lowest first (so `>=` compares rights).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Role {
     /// Reads and writes, invites.
     Member,

@@ -391,6 +391,15 @@ impl LwClientWindow {
                 c.set_more_history(more);
                 c.end_history_request();
             }
+            // Rooms in the window: the rooms issue's GUI part (in progress).
+            Event::RoomState { .. }
+            | Event::Rooms { .. }
+            | Event::Joined { .. }
+            | Event::Left { .. }
+            | Event::Invited { .. }
+            | Event::Member { .. }
+            | Event::Topic { .. }
+            | Event::Members { .. } => {}
             Event::Sync => {
                 imp.syncs.set(imp.syncs.get() + 1);
                 if let Some(s) = imp.session.borrow_mut().as_mut() {

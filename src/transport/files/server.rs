@@ -488,7 +488,7 @@ async fn receive(
         }
         let plain_len = chunk_len(size, i);
         match conv {
-            ConvId::General => {
+            ConvId::General | ConvId::Room(_) => {
                 let aad = chunk_aad(Direction::Up, &conv_key, user, chunk_aad_id(&file, i));
                 let plain = keys
                     .up
@@ -585,7 +585,7 @@ async fn serve_download(
             .await
             .map_err(|e| io_refusal("read the file", e))?;
         let sent = match conv {
-            ConvId::General => {
+            ConvId::General | ConvId::Room(_) => {
                 let aad = chunk_aad(
                     Direction::Down,
                     &conv_key,

@@ -251,7 +251,7 @@ impl Download {
             read_chunk(&mut recv, &mut buf).await.map_err(retry)?;
             let aad_id = chunk_aad_id(&file, i);
             let plain = match self.fref.conv {
-                ConvId::General => session.keys.down.open(
+                ConvId::General | ConvId::Room(_) => session.keys.down.open(
                     &chunk_aad(Direction::Down, &conv_key, &self.fref.uploader, aad_id),
                     &buf,
                 ),
