@@ -167,6 +167,11 @@ struct ChatArgs {
     #[arg(long, value_name = "SECS", default_value_t = quic::KEEP_ALIVE.as_secs(),
           value_parser = clap::value_parser!(u64).range(0..=MAX_TIMER_SECS))]
     keep_alive: u64,
+    /// Seconds a conversation's stream stays open without traffic; it reopens (and catches
+    /// up) on the next use or news.
+    #[arg(long, value_name = "SECS", default_value_t = crate::transport::client::STREAM_IDLE.as_secs(),
+          value_parser = clap::value_parser!(u64).range(1..=MAX_TIMER_SECS))]
+    stream_idle: u64,
 }
 
 impl ChatArgs {
@@ -276,6 +281,7 @@ pub fn main() -> ExitCode {
                 reconnect: !args.no_reconnect,
                 endpoint: None,
                 timers,
+                stream_idle: Duration::from_secs(args.stream_idle),
             };
             block_on(scripted::run_chat(opts))
         }

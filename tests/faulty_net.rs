@@ -73,6 +73,7 @@ impl Lib {
             reconnect: true,
             endpoint: Some(ep),
             timers,
+            stream_idle: livewire::transport::client::STREAM_IDLE,
         };
         let (handle, events) = client::start_on(opts, rt.handle());
         // The client's end: `_ended` (clean) or `_fatal`, then the channel closes.

@@ -113,6 +113,7 @@ pub async fn connect(
         reconnect: false,
         endpoint: None,
         timers: livewire::transport::quic::Timers::CLIENT,
+        stream_idle: livewire::transport::client::STREAM_IDLE,
     };
     if mode == Mode::Idle {
         // Register the shared accounts one at a time first: two first logins of the same

@@ -55,6 +55,8 @@ pub enum Command {
     },
     /// Barrier: answered by a `sync` event once everything before it was handled.
     Sync,
+    /// Debugging: which conversation streams are open now (answered by `streams`).
+    Streams,
     /// Log out and end.
     Logout,
     /// Upload the file at `path` to `#general` or `@user`, then post it as a file message.
@@ -394,6 +396,14 @@ pub enum Event {
     },
     /// Answer to `sync`.
     Sync,
+    /// Answer to `streams`: the conversation streams open now (the control stream and file
+    /// transfers aside). Idle streams close, so this is a debugging figure, not a roster.
+    Streams {
+        /// The conversations whose stream is open, by label.
+        open: Vec<String>,
+        /// Conversation streams the server has not finished yet (closing ones included).
+        reading: usize,
+    },
     /// After `ready` / `reconnected`: the rooms you are in and your pending invitations.
     RoomState {
         /// Your rooms.
@@ -502,17 +512,54 @@ pub struct SavedState {
     pub peer_keys: BTreeMap<String, Vec<String>>,
 }
 
+/// How long a conversation stream may go without a frame either way before the client
+/// closes it (it reopens on the next use, or when the server reports activity).
+pub const STREAM_IDLE: Duration = Duration::from_secs(60);
+
+/// Conversation streams the client keeps open at once. The server grants 32 streams per
+/// connection (`Limits::streams_per_conn`); the rest is for the control stream and file
+/// transfers. Beyond this, the least recently used quiet stream is closed to make room.
+pub const MAX_CONV_STREAMS: usize = 24;
+
+/// A conversation stream's life: `Closed` → `CatchingUp` (sent `Open`) → `Open` (caught
+/// up) → `Closing` (sent `Close`, reading until the server's `Closed`) → `Closed`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Stream {
     Closed,
     CatchingUp,
     Open,
+    Closing,
 }
 
 #[derive(Debug)]
 struct ConvState {
     last_seq: Option<Seq>,
     stream: Stream,
+    /// To be opened as soon as it can be: asked for while closing, or while every stream
+    /// slot was taken.
+    want: bool,
+    /// Requests made while the stream was closing, sent after the next `Open`.
+    held: Vec<ConvUp>,
+    /// History requests and barriers sent on this stream and not answered yet: a stream
+    /// with either is never closed.
+    history: u32,
+    syncs: u32,
+    /// When the last frame went either way (the core's clock, ms).
+    used: u64,
+}
+
+impl ConvState {
+    fn new(last_seq: Option<Seq>) -> Self {
+        Self {
+            last_seq,
+            stream: Stream::Closed,
+            want: false,
+            held: Vec::new(),
+            history: 0,
+            syncs: 0,
+            used: 0,
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -575,6 +622,12 @@ pub struct ClientCore {
     peer_keys: BTreeMap<String, Vec<[u8; 32]>>,
     /// The rooms this user is in, by key, as the server last told.
     rooms: BTreeMap<String, RoomItem>,
+    /// The clock as of the last [`ClientCore::tick`], ms.
+    now: u64,
+    /// Idle time after which a conversation stream closes, ms.
+    stream_idle: u64,
+    /// Conversation streams open at once, at most.
+    max_streams: usize,
     out: Vec<Output>,
 }
 
@@ -586,15 +639,7 @@ impl ClientCore {
             .convs
             .iter()
             .filter_map(|(k, s)| ConvId::from_storage_key(k).map(|c| (c, *s)))
-            .map(|(c, s)| {
-                (
-                    c,
-                    ConvState {
-                        last_seq: Some(s),
-                        stream: Stream::Closed,
-                    },
-                )
-            })
+            .map(|(c, s)| (c, ConvState::new(Some(s))))
             .collect();
         Self {
             ending: Ending::Running,
@@ -617,8 +662,55 @@ impl ClientCore {
                 .map(|(u, ks)| (u.clone(), ks.iter().filter_map(|k| from_hex(k)).collect()))
                 .collect(),
             rooms: BTreeMap::new(),
+            now: 0,
+            stream_idle: STREAM_IDLE.as_millis() as u64,
+            max_streams: MAX_CONV_STREAMS,
             out: Vec::new(),
         }
+    }
+
+    /// Sets how long a conversation stream may stay quiet before it closes
+    /// ([`STREAM_IDLE`] by default).
+    pub fn set_stream_idle(&mut self, idle: Duration) {
+        self.stream_idle = u64::try_from(idle.as_millis()).unwrap_or(u64::MAX);
+    }
+
+    /// Sets how many conversation streams may be open at once ([`MAX_CONV_STREAMS`] by
+    /// default; at least one).
+    pub fn set_max_streams(&mut self, max: usize) {
+        self.max_streams = max.max(1);
+    }
+
+    /// Time passes (`now`: since any fixed start, never going back). Closes the streams
+    /// that were quiet for the idle time and have nothing in flight, and opens those
+    /// waiting for a free slot. The driver calls it every fraction of the idle time.
+    pub fn tick(&mut self, now: Duration) -> Vec<Output> {
+        self.now = self
+            .now
+            .max(u64::try_from(now.as_millis()).unwrap_or(u64::MAX));
+        if self.online {
+            let idle: Vec<ConvId> = self
+                .convs
+                .iter()
+                .filter(|(c, s)| {
+                    self.closable(c, s) && self.now.saturating_sub(s.used) >= self.stream_idle
+                })
+                .map(|(c, _)| c.clone())
+                .collect();
+            for conv in idle {
+                self.close_stream(&conv);
+            }
+            self.open_wanted();
+        }
+        std::mem::take(&mut self.out)
+    }
+
+    /// The conversations whose stream is open (or opening or closing), by label.
+    pub fn open_stream_labels(&self) -> Vec<String> {
+        self.open_streams_where(|s| s != Stream::Closed)
+            .iter()
+            .map(|c| self.label(c))
+            .collect()
     }
 
     /// The rooms this user is in (by key), as the server last told.
@@ -829,13 +921,18 @@ impl ClientCore {
                         before,
                         limit: limit.unwrap_or(0),
                     };
-                    self.out.push(Output::Conv(c, up));
+                    self.conv_out(&c, up);
                 }
                 Ok(_) => self.event(Event::error(ErrorCode::BadRequest, "not connected")),
                 Err(e) => self.event(e),
             },
             Command::Sync => {
                 self.push_barrier();
+            }
+            Command::Streams => {
+                let open = self.open_stream_labels();
+                let reading = open.len();
+                self.event(Event::Streams { open, reading });
             }
             Command::Logout => self.log_out(),
             Command::SendFile { .. } | Command::Download { .. } | Command::Cancel { .. } => self
@@ -1046,7 +1143,7 @@ impl ClientCore {
     /// at once, a private conversation after its catch-up (which brings the peer's key).
     fn flush_outbox(&mut self, conv: &ConvId) -> bool {
         let ready = self.convs.get(conv).is_some_and(|s| {
-            s.stream == Stream::Open || (*conv == ConvId::General && s.stream != Stream::Closed)
+            s.stream == Stream::Open || (*conv == ConvId::General && s.stream == Stream::CatchingUp)
         });
         if !ready || !self.online {
             return false;
@@ -1065,25 +1162,122 @@ impl ClientCore {
                 ConvUp::Send { cmid: p.cmid, body },
             ));
         }
+        if any && let Some(s) = self.convs.get_mut(conv) {
+            s.used = self.now;
+        }
         any
     }
 
+    /// Opens a conversation's stream if it is not open: now if a slot is free, else once
+    /// one is (a quiet stream is closed to make room), or once its closing completes.
     fn ensure_open(&mut self, conv: &ConvId) {
-        let state = self.convs.entry(conv.clone()).or_insert(ConvState {
-            last_seq: None,
-            stream: Stream::Closed,
-        });
-        if state.stream == Stream::Closed {
-            state.stream = Stream::CatchingUp;
-            let after = state.last_seq;
-            self.out.push(Output::Conv(
-                conv.clone(),
-                ConvUp::Open {
-                    conv: conv.clone(),
-                    after,
-                },
-            ));
+        let state = self
+            .convs
+            .entry(conv.clone())
+            .or_insert_with(|| ConvState::new(None));
+        match state.stream {
+            Stream::Closed => state.want = true,
+            Stream::Closing => {
+                state.want = true;
+                return;
+            }
+            Stream::CatchingUp | Stream::Open => return,
         }
+        self.open_wanted();
+    }
+
+    /// Opens the streams wanted open, as far as slots allow; if some still wait, closes as
+    /// many quiet streams (least recently used first) to make room for them.
+    fn open_wanted(&mut self) {
+        let wanted: Vec<ConvId> = self
+            .convs
+            .iter()
+            .filter(|(_, s)| s.stream == Stream::Closed && s.want)
+            .map(|(c, _)| c.clone())
+            .collect();
+        let mut waiting = 0;
+        for conv in wanted {
+            if self.active_streams() < self.max_streams {
+                self.open_now(&conv);
+            } else {
+                waiting += 1;
+            }
+        }
+        if waiting == 0 {
+            return;
+        }
+        let mut quiet: Vec<(u64, ConvId)> = self
+            .convs
+            .iter()
+            .filter(|(c, s)| self.closable(c, s))
+            .map(|(c, s)| (s.used, c.clone()))
+            .collect();
+        quiet.sort();
+        for (_, conv) in quiet.into_iter().take(waiting) {
+            self.close_stream(&conv);
+        }
+    }
+
+    /// Sends `Open` (and what was held for the stream) now.
+    fn open_now(&mut self, conv: &ConvId) {
+        let Some(state) = self.convs.get_mut(conv) else {
+            return;
+        };
+        state.stream = Stream::CatchingUp;
+        state.want = false;
+        let after = state.last_seq;
+        let held = std::mem::take(&mut state.held);
+        self.conv_out(
+            conv,
+            ConvUp::Open {
+                conv: conv.clone(),
+                after,
+            },
+        );
+        for up in held {
+            self.conv_out(conv, up);
+        }
+    }
+
+    /// Whether a stream may close: open, caught up, and nothing of its own in flight (no
+    /// unacknowledged or unsent message, history request or barrier). What the server sends
+    /// meanwhile still arrives: the client reads the stream until the server's `Closed`.
+    fn closable(&self, conv: &ConvId, s: &ConvState) -> bool {
+        s.stream == Stream::Open
+            && !s.want
+            && s.history == 0
+            && s.syncs == 0
+            && s.held.is_empty()
+            && !self.outbox.iter().any(|p| p.conv == *conv)
+    }
+
+    /// Sends `Close`: nothing more goes on this stream; it is read until `Closed`.
+    fn close_stream(&mut self, conv: &ConvId) {
+        if let Some(s) = self.convs.get_mut(conv) {
+            s.stream = Stream::Closing;
+            self.out.push(Output::Conv(conv.clone(), ConvUp::Close));
+        }
+    }
+
+    /// A request on a conversation's stream (opened or opening), or held for its next
+    /// opening while it closes or waits for a slot.
+    fn conv_out(&mut self, conv: &ConvId, up: ConvUp) {
+        let Some(s) = self.convs.get_mut(conv) else {
+            return;
+        };
+        if matches!(s.stream, Stream::Closing | Stream::Closed)
+            && !matches!(up, ConvUp::Open { .. })
+        {
+            s.held.push(up);
+            return;
+        }
+        match up {
+            ConvUp::History { .. } => s.history += 1,
+            ConvUp::Sync { .. } => s.syncs += 1,
+            _ => {}
+        }
+        s.used = self.now;
+        self.out.push(Output::Conv(conv.clone(), up));
     }
 
     /// Queues a barrier (sent now if online, else after the next login).
@@ -1121,19 +1315,33 @@ impl ClientCore {
         }
     }
 
+    /// The streams a barrier asks: opened or opening (a closing stream takes no more
+    /// frames; barriers wait for its `Closed` instead).
     fn open_streams(&self) -> Vec<ConvId> {
+        self.open_streams_where(|s| matches!(s, Stream::CatchingUp | Stream::Open))
+    }
+
+    /// The conversations whose stream state passes `f`.
+    fn open_streams_where(&self, f: impl Fn(Stream) -> bool) -> Vec<ConvId> {
         self.convs
             .iter()
-            .filter(|(_, s)| s.stream != Stream::Closed)
+            .filter(|(_, s)| f(s.stream))
             .map(|(c, _)| c.clone())
             .collect()
+    }
+
+    /// Streams holding a slot (anything but closed).
+    fn active_streams(&self) -> usize {
+        self.convs
+            .values()
+            .filter(|s| s.stream != Stream::Closed)
+            .count()
     }
 
     fn sync_frames(&mut self, token: u64, open: &[ConvId]) {
         self.out.push(Output::Control(ControlUp::Sync { token }));
         for c in open {
-            self.out
-                .push(Output::Conv(c.clone(), ConvUp::Sync { token }));
+            self.conv_out(c, ConvUp::Sync { token });
         }
     }
 
@@ -1149,7 +1357,12 @@ impl ClientCore {
     }
 
     fn complete_barriers(&mut self) {
-        if self.convs.values().any(|s| s.stream == Stream::CatchingUp) {
+        // A stream catching up, closing (its last events still coming) or waiting to open
+        // (news reported on the control stream) holds every barrier.
+        if self.convs.values().any(|s| {
+            matches!(s.stream, Stream::CatchingUp | Stream::Closing)
+                || (s.stream == Stream::Closed && s.want)
+        }) {
             return;
         }
         while let Some(b) = self.barriers.front_mut() {
@@ -1233,7 +1446,9 @@ impl ClientCore {
         }
         self.online = false;
         for s in self.convs.values_mut() {
-            s.stream = Stream::Closed;
+            // What was asked is lost with the connection; the next login opens what has
+            // news or unsent messages.
+            *s = ConvState::new(s.last_seq);
         }
         for p in &mut self.outbox {
             p.sent = false;
@@ -1278,6 +1493,9 @@ impl ClientCore {
 
     /// A conversation-stream frame.
     pub fn conv(&mut self, conv: ConvId, down: ConvDown) -> Vec<Output> {
+        if let Some(s) = self.convs.get_mut(&conv) {
+            s.used = self.now;
+        }
         match down {
             ConvDown::Event(e) => self.conv_event(&conv, e, true),
             ConvDown::Backlog(e) => self.conv_event(&conv, e, false),
@@ -1293,11 +1511,13 @@ impl ClientCore {
                         if self.flush_outbox(&conv) {
                             // Barriers already on this stream came before these sends:
                             // extend them past the sends.
+                            let mut tokens = Vec::new();
                             for b in self.barriers.iter_mut().filter(|b| b.sent) {
                                 b.waiting += 1;
-                                let token = b.token;
-                                self.out
-                                    .push(Output::Conv(conv.clone(), ConvUp::Sync { token }));
+                                tokens.push(b.token);
+                            }
+                            for token in tokens {
+                                self.conv_out(&conv, ConvUp::Sync { token });
                             }
                         }
                         self.complete_barriers();
@@ -1328,6 +1548,9 @@ impl ClientCore {
                 }
             }
             ConvDown::History { events, more } => {
+                if let Some(s) = self.convs.get_mut(&conv) {
+                    s.history = s.history.saturating_sub(1);
+                }
                 let messages = events
                     .into_iter()
                     .filter_map(|e| {
@@ -1362,7 +1585,21 @@ impl ClientCore {
                     more,
                 });
             }
-            ConvDown::SyncAck { token } => self.barrier_ack(token),
+            ConvDown::SyncAck { token } => {
+                if let Some(s) = self.convs.get_mut(&conv) {
+                    s.syncs = s.syncs.saturating_sub(1);
+                }
+                self.barrier_ack(token);
+            }
+            ConvDown::Closed => {
+                if let Some(s) = self.convs.get_mut(&conv)
+                    && s.stream == Stream::Closing
+                {
+                    s.stream = Stream::Closed;
+                    self.open_wanted();
+                    self.complete_barriers();
+                }
+            }
             ConvDown::PeerKey { user, key } => self.pin_peer_key(&user, key),
             ConvDown::Error {
                 code,
@@ -1382,6 +1619,11 @@ impl ClientCore {
                         }
                     }
                     None => {
+                        // A refused request that was not a send is most likely a history
+                        // request: it is answered.
+                        if let Some(s) = self.convs.get_mut(&conv) {
+                            s.history = s.history.saturating_sub(1);
+                        }
                         // The conversation could not be opened (e.g. unknown user): forget
                         // it and what was queued for it. Requests queued behind the open
                         // fail too; the first error already said why.
@@ -1410,8 +1652,13 @@ impl ClientCore {
         if state.last_seq.is_some() && e.seq <= last {
             return;
         }
-        if live && state.stream != Stream::Open {
+        if live && !matches!(state.stream, Stream::Open | Stream::Closing) {
             // A catch-up is under way and will include this event, in order.
+            return;
+        }
+        if live && e.seq > last + 1 && state.stream == Stream::Closing {
+            // A gap on a closing stream: the reopen catches up from where we are.
+            state.want = true;
             return;
         }
         if live && e.seq > last + 1 {

@@ -59,7 +59,7 @@ impl Default for Limits {
             conn_queue: 4096,
             conn_queue_bytes: 8 * 1024 * 1024,
             catchup_bytes: 1024 * 1024,
-            streams_per_conn: 256,
+            streams_per_conn: 32,
             max_file_size: super::files::DEFAULT_MAX_FILE_SIZE,
             quota_per_user: super::files::DEFAULT_QUOTA_PER_USER,
         }

@@ -527,6 +527,9 @@ pub enum ConvUp {
     },
     /// First frame of a file stream (one per transfer); see "Files" in docs/PROTOCOL.md.
     File(FileReq),
+    /// The client is done with this stream (it was idle): the last frame it sends on it
+    /// before finishing its side. The server answers [`ConvDown::Closed`].
+    Close,
 }
 
 /// What a file stream is for.
@@ -633,6 +636,10 @@ pub enum ConvDown {
         /// The send it refers to.
         cmid: Option<ClientMsgId>,
     },
+    /// Answer to [`ConvUp::Close`], the last frame on the stream: the server forgot the
+    /// conversation for this session (news comes as [`ControlDown::ConvActivity`] again)
+    /// and finishes its side.
+    Closed,
 }
 
 #[cfg(test)]

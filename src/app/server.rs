@@ -877,6 +877,15 @@ impl<S: Store> ServerCore<S> {
             self.conv_out(conn, &conv, ConvDown::SyncAck { token });
             return Ok(());
         }
+        if let ConvUp::Close = up {
+            // The client closes an idle stream: later news goes out as `ConvActivity`.
+            if let Some(s) = self.session_mut(conn) {
+                s.open.remove(&conv);
+                s.notified.remove(&conv);
+            }
+            self.conv_out(conn, &conv, ConvDown::Closed);
+            return Ok(());
+        }
         if !is_open {
             let cmid = match &up {
                 ConvUp::Send { cmid, .. } => Some(*cmid),
@@ -887,7 +896,9 @@ impl<S: Store> ServerCore<S> {
             return Ok(());
         }
         match up {
-            ConvUp::Open { .. } | ConvUp::Sync { .. } => unreachable!("handled above"),
+            ConvUp::Open { .. } | ConvUp::Sync { .. } | ConvUp::Close => {
+                unreachable!("handled above")
+            }
             ConvUp::Catchup { after } => self.catch_up(conn, &key, &conv, Some(after))?,
             ConvUp::History { before, limit } => {
                 let limit = match limit as usize {

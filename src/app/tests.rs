@@ -20,6 +20,10 @@ struct World {
     events: HashMap<ConnId, Vec<Event>>,
     /// Outputs for a connection the test decided to lose (not delivered).
     drop_to: Option<ConnId>,
+    /// Server frames on this connection's stream of this conversation are held back (a
+    /// slow stream) until [`World::release`].
+    hold: Option<(ConnId, ConvId)>,
+    held: Vec<Output>,
     next: u64,
     now: u64,
 }
@@ -31,6 +35,8 @@ impl World {
             clients: HashMap::new(),
             events: HashMap::new(),
             drop_to: None,
+            hold: None,
+            held: Vec::new(),
             next: 1,
             now: 1_000_000,
         }
@@ -118,6 +124,10 @@ impl World {
             }
             Output::Conv { conn, conv, down } => {
                 if self.drop_to == Some(conn) {
+                    return;
+                }
+                if self.hold.as_ref() == Some(&(conn, conv.clone())) {
+                    self.held.push(Output::Conv { conn, conv, down });
                     return;
                 }
                 if let Some(c) = self.clients.get_mut(&conn) {
@@ -209,6 +219,28 @@ impl World {
             .expect("client")
             .commands_ended(transfers);
         self.client_out(conn, outs);
+    }
+
+    /// The client's clock reads `ms`: idle streams close.
+    fn tick(&mut self, conn: ConnId, ms: u64) {
+        let outs = self
+            .clients
+            .get_mut(&conn)
+            .expect("client")
+            .tick(std::time::Duration::from_millis(ms));
+        self.client_out(conn, outs);
+    }
+
+    /// Delivers what [`World::hold`] held back, in order, and stops holding.
+    fn release(&mut self) {
+        self.hold = None;
+        for o in std::mem::take(&mut self.held) {
+            self.route(o);
+        }
+    }
+
+    fn streams(&self, conn: ConnId) -> Vec<String> {
+        self.clients[&conn].open_stream_labels()
     }
 
     fn take(&mut self, conn: ConnId) -> Vec<Event> {
@@ -840,4 +872,198 @@ fn a_logout_command_ends_the_run_at_once() {
             .any(|e| matches!(e, Event::Disconnected { .. })),
         "the server closed the connection"
     );
+}
+
+/// Logs in `user` with streams closing after 1 s of quiet.
+fn login_idle(w: &mut World, user: &str) -> ConnId {
+    let c = w.login(user);
+    w.clients
+        .get_mut(&c)
+        .unwrap()
+        .set_stream_idle(std::time::Duration::from_secs(1));
+    c
+}
+
+fn texts(events: &[Event]) -> Vec<String> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Message { text, .. } => text.clone(),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn idle_streams_close_and_news_reopens_them_with_catch_up() {
+    let mut w = World::new(Limits::default());
+    let (a, b) = (login_idle(&mut w, "alice"), w.login("bob"));
+    w.send(a, "@bob", "hi");
+    w.send(b, "@alice", "hello");
+    assert_eq!(w.streams(a), ["#general", "@bob"]);
+    w.tick(a, 999);
+    assert_eq!(w.streams(a), ["#general", "@bob"], "not idle long enough");
+    w.tick(a, 1000);
+    assert!(w.streams(a).is_empty(), "{:?}", w.streams(a));
+    // The server forgot the streams: news comes as ConvActivity and the client catches up.
+    w.take(a);
+    w.send(b, "@alice", "after");
+    w.send(b, "#general", "room");
+    assert_eq!(w.streams(a), ["#general", "@bob"]);
+    let ev = w.take(a);
+    assert_eq!(texts(&ev), ["after", "room"], "{ev:?}");
+    // Quiet again, closed again; only the streams that went quiet.
+    w.tick(a, 1500);
+    assert_eq!(w.streams(a), ["#general", "@bob"]);
+    w.tick(a, 2500);
+    assert!(w.streams(a).is_empty());
+}
+
+#[test]
+fn a_send_reopens_a_closed_stream_and_is_stored_once() {
+    let mut w = World::new(Limits::default());
+    let (a, b) = (login_idle(&mut w, "alice"), w.login("bob"));
+    w.send(a, "@bob", "one");
+    w.tick(a, 1000);
+    assert!(w.streams(a).is_empty());
+    w.take(a);
+    w.take(b);
+    w.send(a, "@bob", "two");
+    let ev = w.take(a);
+    let sent: Vec<_> = ev
+        .iter()
+        .filter_map(|e| match e {
+            Event::Sent { text, seq, .. } => Some((text.clone(), *seq)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(sent, [("two".to_owned(), 2)], "{ev:?}");
+    assert_eq!(texts(&w.take(b)), ["two"]);
+    assert_eq!(w.clients[&a].outbox_len(), 0);
+}
+
+#[test]
+fn events_sent_while_a_stream_closes_arrive_once_and_in_order() {
+    let mut w = World::new(Limits::default());
+    let (a, b) = (login_idle(&mut w, "alice"), w.login("bob"));
+    w.send(a, "@bob", "open");
+    let dm = w.clients[&a].parse_conv("@bob").unwrap();
+    w.take(a);
+    // alice's Close and the server's answer cross bob's messages: some go on the closing
+    // stream before the server handles the Close, the rest come as ConvActivity.
+    w.hold = Some((a, dm.clone()));
+    w.send(b, "@alice", "m1");
+    w.tick(a, 1000);
+    w.send(b, "@alice", "m2");
+    w.send(b, "@alice", "m3");
+    assert!(w.take(a).is_empty(), "m1 is held on the stream");
+    // ConvActivity came on the control stream while the stream was still closing: the
+    // barrier waits for the stream's last frames and the reopen's catch-up.
+    w.cmd(a, Command::Sync);
+    assert!(
+        w.take(a).is_empty(),
+        "the barrier waits for the closing stream"
+    );
+    w.release();
+    let ev = w.take(a);
+    assert_eq!(texts(&ev), ["m1", "m2", "m3"], "{ev:?}");
+    assert!(matches!(ev.last(), Some(Event::Sync)), "{ev:?}");
+    assert_eq!(
+        w.streams(a),
+        ["@bob"],
+        "#general went quiet too and stays closed"
+    );
+    // And nothing more or twice after another close and reopen.
+    w.tick(a, 3000);
+    w.send(b, "@alice", "m4");
+    w.cmd(a, Command::Sync);
+    let ev = w.take(a);
+    assert_eq!(texts(&ev), ["m4"], "{ev:?}");
+}
+
+#[test]
+fn a_stream_with_something_in_flight_never_closes() {
+    let mut w = World::new(Limits::default());
+    let (a, _b) = (login_idle(&mut w, "alice"), w.login("bob"));
+    w.send(a, "@bob", "open");
+    let dm = w.clients[&a].parse_conv("@bob").unwrap();
+    // An unacknowledged send.
+    w.hold = Some((a, dm.clone()));
+    w.send(a, "@bob", "pending");
+    w.tick(a, 5000);
+    assert_eq!(w.streams(a), ["@bob"], "only #general closed");
+    w.release();
+    // A pending history request.
+    w.hold = Some((a, dm.clone()));
+    w.cmd(
+        a,
+        Command::History {
+            conv: "@bob".into(),
+            before: None,
+            limit: None,
+        },
+    );
+    w.tick(a, 10_000);
+    assert_eq!(w.streams(a), ["@bob"]);
+    // A barrier in flight on it.
+    w.release();
+    w.take(a);
+    w.hold = Some((a, dm.clone()));
+    w.cmd(a, Command::Sync);
+    w.tick(a, 15_000);
+    assert_eq!(w.streams(a), ["@bob"]);
+    w.release();
+    assert!(matches!(w.take(a).last(), Some(Event::Sync)));
+    w.tick(a, 20_000);
+    assert!(w.streams(a).is_empty());
+}
+
+#[test]
+fn a_history_request_on_a_closing_stream_goes_after_the_reopen() {
+    let mut w = World::new(Limits::default());
+    let (a, b) = (login_idle(&mut w, "alice"), w.login("bob"));
+    w.send(b, "@alice", "old");
+    let dm = w.clients[&a].parse_conv("@bob").unwrap();
+    w.take(a);
+    w.hold = Some((a, dm));
+    w.tick(a, 1000);
+    w.cmd(
+        a,
+        Command::History {
+            conv: "@bob".into(),
+            before: None,
+            limit: None,
+        },
+    );
+    w.release();
+    let ev = w.take(a);
+    assert!(errors(&ev).is_empty(), "{ev:?}");
+    let history: Vec<_> = ev
+        .iter()
+        .filter_map(|e| match e {
+            Event::History { messages, .. } => Some(messages.len()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(history, [1], "{ev:?}");
+}
+
+#[test]
+fn at_most_max_streams_are_open_and_every_conversation_still_arrives() {
+    let mut w = World::new(Limits::default());
+    let a = login_idle(&mut w, "alice");
+    w.clients.get_mut(&a).unwrap().set_max_streams(3);
+    let peers: Vec<ConnId> = (0..6).map(|i| w.login(&format!("peer{i}"))).collect();
+    w.take(a);
+    for (i, p) in peers.iter().enumerate() {
+        w.send(*p, "@alice", &format!("from {i}"));
+        assert!(w.streams(a).len() <= 3, "{:?}", w.streams(a));
+    }
+    w.cmd(a, Command::Sync);
+    let ev = w.take(a);
+    let mut got = texts(&ev);
+    got.sort();
+    let want: Vec<String> = (0..6).map(|i| format!("from {i}")).collect();
+    assert_eq!(got, want, "{ev:?}");
+    assert!(matches!(ev.last(), Some(Event::Sync)), "{ev:?}");
 }

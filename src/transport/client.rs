@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tokio::sync::mpsc;
@@ -19,6 +20,7 @@ use super::identity::IdentityKey;
 use super::quic::{self, Connection, Endpoint, RecvStream, SendStream};
 use super::save::{read_file, write_atomic};
 use super::tls::{PinStore, PinningVerifier, SERVER_NAME};
+pub use crate::app::client::STREAM_IDLE;
 use crate::app::client::{Backoff, ClientCore, Command, Event, Output, SavedState};
 use crate::app::ids::ConvId;
 use crate::app::protocol::{
@@ -65,6 +67,9 @@ pub struct ClientOptions {
     pub endpoint: Option<Endpoint>,
     /// QUIC keep-alive and idle timeout ([`quic::Timers::CLIENT`] by default).
     pub timers: quic::Timers,
+    /// How long a conversation stream stays open without a frame either way
+    /// ([`STREAM_IDLE`] by default).
+    pub stream_idle: Duration,
 }
 
 /// Ends the client; each maps to an exit code in scripted mode.
@@ -223,11 +228,12 @@ async fn run(
     cmds: async_channel::Receiver<Command>,
     events: &async_channel::Sender<ClientEvent>,
 ) -> Result<(), Fatal> {
-    let core = ClientCore::new(
+    let mut core = ClientCore::new(
         &opts.user,
         load_state(&opts.state_file).await,
         random_bytes(),
     );
+    core.set_stream_idle(opts.stream_idle);
     let identity = Arc::new(match &opts.state_file {
         Some(p) => {
             let path = p.with_extension("identity");
@@ -260,6 +266,7 @@ async fn drive(
     let mut ever_connected = false;
     let mut cmds_open = true;
     let mut endpoint: Option<Endpoint> = opts.endpoint.clone();
+    let started = tokio::time::Instant::now();
     loop {
         let result = connect(opts, &mut endpoint, core.hide_cursor(), identity.public).await;
         match result {
@@ -273,6 +280,7 @@ async fn drive(
                     identity,
                     files,
                     file_rx: &mut file_rx,
+                    started,
                 };
                 match run_session(session, &mut core, &mut cmds_open, ctx).await {
                     SessionEnd::Done => return Ok(()),
@@ -544,12 +552,32 @@ fn open_event(keys: &SessionKeys, conv_key: &str, e: &mut ConvEvent) -> bool {
     }
 }
 
+/// Counts a conversation stream's reader while it runs (for the `streams` figure).
+struct Reading(Arc<AtomicUsize>);
+
+impl Reading {
+    fn start(count: &Arc<AtomicUsize>) -> Self {
+        count.fetch_add(1, Ordering::Relaxed);
+        Self(count.clone())
+    }
+}
+
+impl Drop for Reading {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Reads a conversation stream until the server finishes it (after `Closed`, when the
+/// client closed it) or the connection ends.
 async fn conv_reader(
     conv: ConvId,
     mut recv: RecvStream,
     keys: Arc<SessionKeys>,
     tx: mpsc::Sender<Incoming>,
+    reading: Reading,
 ) {
+    let _reading = reading;
     let conv_key = conv.storage_key();
     loop {
         let mut down = match codec::read_frame::<_, ConvDown>(&mut recv, MAX_DOWN_FRAME).await {
@@ -601,6 +629,8 @@ struct Wire<'a> {
     me_key: String,
     tx: mpsc::Sender<Incoming>,
     book: FileBook,
+    /// Conversation streams still being read.
+    reading: Arc<AtomicUsize>,
 }
 
 /// What a session needs from the client around it.
@@ -611,6 +641,8 @@ struct SessionCtx<'a> {
     identity: &'a Arc<IdentityKey>,
     files: &'a mut ClientFiles,
     file_rx: &'a mut mpsc::UnboundedReceiver<FileMsg>,
+    /// The start of the run: the core's clock counts from here.
+    started: tokio::time::Instant,
 }
 
 /// The text shown in place of a private message that does not open.
@@ -667,6 +699,18 @@ fn open_private(
 }
 
 impl Wire<'_> {
+    /// The `streams` answer from the wire itself: the conversation streams whose sending
+    /// side is open, and how many the server has not finished yet.
+    fn streams_event(&self, core: &ClientCore) -> Event {
+        let me = core.user().to_ascii_lowercase();
+        let mut open: Vec<String> = self.streams.keys().map(|c| c.label_for(&me)).collect();
+        open.sort();
+        Event::Streams {
+            open,
+            reading: self.reading.load(Ordering::Relaxed),
+        }
+    }
+
     /// Writes the core's frames, opening conversation streams on first use, and forwards
     /// its events. A write error means the connection is going away; `closed()` reports it.
     async fn apply(
@@ -716,6 +760,7 @@ impl Wire<'_> {
                             recv,
                             self.keys.clone(),
                             self.tx.clone(),
+                            Reading::start(&self.reading),
                         ));
                         self.streams.insert(conv.clone(), send);
                     }
@@ -723,6 +768,13 @@ impl Wire<'_> {
                     codec::write_frame(stream, &up, MAX_UP_FRAME)
                         .await
                         .map_err(|e| e.to_string())?;
+                    if up == ConvUp::Close {
+                        // Our side is done; the reader goes on until the server's `Closed`,
+                        // and the next use opens a new stream.
+                        if let Some(mut stream) = self.streams.remove(&conv) {
+                            let _ = stream.finish();
+                        }
+                    }
                 }
             }
         }
@@ -743,6 +795,7 @@ async fn run_session(
         identity,
         files,
         file_rx,
+        started,
     } = ctx;
     let Session {
         conn,
@@ -774,6 +827,7 @@ async fn run_session(
         identity: identity.clone(),
         me_key: user.to_ascii_lowercase(),
         tx,
+        reading: Arc::new(AtomicUsize::new(0)),
     };
     let mut closing_reason: Option<String> = None;
     let mut save_tick = tokio::time::interval(Duration::from_millis(250));
@@ -794,6 +848,7 @@ async fn run_session(
             }
             cmd = cmds.recv(), if *cmds_open && !core.is_logging_out() => {
                 let outputs = match cmd {
+                    Ok(Command::Streams) => vec![Output::Event(wire.streams_event(core))],
                     Ok(cmd) => match files.command(cmd, core) {
                         Ok(out) => out,
                         Err(cmd) => core.command(cmd),
@@ -834,6 +889,9 @@ async fn run_session(
                 if let Some(state) = core.take_saved_state() {
                     save_state(&opts.state_file, &state).await;
                 }
+                // Idle streams close on this tick, so within a quarter second of their time.
+                let outputs = core.tick(started.elapsed());
+                result = wire.apply(outputs, events, core).await;
             }
         }
     };

@@ -63,6 +63,7 @@ impl LwClientWindow {
             reconnect: true,
             endpoint: None,
             timers: crate::transport::quic::Timers::CLIENT,
+            stream_idle: crate::transport::client::STREAM_IDLE,
         };
         let (handle, events) = client::start_on(opts, &runtime::handle());
         imp.session.replace(Some(Session {
@@ -399,7 +400,8 @@ impl LwClientWindow {
             | Event::Invited { .. }
             | Event::Member { .. }
             | Event::Topic { .. }
-            | Event::Members { .. } => {}
+            | Event::Members { .. }
+            | Event::Streams { .. } => {}
             Event::Sync => {
                 imp.syncs.set(imp.syncs.get() + 1);
                 if let Some(s) = imp.session.borrow_mut().as_mut() {

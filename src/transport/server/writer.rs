@@ -55,6 +55,8 @@ impl Writer {
                 },
             };
             let (mut cost, mut buffered, mut close) = (0, 0, None);
+            // Streams whose last frame (`Closed`) is in this batch: finished once it is out.
+            let mut finished = Vec::new();
             let mut next = Some(first);
             while let Some(out) = next.take() {
                 // Streams registered before this output was produced are already queued.
@@ -64,9 +66,13 @@ impl Writer {
                 cost += out.cost();
                 let frame = match out {
                     ConnOut::Control(down) => Some((None, self.control_frame(down))),
-                    ConnOut::Conv(conv, mut down) => (self.seal(&conv, &mut down)
-                        && streams.contains_key(&conv))
-                    .then(|| (Some(conv), codec::encode(&down, codec::MAX_DOWN_FRAME))),
+                    ConnOut::Conv(conv, mut down) => {
+                        if down == ConvDown::Closed {
+                            finished.push(conv.clone());
+                        }
+                        (self.seal(&conv, &mut down) && streams.contains_key(&conv))
+                            .then(|| (Some(conv), codec::encode(&down, codec::MAX_DOWN_FRAME)))
+                    }
                     ConnOut::Close(code, reason) => {
                         close = Some((code, reason));
                         break;
@@ -94,6 +100,11 @@ impl Writer {
                 {
                     debug!("write failed: {e}");
                     return;
+                }
+            }
+            for conv in finished {
+                if let Some(mut s) = streams.remove(&conv) {
+                    let _ = s.finish();
                 }
             }
             self.ctx.queue.written(cost);
