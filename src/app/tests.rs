@@ -126,7 +126,7 @@ impl World {
                 }
             }
             Output::Close { conn, .. } => self.disconnect(conn),
-            Output::Log(_) => {}
+            Output::Log(_) | Output::Revoke { .. } | Output::Membership { .. } => {}
         }
     }
 

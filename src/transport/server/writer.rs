@@ -64,9 +64,19 @@ impl Writer {
                 cost += out.cost();
                 let frame = match out {
                     ConnOut::Control(down) => Some((None, self.control_frame(down))),
+                    // A room the user was removed from: what was queued is never written.
+                    ConnOut::Conv(conv, _) if self.ctx.queue.is_revoked(&conv) => None,
                     ConnOut::Conv(conv, mut down) => (self.seal(&conv, &mut down)
                         && streams.contains_key(&conv))
                     .then(|| (Some(conv), codec::encode(&down, codec::MAX_DOWN_FRAME))),
+                    ConnOut::Revoked(conv) => {
+                        self.ctx.queue.passed_revoke(&conv);
+                        bufs.remove(&Some(conv.clone()));
+                        if let Some(mut s) = streams.remove(&conv) {
+                            let _ = s.finish();
+                        }
+                        None
+                    }
                     ConnOut::Close(code, reason) => {
                         close = Some((code, reason));
                         break;
