@@ -19,8 +19,7 @@ pub(super) enum ConnOut {
     /// Close with this code after flushing what is queued.
     Close(u32, String),
     /// The user left (or was removed from) this room: every frame of it queued before this
-    /// marker was skipped; the writer finishes the room's stream and writes its frames
-    /// again after this marker (a later rejoin).
+    /// marker is skipped; the writer writes the room's frames again after it (a rejoin).
     Revoked(ConvId),
 }
 

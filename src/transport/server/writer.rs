@@ -69,12 +69,12 @@ impl Writer {
                     ConnOut::Conv(conv, mut down) => (self.seal(&conv, &mut down)
                         && streams.contains_key(&conv))
                     .then(|| (Some(conv), codec::encode(&down, codec::MAX_DOWN_FRAME))),
+                    // Everything of the room queued before the removal was skipped. The
+                    // stream stays: today's client reuses it to open the room again after
+                    // a rejoin, and the core sends nothing more on it until then.
                     ConnOut::Revoked(conv) => {
                         self.ctx.queue.passed_revoke(&conv);
-                        bufs.remove(&Some(conv.clone()));
-                        if let Some(mut s) = streams.remove(&conv) {
-                            let _ = s.finish();
-                        }
+                        bufs.remove(&Some(conv));
                         None
                     }
                     ConnOut::Close(code, reason) => {
