@@ -352,9 +352,9 @@ fn properties_hold_per_room_with_files_and_a_kicked_member_cannot_download() {
     for u in ["bob", "carol"] {
         c[0].cmd(json!({"cmd": "invite", "room": "#team", "user": u}));
     }
-    for i in 1..3 {
-        c[i].expect("invited", |v| v["event"] == "invited");
-        assert_eq!(join(&mut c[i], "#team")["event"], "joined");
+    for p in &mut c[1..3] {
+        p.expect("invited", |v| v["event"] == "invited");
+        assert_eq!(join(p, "#team")["event"], "joined");
     }
     for round in 0..20 {
         for i in 0..3 {

@@ -657,7 +657,7 @@ impl<S: Store> ServerCore<S> {
             ControlUp::Sync { token } => self.control_out(conn, ControlDown::SyncAck { token }),
             ControlUp::Room(up) => {
                 let name = session.name.clone();
-                self.room_command(conn, &name, up, now)?;
+                self.room_command(conn, &name, up)?;
             }
             ControlUp::Logout => self.out.push(Output::Close {
                 conn,

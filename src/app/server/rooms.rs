@@ -170,14 +170,14 @@ impl<S: Store> ServerCore<S> {
             .unwrap_or_default()
     }
 
-    fn to_user(&mut self, user: &str, down: RoomDown) {
+    fn tell_user(&mut self, user: &str, down: RoomDown) {
         for conn in self.sessions_of(user) {
             self.control_out(conn, ControlDown::Room(down.clone()));
         }
     }
 
     /// To every online member's sessions, except `skip`'s (a user key).
-    fn to_members(&mut self, room: &str, skip: Option<&str>, down: RoomDown) {
+    fn tell_members(&mut self, room: &str, skip: Option<&str>, down: RoomDown) {
         let Some(e) = self.rooms.get(room) else {
             return;
         };
@@ -189,7 +189,7 @@ impl<S: Store> ServerCore<S> {
             .cloned()
             .collect();
         for u in users {
-            self.to_user(&u, down.clone());
+            self.tell_user(&u, down.clone());
         }
     }
 
@@ -226,9 +226,7 @@ impl<S: Store> ServerCore<S> {
         conn: ConnId,
         name: &crate::app::ids::UserName,
         up: RoomUp,
-        now: u64,
     ) -> Result<(), StoreError> {
-        let _ = now;
         let me = name.key();
         let result = match up {
             RoomUp::Create {
@@ -358,7 +356,7 @@ impl<S: Store> ServerCore<S> {
             member: true,
         });
         let info = Self::info(&self.rooms[&key], me);
-        self.to_user(me, RoomDown::Joined { room: info });
+        self.tell_user(me, RoomDown::Joined { room: info });
         Ok(())
     }
 
@@ -462,9 +460,9 @@ impl<S: Store> ServerCore<S> {
                 Effect::Joined { user, .. } => {
                     self.membership(key, user, true);
                     let info = Self::info(&self.rooms[key], user);
-                    self.to_user(user, RoomDown::Joined { room: info });
+                    self.tell_user(user, RoomDown::Joined { room: info });
                     let who = self.display(user)?;
-                    self.to_members(
+                    self.tell_members(
                         key,
                         Some(user),
                         member(key, who, MemberChange::Joined, None),
@@ -472,7 +470,7 @@ impl<S: Store> ServerCore<S> {
                 }
                 Effect::Invited { user } => {
                     let info = Self::info(&self.rooms[key], user);
-                    self.to_user(
+                    self.tell_user(
                         user,
                         RoomDown::Invited {
                             room: info,
@@ -481,14 +479,14 @@ impl<S: Store> ServerCore<S> {
                     );
                     let who = self.display(user)?;
                     let by = Some(by_name.clone());
-                    self.to_members(key, None, member(key, who, MemberChange::Invited, by));
+                    self.tell_members(key, None, member(key, who, MemberChange::Invited, by));
                 }
                 Effect::InviteDropped { user } => {
                     let who = self.display(user)?;
                     let down = member(key, who, MemberChange::Declined, None);
-                    self.to_members(key, Some(user), down.clone());
+                    self.tell_members(key, Some(user), down.clone());
                     // The decliner hears it too: the answer to their command.
-                    self.to_user(user, down);
+                    self.tell_user(user, down);
                 }
                 Effect::Removed { user } => {
                     let (change, by) = match kind {
@@ -498,7 +496,7 @@ impl<S: Store> ServerCore<S> {
                     };
                     self.remove(key, user, change, by.clone());
                     let who = self.display(user)?;
-                    self.to_members(key, None, member(key, who, change, by));
+                    self.tell_members(key, None, member(key, who, change, by));
                 }
                 Effect::Banned { .. } => {
                     // Announced with the removal; a ban of a non-member is news too.
@@ -507,13 +505,13 @@ impl<S: Store> ServerCore<S> {
                     {
                         let who = self.display(user)?;
                         let by = Some(by_name.clone());
-                        self.to_members(key, None, member(key, who, MemberChange::Banned, by));
+                        self.tell_members(key, None, member(key, who, MemberChange::Banned, by));
                     }
                 }
                 Effect::Unbanned { user } => {
                     let who = self.display(user)?;
                     let by = Some(by_name.clone());
-                    self.to_members(key, None, member(key, who, MemberChange::Unbanned, by));
+                    self.tell_members(key, None, member(key, who, MemberChange::Unbanned, by));
                 }
                 Effect::RoleChanged { user, role } => {
                     let (change, by) = match role {
@@ -522,7 +520,7 @@ impl<S: Store> ServerCore<S> {
                         Role::Member => (MemberChange::Demoted, Some(by_name.clone())),
                     };
                     let who = self.display(user)?;
-                    self.to_members(key, None, member(key, who, change, by));
+                    self.tell_members(key, None, member(key, who, change, by));
                 }
                 Effect::Topic { topic } => {
                     let down = RoomDown::Topic {
@@ -530,7 +528,7 @@ impl<S: Store> ServerCore<S> {
                         topic: topic.clone(),
                         by: by_name.clone(),
                     };
-                    self.to_members(key, None, down);
+                    self.tell_members(key, None, down);
                 }
                 Effect::Closed => {
                     if let Some(e) = self.rooms.remove(key) {
