@@ -425,6 +425,8 @@ impl<S: Store> ServerCore<S> {
         let last_seq = self.store.last_seq(&conv)?;
         let entry = self.rooms.get_mut(key).expect("looked up");
         let kind = change_kind(&change);
+        // Kept to undo the change in memory should the store refuse it.
+        let before = (entry.room.clone(), entry.inviters.clone());
         let effects = entry
             .room
             .apply(change, last_seq)
@@ -441,7 +443,10 @@ impl<S: Store> ServerCore<S> {
         }
         let invited = entry.room.invited.clone();
         entry.inviters.retain(|u, _| invited.contains(u));
-        self.store.room_changed(&entry.room, &effects, actor)?;
+        if let Err(e) = self.store.room_changed(&entry.room, &effects, actor) {
+            (entry.room, entry.inviters) = before;
+            return Err(e.into());
+        }
         self.announce_effects(key, actor, kind, &effects)?;
         Ok(())
     }
