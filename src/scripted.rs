@@ -51,6 +51,12 @@ pub fn server_log_json(l: &ServerLog) -> Option<Value> {
         } => json!({
             "event": "client_migrated", "user": user, "addr": addr.to_string(), "from": from.to_string()
         }),
+        ServerLog::RoomCreated {
+            room,
+            by,
+            visibility,
+        } => json!({"event": "room_created", "room": room, "by": by, "visibility": visibility}),
+        ServerLog::RoomClosed { room } => json!({"event": "room_closed", "room": room}),
         _ => return None,
     })
 }

@@ -304,6 +304,28 @@ impl Room {
         room
     }
 
+    /// A room as loaded from storage. The joining order ([`Member::since`]) is kept; new
+    /// members are numbered after the newest one.
+    pub fn restore(
+        name: RoomName,
+        topic: String,
+        visibility: Visibility,
+        members: BTreeMap<String, Member>,
+        invited: BTreeSet<String>,
+        banned: BTreeSet<String>,
+    ) -> Self {
+        let next_since = members.values().map(|m| m.since + 1).max().unwrap_or(0);
+        Self {
+            name,
+            topic,
+            visibility,
+            members,
+            invited,
+            banned,
+            next_since,
+        }
+    }
+
     fn add(&mut self, user: &str, role: Role, joined_at: Seq) {
         let since = self.next_since;
         self.next_since += 1;

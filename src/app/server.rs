@@ -12,6 +12,10 @@ use super::protocol::{
 };
 use super::store::{Store, StoreError};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+
+mod rooms;
+
+use rooms::RoomEntry;
 use std::net::{IpAddr, SocketAddr};
 
 /// The author name of announcements.
@@ -69,12 +73,20 @@ pub enum Input {
         /// For a registration, the new Argon2id hash.
         new_phc: Option<String>,
     },
-    /// The operator posts to `#general`.
+    /// The operator posts to `#general` (`room: None`) or into any room, as `server`.
     Announce {
+        /// The room's name or key; `None` for `#general`.
+        room: Option<String>,
         /// Text.
         text: String,
         /// A fresh random id for it.
         cmid: ClientMsgId,
+    },
+    /// The operator closes a room: every member is removed ("closed by the operator") and
+    /// the room, its history and its name are gone.
+    CloseRoom {
+        /// The room's name or key.
+        room: String,
     },
     /// The operator disconnects a client.
     Kick {
@@ -126,6 +138,26 @@ pub enum Output {
     },
     /// Something for the operator's view.
     Log(ServerLog),
+    /// `conn` is no longer in the room `conv`: the transport must not write any frame of
+    /// that conversation still queued for it (nor any later one) and finishes its stream.
+    /// Applied by the driver at once, in order with the outputs before it, so what was
+    /// queued before the removal never reaches the removed user.
+    Revoke {
+        /// Connection.
+        conn: ConnId,
+        /// The room's conversation.
+        conv: ConvId,
+    },
+    /// Room membership changed: `user` (key) is now (`member: true`) or no longer a member
+    /// of the room `room` (key). The transport keeps a copy for file transfers.
+    Membership {
+        /// Room key.
+        room: String,
+        /// User key.
+        user: String,
+        /// Member now?
+        member: bool,
+    },
 }
 
 /// Events for the operator (headless JSON lines, the server window, tracing).
@@ -192,6 +224,20 @@ pub enum ServerLog {
         user: String,
         /// Why.
         reason: String,
+    },
+    /// A user created a room.
+    RoomCreated {
+        /// Room name.
+        room: String,
+        /// Its creator.
+        by: String,
+        /// Public or private.
+        visibility: super::rooms::Visibility,
+    },
+    /// A room was closed (its last member left, or the operator closed it).
+    RoomClosed {
+        /// Room name.
+        room: String,
     },
     /// A storage failure.
     StoreFailed {
@@ -279,6 +325,10 @@ pub struct ServerCore<S> {
     fail_account: FailureWindow<String>,
     fail_ip: FailureWindow<IpAddr>,
     last_gc: u64,
+    /// Rooms users created, by key (`#general` is not one of them).
+    rooms: BTreeMap<String, RoomEntry>,
+    /// Display names by user key, looked up once.
+    names: HashMap<String, String>,
     out: Vec<Output>,
 }
 
@@ -294,6 +344,8 @@ impl<S: Store> ServerCore<S> {
             fail_account: FailureWindow::default(),
             fail_ip: FailureWindow::default(),
             last_gc: 0,
+            rooms: BTreeMap::new(),
+            names: HashMap::new(),
             out: Vec::new(),
         }
     }
@@ -371,24 +423,32 @@ impl<S: Store> ServerCore<S> {
             Input::PasswordChecked { conn, ok, new_phc } => {
                 self.password_checked(conn, ok, new_phc, now)?
             }
-            Input::Announce { text, cmid } => {
-                let (event, dup) = self.store.insert_message(
-                    &ConvId::General,
-                    SERVER_AUTHOR,
-                    cmid,
-                    text.as_bytes(),
-                    now,
-                )?;
+            Input::Announce { room, text, cmid } => {
+                let conv = match room {
+                    None => ConvId::General,
+                    Some(r) => match self.room_key(&r) {
+                        Some(key) => ConvId::Room(key),
+                        None => {
+                            tracing::info!(room = %r, "announcement into no such room dropped");
+                            return Ok(());
+                        }
+                    },
+                };
+                let (event, dup) =
+                    self.store
+                        .insert_message(&conv, SERVER_AUTHOR, cmid, text.as_bytes(), now)?;
                 if !dup {
-                    self.fan_out(&ConvId::General, &event, None);
+                    self.touch(&conv, now);
+                    self.fan_out(&conv, &event, None);
                     self.log(ServerLog::Message {
                         conn: None,
                         from: SERVER_AUTHOR.into(),
-                        to: ConvId::General.label_for(""),
+                        to: conv.label_for(""),
                         text: Some(text),
                     });
                 }
             }
+            Input::CloseRoom { room } => self.close_room(&room)?,
             Input::Kick { conn } => {
                 if self.conns.contains_key(&conn) {
                     self.out.push(Output::Close {
@@ -595,9 +655,9 @@ impl<S: Store> ServerCore<S> {
                 self.control_out(conn, ControlDown::Who { users });
             }
             ControlUp::Sync { token } => self.control_out(conn, ControlDown::SyncAck { token }),
-            // Replaced by the room handling of the server core (rooms issue, in progress).
-            ControlUp::Room(_) => {
-                self.control_error(conn, ErrorCode::BadRequest, "this server has no rooms yet")
+            ControlUp::Room(up) => {
+                let name = session.name.clone();
+                self.room_command(conn, &name, up)?;
             }
             ControlUp::Logout => self.out.push(Output::Close {
                 conn,
@@ -759,6 +819,7 @@ impl<S: Store> ServerCore<S> {
                 delete_window_secs: self.limits.delete_window_secs,
             },
         );
+        self.room_state(conn, &name.key())?;
         self.log(ServerLog::ClientConnected {
             conn,
             user: name.to_string(),
@@ -798,10 +859,8 @@ impl<S: Store> ServerCore<S> {
     ) -> Result<Result<ConvId, (ErrorCode, String)>, StoreError> {
         let (a, b) = match conv {
             ConvId::General => return Ok(Ok(ConvId::General)),
-            // Rooms: membership is checked by the room state (see `crate::app::rooms`).
-            ConvId::Room(_) => {
-                return Ok(Err((ErrorCode::NoSuchRoom, "no such room".into())));
-            }
+            // Rooms: membership is the room state's (see `crate::app::rooms`).
+            ConvId::Room(room) => return Ok(self.room_conv(key, room)),
             ConvId::Direct(a, b) => (a, b),
         };
         if a != key && b != key {
@@ -891,6 +950,13 @@ impl<S: Store> ServerCore<S> {
                 ConvUp::Send { cmid, .. } => Some(*cmid),
                 _ => None,
             };
+            // A room left (or never joined) says so; anything else was never opened.
+            if let ConvId::Room(room) = &conv
+                && let Err((code, msg)) = self.room_conv(&key, room)
+            {
+                self.conv_error(conn, &conv, code, msg, cmid);
+                return Ok(());
+            }
             let msg = "open the conversation first";
             self.conv_error(conn, &conv, ErrorCode::BadRequest, msg, cmid);
             return Ok(());
@@ -905,10 +971,13 @@ impl<S: Store> ServerCore<S> {
                     0 => self.limits.history_page,
                     n => n.min(self.limits.history_max),
                 };
-                let events =
+                let mut events =
                     self.store
                         .events_before(&conv, before.unwrap_or(u64::MAX), limit, &key)?;
-                let more = events.first().is_some_and(|e| e.seq > 1);
+                // A private room's member reads from the moment they joined.
+                let from = self.visible_from(&conv, &key);
+                events.retain(|e| e.seq >= from);
+                let more = events.first().is_some_and(|e| e.seq > from);
                 self.conv_out(conn, &conv, ConvDown::History { events, more });
             }
             ConvUp::Send { cmid, body } => self.send(conn, &name, &conv, cmid, body, now)?,
@@ -927,8 +996,10 @@ impl<S: Store> ServerCore<S> {
         conv: &ConvId,
         after: Option<u64>,
     ) -> Result<(), StoreError> {
+        let from = self.visible_from(conv, key);
         let (mut events, mut more) = match after {
             Some(after) => {
+                let after = after.max(from - 1);
                 let max = self.limits.history_max;
                 let events = self.store.events_after(conv, after, max, key)?;
                 let more = events.len() == max;
@@ -936,7 +1007,9 @@ impl<S: Store> ServerCore<S> {
             }
             None => {
                 let page = self.limits.history_page;
-                (self.store.events_before(conv, u64::MAX, page, key)?, false)
+                let mut events = self.store.events_before(conv, u64::MAX, page, key)?;
+                events.retain(|e| e.seq >= from);
+                (events, false)
             }
         };
         // A round stays within a byte budget, so a client catching up on big messages never
@@ -1045,11 +1118,12 @@ impl<S: Store> ServerCore<S> {
             },
         );
         if !dup {
+            self.touch(conv, now);
             self.fan_out(conv, &event, Some(conn));
-            let to = conv
-                .peer_of(&name.key())
-                .unwrap_or(super::ids::GENERAL)
-                .to_owned();
+            let to = match conv.peer_of(&name.key()) {
+                Some(peer) => peer.to_owned(),
+                None => conv.label_for(""),
+            };
             self.log(ServerLog::Message {
                 conn: Some(conn),
                 from: name.to_string(),
@@ -1063,13 +1137,27 @@ impl<S: Store> ServerCore<S> {
     /// Delivers an event to every member session except `skip`: on its stream if open,
     /// else a one-time [`ControlDown::ConvActivity`].
     fn fan_out(&mut self, conv: &ConvId, event: &ConvEvent, skip: Option<ConnId>) {
-        let targets: Vec<ConnId> = self
-            .online
-            .iter()
-            .filter(|(k, _)| conv.has_member(k))
-            .flat_map(|(_, s)| s.iter().copied())
-            .filter(|c| Some(*c) != skip)
-            .collect();
+        let targets: Vec<ConnId> = match conv {
+            // Online members only: a room of 500 is not a walk over everyone online.
+            ConvId::Room(room) => match self.rooms.get(room) {
+                Some(entry) => entry
+                    .room
+                    .members
+                    .keys()
+                    .filter_map(|k| self.online.get(k))
+                    .flat_map(|s| s.iter().copied())
+                    .filter(|c| Some(*c) != skip)
+                    .collect(),
+                None => Vec::new(),
+            },
+            _ => self
+                .online
+                .iter()
+                .filter(|(k, _)| conv.has_member(k))
+                .flat_map(|(_, s)| s.iter().copied())
+                .filter(|c| Some(*c) != skip)
+                .collect(),
+        };
         for conn in targets {
             let Some(s) = self.session_mut(conn) else {
                 continue;
@@ -1091,7 +1179,10 @@ impl<S: Store> ServerCore<S> {
         scope: DeleteScope,
         now: u64,
     ) -> Result<(), StoreError> {
-        let found = self.store.event(id)?.filter(|s| s.conv.has_member(key));
+        let found = self
+            .store
+            .event(id)?
+            .filter(|s| self.can_read(&s.conv, key, s.event.seq));
         let Some(stored) = found else {
             self.control_error(
                 conn,
@@ -1132,7 +1223,10 @@ impl<S: Store> ServerCore<S> {
                 );
             }
             (EventKind::Message { .. }, DeleteScope::Everyone) => {
-                if stored.event.sender.to_ascii_lowercase() != key {
+                // A room's moderators delete anyone's message, at any time; the tombstone
+                // is the usual one (clients show the message as removed).
+                let moderator = self.moderates(&conv, key);
+                if stored.event.sender.to_ascii_lowercase() != key && !moderator {
                     self.control_error(
                         conn,
                         ErrorCode::NotAuthor,
@@ -1141,7 +1235,7 @@ impl<S: Store> ServerCore<S> {
                     return Ok(());
                 }
                 let window_ms = self.limits.delete_window_secs.saturating_mul(1000);
-                if now.saturating_sub(stored.event.ts) > window_ms {
+                if !moderator && now.saturating_sub(stored.event.ts) > window_ms {
                     let msg = format!(
                         "messages can be deleted for everyone only within {} of sending",
                         human_secs(self.limits.delete_window_secs)

@@ -13,8 +13,11 @@ mod mem;
 #[cfg(any(test, feature = "test-util"))]
 pub use mem::MemStore;
 
+use std::collections::BTreeMap;
+
 use super::ids::{ClientMsgId, ConvId, MsgId, Seq};
 use super::protocol::{ConvEvent, Hidden};
+use super::rooms::{Effect, Room};
 
 /// What kind of storage failure: the core answers a full disk with `server_full` (the
 /// sender may try again once the operator made room) and anything else with `internal`.
@@ -80,6 +83,17 @@ pub struct StoredEvent {
     pub event: ConvEvent,
 }
 
+/// A room as stored: its state, who invited each pending invitee, and its newest activity.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredRoom {
+    /// Name, topic, visibility, members, invitations and bans.
+    pub room: Room,
+    /// Pending invitations: invitee key -> inviter key.
+    pub inviters: BTreeMap<String, String>,
+    /// Unix ms of the room's newest event (0: none yet).
+    pub last_activity: u64,
+}
+
 /// Persistence used by [`crate::app::server::ServerCore`].
 pub trait Store {
     /// Looks a user up by case-folded key.
@@ -131,12 +145,22 @@ pub trait Store {
     ) -> StoreResult<Vec<ConvEvent>>;
     /// Newest sequence number of a conversation (0 if empty).
     fn last_seq(&mut self, conv: &ConvId) -> StoreResult<Seq>;
-    /// The user's conversations (`#general` and every private one with a message).
+    /// The user's conversations (`#general`, every private one with a message, and every
+    /// room they are a member of).
     fn conversations(&mut self, key: &str) -> StoreResult<Vec<(ConvId, Seq)>>;
     /// Hides a message for a user; returns the new hide counter (`None` if already hidden).
     fn hide(&mut self, key: &str, conv: &ConvId, id: MsgId) -> StoreResult<Option<u64>>;
     /// Hides with a counter above `after`.
     fn hidden_after(&mut self, key: &str, after: u64) -> StoreResult<Vec<Hidden>>;
+    /// Every open room, at the server's start.
+    fn load_rooms(&mut self) -> StoreResult<Vec<StoredRoom>>;
+    /// Stores a new room (its owner included); `false` if a room with its key or
+    /// look-alike skeleton exists.
+    fn create_room(&mut self, room: &Room) -> StoreResult<bool>;
+    /// Persists what [`Room::apply`] did: `room` is the state after the change, `by` the
+    /// user who asked (the inviter of an [`Effect::Invited`]). [`Effect::Closed`] removes
+    /// the room with its history, which frees its name.
+    fn room_changed(&mut self, room: &Room, effects: &[Effect], by: &str) -> StoreResult<()>;
     /// Starts a batch: every call until [`Store::commit`] becomes durable together.
     fn begin(&mut self) -> StoreResult<()>;
     /// Makes the batch durable; the server acknowledges nothing of it before this returns.

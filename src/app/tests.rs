@@ -136,7 +136,7 @@ impl World {
                 }
             }
             Output::Close { conn, .. } => self.disconnect(conn),
-            Output::Log(_) => {}
+            Output::Log(_) | Output::Revoke { .. } | Output::Membership { .. } => {}
         }
     }
 

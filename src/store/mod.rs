@@ -15,7 +15,9 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::app::ids::{ClientMsgId, ConvId, MsgId, Seq, skeleton_of};
 use crate::app::protocol::{ConvEvent, EventKind, Hidden};
-use crate::app::store::{Store, StoreError, StoreResult, StoredEvent, UserRecord};
+use crate::app::store::{Store, StoreError, StoreResult, StoredEvent, StoredRoom, UserRecord};
+
+mod rooms;
 
 /// Schema migrations, applied in order; `PRAGMA user_version` counts those applied.
 const MIGRATIONS: &[&str] = &[
@@ -59,6 +61,37 @@ const MIGRATIONS: &[&str] = &[
     // 3: look-alike skeletons ignore separators (`ali.ce` ~ `alice`); recomputed in Rust
     // by `recompute_skeletons`.
     "",
+    // 4: rooms users create (`crate::app::rooms`). A room's messages live in `events`
+    // under its key (`#design`), like `#general`'s; closing a room deletes its rows and
+    // its history, which frees the name.
+    "CREATE TABLE rooms (
+        key TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        skeleton TEXT NOT NULL UNIQUE,
+        topic TEXT NOT NULL,
+        visibility INTEGER NOT NULL,     -- 0 public, 1 private
+        created INTEGER NOT NULL
+     );
+     CREATE TABLE room_members (
+        room TEXT NOT NULL REFERENCES rooms (key) ON DELETE CASCADE,
+        user_key TEXT NOT NULL,
+        role INTEGER NOT NULL,           -- 0 member, 1 moderator, 2 owner
+        joined_at INTEGER NOT NULL,      -- the room's last seq when they joined
+        since INTEGER NOT NULL,          -- joining order, for handing over ownership
+        PRIMARY KEY (room, user_key)
+     );
+     CREATE INDEX room_members_user ON room_members (user_key);
+     CREATE TABLE room_invites (
+        room TEXT NOT NULL REFERENCES rooms (key) ON DELETE CASCADE,
+        user_key TEXT NOT NULL,
+        inviter TEXT NOT NULL,
+        PRIMARY KEY (room, user_key)
+     );
+     CREATE TABLE room_bans (
+        room TEXT NOT NULL REFERENCES rooms (key) ON DELETE CASCADE,
+        user_key TEXT NOT NULL,
+        PRIMARY KEY (room, user_key)
+     );",
 ];
 
 /// The migration after which every stored skeleton is [`skeleton_of`] its name.
@@ -546,7 +579,10 @@ impl Store for SqliteStore {
         let mut convs = vec![ConvId::General];
         let mut stmt = self
             .db
-            .prepare_cached("SELECT conv FROM members WHERE user_key = ?1")
+            .prepare_cached(
+                "SELECT conv FROM members WHERE user_key = ?1
+                 UNION ALL SELECT room FROM room_members WHERE user_key = ?1",
+            )
             .map_err(err)?;
         let rows = stmt
             .query_map([key], |r| r.get::<_, String>(0))
@@ -561,6 +597,30 @@ impl Store for SqliteStore {
             .into_iter()
             .map(|c| self.last_seq(&c).map(|s| (c, s)))
             .collect()
+    }
+
+    fn load_rooms(&mut self) -> StoreResult<Vec<StoredRoom>> {
+        rooms::load(&self.db)
+    }
+
+    fn create_room(&mut self, room: &crate::app::rooms::Room) -> StoreResult<bool> {
+        rooms::create(&self.db, room)
+    }
+
+    fn room_changed(
+        &mut self,
+        room: &crate::app::rooms::Room,
+        effects: &[crate::app::rooms::Effect],
+        by: &str,
+    ) -> StoreResult<()> {
+        if rooms::changed(&self.db, room, effects, by)? {
+            // The closed room's history was deleted: scrub it from the WAL too.
+            self.erased = true;
+            if !self.in_tx {
+                self.scrub_erased();
+            }
+        }
+        Ok(())
     }
 
     fn hide(&mut self, key: &str, conv: &ConvId, id: MsgId) -> StoreResult<Option<u64>> {

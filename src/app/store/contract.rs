@@ -10,6 +10,7 @@
 use super::{Store, StoredEvent, UserRecord};
 use crate::app::ids::{ClientMsgId, ConvId};
 use crate::app::protocol::{ConvEvent, EventKind};
+use crate::app::rooms::{Change, Effect, Role, Room, RoomName, Visibility};
 
 /// The private conversation of `alice` and `bob`.
 fn alice_bob() -> ConvId {
@@ -242,6 +243,135 @@ pub fn conversations_list_general_and_own_private_ones<S: Store>(s: &mut S) {
     assert_eq!(s.conversations("dave").unwrap(), [(ConvId::General, 1)]);
 }
 
+fn new_room(name: &str, vis: Visibility, owner: &str) -> Room {
+    Room::new(
+        RoomName::parse_new(name).unwrap(),
+        String::new(),
+        vis,
+        owner,
+    )
+}
+
+/// Applies a change to `room` and persists it, as the server core does.
+fn change<S: Store>(s: &mut S, room: &mut Room, c: Change, by: &str) -> Vec<Effect> {
+    let effects = room.apply(c, 0).unwrap();
+    s.room_changed(room, &effects, by).unwrap();
+    effects
+}
+
+/// Loads the one stored room named `key`.
+fn loaded<S: Store>(s: &mut S, key: &str) -> Option<crate::app::store::StoredRoom> {
+    s.load_rooms()
+        .unwrap()
+        .into_iter()
+        .find(|r| r.room.name.key() == key)
+}
+
+/// Rooms: unique by key and look-alike skeleton; every effect (join, invite with its
+/// inviter, decline, roles, kick, ban, unban, topic) survives a reload; a member's rooms
+/// are among their conversations; closing removes the room, its history and its name.
+pub fn rooms_persist_every_change_and_close<S: Store>(s: &mut S) {
+    assert!(s.load_rooms().unwrap().is_empty());
+    let mut design = new_room("#Design", Visibility::Private, "olga");
+    assert!(s.create_room(&design).unwrap());
+    for taken in ["#design", "#de.sign", "#DESIGN"] {
+        let other = new_room(taken, Visibility::Public, "bob");
+        assert!(!s.create_room(&other).unwrap(), "{taken} was allowed");
+    }
+    let invite = |user: &str| Change::Invite {
+        by: "olga".into(),
+        user: user.into(),
+    };
+    change(s, &mut design, invite("bob"), "olga");
+    change(s, &mut design, invite("carol"), "olga");
+    change(s, &mut design, invite("dave"), "olga");
+    let got = loaded(s, "#design").unwrap();
+    assert_eq!(got.inviters.get("bob").map(String::as_str), Some("olga"));
+    assert_eq!(got.room.invited.len(), 3);
+    change(s, &mut design, Change::Join { user: "bob".into() }, "bob");
+    change(
+        s,
+        &mut design,
+        Change::Decline {
+            user: "dave".into(),
+        },
+        "dave",
+    );
+    let promote = Change::Promote {
+        by: "olga".into(),
+        user: "bob".into(),
+    };
+    change(s, &mut design, promote, "olga");
+    let topic = Change::Topic {
+        by: "bob".into(),
+        topic: "Reviews".into(),
+    };
+    change(s, &mut design, topic, "bob");
+    let ban = Change::Ban {
+        by: "bob".into(),
+        user: "carol".into(),
+    };
+    change(s, &mut design, ban, "bob");
+    let got = loaded(s, "#design").unwrap();
+    assert_eq!(got.room.name.as_str(), "#Design");
+    assert_eq!(got.room.topic, "Reviews");
+    assert_eq!(got.room.visibility, Visibility::Private);
+    assert_eq!(got.room.members, design.members);
+    assert_eq!(got.room.role("bob"), Some(Role::Moderator));
+    assert!(got.room.invited.is_empty() && got.inviters.is_empty());
+    assert!(got.room.banned.contains("carol"));
+    let unban = Change::Unban {
+        by: "olga".into(),
+        user: "carol".into(),
+    };
+    change(s, &mut design, unban, "olga");
+    assert!(loaded(s, "#design").unwrap().room.banned.is_empty());
+    // A member's conversations include the room, with its newest sequence number.
+    let conv = ConvId::Room("#design".into());
+    post(s, &conv, "bob", 1, b"hello");
+    assert!(s.conversations("bob").unwrap().contains(&(conv.clone(), 1)));
+    assert!(
+        !s.conversations("carol")
+            .unwrap()
+            .iter()
+            .any(|(c, _)| *c == conv)
+    );
+    assert_eq!(loaded(s, "#design").unwrap().last_activity, 1_001);
+    // A restored room numbers new members after the old ones (ownership hand-over order).
+    let mut back = loaded(s, "#design").unwrap().room;
+    back.invited.insert("erin".into());
+    back.apply(
+        Change::Join {
+            user: "erin".into(),
+        },
+        1,
+    )
+    .unwrap();
+    assert!(back.members["erin"].since > back.members["bob"].since);
+    // Kick, then the last ones leave: the room, its history and its name are gone.
+    let kick = Change::Kick {
+        by: "olga".into(),
+        user: "bob".into(),
+    };
+    change(s, &mut design, kick, "olga");
+    assert!(!loaded(s, "#design").unwrap().room.is_member("bob"));
+    let effects = change(
+        s,
+        &mut design,
+        Change::Leave {
+            user: "olga".into(),
+        },
+        "olga",
+    );
+    assert_eq!(effects.last(), Some(&Effect::Closed));
+    assert!(loaded(s, "#design").is_none());
+    assert_eq!(s.last_seq(&conv).unwrap(), 0);
+    assert!(
+        s.create_room(&new_room("#design", Visibility::Public, "bob"))
+            .unwrap()
+    );
+}
+
 /// One `#[test]` per promise of the [`Store`](crate::app::store::Store) contract, each on
 /// a fresh store from `$make` (an expression, evaluated once per test). With `guarded`,
 /// `$make` gives `(guard, store)` and the guard (a temporary directory, a server) lives
@@ -264,6 +394,7 @@ macro_rules! store_contract_tests {
             erase_leaves_a_tombstone_and_no_body,
             hides_are_per_user_and_numbered,
             conversations_list_general_and_own_private_ones,
+            rooms_persist_every_change_and_close,
         );
     };
     ($make:expr) => {

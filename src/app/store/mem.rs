@@ -3,9 +3,10 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use super::{Store, StoreError, StoreResult, StoredEvent, UserRecord};
+use super::{Store, StoreError, StoreResult, StoredEvent, StoredRoom, UserRecord};
 use crate::app::ids::{ClientMsgId, ConvId, MsgId, Seq};
 use crate::app::protocol::{ConvEvent, EventKind, Hidden};
+use crate::app::rooms::{Effect, Room};
 
 /// A [`Store`] in memory, for tests.
 #[derive(Default, Debug)]
@@ -17,6 +18,10 @@ pub struct MemStore {
     hidden: HashMap<String, Vec<Hidden>>,
     hidden_set: HashSet<(String, MsgId)>,
     identity: HashMap<String, [u8; 32]>,
+    /// The newest message id handed out (ids are never reused, even after a room closed).
+    last_id: MsgId,
+    /// Rooms by key, with their inviters.
+    rooms: BTreeMap<String, (Room, BTreeMap<String, String>)>,
 }
 
 impl MemStore {
@@ -30,9 +35,10 @@ impl MemStore {
     ) -> ConvEvent {
         let seq = self.seqs.entry(conv.clone()).or_default();
         *seq += 1;
+        self.last_id += 1;
         let event = ConvEvent {
             seq: *seq,
-            id: self.events.len() as u64 + 1,
+            id: self.last_id,
             ts,
             sender: sender.to_owned(),
             cmid,
@@ -197,7 +203,73 @@ impl Store for MemStore {
                 .filter(|(c, _)| **c != ConvId::General && c.has_member(key))
                 .map(|(c, s)| (c.clone(), *s)),
         );
+        for (k, (room, _)) in &self.rooms {
+            if room.is_member(key) {
+                let conv = ConvId::Room(k.clone());
+                let seq = self.seqs.get(&conv).copied().unwrap_or(0);
+                v.push((conv, seq));
+            }
+        }
         Ok(v)
+    }
+
+    fn load_rooms(&mut self) -> StoreResult<Vec<StoredRoom>> {
+        Ok(self
+            .rooms
+            .iter()
+            .map(|(k, (room, inviters))| {
+                let conv = ConvId::Room(k.clone());
+                let last_activity = self
+                    .events
+                    .values()
+                    .filter(|e| e.conv == conv)
+                    .map(|e| e.event.ts)
+                    .max()
+                    .unwrap_or(0);
+                StoredRoom {
+                    room: room.clone(),
+                    inviters: inviters.clone(),
+                    last_activity,
+                }
+            })
+            .collect())
+    }
+
+    fn create_room(&mut self, room: &Room) -> StoreResult<bool> {
+        let skeleton = room.name.skeleton();
+        if self.rooms.contains_key(&room.name.key())
+            || self
+                .rooms
+                .values()
+                .any(|(r, _)| r.name.skeleton() == skeleton)
+        {
+            return Ok(false);
+        }
+        self.rooms
+            .insert(room.name.key(), (room.clone(), BTreeMap::new()));
+        Ok(true)
+    }
+
+    fn room_changed(&mut self, room: &Room, effects: &[Effect], by: &str) -> StoreResult<()> {
+        let key = room.name.key();
+        if effects.contains(&Effect::Closed) {
+            self.rooms.remove(&key);
+            let conv = ConvId::Room(key);
+            self.events.retain(|_, e| e.conv != conv);
+            self.seqs.remove(&conv);
+            return Ok(());
+        }
+        let Some((stored, inviters)) = self.rooms.get_mut(&key) else {
+            return Err(StoreError::other(format!("no room {key}")));
+        };
+        *stored = room.clone();
+        for e in effects {
+            if let Effect::Invited { user } = e {
+                inviters.insert(user.clone(), by.to_owned());
+            }
+        }
+        inviters.retain(|u, _| room.invited.contains(u));
+        Ok(())
     }
 
     fn hide(&mut self, key: &str, conv: &ConvId, id: MsgId) -> StoreResult<Option<u64>> {

@@ -459,6 +459,8 @@ impl LwServerWindow {
             ServerLog::StoreFailed { error, .. } => {
                 self.log(&format!("storage error: {error}"));
             }
+            ServerLog::RoomCreated { room, by, .. } => self.log(&format!("{by} created {room}")),
+            ServerLog::RoomClosed { room } => self.log(&format!("{room} was closed")),
         }
     }
 }

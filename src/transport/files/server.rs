@@ -1,9 +1,9 @@
 //! The server's side of file transfer: the store of uploaded files under the data dir and
 //! the serving of one upload or download stream.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
@@ -46,6 +46,9 @@ pub struct FileStore {
     reserved: Mutex<HashMap<PathBuf, u64>>,
     /// Quota checks one at a time (each lists one user's directory).
     quota_check: tokio::sync::Mutex<()>,
+    /// Room members (room key -> user keys), a copy the hub keeps current: a room's files
+    /// are for its members only, and only the core knows who they are.
+    room_members: RwLock<HashMap<String, HashSet<String>>>,
 }
 
 impl FileStore {
@@ -58,6 +61,35 @@ impl FileStore {
             uploads: Mutex::new(HashMap::new()),
             reserved: Mutex::new(HashMap::new()),
             quota_check: tokio::sync::Mutex::new(()),
+            room_members: RwLock::default(),
+        }
+    }
+
+    /// Records that `user` (key) is now, or no longer, a member of room `room` (key).
+    pub fn set_room_member(&self, room: &str, user: &str, member: bool) {
+        let mut m = self.room_members.write().unwrap_or_else(|e| e.into_inner());
+        if member {
+            m.entry(room.to_owned())
+                .or_default()
+                .insert(user.to_owned());
+        } else if let Some(set) = m.get_mut(room) {
+            set.remove(user);
+            if set.is_empty() {
+                m.remove(room);
+            }
+        }
+    }
+
+    /// Whether `user` (key) may store or fetch files of `conv`.
+    fn may_use(&self, conv: &ConvId, user: &str) -> bool {
+        match conv {
+            ConvId::Room(room) => self
+                .room_members
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(room)
+                .is_some_and(|s| s.contains(user)),
+            _ => conv.has_member(user),
         }
     }
 
@@ -303,7 +335,7 @@ async fn serve_upload(
         store,
         conv,
     } = t;
-    if !conv.has_member(user) {
+    if !store.may_use(&conv, user) {
         return Err((
             ErrorCode::NotFound,
             "no such conversation of yours".to_owned(),
@@ -550,7 +582,7 @@ async fn serve_download(
             "no such file: it was deleted, or its upload never finished".to_owned(),
         )
     };
-    if !conv.has_member(user) {
+    if !store.may_use(&conv, user) {
         return Err(not_found());
     }
     let uploader = uploader.to_ascii_lowercase();

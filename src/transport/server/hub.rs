@@ -179,6 +179,17 @@ impl Router {
                 password,
                 phc,
             } => return self.verify_password(conn, password, phc),
+            Output::Membership { room, user, member } => {
+                return self.files.set_room_member(&room, &user, member);
+            }
+            Output::Revoke { conn, conv } => {
+                // At once, before any later output: what is queued for that room is
+                // skipped by the writer from now on, up to this marker.
+                if let Some(outbox) = self.outboxes.get(&conn) {
+                    outbox.queue.revoke(&conv);
+                }
+                (conn, ConnOut::Revoked(conv))
+            }
         };
         let Some(outbox) = self.outboxes.get(&conn) else {
             return;

@@ -73,6 +73,9 @@ pub enum StartError {
     /// The hub thread could not be started.
     #[error("cannot start the hub thread: {0}")]
     Thread(std::io::Error),
+    /// The rooms could not be loaded from the store.
+    #[error("cannot load the rooms: {0}")]
+    Store(#[from] crate::app::store::StoreError),
     /// The UDP socket could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -92,12 +95,25 @@ pub struct ServerHandle {
 impl ServerHandle {
     /// Posts an announcement to `#general` as `server`.
     pub async fn announce(&self, text: String) {
+        self.announce_to(None, text).await;
+    }
+
+    /// Posts an announcement as `server` into a room (`None`: `#general`). The operator
+    /// may announce into any room, member or not; an unknown room is ignored.
+    pub async fn announce_to(&self, room: Option<String>, text: String) {
         let mut id = [0u8; 16];
         let _ = getrandom::fill(&mut id);
         let cmid = ClientMsgId(id);
+        let input = Input::Announce { room, text, cmid };
+        let _ = self.hub.send(HubMsg::Input(input)).await;
+    }
+
+    /// Closes a room (name or key): every member gets `Left` (change `left`, by `server`:
+    /// closed by the operator), and the room, its history and its name are gone.
+    pub async fn close_room(&self, room: String) {
         let _ = self
             .hub
-            .send(HubMsg::Input(Input::Announce { text, cmid }))
+            .send(HubMsg::Input(Input::CloseRoom { room }))
             .await;
     }
 
@@ -164,7 +180,11 @@ impl Server {
             hashers: Arc::new(Semaphore::new(2)),
             queue_bytes: opts.limits.conn_queue_bytes,
         };
-        let core = ServerCore::new(store, opts.limits.clone());
+        let mut core = ServerCore::new(store, opts.limits.clone());
+        core.load_rooms()?;
+        for (room, user) in core.room_memberships() {
+            files.set_room_member(&room, &user, true);
+        }
         let hub_thread = std::thread::Builder::new()
             .name("livewire-hub".into())
             .spawn(move || {

@@ -124,6 +124,12 @@ fn trace_entry(l: &ServerLog) {
         ServerLog::LoginRefused { addr, user, reason } => {
             info!(%addr, %user, %reason, "login refused")
         }
+        ServerLog::RoomCreated {
+            room,
+            by,
+            visibility,
+        } => info!(%room, %by, ?visibility, "room created"),
+        ServerLog::RoomClosed { room } => info!(%room, "room closed"),
         ServerLog::StoreFailed { error, full: true } => {
             warn!(%error, "out of storage space: writes are refused with server_full until there is room")
         }

@@ -1,8 +1,9 @@
 //! A connection's outgoing queue: bounded in frames and counted in bytes, so a client that
 //! stops reading is cut off instead of growing the server's memory.
 
-use std::sync::Arc;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use tokio::sync::mpsc;
 
@@ -17,6 +18,9 @@ pub(super) enum ConnOut {
     Conv(ConvId, ConvDown),
     /// Close with this code after flushing what is queued.
     Close(u32, String),
+    /// The user left (or was removed from) this room: every frame of it queued before this
+    /// marker is skipped; the writer writes the room's frames again after it (a rejoin).
+    Revoked(ConvId),
 }
 
 impl ConnOut {
@@ -43,6 +47,10 @@ impl ConnOut {
 pub(super) struct ConnQueue {
     tx: mpsc::Sender<ConnOut>,
     queued: Arc<AtomicUsize>,
+    /// Rooms revoked and not yet passed by the writer ([`ConnOut::Revoked`] markers still
+    /// queued, counted): their frames are not written. Set by the hub at once, so frames
+    /// already queued for a removed member never reach them.
+    revoked: Arc<Mutex<HashMap<ConvId, u32>>>,
 }
 
 /// The queue was over its byte cap or full: the client does not read.
@@ -58,7 +66,15 @@ impl ConnQueue {
     pub fn new(frames: usize) -> (Self, mpsc::Receiver<ConnOut>) {
         let (tx, rx) = mpsc::channel(frames);
         let queued = Arc::new(AtomicUsize::new(0));
-        (Self { tx, queued }, rx)
+        let revoked = Arc::default();
+        (
+            Self {
+                tx,
+                queued,
+                revoked,
+            },
+            rx,
+        )
     }
 
     /// Queues from a connection task, waiting for room.
@@ -81,6 +97,30 @@ impl ConnQueue {
             return Err(QueueFull { bytes, frames });
         }
         Ok(())
+    }
+
+    /// The hub removed this connection's user from a room: from now until the writer
+    /// reaches the [`ConnOut::Revoked`] marker queued next, frames of `conv` are skipped.
+    pub fn revoke(&self, conv: &ConvId) {
+        let mut r = self.revoked.lock().unwrap_or_else(|e| e.into_inner());
+        *r.entry(conv.clone()).or_default() += 1;
+    }
+
+    /// The writer reached a [`ConnOut::Revoked`] marker.
+    pub fn passed_revoke(&self, conv: &ConvId) {
+        let mut r = self.revoked.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = r.get_mut(conv) {
+            *n -= 1;
+            if *n == 0 {
+                r.remove(conv);
+            }
+        }
+    }
+
+    /// Whether frames of `conv` are to be skipped now.
+    pub fn is_revoked(&self, conv: &ConvId) -> bool {
+        let r = self.revoked.lock().unwrap_or_else(|e| e.into_inner());
+        !r.is_empty() && r.contains_key(conv)
     }
 
     /// The writer wrote outputs worth `cost`.

@@ -66,12 +66,22 @@ impl Writer {
                 cost += out.cost();
                 let frame = match out {
                     ConnOut::Control(down) => Some((None, self.control_frame(down))),
+                    // A room the user was removed from: what was queued is never written.
+                    ConnOut::Conv(conv, _) if self.ctx.queue.is_revoked(&conv) => None,
                     ConnOut::Conv(conv, mut down) => {
                         if down == ConvDown::Closed {
                             finished.push(conv.clone());
                         }
                         (self.seal(&conv, &mut down) && streams.contains_key(&conv))
                             .then(|| (Some(conv), codec::encode(&down, codec::MAX_DOWN_FRAME)))
+                    }
+                    // Everything of the room queued before the removal was skipped. The
+                    // stream stays: the client reuses it to open the room again after a
+                    // rejoin, and the core sends nothing more on it until then.
+                    ConnOut::Revoked(conv) => {
+                        self.ctx.queue.passed_revoke(&conv);
+                        bufs.remove(&Some(conv));
+                        None
                     }
                     ConnOut::Close(code, reason) => {
                         close = Some((code, reason));
