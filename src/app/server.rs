@@ -193,6 +193,20 @@ pub enum ServerLog {
         /// Why.
         reason: String,
     },
+    /// STUB for merge (the real one comes with the server side of rooms): a room was created.
+    RoomCreated {
+        /// `#name`.
+        room: String,
+        /// Its creator.
+        by: String,
+        /// Public or private.
+        visibility: crate::app::rooms::Visibility,
+    },
+    /// STUB for merge: a room was closed.
+    RoomClosed {
+        /// `#name`.
+        room: String,
+    },
     /// A storage failure.
     StoreFailed {
         /// What failed.

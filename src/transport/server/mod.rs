@@ -101,6 +101,19 @@ impl ServerHandle {
             .await;
     }
 
+    /// STUB for merge (the real one comes with the server side of rooms): posts an
+    /// announcement to `room` (`None`: `#general`) as `server`.
+    pub async fn announce_to(&self, room: Option<String>, text: String) {
+        if room.is_none_or(|r| r.eq_ignore_ascii_case(crate::app::ids::GENERAL)) {
+            self.announce(text).await;
+        }
+    }
+
+    /// STUB for merge: closes a room.
+    pub async fn close_room(&self, room: String) {
+        let _ = room;
+    }
+
     /// Disconnects one client.
     pub async fn kick(&self, conn: ConnId) {
         let _ = self.hub.send(HubMsg::Input(Input::Kick { conn })).await;

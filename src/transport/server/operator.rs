@@ -128,6 +128,8 @@ fn trace_entry(l: &ServerLog) {
             warn!(%error, "out of storage space: writes are refused with server_full until there is room")
         }
         ServerLog::StoreFailed { error, .. } => warn!(%error, "storage failure"),
+        ServerLog::RoomCreated { room, by, .. } => info!(%room, %by, "room created"),
+        ServerLog::RoomClosed { room } => info!(%room, "room closed"),
     }
 }
 
