@@ -276,7 +276,8 @@ impl LwClientWindow {
     /// Opens the New Room dialog (the sidebar's New Room button).
     pub fn open_new_room_dialog(&self) -> LwNewRoomDialog {
         let imp = self.imp();
-        let dialog = imp.new_room_dialog.borrow().clone().unwrap_or_else(|| {
+        let existing = imp.new_room_dialog.borrow().clone();
+        let dialog = existing.unwrap_or_else(|| {
             let d = LwNewRoomDialog::new(self);
             d.connect_closure(
                 "create",
@@ -313,7 +314,8 @@ impl LwClientWindow {
     /// Opens the room directory and lists every public room (the Browse button).
     pub fn open_directory(&self) -> LwRoomDirectory {
         let imp = self.imp();
-        let dir = imp.directory.borrow().clone().unwrap_or_else(|| {
+        let existing = imp.directory.borrow().clone();
+        let dir = existing.unwrap_or_else(|| {
             let d = LwRoomDirectory::new(self);
             d.connect_closure(
                 "search",
