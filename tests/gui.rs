@@ -467,6 +467,7 @@ fn room(name: &str, members: u32, role: Option<Role>) -> RoomItem {
 /// server): groups, 200 rooms, invitations, the header and members panel, removal.
 fn room_widgets(app: &gtk::Application, dir: &std::path::Path) {
     let win = LwClientWindow::new(app, dir.join("carol"));
+    win.show_chat_offline("LiveWire rooms preview");
     win.present();
     let t = Instant::now();
     let mut rooms = vec![room("#general", 3, None)];
@@ -562,6 +563,19 @@ fn room_widgets(app: &gtk::Application, dir: &std::path::Path) {
     assert_eq!(header.topic_text(), "new topic");
     wait_frames(&win, 2);
     println!("ok: room header, members panel with the owner's actions, topic change");
+    // `LIVEWIRE_GUI_SHOT=path.png` captures this window (docs/screenshots/rooms.png).
+    if let Ok(path) = std::env::var("LIVEWIRE_GUI_SHOT") {
+        win.room_header().open_members();
+        wait_frames(&win, 4);
+        let shot = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "import -window \"$(xdotool search --name 'rooms preview' | head -1)\" '{path}'"
+            ))
+            .status();
+        println!("screenshot {path}: {shot:?}");
+        win.room_header().close_members();
+    }
 
     // Kicked: read-only, with the reason; left: gone from the sidebar.
     assert!(win.composer_enabled());

@@ -315,6 +315,16 @@ impl LwRoomHeader {
             .collect()
     }
 
+    /// Opens the members panel (as a click on the member count does).
+    pub fn open_members(&self) {
+        self.imp().members_button.popup();
+    }
+
+    /// Closes the members panel.
+    pub fn close_members(&self) {
+        self.imp().members_button.popdown();
+    }
+
     /// The topic shown under the name.
     pub fn topic_text(&self) -> String {
         self.imp().topic_label.text().to_string()

@@ -61,6 +61,14 @@ impl LwClientWindow {
         self.handle_app_event(e);
     }
 
+    /// Shows the chat page without a session, so events fed with [`Self::feed_event`]
+    /// are seen as a signed-in user would see them (tests and screenshots).
+    pub fn show_chat_offline(&self, title: &str) {
+        self.set_chat_visible(true);
+        self.set_title(Some(title));
+        self.imp().sidebar.set_me(title);
+    }
+
     /// Applies one room event (`RoomState`, `Rooms`, `Joined`, `Left`, `Invited`,
     /// `Member`, `Topic`, `Members`); others are ignored here.
     pub(super) fn handle_room_event(&self, e: Event) {
