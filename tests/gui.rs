@@ -20,7 +20,10 @@ use gtk::glib;
 use gtk::prelude::*;
 use gtk4 as gtk;
 
+use livewire::app::client::{Event, InvitationItem, RoomItem};
 use livewire::app::limits::Limits;
+use livewire::app::protocol::{MemberChange, MemberInfo, Role, Visibility};
+use livewire::gui::client_window::rooms::Moderation;
 use livewire::gui::models::{LwClientEntry, MessageData};
 use livewire::gui::{LwClientWindow, LwServerWindow};
 use livewire::transport::client::Trust;
@@ -323,6 +326,8 @@ fn main() {
     });
     println!("ok: announcement from the server window reaches #general");
 
+    rooms_scenario(&server, &alice, &bob);
+
     // A file, sent with the attach path (the button and a drop call it) and downloaded
     // through the download button's path by bob: same bytes at the other end.
     let files_dir = tempfile::tempdir().expect("temp dir");
@@ -438,9 +443,248 @@ fn main() {
         t.elapsed()
     );
 
+    room_widgets(&app, tmp.path());
+
     alice.close();
     server.close();
     glib::MainContext::default().iteration(false);
     assert_no_unexpected_warnings();
     println!("gui test: all passed");
+}
+
+fn room(name: &str, members: u32, role: Option<Role>) -> RoomItem {
+    RoomItem {
+        room: name.to_owned(),
+        topic: format!("all about {}", name.trim_start_matches('#')),
+        visibility: Visibility::Public,
+        members,
+        last_activity: 0,
+        role,
+    }
+}
+
+/// The room widgets with events fed to a window that is not signed in (they need no
+/// server): groups, 200 rooms, invitations, the header and members panel, removal.
+fn room_widgets(app: &gtk::Application, dir: &std::path::Path) {
+    let win = LwClientWindow::new(app, dir.join("carol"));
+    win.show_chat_offline("LiveWire rooms preview");
+    win.present();
+    let t = Instant::now();
+    let mut rooms = vec![room("#general", 3, None)];
+    rooms.extend((0..200).map(|i| room(&format!("#room{i:03}"), 2 + i % 7, Some(Role::Member))));
+    rooms[8].role = Some(Role::Owner);
+    win.feed_event(Event::RoomState {
+        rooms,
+        invitations: vec![InvitationItem {
+            room: "#secret".into(),
+            by: "alice".into(),
+            topic: "plans".into(),
+        }],
+    });
+    win.feed_event(Event::Message {
+        conv: "@dave".into(),
+        id: 1,
+        seq: 1,
+        from: "dave".into(),
+        text: Some("hi carol".into()),
+        ts: 1_700_000_000_000,
+        file: None,
+    });
+    wait_frames(&win, 2);
+    let fed = t.elapsed();
+    let convs = win.conversations();
+    assert_eq!(convs.n_items(), 202);
+    let name = |i: u32| {
+        convs
+            .item(i)
+            .and_downcast::<livewire::gui::models::LwConversation>()
+            .unwrap()
+            .name()
+    };
+    assert_eq!(name(0), "#general");
+    assert_eq!(name(1), "#room000");
+    assert_eq!(name(201), "@dave");
+    assert_eq!(win.sidebar().headings(), ["Rooms", "Direct messages"]);
+    assert_eq!(win.invitations().n_items(), 1);
+    assert!(win.sidebar().invitations_visible());
+    // A Member event updates one row's model, nothing is rebuilt.
+    let t = Instant::now();
+    for i in 0..200 {
+        win.feed_event(Event::Member {
+            room: format!("#room{i:03}"),
+            user: "eve".into(),
+            change: MemberChange::Joined,
+            by: None,
+        });
+    }
+    wait_frames(&win, 2);
+    println!(
+        "ok: 200 rooms and an invitation in the sidebar in {fed:?}; 200 member events in {:?}",
+        t.elapsed()
+    );
+
+    // The header and the members panel of a room carol owns.
+    win.open_conversation("#room007");
+    let header = win.room_header();
+    assert!(header.is_visible());
+    assert_eq!(header.topic_text(), "all about room007");
+    // 2 + 7 % 7 members at first, and eve joined.
+    assert_eq!(header.members_text(), "3 members");
+    assert!(header.can_leave());
+    win.feed_event(Event::Members {
+        room: "#room007".into(),
+        members: vec![
+            MemberInfo {
+                user: "bob".into(),
+                role: Role::Member,
+                online: true,
+            },
+            MemberInfo {
+                user: "zed".into(),
+                role: Role::Moderator,
+                online: false,
+            },
+        ],
+    });
+    assert_eq!(header.members().n_items(), 2);
+    assert_eq!(
+        header.actions_for("bob"),
+        ["Make Moderator", "Remove from Room", "Ban"]
+    );
+    assert_eq!(
+        header.actions_for("zed"),
+        ["Make Member", "Remove from Room", "Ban"]
+    );
+    win.feed_event(Event::Topic {
+        room: "#room007".into(),
+        topic: "new topic".into(),
+        by: "zed".into(),
+    });
+    assert_eq!(header.topic_text(), "new topic");
+    wait_frames(&win, 2);
+    println!("ok: room header, members panel with the owner's actions, topic change");
+    // `LIVEWIRE_GUI_SHOT=path.png` captures this window (docs/screenshots/rooms.png).
+    if let Ok(path) = std::env::var("LIVEWIRE_GUI_SHOT") {
+        win.room_header().open_members();
+        wait_frames(&win, 4);
+        let shot = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "import -window \"$(xdotool search --name 'rooms preview' | head -1)\" '{path}'"
+            ))
+            .status();
+        println!("screenshot {path}: {shot:?}");
+        win.room_header().close_members();
+    }
+
+    // Kicked: read-only, with the reason; left: gone from the sidebar.
+    assert!(win.composer_enabled());
+    win.feed_event(Event::Left {
+        room: "#room007".into(),
+        reason: MemberChange::Kicked,
+        by: Some("zed".into()),
+    });
+    let c = win
+        .conversation("#room007")
+        .expect("a kicked room stays listed");
+    assert!(c.is_read_only());
+    assert!(
+        header
+            .topic_text()
+            .contains("zed removed you from #room007")
+    );
+    assert!(!win.composer_enabled());
+    assert!(!header.can_leave());
+    win.feed_event(Event::Left {
+        room: "#room008".into(),
+        reason: MemberChange::Left,
+        by: None,
+    });
+    assert!(win.conversation("#room008").is_none());
+    win.open_conversation("#room009");
+    assert!(win.composer_enabled());
+    wait_frames(&win, 2);
+    println!("ok: kicked shows why and turns read-only; left removes the room");
+    win.close();
+}
+
+/// Rooms between alice and bob through the real server.
+fn rooms_scenario(server: &LwServerWindow, alice: &LwClientWindow, bob: &LwClientWindow) {
+    assert_eq!(
+        server.room_names().first().map(String::as_str),
+        Some("#general")
+    );
+
+    // A bad name is refused in the dialog before anything is sent.
+    let dialog = alice.open_new_room_dialog();
+    dialog.fill("#General", "", false);
+    dialog.submit();
+    assert!(
+        dialog
+            .error()
+            .is_some_and(|e| e.contains("server's own room")),
+        "{:?}",
+        dialog.error()
+    );
+    dialog.fill("#design", "Design talk", true);
+    dialog.submit();
+    wait_until("the room or the server's answer", || {
+        alice.conversation("#design").is_some() || dialog.error().is_some()
+    });
+    assert_eq!(dialog.error(), None, "the server refused #design");
+    wait_until("the dialog to close and #design to show", || {
+        !dialog.is_visible() && alice.current().is_some_and(|c| c.name() == "#design")
+    });
+    wait_until("the server window to list #design", || {
+        server.room_names().iter().any(|r| r == "#design")
+    });
+    println!("ok: alice created #design from the dialog; the server window lists it");
+
+    alice.invite("bob");
+    wait_until("bob's invitation", || {
+        bob.invitations().n_items() == 1 && bob.sidebar().invitations_visible()
+    });
+    bob.answer_invitation("#design", true);
+    wait_until("bob in #design", || {
+        bob.current().is_some_and(|c| c.name() == "#design") && bob.invitations().n_items() == 0
+    });
+    println!("ok: bob accepted the invitation from his window");
+
+    bob.compose_and_send("hello design");
+    wait_until("alice to see bob's room message", || {
+        find(&messages(alice, "#design"), "hello design").is_some()
+    });
+    alice.compose_and_send("welcome, bob");
+    wait_until("bob to see alice's room message", || {
+        find(&messages(bob, "#design"), "welcome, bob").is_some()
+    });
+    println!("ok: both see each other's messages in #design");
+
+    alice.request_members();
+    wait_until("alice's member list", || {
+        alice.room_header().members().n_items() == 2
+    });
+    assert!(
+        alice
+            .room_header()
+            .actions_for("bob")
+            .contains(&"Remove from Room".to_owned())
+    );
+    alice.moderate(Moderation::Kick, "bob");
+    wait_until("bob to be told he was removed", || {
+        bob.conversation("#design")
+            .is_some_and(|c| c.is_read_only() && c.removed().contains("alice removed you"))
+    });
+    assert!(!bob.composer_enabled(), "a removed member cannot write");
+    println!("ok: alice (owner) kicked bob; bob sees why and cannot write");
+    bob.leave_room("#design");
+    assert!(bob.conversation("#design").is_none());
+    bob.open_conversation("#general");
+
+    alice.leave_room("#design");
+    wait_until("alice to leave #design", || {
+        alice.conversation("#design").is_none()
+    });
+    assert!(alice.current().is_some_and(|c| c.name() == "#general"));
+    println!("ok: alice left #design; it went from her sidebar");
 }

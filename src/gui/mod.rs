@@ -4,6 +4,7 @@
 //!
 //! - [`runtime`]: the one tokio runtime beside the GLib main loop.
 //! - [`models`]: GObject models without widgets (messages, conversations, server clients).
+//! - [`room_models`]: the same for rooms (directory entries, members, invitations).
 //! - [`message_row`]: `LwMessageRow`, one message bubble and its context menu.
 //! - [`client_window`]: `LwClientWindow`, the connect screen and the chat, split by concern
 //!   into child widgets (`LwConnectPage`, `LwSidebar`, `LwMessageList`, `LwComposer`) and
@@ -34,6 +35,7 @@
 pub mod client_window;
 pub mod message_row;
 pub mod models;
+pub mod room_models;
 pub mod runtime;
 pub mod server_window;
 pub mod settings;

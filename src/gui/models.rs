@@ -19,6 +19,7 @@ use gtk::subclass::prelude::*;
 use gtk4 as gtk;
 
 use crate::app::ids::{GENERAL, MsgId, Seq};
+use crate::app::rooms::Role;
 
 /// The data of one message.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -70,9 +71,20 @@ mod imp {
         /// Messages not seen yet.
         #[property(get, set)]
         pub unread: Cell<u32>,
-        /// The peer is online (always true for `#general`).
+        /// The peer is online (always true for rooms).
         #[property(get, set)]
         pub online: Cell<bool>,
+        /// A room's topic.
+        #[property(get, set)]
+        pub topic: RefCell<String>,
+        /// A room's member count (0: not known).
+        #[property(get, set)]
+        pub members: Cell<u32>,
+        /// Why the user can no longer write here (removed from the room), or "".
+        #[property(get, set)]
+        pub removed: RefCell<String>,
+        /// The user's role in the room, if a member.
+        pub role: Cell<Option<Role>>,
         pub messages: RefCell<Option<gio::ListStore>>,
         pub by_id: RefCell<HashMap<MsgId, super::LwMessage>>,
         pub history_requested: Cell<bool>,
@@ -163,17 +175,44 @@ pub enum Added {
 }
 
 impl LwConversation {
-    /// A conversation named `#general` or `@peer`.
+    /// A conversation named `#general`, `#room` or `@peer`.
     pub fn new(name: &str) -> Self {
         glib::Object::builder()
             .property("name", name)
-            .property("online", name == GENERAL)
+            .property("online", !name.starts_with('@'))
             .build()
     }
 
     /// Is this a private conversation?
     pub fn is_private(&self) -> bool {
         self.name().starts_with('@')
+    }
+
+    /// Is this a room (`#general` included)?
+    pub fn is_room(&self) -> bool {
+        self.name().starts_with('#')
+    }
+
+    /// Is this the server's room, `#general`?
+    pub fn is_general(&self) -> bool {
+        self.name().eq_ignore_ascii_case(GENERAL)
+    }
+
+    /// The user's role in this room, if a member (`#general`: none, the operator
+    /// moderates it).
+    pub fn role(&self) -> Option<Role> {
+        self.imp().role.get()
+    }
+
+    /// Records the user's role in this room.
+    pub fn set_role(&self, role: Option<Role>) {
+        self.imp().role.set(role);
+    }
+
+    /// The user was removed from this room (or it closed): it stays readable, not
+    /// writable.
+    pub fn is_read_only(&self) -> bool {
+        !self.removed().is_empty()
     }
 
     /// The peer of a private conversation.

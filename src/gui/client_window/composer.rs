@@ -2,7 +2,8 @@
 //! the progress bar of a file transfer.
 //!
 //! Enter (or the send button) emits `send` with the text, the paperclip emits `attach`;
-//! the window sends them. While offline, everything is off and says why.
+//! the window sends them. While offline, or in a room the user was removed from,
+//! everything is off and says why.
 
 use std::sync::OnceLock;
 
@@ -28,6 +29,10 @@ mod imp {
         pub(super) text_view: TemplateChild<gtk::TextView>,
         #[template_child]
         pub(super) send_button: TemplateChild<gtk::Button>,
+        /// Why the conversation shown is read-only, if it is.
+        pub(super) read_only: std::cell::RefCell<Option<String>>,
+        /// Why the client is offline, if it is.
+        pub(super) offline: std::cell::RefCell<Option<String>>,
     }
 
     #[glib::object_subclass]
@@ -124,15 +129,35 @@ impl LwComposer {
 
     /// Turns the composer on (online) or off, with the reason shown while off.
     pub fn set_online(&self, online: bool, reason: &str) {
+        self.imp()
+            .offline
+            .replace((!online).then(|| format!("You can't send while offline: {reason}")));
+        self.refresh();
+    }
+
+    /// Makes the composer read-only for the conversation shown (`Some(why)`), or not.
+    pub fn set_read_only(&self, why: Option<&str>) {
+        self.imp().read_only.replace(why.map(str::to_owned));
+        self.refresh();
+    }
+
+    /// Off while offline or read-only; the label says why (being removed first: it does
+    /// not go away with a reconnect).
+    fn refresh(&self) {
         let imp = self.imp();
-        if !online {
-            imp.offline_label
-                .set_text(&format!("You can't send while offline: {reason}"));
+        let why = imp
+            .read_only
+            .borrow()
+            .clone()
+            .or_else(|| imp.offline.borrow().clone());
+        let on = why.is_none();
+        if let Some(why) = &why {
+            imp.offline_label.set_text(why);
         }
-        imp.offline_label.set_visible(!online);
-        imp.text_view.set_sensitive(online);
-        imp.send_button.set_sensitive(online);
-        imp.attach_button.set_sensitive(online);
+        imp.offline_label.set_visible(!on);
+        imp.text_view.set_sensitive(on);
+        imp.send_button.set_sensitive(on);
+        imp.attach_button.set_sensitive(on);
     }
 
     /// The composer accepts input.

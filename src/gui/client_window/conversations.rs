@@ -84,12 +84,15 @@ impl LwClientWindow {
         }
     }
 
-    /// The conversation named `name`, created (and listed) if new.
+    /// The conversation named `name`, created (and listed) if new. Rooms are kept first
+    /// (`#general`, then by name) and private chats after them, in the order they came, so
+    /// the sidebar's two groups are two runs of one list.
     pub(super) fn conversation_for(&self, name: &str) -> LwConversation {
         if let Some(c) = self.conversation(name) {
             return c;
         }
         let c = LwConversation::new(name);
+        let convs = self.conversations();
         if let Some(peer) = c.peer() {
             c.set_online(
                 self.imp()
@@ -97,8 +100,20 @@ impl LwClientWindow {
                     .borrow()
                     .contains_key(&peer.to_ascii_lowercase()),
             );
+            convs.append(&c);
+        } else {
+            let sort_key = |c: &LwConversation| (!c.is_general(), c.name().to_ascii_lowercase());
+            let key = sort_key(&c);
+            let pos = (0..convs.n_items())
+                .find(|&i| {
+                    convs
+                        .item(i)
+                        .and_downcast::<LwConversation>()
+                        .is_none_or(|o| o.is_private() || sort_key(&o) > key)
+                })
+                .unwrap_or(convs.n_items());
+            convs.insert(pos, &c);
         }
-        self.conversations().append(&c);
         c
     }
 
@@ -159,8 +174,12 @@ impl LwClientWindow {
         imp.current.replace(Some(conv.clone()));
         conv.set_unread(0);
         imp.message_list.set_conversation(Some(conv));
+        imp.room_header.set_conversation(Some(conv));
+        imp.composer
+            .set_read_only(conv.is_read_only().then(|| conv.removed()).as_deref());
         imp.title_label.set_text(&conv.name());
-        if conv.is_private() && conv.is_empty() && conv.begin_history_request() {
+        let own_history = conv.is_private() || (conv.is_room() && !conv.is_general());
+        if own_history && !conv.is_read_only() && conv.is_empty() && conv.begin_history_request() {
             self.send_command(Command::History {
                 conv: conv.name(),
                 before: None,

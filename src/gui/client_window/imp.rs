@@ -13,6 +13,9 @@ use gtk4 as gtk;
 use super::composer::LwComposer;
 use super::connect_page::{LoginForm, LwConnectPage};
 use super::message_list::LwMessageList;
+use super::new_room_dialog::LwNewRoomDialog;
+use super::room_directory::LwRoomDirectory;
+use super::room_header::LwRoomHeader;
 use super::session::Session;
 use super::sidebar::LwSidebar;
 use crate::gui::models::LwConversation;
@@ -42,6 +45,8 @@ pub struct LwClientWindow {
     pub(super) connect_page: TemplateChild<LwConnectPage>,
     #[template_child]
     pub(super) sidebar: TemplateChild<LwSidebar>,
+    #[template_child]
+    pub(super) room_header: TemplateChild<LwRoomHeader>,
     #[template_child]
     pub(super) banner: TemplateChild<gtk::Revealer>,
     #[template_child]
@@ -79,6 +84,15 @@ pub struct LwClientWindow {
     pub(super) toast_timeout: RefCell<Option<glib::SourceId>>,
     /// A private chat just started by name and not confirmed by the server yet.
     pub(super) new_chat: RefCell<Option<String>>,
+    /// Pending room invitations (a `gio::ListStore` of `LwInvitation`).
+    pub(super) invitations: RefCell<Option<gio::ListStore>>,
+    /// A room the user asked to create, join or accept, until `Joined` (then it is shown)
+    /// or an error.
+    pub(super) pending_room: RefCell<Option<String>>,
+    /// The New Room dialog, made when first opened.
+    pub(super) new_room_dialog: RefCell<Option<LwNewRoomDialog>>,
+    /// The room directory, made when first opened.
+    pub(super) directory: RefCell<Option<LwRoomDirectory>>,
 }
 
 #[glib::object_subclass]
@@ -93,6 +107,7 @@ impl ObjectSubclass for LwClientWindow {
         LwSidebar::ensure_type();
         LwMessageList::ensure_type();
         LwComposer::ensure_type();
+        LwRoomHeader::ensure_type();
         klass.bind_template();
         klass.bind_template_callbacks();
     }
@@ -169,6 +184,44 @@ impl LwClientWindow {
     #[template_callback]
     fn on_toast_close(&self) {
         self.toast.set_reveal_child(false);
+    }
+
+    #[template_callback]
+    fn on_new_room(&self) {
+        self.obj().open_new_room_dialog();
+    }
+
+    #[template_callback]
+    fn on_browse_rooms(&self) {
+        self.obj().open_directory();
+    }
+
+    #[template_callback]
+    fn on_invitation_answered(&self, room: String, accept: bool) {
+        self.obj().answer_invitation(&room, accept);
+    }
+
+    #[template_callback]
+    fn on_members_shown(&self) {
+        self.obj().request_members();
+    }
+
+    #[template_callback]
+    fn on_invite(&self, user: String) {
+        self.obj().invite(&user);
+    }
+
+    #[template_callback]
+    fn on_set_topic(&self, topic: String) {
+        self.obj().set_room_topic(&topic);
+    }
+
+    #[template_callback]
+    fn on_leave(&self) {
+        let obj = self.obj();
+        if let Some(c) = obj.current() {
+            obj.leave_room(&c.name());
+        }
     }
 }
 

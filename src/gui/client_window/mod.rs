@@ -4,13 +4,18 @@
 //! `ui/client_window/`:
 //!
 //! - [`connect_page`]: `LwConnectPage`, the login form and the trust card.
-//! - [`sidebar`]: `LwSidebar`, the conversation list.
+//! - [`sidebar`]: `LwSidebar`, the conversation list (rooms, direct messages,
+//!   invitations).
+//! - [`room_header`]: `LwRoomHeader`, the room's name, topic, members panel and actions.
+//! - [`new_room_dialog`]: `LwNewRoomDialog`, the New Room dialog.
+//! - [`room_directory`]: `LwRoomDirectory`, browse and join public rooms.
 //! - [`message_list`]: `LwMessageList`, the messages of the conversation shown.
 //! - [`composer`]: `LwComposer`, the text field, attach button and transfer progress.
 //! - `session`: one login, from connect to logout, and the loop that applies the client's
 //!   events to the models.
 //! - `conversations`: which conversations exist, which one is shown, presence.
 //! - `files`: sending and saving files (the dialogs).
+//! - [`rooms`]: what room events do, and the room commands the user gives.
 //! - [`user_facing`]: the words a user reads for each error.
 //!
 //! The window owns a [`ClientHandle`](crate::transport::client::ClientHandle) while logged
@@ -25,6 +30,10 @@ mod conversations;
 mod files;
 mod imp;
 pub mod message_list;
+pub mod new_room_dialog;
+pub mod room_directory;
+pub mod room_header;
+pub mod rooms;
 mod session;
 pub mod sidebar;
 pub mod user_facing;
@@ -84,6 +93,10 @@ impl LwClientWindow {
         let convs = gio::ListStore::new::<LwConversation>();
         self.imp().conversations.replace(Some(convs.clone()));
         self.imp().sidebar.bind_model(&convs);
+        let invitations = gio::ListStore::new::<crate::gui::room_models::LwInvitation>();
+        self.imp().invitations.replace(Some(invitations.clone()));
+        self.imp().sidebar.bind_invitations(&invitations);
+        self.add_action_entries(rooms::moderation_actions());
 
         // Actions used by the message rows (context menu, download button).
         self.add_action_entries([

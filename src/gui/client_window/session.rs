@@ -197,8 +197,27 @@ impl LwClientWindow {
         self.end_session();
         let imp = self.imp();
         self.conversations().remove_all();
+        self.invitations().remove_all();
+        imp.pending_room.replace(None);
+        for dialog in [
+            imp.new_room_dialog
+                .borrow()
+                .clone()
+                .map(|d| d.upcast::<gtk::Window>()),
+            imp.directory
+                .borrow()
+                .clone()
+                .map(|d| d.upcast::<gtk::Window>()),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            dialog.set_visible(false);
+        }
         imp.current.replace(None);
         imp.message_list.set_conversation(None);
+        imp.room_header.set_conversation(None);
+        imp.composer.set_read_only(None);
         imp.online.borrow_mut().clear();
         imp.banner.set_reveal_child(false);
         imp.toast.set_reveal_child(false);
@@ -247,7 +266,7 @@ impl LwClientWindow {
     }
 
     /// What one chat event does to the models and the window.
-    fn handle_app_event(&self, e: Event) {
+    pub(super) fn handle_app_event(&self, e: Event) {
         let imp = self.imp();
         match e {
             Event::Ready {
@@ -392,16 +411,17 @@ impl LwClientWindow {
                 c.set_more_history(more);
                 c.end_history_request();
             }
-            // Rooms in the window: the rooms issue's GUI part (in progress).
-            Event::RoomState { .. }
+            // Rooms: `rooms.rs`.
+            e @ (Event::RoomState { .. }
             | Event::Rooms { .. }
             | Event::Joined { .. }
             | Event::Left { .. }
             | Event::Invited { .. }
             | Event::Member { .. }
             | Event::Topic { .. }
-            | Event::Members { .. }
-            | Event::Streams { .. } => {}
+            | Event::Members { .. }) => self.handle_room_event(e),
+            // A figure for scripts and tests; the window has nothing to show for it.
+            Event::Streams { .. } => {}
             Event::Sync => {
                 imp.syncs.set(imp.syncs.get() + 1);
                 if let Some(s) = imp.session.borrow_mut().as_mut() {
@@ -416,6 +436,9 @@ impl LwClientWindow {
                 {
                     // The echo of a conversation that failed to open (reported already):
                     // a history request queued behind the open.
+                    return;
+                }
+                if self.room_error_in_dialog(code, &message) {
                     return;
                 }
                 self.show_toast(&user_facing(code, &message));
@@ -490,7 +513,7 @@ impl LwClientWindow {
 
     /// A desktop notification for a message that arrived while the window is in the
     /// background.
-    fn notify(&self, conv: &str, from: &str, text: &str) {
+    pub(super) fn notify(&self, conv: &str, from: &str, text: &str) {
         let Some(app) = self.application() else {
             return;
         };

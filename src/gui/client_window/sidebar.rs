@@ -1,8 +1,13 @@
-//! `LwSidebar`: the conversation list (`#general` and private chats, with presence dots
-//! and unread badges) and the "Signed in as …" line.
+//! `LwSidebar`: the conversation list in two groups, "Rooms" (`#general` first, then the
+//! rooms joined) and "Direct messages" (presence dots; unread badges on both), the pending
+//! invitations above it (Accept / Decline), the New Room and Browse buttons, and the
+//! "Signed in as …" line.
 //!
-//! It shows a `gio::ListStore` of [`LwConversation`] that the window owns, and emits
-//! `conversation-selected` when the user picks one.
+//! It shows two `gio::ListStore`s the window owns (conversations, kept rooms first, and
+//! invitations) through `GtkListBox::bind_model`: a row is made once per item and updates
+//! itself from the item's properties, so 200 rooms cost nothing per event. The group
+//! headings are list-box headers, not items. It emits `conversation-selected`,
+//! `new-room`, `browse-rooms` and `invitation-answered`; the window does the rest.
 
 use std::sync::OnceLock;
 
@@ -13,6 +18,7 @@ use gtk::{gio, glib};
 use gtk4 as gtk;
 
 use crate::gui::models::LwConversation;
+use crate::gui::room_models::LwInvitation;
 
 mod imp {
     use super::*;
@@ -24,6 +30,10 @@ mod imp {
         pub(super) list: TemplateChild<gtk::ListBox>,
         #[template_child]
         pub(super) me_label: TemplateChild<gtk::Label>,
+        #[template_child]
+        pub(super) invitations_revealer: TemplateChild<gtk::Revealer>,
+        #[template_child]
+        pub(super) invitations_list: TemplateChild<gtk::ListBox>,
         /// The conversations shown (bound in [`super::LwSidebar::bind_model`]).
         pub(super) model: std::cell::RefCell<Option<gio::ListStore>>,
     }
@@ -60,6 +70,16 @@ mod imp {
                     .emit_by_name::<()>("conversation-selected", &[&conv]);
             }
         }
+
+        #[template_callback]
+        fn on_new_room(&self) {
+            self.obj().emit_by_name::<()>("new-room", &[]);
+        }
+
+        #[template_callback]
+        fn on_browse(&self) {
+            self.obj().emit_by_name::<()>("browse-rooms", &[]);
+        }
     }
 
     impl ObjectImpl for LwSidebar {
@@ -70,6 +90,14 @@ mod imp {
                 vec![
                     Signal::builder("conversation-selected")
                         .param_types([LwConversation::static_type()])
+                        .build(),
+                    // The New Room button.
+                    Signal::builder("new-room").build(),
+                    // The Browse button.
+                    Signal::builder("browse-rooms").build(),
+                    // Accept (true) or Decline (false) on the invitation to this room.
+                    Signal::builder("invitation-answered")
+                        .param_types([String::static_type(), bool::static_type()])
                         .build(),
                 ]
             })
@@ -88,7 +116,8 @@ glib::wrapper! {
 }
 
 impl LwSidebar {
-    /// Shows `convs`, one row per conversation.
+    /// Shows `convs` (rooms first, then private chats), one row per conversation, under
+    /// the headings "Rooms" and "Direct messages".
     pub fn bind_model(&self, convs: &gio::ListStore) {
         self.imp().model.replace(Some(convs.clone()));
         self.imp().list.bind_model(Some(convs), |obj| {
@@ -97,6 +126,79 @@ impl LwSidebar {
                 .expect("the sidebar holds conversations");
             row(conv).upcast()
         });
+        let model = convs.clone();
+        self.imp().list.set_header_func(move |row, before| {
+            let at = |r: &gtk::ListBoxRow| {
+                model
+                    .item(r.index() as u32)
+                    .and_downcast::<LwConversation>()
+            };
+            let Some(conv) = at(row) else { return };
+            let prev_private = before.and_then(at).map(|c| c.is_private());
+            let heading = match (conv.is_private(), prev_private) {
+                (false, None) => Some("Rooms"),
+                (true, None | Some(false)) => Some("Direct messages"),
+                _ => None,
+            };
+            match heading {
+                Some(text) => {
+                    let same = row
+                        .header()
+                        .and_downcast::<gtk::Label>()
+                        .is_some_and(|l| l.text() == text);
+                    if !same {
+                        let label = gtk::Label::builder()
+                            .label(text)
+                            .xalign(0.0)
+                            .css_classes(["sidebar-heading"])
+                            .build();
+                        row.set_header(Some(&label));
+                    }
+                }
+                None => row.set_header(None::<&gtk::Widget>),
+            }
+        });
+    }
+
+    /// Shows the pending invitations of `invitations` (a `gio::ListStore` of
+    /// [`LwInvitation`]) above the conversations, while there are any.
+    pub fn bind_invitations(&self, invitations: &gio::ListStore) {
+        let imp = self.imp();
+        imp.invitations_list.bind_model(
+            Some(invitations),
+            glib::clone!(
+                #[weak(rename_to = sidebar)]
+                self,
+                #[upgrade_or_else]
+                || gtk::Label::new(None).upcast(),
+                move |obj| {
+                    let inv = obj
+                        .downcast_ref::<LwInvitation>()
+                        .expect("the list holds invitations");
+                    invitation_row(&sidebar, inv)
+                }
+            ),
+        );
+        let revealer = imp.invitations_revealer.get();
+        revealer.set_reveal_child(invitations.n_items() > 0);
+        invitations.connect_items_changed(move |store, _, _, _| {
+            revealer.set_reveal_child(store.n_items() > 0);
+        });
+    }
+
+    /// Whether the invitations are shown.
+    pub fn invitations_visible(&self) -> bool {
+        self.imp().invitations_revealer.reveals_child()
+    }
+
+    /// The group headings shown, top to bottom (for tests).
+    pub fn headings(&self) -> Vec<String> {
+        let list = &self.imp().list;
+        (0..)
+            .map_while(|i| list.row_at_index(i))
+            .filter_map(|r| r.header().and_downcast::<gtk::Label>())
+            .map(|l| l.text().to_string())
+            .collect()
     }
 
     /// Selects the row of `conv` (which emits `conversation-selected`).
@@ -128,6 +230,9 @@ fn row(conv: &LwConversation) -> gtk::Widget {
         .label(if conv.is_private() { "@" } else { "#" })
         .css_classes(["dim-label"])
         .build();
+    if conv.is_room() && !conv.is_general() {
+        row.set_tooltip_text(Some(&conv.topic()));
+    }
     let name = conv.name();
     let label = gtk::Label::builder()
         .label(name.trim_start_matches(['#', '@']))
@@ -164,5 +269,67 @@ fn row(conv: &LwConversation) -> gtk::Widget {
     let u = update.clone();
     conv.connect_unread_notify(move |c| u(c));
     conv.connect_online_notify(move |c| update(c));
+    let removed = {
+        let row = row.clone();
+        move |c: &LwConversation| {
+            if c.is_read_only() {
+                row.add_css_class("removed");
+                row.set_tooltip_text(Some(&c.removed()));
+            } else {
+                row.remove_css_class("removed");
+            }
+        }
+    };
+    removed(conv);
+    conv.connect_removed_notify(move |c| removed(c));
+    let r = row.clone();
+    conv.connect_topic_notify(move |c| {
+        if !c.is_read_only() {
+            r.set_tooltip_text(Some(&c.topic()));
+        }
+    });
     row.upcast()
+}
+
+/// One invitation: the room, who invited, its topic, and Decline / Accept.
+fn invitation_row(sidebar: &LwSidebar, inv: &LwInvitation) -> gtk::Widget {
+    let data = inv.data();
+    let text = gtk::Label::builder()
+        .label(format!("{} invited you to {}", data.by, data.room))
+        .xalign(0.0)
+        .wrap(true)
+        .css_classes(["heading"])
+        .build();
+    let topic = gtk::Label::builder()
+        .label(data.topic.as_str())
+        .xalign(0.0)
+        .wrap(true)
+        .visible(!data.topic.is_empty())
+        .css_classes(["dim-label", "caption"])
+        .build();
+    let answer = |label: &str, accept: bool| {
+        let button = gtk::Button::builder().label(label).hexpand(true).build();
+        if accept {
+            button.add_css_class("suggested-action");
+        }
+        let room = data.room.clone();
+        button.connect_clicked(glib::clone!(
+            #[weak]
+            sidebar,
+            move |_| sidebar.emit_by_name::<()>("invitation-answered", &[&room, &accept])
+        ));
+        button
+    };
+    let buttons = gtk::Box::new(gtk::Orientation::Horizontal, 6);
+    buttons.append(&answer("Decline", false));
+    buttons.append(&answer("Accept", true));
+    let card = gtk::Box::builder()
+        .orientation(gtk::Orientation::Vertical)
+        .spacing(6)
+        .css_classes(["invitation"])
+        .build();
+    card.append(&text);
+    card.append(&topic);
+    card.append(&buttons);
+    card.upcast()
 }

@@ -1,6 +1,7 @@
 //! Words for a person from the errors the client reports, like Fractal's
 //! `user_facing_error.rs`: one place decides what a user reads for each error.
 
+use crate::app::ids::NameError;
 use crate::app::protocol::ErrorCode;
 use crate::transport::client::Fatal;
 
@@ -27,8 +28,32 @@ pub fn user_facing(code: ErrorCode, message: &str) -> String {
         }
         ErrorCode::QuotaExceeded => format!("You have no storage space left on this server: {message}"),
         ErrorCode::Exists => format!("That file already exists: {message}"),
+        ErrorCode::NotMember => format!("You are not a member of that room. ({message})"),
+        ErrorCode::NotAllowed => {
+            format!("Your role in that room does not allow that. ({message})")
+        }
+        ErrorCode::Banned => "You are banned from that room.".into(),
+        ErrorCode::RoomExists => {
+            "A room with that name (or one that looks the same) already exists. Pick another name, or find it with Browse."
+                .into()
+        }
+        ErrorCode::NoSuchRoom => format!("There is no such room. ({message})"),
+        ErrorCode::NotInvited => {
+            "That room is invite-only: ask one of its members for an invitation.".into()
+        }
+        ErrorCode::AlreadyMember => "You are already in that room.".into(),
         // The rest (and codes a newer server may add) explain themselves in `message`.
         _ => sentence(message),
+    }
+}
+
+/// Why a name cannot be a room's name, in words (the name rules are the user names').
+pub fn room_name_problem(e: &NameError) -> &'static str {
+    match e {
+        NameError::Length => "a room name has 1 to 32 characters after the “#”",
+        NameError::Charset => "use only letters, digits, “_”, “-” and “.” after the “#”",
+        NameError::NoLetter => "a room name needs at least one letter or digit",
+        NameError::Reserved => "that name belongs to the server's own room",
     }
 }
 
@@ -91,5 +116,7 @@ mod tests {
             user_facing(ErrorCode::BadRequest, "empty message"),
             "Empty message"
         );
+        assert!(user_facing(ErrorCode::RoomExists, "#design").contains("already exists"));
+        assert!(room_name_problem(&NameError::Reserved).contains("server's own room"));
     }
 }

@@ -43,6 +43,12 @@ pub struct LwServerWindow {
     #[template_child]
     pub(super) announce_entry: TemplateChild<gtk::Entry>,
     #[template_child]
+    pub(super) announce_room: TemplateChild<gtk::DropDown>,
+    #[template_child]
+    pub(super) rooms_heading: TemplateChild<gtk::Label>,
+    #[template_child]
+    pub(super) rooms_view: TemplateChild<gtk::ColumnView>,
+    #[template_child]
     pub(super) announce_button: TemplateChild<gtk::Button>,
 
     /// Options other than the listen address (data dir, certificate, limits).
@@ -51,6 +57,10 @@ pub struct LwServerWindow {
     pub(super) handle: RefCell<Option<ServerHandle>>,
     /// Connected clients (a `gio::ListStore` of `LwClientEntry`).
     pub(super) clients: RefCell<Option<gio::ListStore>>,
+    /// Rooms (a `gio::ListStore` of `LwServerRoom`), `#general` first.
+    pub(super) rooms: RefCell<Option<gio::ListStore>>,
+    /// The announce dropdown's room names, in the order of `rooms`.
+    pub(super) room_names: RefCell<Option<gtk::StringList>>,
     /// Bumped on every start and stop; events of an older run are dropped.
     pub(super) generation: Cell<u64>,
     /// Starting or stopping right now.
@@ -100,7 +110,11 @@ impl LwServerWindow {
     fn on_announce(&self) {
         let text = self.announce_entry.text().trim().to_owned();
         if !text.is_empty() {
-            self.obj().announce(&text);
+            let obj = self.obj();
+            match obj.announce_target() {
+                Some(room) => obj.announce_to(&room, &text),
+                None => obj.announce(&text),
+            }
             self.announce_entry.set_text("");
         }
     }

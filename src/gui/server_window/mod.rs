@@ -5,6 +5,7 @@
 //! an `async_channel` that one `glib::spawn_future_local` loop drains into the models.
 
 mod imp;
+mod rooms;
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -121,6 +122,7 @@ impl LwServerWindow {
         view.append_column(&gtk::ColumnViewColumn::new(None, Some(kick)));
 
         self.update_clients_heading();
+        self.setup_rooms();
     }
 
     /// Runs `f` each time the server has started listening.
@@ -189,6 +191,7 @@ impl LwServerWindow {
         imp.port_entry.set_sensitive(!running && !busy);
         imp.announce_entry.set_sensitive(running);
         imp.announce_button.set_sensitive(running);
+        imp.announce_room.set_sensitive(running);
         imp.copy_button.set_sensitive(running);
     }
 
@@ -445,6 +448,7 @@ impl LwServerWindow {
                     e.update(|d| d.messages += 1);
                     clients.items_changed(pos, 1, 1);
                 }
+                self.room_active(&to);
                 match text {
                     Some(t) => self.log(&format!("{from} → {to}: {t}")),
                     None => self.log(&format!("{from} → {to}, encrypted")),
@@ -459,8 +463,9 @@ impl LwServerWindow {
             ServerLog::StoreFailed { error, .. } => {
                 self.log(&format!("storage error: {error}"));
             }
-            ServerLog::RoomCreated { room, by, .. } => self.log(&format!("{by} created {room}")),
-            ServerLog::RoomClosed { room } => self.log(&format!("{room} was closed")),
+            e @ (ServerLog::RoomCreated { .. } | ServerLog::RoomClosed { .. }) => {
+                self.handle_room_log(e)
+            }
         }
     }
 }
