@@ -659,6 +659,21 @@ fn rooms_scenario(server: &LwServerWindow, alice: &LwClientWindow, bob: &LwClien
         find(&messages(bob, "#design"), "welcome, bob").is_some()
     });
     println!("ok: both see each other's messages in #design");
+    // `LIVEWIRE_GUI_SHOT_ROOM=path.png` captures alice's window here, in a real session
+    // (docs/screenshots/room.png).
+    if let Ok(path) = std::env::var("LIVEWIRE_GUI_SHOT_ROOM") {
+        // Let an earlier step's toast time out (6 s) so the picture shows the room.
+        let start = Instant::now();
+        wait_until("earlier toasts to go", || start.elapsed() > Duration::from_secs(7));
+        wait_frames(alice, 4);
+        let shot = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "import -window \"$(xdotool search --name 'LiveWire — alice' | head -1)\" '{path}'"
+            ))
+            .status();
+        println!("screenshot {path}: {shot:?}");
+    }
 
     alice.request_members();
     wait_until("alice's member list", || {
