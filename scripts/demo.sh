@@ -28,11 +28,17 @@ chat() { "$bin" chat --server "$addr" --user "$1" --accept-new --config-dir "$tm
 { echo '{"cmd":"sync"}'; sleep 1
   echo '{"cmd":"send","to":"#general","text":"hi everyone, bob here"}'
   echo '{"cmd":"send","to":"@alice","text":"psst alice, this one is private"}'
+  sleep 1
+  echo '{"cmd":"rooms","filter":"des"}'
+  echo '{"cmd":"join","room":"#design"}'
+  echo '{"cmd":"send","to":"#design","text":"count me in"}'
   sleep 2; } | chat bob | sed 's/^/bob   < /' &
 bob=$!
 sleep 0.5
 { echo '{"cmd":"send","to":"#general","text":"hello from alice"}'; echo '{"cmd":"who"}'
-  sleep 2; echo '{"cmd":"sync"}'; } | chat alice | sed 's/^/alice < /'
+  echo '{"cmd":"create_room","room":"#design","topic":"Design reviews","visibility":"public"}'
+  sleep 2.5; echo '{"cmd":"send","to":"#design","text":"welcome, bob"}'
+  echo '{"cmd":"members","room":"#design"}'; echo '{"cmd":"sync"}'; } | chat alice | sed 's/^/alice < /'
 wait $bob
 kill -TERM $srv; wait $srv || true
 sed 's/^/server: /' "$tmp/server.out" | tail -n +2
