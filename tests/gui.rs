@@ -664,7 +664,9 @@ fn rooms_scenario(server: &LwServerWindow, alice: &LwClientWindow, bob: &LwClien
     if let Ok(path) = std::env::var("LIVEWIRE_GUI_SHOT_ROOM") {
         // Let an earlier step's toast time out (6 s) so the picture shows the room.
         let start = Instant::now();
-        wait_until("earlier toasts to go", || start.elapsed() > Duration::from_secs(7));
+        wait_until("earlier toasts to go", || {
+            start.elapsed() > Duration::from_secs(7)
+        });
         wait_frames(alice, 4);
         let shot = std::process::Command::new("sh")
             .arg("-c")

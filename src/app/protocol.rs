@@ -86,6 +86,9 @@ pub enum ErrorCode {
     NotInvited,
     /// Already a member of that room.
     AlreadyMember,
+    /// A request on a conversation stream that was never opened (or whose opening failed,
+    /// which was reported already).
+    NotOpen,
     /// A code this build does not know, from a newer peer. Kept so that a newer server's
     /// new code still reaches an older client as an error (its message says what went
     /// wrong) instead of making the whole frame undecodable. Never sent.
@@ -121,6 +124,7 @@ impl ErrorCode {
             ErrorCode::NoSuchRoom => "no_such_room",
             ErrorCode::NotInvited => "not_invited",
             ErrorCode::AlreadyMember => "already_member",
+            ErrorCode::NotOpen => "not_open",
             ErrorCode::Unknown => "unknown",
         }
     }

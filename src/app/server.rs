@@ -958,7 +958,7 @@ impl<S: Store> ServerCore<S> {
                 return Ok(());
             }
             let msg = "open the conversation first";
-            self.conv_error(conn, &conv, ErrorCode::BadRequest, msg, cmid);
+            self.conv_error(conn, &conv, ErrorCode::NotOpen, msg, cmid);
             return Ok(());
         }
         match up {

@@ -432,8 +432,7 @@ impl LwClientWindow {
                 if code == ErrorCode::UnknownUser {
                     self.drop_unconfirmed_chat();
                 }
-                if code == ErrorCode::BadRequest && message.contains("open the conversation first")
-                {
+                if code == ErrorCode::NotOpen {
                     // The echo of a conversation that failed to open (reported already):
                     // a history request queued behind the open.
                     return;
