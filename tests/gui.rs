@@ -648,7 +648,10 @@ fn rooms_scenario(server: &LwServerWindow, alice: &LwClientWindow, bob: &LwClien
     wait_until("bob in #design", || {
         bob.current().is_some_and(|c| c.name() == "#design") && bob.invitations().n_items() == 0
     });
-    println!("ok: bob accepted the invitation from his window");
+    wait_until("the server window to count bob in #design", || {
+        server.room_members("#design") == Some(2)
+    });
+    println!("ok: bob accepted the invitation from his window; the server window counts 2");
 
     bob.compose_and_send("hello design");
     wait_until("alice to see bob's room message", || {

@@ -234,6 +234,18 @@ pub enum ServerLog {
         /// Public or private.
         visibility: super::rooms::Visibility,
     },
+    /// A room's figures for the operator's list: at start for every stored room, and
+    /// after every change of its membership.
+    RoomUpdated {
+        /// Room name.
+        room: String,
+        /// Public or private.
+        visibility: super::rooms::Visibility,
+        /// How many members.
+        members: u32,
+        /// Unix ms of its newest message (0: none yet).
+        last_activity: u64,
+    },
     /// A room was closed (its last member left, or the operator closed it).
     RoomClosed {
         /// Room name.

@@ -103,8 +103,10 @@ pub struct ServerRoomData {
     pub by: String,
     /// Public or private.
     pub visibility: crate::app::rooms::Visibility,
-    /// Newest message seen since the window started, Unix seconds (0: none).
+    /// Newest message, Unix seconds (0: none).
     pub last_activity: i64,
+    /// How many members (0 until the server said).
+    pub members: u32,
 }
 
 data_object!(

@@ -65,9 +65,24 @@ impl<S: Store> ServerCore<S> {
                 inviters,
                 last_activity,
             };
-            self.rooms.insert(entry.room.name.key(), entry);
+            let key = entry.room.name.key();
+            self.rooms.insert(key.clone(), entry);
+            self.room_updated(&key);
         }
         Ok(())
+    }
+
+    /// Tells the operator a room's member count and activity.
+    fn room_updated(&mut self, key: &str) {
+        if let Some(e) = self.rooms.get(key) {
+            let l = ServerLog::RoomUpdated {
+                room: e.room.name.as_str().to_owned(),
+                visibility: e.room.visibility,
+                members: e.room.members.len() as u32,
+                last_activity: e.last_activity,
+            };
+            self.log(l);
+        }
     }
 
     /// Every (room key, member key) pair, for the transport's copy of room membership.
@@ -355,6 +370,7 @@ impl<S: Store> ServerCore<S> {
             user: me.to_owned(),
             member: true,
         });
+        self.room_updated(&key);
         let info = Self::info(&self.rooms[&key], me);
         self.tell_user(me, RoomDown::Joined { room: info });
         Ok(())
@@ -448,6 +464,12 @@ impl<S: Store> ServerCore<S> {
             return Err(e.into());
         }
         self.announce_effects(key, actor, kind, &effects)?;
+        if effects
+            .iter()
+            .any(|e| matches!(e, Effect::Joined { .. } | Effect::Removed { .. }))
+        {
+            self.room_updated(key);
+        }
         Ok(())
     }
 

@@ -463,9 +463,9 @@ impl LwServerWindow {
             ServerLog::StoreFailed { error, .. } => {
                 self.log(&format!("storage error: {error}"));
             }
-            e @ (ServerLog::RoomCreated { .. } | ServerLog::RoomClosed { .. }) => {
-                self.handle_room_log(e)
-            }
+            e @ (ServerLog::RoomCreated { .. }
+            | ServerLog::RoomUpdated { .. }
+            | ServerLog::RoomClosed { .. }) => self.handle_room_log(e),
         }
     }
 }

@@ -1,11 +1,12 @@
-//! The server window's rooms: the list (room, visibility, creator, last activity, Close
+//! The server window's rooms: the list (room, visibility, creator, members, last activity, Close
 //! with confirmation), the announce dropdown, and the operator's room actions.
 //!
 //! Everything that depends on the server side of rooms is here, in one place: the
-//! `ServerLog::RoomCreated` / `RoomClosed` entries that feed the list, and the
-//! `ServerHandle::announce_to` / `close_room` calls. The list starts with `#general`
-//! (the server's room, never closed) and follows the log from the window's start; the
-//! activity column is the newest message seen since then.
+//! `ServerLog::RoomCreated` / `RoomUpdated` / `RoomClosed` entries that feed the list (the
+//! server sends `RoomUpdated` for every stored room at start, so rooms from before the
+//! window are listed too, and after every membership change), and the
+//! `ServerHandle::announce_to` / `close_room` calls. `#general` comes first (the server's
+//! room, never closed).
 
 use gtk::prelude::*;
 use gtk::subclass::prelude::*;
@@ -34,6 +35,7 @@ impl LwServerWindow {
             by: SERVER_AUTHOR.to_owned(),
             visibility: Visibility::Public,
             last_activity: 0,
+            members: 0,
         });
         let view = &imp.rooms_view;
         view.set_model(Some(&gtk::NoSelection::new(Some(rooms))));
@@ -69,6 +71,14 @@ impl LwServerWindow {
             .to_owned()
         }));
         view.append_column(&text_column("Created by", true, |d| d.by.clone()));
+        view.append_column(&text_column("Members", false, |d| {
+            // `#general` has every user; its count is not tracked here.
+            if d.room == GENERAL {
+                "everyone".to_owned()
+            } else {
+                d.members.to_string()
+            }
+        }));
         view.append_column(&text_column("Last activity", false, |d| {
             if d.last_activity == 0 {
                 "—".to_owned()
@@ -168,6 +178,16 @@ impl LwServerWindow {
             .collect()
     }
 
+    /// The member count listed for `room` (for tests).
+    pub fn room_members(&self, room: &str) -> Option<u32> {
+        let rooms = self.rooms();
+        let pos = position::<LwServerRoom>(&rooms, |r| r.data().room.eq_ignore_ascii_case(room))?;
+        rooms
+            .item(pos)
+            .and_downcast::<LwServerRoom>()
+            .map(|r| r.data().members)
+    }
+
     fn add_room(&self, data: ServerRoomData) {
         let name = data.room.clone();
         if position::<LwServerRoom>(&self.rooms(), |r| r.data().room.eq_ignore_ascii_case(&name))
@@ -229,7 +249,38 @@ impl LwServerWindow {
                     by,
                     visibility,
                     last_activity: 0,
+                    members: 1,
                 });
+            }
+            ServerLog::RoomUpdated {
+                room,
+                visibility,
+                members,
+                last_activity,
+            } => {
+                let last_activity = (last_activity / 1000) as i64;
+                let rooms = self.rooms();
+                match position::<LwServerRoom>(&rooms, |r| {
+                    r.data().room.eq_ignore_ascii_case(&room)
+                }) {
+                    Some(pos) => {
+                        if let Some(r) = rooms.item(pos).and_downcast::<LwServerRoom>() {
+                            r.update(|d| {
+                                d.members = members;
+                                d.last_activity = d.last_activity.max(last_activity);
+                            });
+                            rooms.items_changed(pos, 1, 1);
+                        }
+                    }
+                    // A room from before the window started (the creator is not known).
+                    None => self.add_room(ServerRoomData {
+                        room,
+                        by: "—".to_owned(),
+                        visibility,
+                        last_activity,
+                        members,
+                    }),
+                }
             }
             ServerLog::RoomClosed { room } => {
                 self.log(&format!("{room} was closed"));

@@ -129,6 +129,7 @@ fn trace_entry(l: &ServerLog) {
             by,
             visibility,
         } => info!(%room, %by, ?visibility, "room created"),
+        ServerLog::RoomUpdated { room, members, .. } => debug!(%room, members, "room updated"),
         ServerLog::RoomClosed { room } => info!(%room, "room closed"),
         ServerLog::StoreFailed { error, full: true } => {
             warn!(%error, "out of storage space: writes are refused with server_full until there is room")
