@@ -2,22 +2,48 @@
 //!
 //! # Layout
 //!
-//! - [`app`]: the chat rules without I/O. Identifiers, protocol messages, the server and
-//!   client state machines (`handle(input, now) -> outputs`), limits, and the storage trait.
-//!   It imports no tokio, quinn, GTK or SQLite.
-//! - [`transport`]: bytes on the wire. quinn endpoint configuration, TLS with certificate
-//!   pinning, the length-prefixed frame codec, AES-256-GCM-SIV envelopes and the session key
-//!   schedule, and the async drivers that feed the app cores from QUIC streams.
-//! - [`store`]: SQLite persistence (rusqlite, bundled) behind the app's storage trait.
-//! - [`scripted`]: the JSON-lines contract of `livewire server --headless` and
-//!   `livewire chat`.
-//! - `gui` (feature `gui`, default): GTK4 windows, talking to the async core only through
-//!   channels.
-//! - [`paths`]: default directories and file locations, shared by `cli` and `gui`.
-//! - [`cli`]: the command line.
+//! ```text
+//! src/
+//! ├── app/                 the chat rules, sans-IO: `handle(input, now) -> outputs`
+//! │   ├── ids.rs           user names and their look-alike skeleton, ConvId, message ids
+//! │   ├── protocol.rs      every frame on the wire (control, conversation, rooms, files)
+//! │   ├── rooms.rs         the room model: names, roles, visibility, moderation rules
+//! │   ├── server.rs        ServerCore: logins, conversations, fan-out, deletes, catch-up
+//! │   ├── server/rooms.rs  ServerCore's room commands, membership and announcements
+//! │   ├── client.rs        ClientCore: commands and events (the scripted contract),
+//! │   │                    outbox, barriers, stream lifecycle, the user's rooms
+//! │   ├── files.rs         file messages and chunk arithmetic
+//! │   ├── limits.rs        configurable limits, token buckets, backoff
+//! │   └── store.rs         the `Store` trait (+ store/mem.rs and store/contract.rs with
+//! │                        the `test-util` feature: the in-memory store and the suite
+//! │                        every store passes)
+//! ├── transport/           bytes on the wire and the async drivers
+//! │   ├── quic.rs          quinn configuration, timers, the quinn types the rest names
+//! │   ├── tls.rs           certificates, pinning (TOFU), the custom verifier
+//! │   ├── codec.rs         length-prefixed postcard frames with a size limit
+//! │   ├── envelope.rs      AES-256-GCM-SIV session envelopes, seal/open of event bodies
+//! │   ├── identity.rs      end-to-end keys of private conversations
+//! │   ├── auth.rs          Argon2id password hashing
+//! │   ├── save.rs          atomic file writes off the async threads
+//! │   ├── server/          the server driver: mod (Server, ServerHandle), connection
+//! │   │                    (accept, per-IP limit, login), context (ConnCtx), streams
+//! │   │                    (readers), queue + writer (per-connection output), hub (the
+//! │   │                    thread that owns ServerCore and the store), operator (log)
+//! │   ├── client.rs        the client driver: connect, login, streams, reconnect
+//! │   ├── files/           chunk.rs (format), server.rs (stored files, quota, serving),
+//! │   │                    client/ (book, upload, download)
+//! │   ├── portmap.rs       PCP / NAT-PMP / UPnP port mapping
+//! │   └── faulty.rs        a seeded faulty UDP socket (feature `test-util`)
+//! ├── store/               SQLite behind the `Store` trait (mod.rs, rooms.rs)
+//! ├── scripted.rs          the JSON-lines contract of `server --headless` and `chat`
+//! ├── paths.rs             default directories and file locations
+//! ├── cli.rs               the command line
+//! └── gui/                 GTK4 windows (feature `gui`): see [`gui`]'s own layout
+//! ```
 //!
 //! Dependencies point one way: `gui -> transport -> app`, `store -> app`; `cli` starts the
-//! `gui`, and both take their default locations from `paths`.
+//! `gui`, and both take their default locations from `paths`. `app` imports no tokio,
+//! quinn, GTK or SQLite; the transport knows the `Store` trait, never a backend.
 
 pub mod app;
 pub mod cli;
