@@ -5,23 +5,30 @@
 #   scripts/package.sh --binary PATH     # package an existing binary (tests/package.rs
 #                                        # passes the debug one cargo already built)
 #   scripts/package.sh --fast            # gzip -1 instead of xz (tests)
+#   scripts/package.sh --out DIR         # somewhere else than target/debian/
 #
 # The package holds the binary, the desktop entries, the AppStream metainfo, the icons, the
 # manual pages (written by the binary itself: `livewire man DIR`) and the systemd unit of the
 # headless server (data/). It prints the path of the .deb on its last line.
 set -euo pipefail
-cd "$(dirname "$0")/.."
 
 binary=""
+out=""
 compress=(-Zxz)
 while [ $# -gt 0 ]; do
   case "$1" in
     --binary) binary="${2:?--binary needs a path}"; shift 2 ;;
     --fast) compress=(-Zgzip -z1); shift ;;
-    -h | --help) sed -n '2,11p' "$0"; exit 0 ;;
+    --out) out="${2:?--out needs a directory}"; shift 2 ;;
+    -h | --help) sed -n '2,12p' "$0"; exit 0 ;;
     *) echo "package.sh: unknown argument: $1" >&2; exit 2 ;;
   esac
 done
+# Paths given on the command line are relative to where it was run.
+[ -n "$binary" ] && binary=$(realpath -m "$binary")
+[ -n "$out" ] && out=$(realpath -m "$out")
+cd "$(dirname "$0")/.."
+out=${out:-target/debian}
 
 for tool in dpkg-deb dpkg gzip strip; do
   command -v "$tool" >/dev/null || { echo "package.sh: $tool is missing (apt-get install dpkg binutils)" >&2; exit 1; }
@@ -37,7 +44,6 @@ fi
 app_id=io.github.livewire.LiveWire
 version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n1)
 arch=$(dpkg --print-architecture)
-out=target/debian
 root="$out/livewire_${version}_${arch}"
 rm -rf "$root"
 mkdir -p "$root/DEBIAN"
