@@ -119,6 +119,10 @@ set -e
 if [ -d /run/systemd/system ]; then
   systemctl --system daemon-reload >/dev/null || true
 fi
+# An enabled unit leaves its link behind when the package goes.
+if [ "$1" = purge ]; then
+  rm -f /etc/systemd/system/multi-user.target.wants/livewire-server.service
+fi
 EOF
 chmod 0755 "$root/DEBIAN/postinst" "$root/DEBIAN/prerm" "$root/DEBIAN/postrm"
 
