@@ -8,6 +8,9 @@ LIVEWIRE_PACKAGES=(
   xvfb xauth                       # GUI tests under a virtual display
   iproute2 nftables conntrack      # the NAT lab (tests/natlab.rs)
   miniupnpd                        # port-mapping test in the NAT lab
+  desktop-file-utils appstream     # tests/package.rs: desktop entries and metainfo
+  systemd                          # tests/package.rs: systemd-analyze verify (the unit)
+  dpkg-dev binutils                # scripts/package.sh: Depends (dpkg-shlibdeps), strip
 )
 
 lw_sudo() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }

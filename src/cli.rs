@@ -39,6 +39,13 @@ enum Cmd {
         #[arg(long, default_value = "certs")]
         dir: PathBuf,
     },
+    /// Write the manual pages (livewire.1, livewire-server.1, …) into a directory; used by
+    /// scripts/package.sh, so the pages always describe the binary they ship with.
+    #[command(hide = true)]
+    Man {
+        /// Directory for the pages (created if missing).
+        dir: PathBuf,
+    },
 }
 
 /// Server options shared by the window and headless mode.
@@ -214,6 +221,13 @@ fn read_password(args: &ChatArgs) -> Result<String, String> {
         .map_err(|_| "a password is needed: --password-file FILE or LIVEWIRE_PASSWORD".to_owned())
 }
 
+/// One roff page per visible command, generated from the clap definition above.
+fn write_man_pages(dir: &std::path::Path) -> std::io::Result<()> {
+    use clap::CommandFactory;
+    std::fs::create_dir_all(dir)?;
+    clap_mangen::generate_to(Cli::command(), dir)
+}
+
 fn usage(msg: &str) -> ExitCode {
     eprintln!("livewire: {msg}");
     ExitCode::from(exit::USAGE)
@@ -287,6 +301,16 @@ pub fn main() -> ExitCode {
         }
         Cmd::Client(args) => gui_client(args.config_dir.unwrap_or_else(config_dir)),
         Cmd::Demo(args) => gui_demo(args.data_dir),
+        Cmd::Man { dir } => match write_man_pages(&dir) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!(
+                    "livewire: cannot write manual pages to {}: {e}",
+                    dir.display()
+                );
+                ExitCode::from(exit::OTHER)
+            }
+        },
         Cmd::Cert { dir } => match Identity::load_or_create(&dir) {
             Ok(id) => {
                 println!("{} {}", dir.join("cert.pem").display(), id.fingerprint());

@@ -61,6 +61,16 @@ use crate::transport::server::ServerOptions;
 /// The style sheet, compiled in.
 pub const STYLE_CSS: &str = include_str!("../../ui/style.css");
 
+/// The client's application ID: the GApplication ID, its D-Bus name, the name of the desktop
+/// entry, the metainfo and the icons in `data/` (tests/package.rs checks they agree).
+pub const APP_ID: &str = "io.github.livewire.LiveWire";
+
+/// The server window's application ID (its own desktop entry in `data/`).
+pub const SERVER_APP_ID: &str = "io.github.livewire.LiveWire.Server";
+
+/// The demo's application ID (no desktop entry: `livewire demo` is for trying it out).
+pub const DEMO_APP_ID: &str = "io.github.livewire.LiveWire.Demo";
+
 /// A `gtk::Application` that never hands over to another process (with a session bus, a
 /// second process with the same application ID would hand its window to the first and exit).
 pub fn application(id: &str) -> gtk::Application {
@@ -68,6 +78,24 @@ pub fn application(id: &str) -> gtk::Application {
         .application_id(id)
         .flags(gio::ApplicationFlags::NON_UNIQUE)
         .build()
+}
+
+/// The client application. Launched with the default config dir (as the desktop entry
+/// does) it is unique and owns [`APP_ID`] on the session bus, so launching it again opens
+/// the new window in the running process; with another config dir (`--config-dir`,
+/// `LIVEWIRE_CONFIG_DIR`: another set of pins and logins) it runs on its own, as before.
+fn client_application(config_dir: &Path) -> gtk::Application {
+    if config_dir == crate::paths::config_dir() {
+        gtk::Application::builder().application_id(APP_ID).build()
+    } else {
+        application(APP_ID)
+    }
+}
+
+/// Names the program after its application ID, so that the X11 window class matches the
+/// desktop entry (`StartupWMClass`) as the Wayland app ID does.
+fn set_program_name(id: &str) {
+    glib::set_prgname(Some(id));
 }
 
 /// Loads `ui/style.css` for the default display (call after GTK is initialised).
@@ -92,7 +120,9 @@ fn run(app: &gtk::Application) -> ExitCode {
 
 /// The server window (`livewire server`); the server starts right away.
 pub fn run_server(opts: ServerOptions) -> ExitCode {
-    let app = application("org.livewire.Server");
+    // Several servers (ports, data dirs) may run on one desktop: never unique.
+    set_program_name(SERVER_APP_ID);
+    let app = application(SERVER_APP_ID);
     app.connect_activate(move |app| {
         load_css();
         let win = LwServerWindow::new(app, opts.clone());
@@ -104,7 +134,8 @@ pub fn run_server(opts: ServerOptions) -> ExitCode {
 
 /// The client window (`livewire client`).
 pub fn run_client(config_dir: PathBuf) -> ExitCode {
-    let app = application("org.livewire.Client");
+    set_program_name(APP_ID);
+    let app = client_application(&config_dir);
     app.connect_activate(move |app| {
         load_css();
         LwClientWindow::new(app, config_dir.clone()).present();
@@ -191,7 +222,7 @@ pub fn run_demo(data_dir: Option<PathBuf>) -> ExitCode {
         }
     };
     let logins = demo_logins(&data, keep);
-    let app = application("org.livewire.Demo");
+    let app = application(DEMO_APP_ID);
     let opts = ServerOptions {
         listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
         data_dir: data.clone(),
