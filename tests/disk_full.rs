@@ -62,21 +62,6 @@ fn codes(evs: &[Value]) -> Vec<String> {
         .collect()
 }
 
-fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut found = Vec::new();
-    let mut dirs = vec![dir.to_path_buf()];
-    while let Some(d) = dirs.pop() {
-        for e in std::fs::read_dir(d).into_iter().flatten().flatten() {
-            if e.path().is_dir() {
-                dirs.push(e.path());
-            } else {
-                found.push(e.path());
-            }
-        }
-    }
-    found
-}
-
 fn stderr_of(data: &Path) -> String {
     std::fs::read_to_string(data.with_extension("stderr.log")).unwrap_or_default()
 }
@@ -133,10 +118,7 @@ fn a_full_disk_refuses_writes_promptly_serves_reads_and_recovers() {
     alice.cmd(json!({"cmd": "send_file", "to": "#general", "path": upload}));
     let e = alice.expect("upload refused", |v| v["event"] == "error");
     assert_eq!(e["code"], "server_full", "{e}");
-    let parts: Vec<_> = walk(&data.join("files"))
-        .into_iter()
-        .filter(|p| p.extension().is_some_and(|x| x == "part"))
-        .collect();
+    let parts = parts_under(&data.join("files"));
     assert!(parts.is_empty(), "{parts:?}");
 
     // Space returns: writes work again without a restart.

@@ -5,30 +5,12 @@
 
 mod common;
 
-use std::path::Path;
+use std::path::PathBuf;
 
 use common::*;
 use serde_json::json;
 
 const FAST: &[&str] = &["--msg-burst", "10000", "--msg-rate", "10000"];
-
-/// Every file under `dir` (recursively) whose bytes contain `needle`.
-fn files_containing(dir: &Path, needle: &[u8]) -> Vec<String> {
-    let mut found = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if std::fs::read(&p).is_ok_and(|b| b.windows(needle.len()).any(|w| w == needle))
-            {
-                found.push(p.display().to_string());
-            }
-        }
-    }
-    found
-}
 
 #[test]
 fn deleted_text_leaves_every_file_while_running_after_a_kill_and_after_a_restart() {
@@ -56,7 +38,7 @@ fn deleted_text_leaves_every_file_while_running_after_a_kill_and_after_a_restart
     // Acknowledged: gone from every file while the server runs…
     assert_eq!(
         files_containing(&data, canary.as_bytes()),
-        Vec::<String>::new()
+        Vec::<PathBuf>::new()
     );
     // …and after 30 more messages.
     for i in 0..30 {
@@ -65,7 +47,7 @@ fn deleted_text_leaves_every_file_while_running_after_a_kill_and_after_a_restart
     alice.sync();
     assert_eq!(
         files_containing(&data, canary.as_bytes()),
-        Vec::<String>::new()
+        Vec::<PathBuf>::new()
     );
 
     // Killed right after a second acknowledged delete: nothing on disk either.
@@ -77,7 +59,7 @@ fn deleted_text_leaves_every_file_while_running_after_a_kill_and_after_a_restart
     server.kill();
     assert_eq!(
         files_containing(&data, second.as_bytes()),
-        Vec::<String>::new()
+        Vec::<PathBuf>::new()
     );
     alice.kill();
 
@@ -90,7 +72,7 @@ fn deleted_text_leaves_every_file_while_running_after_a_kill_and_after_a_restart
     assert!(!text.contains(canary) && !text.contains(second), "{text}");
     assert!(text.contains("filler 29"), "{text}");
     for c in [canary, second] {
-        assert_eq!(files_containing(&data, c.as_bytes()), Vec::<String>::new());
+        assert_eq!(files_containing(&data, c.as_bytes()), Vec::<PathBuf>::new());
     }
     bob.finish();
 }

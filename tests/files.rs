@@ -64,29 +64,11 @@ fn download(c: &mut ChatProc, id: &Value, path: &Path) -> Value {
 
 /// Every stored file (complete or partial) under `data/files`, in per-user directories.
 fn stored_files(data: &Path) -> Vec<PathBuf> {
-    let mut files = Vec::new();
-    let mut dirs = vec![data.join("files")];
-    while let Some(dir) = dirs.pop() {
-        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-            if e.path().is_dir() {
-                dirs.push(e.path());
-            } else {
-                files.push(e.path());
-            }
-        }
-    }
-    files
+    files_under(&data.join("files"))
 }
 
 fn tree_contains(dir: &Path, needle: &[u8]) -> bool {
-    std::fs::read_dir(dir).unwrap().flatten().any(|e| {
-        let p = e.path();
-        if p.is_dir() {
-            tree_contains(&p, needle)
-        } else {
-            std::fs::read(&p).is_ok_and(|b| b.windows(needle.len()).any(|w| w == needle))
-        }
-    })
+    !files_containing(dir, needle).is_empty()
 }
 
 #[test]

@@ -34,22 +34,6 @@ fn send_file(c: &mut ChatProc, path: &Path) -> Value {
     })
 }
 
-fn parts(data: &Path) -> Vec<PathBuf> {
-    let mut found = Vec::new();
-    let mut dirs = vec![data.join("files")];
-    while let Some(d) = dirs.pop() {
-        for e in std::fs::read_dir(d).into_iter().flatten().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                dirs.push(p);
-            } else if p.extension().is_some_and(|x| x == "part") {
-                found.push(p);
-            }
-        }
-    }
-    found
-}
-
 #[test]
 fn uploads_beyond_the_quota_are_refused_up_front_and_deletes_free_it() {
     let dir = tempfile::tempdir().unwrap();
@@ -72,7 +56,7 @@ fn uploads_beyond_the_quota_are_refused_up_front_and_deletes_free_it() {
         "{second}"
     );
     assert_eq!(
-        parts(&data),
+        parts_under(&data.join("files")),
         Vec::<PathBuf>::new(),
         "refused before any byte"
     );

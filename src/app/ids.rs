@@ -38,15 +38,7 @@ pub struct UserName(String);
 impl UserName {
     /// Validates a name: 1–32 ASCII letters, digits, `_ - .`.
     pub fn parse(s: &str) -> Result<Self, NameError> {
-        if s.is_empty() || s.chars().count() > 32 {
-            return Err(NameError::Length);
-        }
-        if !s
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
-        {
-            return Err(NameError::Charset);
-        }
+        check_name(s)?;
         Ok(Self(s.to_owned()))
     }
 
@@ -56,9 +48,7 @@ impl UserName {
     /// [`skeleton`]: UserName::skeleton
     pub fn parse_new(s: &str) -> Result<Self, NameError> {
         let name = Self::parse(s)?;
-        if !s.chars().any(|c| c.is_ascii_alphanumeric()) {
-            return Err(NameError::NoLetter);
-        }
+        check_has_letter(s)?;
         let skeleton = name.skeleton();
         if RESERVED_NAMES.iter().any(|r| skeleton_of(r) == skeleton) {
             return Err(NameError::Reserved);
@@ -80,6 +70,30 @@ impl UserName {
     /// [`skeleton_of`].
     pub fn skeleton(&self) -> String {
         skeleton_of(&self.0)
+    }
+}
+
+/// The rules every name follows (users, and rooms after their `#`): 1–32 ASCII letters,
+/// digits, `_ - .`.
+pub fn check_name(s: &str) -> Result<(), NameError> {
+    if s.is_empty() || s.chars().count() > 32 {
+        return Err(NameError::Length);
+    }
+    if !s
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+    {
+        return Err(NameError::Charset);
+    }
+    Ok(())
+}
+
+/// A new name needs at least one letter or digit (`...` tells nobody apart).
+pub fn check_has_letter(s: &str) -> Result<(), NameError> {
+    if s.chars().any(|c| c.is_ascii_alphanumeric()) {
+        Ok(())
+    } else {
+        Err(NameError::NoLetter)
     }
 }
 

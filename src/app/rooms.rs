@@ -23,7 +23,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-use super::ids::{GENERAL, NameError, Seq, skeleton_of};
+use super::ids::{GENERAL, NameError, Seq, check_has_letter, check_name, skeleton_of};
 
 /// A room's name as its creator spelled it, `#` included: `#design`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -36,18 +36,8 @@ impl RoomName {
         let Some(rest) = s.strip_prefix('#') else {
             return Err(NameError::Charset);
         };
-        if rest.is_empty() || rest.chars().count() > 32 {
-            return Err(NameError::Length);
-        }
-        if !rest
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
-        {
-            return Err(NameError::Charset);
-        }
-        if !rest.chars().any(|c| c.is_ascii_alphanumeric()) {
-            return Err(NameError::NoLetter);
-        }
+        check_name(rest)?;
+        check_has_letter(rest)?;
         Ok(Self(s.to_owned()))
     }
 

@@ -9,6 +9,7 @@
 #![allow(dead_code)]
 
 mod chat;
+mod disk;
 mod props;
 mod server;
 mod timers;
@@ -22,6 +23,8 @@ use serde_json::Value;
 // Each suite uses its own part of the kit.
 #[allow(unused_imports)]
 pub use chat::{ChatProc, ClientOpts};
+#[allow(unused_imports)]
+pub use disk::{files_containing, files_under, parts_under};
 #[allow(unused_imports)]
 pub use props::{Record, Tally, check_conversation, check_properties};
 #[allow(unused_imports)]
