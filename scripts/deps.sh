@@ -8,6 +8,7 @@ LIVEWIRE_PACKAGES=(
   xvfb xauth                       # GUI tests under a virtual display
   iproute2 nftables conntrack      # the NAT lab (tests/natlab.rs)
   miniupnpd                        # port-mapping test in the NAT lab
+  postgresql                       # the PostgreSQL store's tests (tests/store_postgres.rs)
 )
 
 lw_sudo() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }

@@ -42,6 +42,7 @@ fn two_nodes_racing_on_one_conversation_agree() {
         return;
     };
     let start = Arc::new(Barrier::new(2));
+    let began = std::time::Instant::now();
     let nodes: Vec<_> = [1u8, 2]
         .into_iter()
         .map(|node| {
@@ -89,8 +90,13 @@ fn two_nodes_racing_on_one_conversation_agree() {
         })
         .collect();
     let acks: Vec<_> = nodes.into_iter().flat_map(|n| n.join().unwrap()).collect();
-
     let total = 2 * usize::from(BATCHES * PER_BATCH) + usize::from(BATCHES);
+    eprintln!(
+        "two nodes stored {total} messages in {} batches in {:?} (debug build, fsync off)",
+        2 * BATCHES,
+        began.elapsed()
+    );
+
     let mut s = PgStore::connect(&db.url()).unwrap();
     let events = s
         .events_after(&ConvId::General, 0, 10_000, "nobody")
@@ -111,7 +117,9 @@ fn two_nodes_racing_on_one_conversation_agree() {
     // Every acknowledgement names what is stored; a message acknowledged by both nodes was
     // stored by exactly one of them, and both name the same event.
     let stored: BTreeMap<_, _> = events.iter().map(|e| (e.id, e)).collect();
-    let mut by_message: BTreeMap<(String, ClientMsgId), Vec<(u64, u64, bool)>> = BTreeMap::new();
+    // (sender, cmid) -> every acknowledgement of it: (seq, id, existed).
+    type Acks = Vec<(u64, u64, bool)>;
+    let mut by_message: BTreeMap<(String, ClientMsgId), Acks> = BTreeMap::new();
     for (sender, id, seq, msg_id, existed) in acks {
         let e = stored[&msg_id];
         assert_eq!((e.seq, e.cmid), (seq, id));
