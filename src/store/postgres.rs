@@ -139,6 +139,17 @@ fn err(e: ::postgres::Error) -> StoreError {
     }
 }
 
+/// Whether `e` means the connection is gone: closed under the driver, or a `FATAL` from a
+/// server that is shutting down or ended this session (SQLSTATE class 57P, "operator
+/// intervention": `pg_terminate_backend`, a restart) or lost the link (class 08).
+fn connection_lost(e: &::postgres::Error) -> bool {
+    e.is_closed()
+        || e.code().is_some_and(|c| {
+            let c = c.code();
+            c.starts_with("57P") || c.starts_with("08")
+        })
+}
+
 /// Why a call failed: the database refused a statement (which aborts PostgreSQL's
 /// transaction, so the batch can no longer commit), or the store itself refused (an
 /// unknown message: the transaction is still good).
@@ -279,7 +290,9 @@ impl PgStore {
         if !self.conn.client.is_closed() {
             match self.conn.client.batch_execute("BEGIN") {
                 Ok(()) => return Ok(()),
-                Err(e) if !self.conn.client.is_closed() => return Err(err(e)),
+                Err(e) if !self.conn.client.is_closed() && !connection_lost(&e) => {
+                    return Err(err(e));
+                }
                 Err(_) => {}
             }
         }

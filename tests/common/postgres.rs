@@ -38,11 +38,13 @@ impl PgDatabase {
     }
 }
 
-/// The directory of `initdb` and `pg_ctl`: `LIVEWIRE_PG_BIN`, then the newest
-/// `/usr/lib/postgresql/*/bin`, then `PATH`.
+/// The directory of `initdb` and `pg_ctl`: `LIVEWIRE_PG_BIN` if set (a directory without
+/// them counts as "not installed", which also shows the SKIPPED path), else the newest
+/// `/usr/lib/postgresql/*/bin`, else `PATH`.
 fn find_bin() -> Option<PathBuf> {
     if let Some(dir) = std::env::var_os("LIVEWIRE_PG_BIN") {
-        return Some(dir.into());
+        let dir = PathBuf::from(dir);
+        return dir.join("initdb").exists().then_some(dir);
     }
     let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
         .into_iter()
