@@ -239,3 +239,58 @@ fn migrations_run_once_and_newer_schemas_are_refused() {
         .expect("a newer schema was accepted");
     assert!(refused.message.contains("upgrade LiveWire"), "{refused}");
 }
+
+/// The narrow race, step by step: node A has stored a message but not committed; node B
+/// gets the client's resend, finds nothing yet, and waits on the conversation's counter.
+/// Once A commits, B answers with A's event and gives its sequence number back.
+#[test]
+fn a_resend_racing_its_uncommitted_original_gets_the_original() {
+    let Some(db) = pg::fresh_database("resend race") else {
+        return;
+    };
+    let g = ConvId::General;
+    let mut a = PgStore::connect(&db.url()).unwrap();
+    a.begin().unwrap();
+    let (original, existed) = a
+        .insert_message(&g, "carol", cmid(7, 7), b"once", 1)
+        .unwrap();
+    assert!(!existed);
+    let url = db.url();
+    let b = std::thread::spawn(move || {
+        let mut b = PgStore::connect(&url).unwrap();
+        b.begin().unwrap();
+        let got = b.insert_message(&ConvId::General, "Carol", cmid(7, 7), b"once", 2);
+        b.commit().unwrap();
+        got.unwrap()
+    });
+    // Wait until B waits for a lock (the counter row A holds), then let A commit.
+    let mut admin = postgres::Client::connect(&db.url(), postgres::NoTls).unwrap();
+    let waiting = (0..250).any(|_| {
+        let n: i64 = admin
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity
+                 WHERE datname = current_database() AND wait_event_type = 'Lock'",
+                &[],
+            )
+            .unwrap()
+            .get(0);
+        n == 1 || {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            false
+        }
+    });
+    assert!(waiting, "node B never waited for node A's counter row");
+    a.commit().unwrap();
+    let (again, existed) = b.join().unwrap();
+    assert!(existed, "the resend was stored a second time");
+    assert_eq!(again, original);
+    assert_eq!(
+        a.last_seq(&g).unwrap(),
+        1,
+        "the resend's sequence number was not given back"
+    );
+    let (next, _) = a
+        .insert_message(&g, "dave", cmid(8, 8), b"next", 3)
+        .unwrap();
+    assert_eq!(next.seq, 2);
+}
