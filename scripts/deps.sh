@@ -11,6 +11,7 @@ LIVEWIRE_PACKAGES=(
   desktop-file-utils appstream     # tests/package.rs: desktop entries and metainfo
   systemd                          # tests/package.rs: systemd-analyze verify (the unit)
   dpkg-dev binutils                # scripts/package.sh: Depends (dpkg-shlibdeps), strip
+  postgresql                       # the PostgreSQL store's tests (tests/store_postgres.rs)
 )
 
 lw_sudo() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }

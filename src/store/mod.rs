@@ -8,6 +8,9 @@
 //! its next start). Temporary tables and sorts stay in memory (`temp_store=MEMORY`).
 //! The hub wraps each batch of core calls in [`SqliteStore::begin`] / [`SqliteStore::commit`]
 //! (group commit) and acknowledges only after the commit.
+//!
+//! With the `postgres` feature, [`PgStore`] keeps the same data in PostgreSQL for cluster
+//! mode, where several nodes share one database (docs/SCALING.md).
 
 use std::path::Path;
 
@@ -17,7 +20,12 @@ use crate::app::ids::{ClientMsgId, ConvId, MsgId, Seq, skeleton_of};
 use crate::app::protocol::{ConvEvent, EventKind, Hidden};
 use crate::app::store::{Store, StoreError, StoreResult, StoredEvent, StoredRoom, UserRecord};
 
+#[cfg(feature = "postgres")]
+mod postgres;
 mod rooms;
+
+#[cfg(feature = "postgres")]
+pub use postgres::PgStore;
 
 /// Schema migrations, applied in order; `PRAGMA user_version` counts those applied.
 const MIGRATIONS: &[&str] = &[
