@@ -60,6 +60,10 @@ pub struct ServerArgs {
     /// Where the database and certificate live [default: the XDG data dir].
     #[arg(long, env = "LIVEWIRE_DATA_DIR")]
     data_dir: Option<PathBuf>,
+    /// Keep the chat's data in PostgreSQL (`postgres://user@host:port/db`) instead of SQLite
+    /// in the data dir (headless only; the certificate and files stay in the data dir).
+    #[arg(long, env = "LIVEWIRE_DATABASE", value_name = "URL")]
+    database: Option<String>,
     /// Operator certificate chain (PEM); needs --key.
     #[arg(long, requires = "key")]
     cert: Option<PathBuf>,
@@ -259,7 +263,14 @@ pub fn main() -> ExitCode {
         Cmd::Server(args) if args.headless => block_on(scripted::run_headless_server(
             args.options(),
             args.port_mapping(),
+            args.database.clone(),
         )),
+        Cmd::Server(args) if args.database.is_some() => {
+            eprintln!(
+                "livewire: --database works with --headless only (the server window keeps SQLite)"
+            );
+            ExitCode::from(scripted::exit::USAGE)
+        }
         Cmd::Server(args) => gui_server(args),
         Cmd::Chat(args) => {
             let password = match read_password(&args) {

@@ -61,6 +61,29 @@ pub fn server_log_json(l: &ServerLog) -> Option<Value> {
     })
 }
 
+/// Opens the store (PostgreSQL at `database`, else SQLite in the data dir) and starts the
+/// server on it.
+async fn start_server(opts: ServerOptions, database: Option<String>) -> Result<Server, String> {
+    match database {
+        None => {
+            let store = SqliteStore::open(&opts.data_dir).map_err(|e| e.to_string())?;
+            Server::start(opts, store).await.map_err(|e| e.to_string())
+        }
+        #[cfg(feature = "postgres")]
+        Some(url) => {
+            let store = tokio::task::spawn_blocking(move || crate::store::PgStore::connect(&url))
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| format!("PostgreSQL: {e}"))?;
+            Server::start(opts, store).await.map_err(|e| e.to_string())
+        }
+        #[cfg(not(feature = "postgres"))]
+        Some(_) => {
+            Err("this livewire was built without PostgreSQL support (feature `postgres`)".into())
+        }
+    }
+}
+
 /// `livewire server --headless`: runs until SIGINT or SIGTERM, then stops gracefully.
 /// With `port_mapping`, the router is asked to forward the port first; the `listening` event
 /// then carries `public_addr` (or `port_mapping_error`), and the mapping is removed on the
@@ -68,6 +91,7 @@ pub fn server_log_json(l: &ServerLog) -> Option<Value> {
 pub async fn run_headless_server(
     opts: ServerOptions,
     port_mapping: Option<PortMapOptions>,
+    database: Option<String>,
 ) -> ExitCode {
     // Listen for signals before announcing the address: a supervisor may stop us at once.
     let stop = match Signals::new() {
@@ -77,14 +101,7 @@ pub async fn run_headless_server(
             return ExitCode::from(exit::OTHER);
         }
     };
-    let store = match SqliteStore::open(&opts.data_dir) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("livewire: cannot start the server: {e}");
-            return ExitCode::from(exit::OTHER);
-        }
-    };
-    let mut server = match Server::start(opts, store).await {
+    let mut server = match start_server(opts, database).await {
         Ok(s) => s,
         Err(e) => {
             eprintln!("livewire: cannot start the server: {e}");

@@ -64,6 +64,19 @@ pub struct ServerOptions {
     pub timers: Timers,
 }
 
+/// Holds the store until the hub thread takes it; a store dropped before that (the server
+/// failed to start) is dropped on a thread of its own, never on an async worker, where a
+/// blocking client such as PostgreSQL's would panic.
+struct OffThreadDrop<S: Send + 'static>(Option<S>);
+
+impl<S: Send + 'static> Drop for OffThreadDrop<S> {
+    fn drop(&mut self) {
+        if let Some(store) = self.0.take() {
+            let _ = std::thread::spawn(move || drop(store));
+        }
+    }
+}
+
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -148,6 +161,7 @@ impl Server {
     where
         S: Store + Send + 'static,
     {
+        let mut store = OffThreadDrop(Some(store));
         let identity = match &opts.cert {
             Some((c, k)) => Identity::from_pem_files(c, k)?,
             None => Identity::load_or_create(&opts.data_dir)?,
@@ -180,14 +194,24 @@ impl Server {
             hashers: Arc::new(Semaphore::new(2)),
             queue_bytes: opts.limits.conn_queue_bytes,
         };
-        let mut core = ServerCore::new(store, opts.limits.clone());
-        core.load_rooms()?;
-        for (room, user) in core.room_memberships() {
-            files.set_room_member(&room, &user, true);
-        }
+        // The store is used only on the hub thread: a blocking client (PostgreSQL's) must
+        // never run, or be dropped, on an async worker.
+        let store = store.0.take().expect("taken once");
+        let limits = opts.limits.clone();
+        let (loaded_tx, loaded_rx) = tokio::sync::oneshot::channel();
         let hub_thread = std::thread::Builder::new()
             .name("livewire-hub".into())
             .spawn(move || {
+                let mut core = ServerCore::new(store, limits);
+                match core.load_rooms() {
+                    Ok(()) => {
+                        let _ = loaded_tx.send(Ok(core.room_memberships()));
+                    }
+                    Err(e) => {
+                        let _ = loaded_tx.send(Err(e));
+                        return;
+                    }
+                }
                 let run = std::panic::AssertUnwindSafe(|| hub::run(core, hub_rx, router));
                 if std::panic::catch_unwind(run).is_err() {
                     // Half a server is worse than none: nothing unacknowledged is lost
@@ -197,6 +221,12 @@ impl Server {
                 }
             })
             .map_err(StartError::Thread)?;
+        let memberships = loaded_rx.await.map_err(|_| {
+            crate::app::store::StoreError::other("the server hub ended while loading rooms")
+        })??;
+        for (room, user) in memberships {
+            files.set_room_member(&room, &user, true);
+        }
         let shared = Arc::new(Shared {
             hub: hub_tx.clone(),
             files,
