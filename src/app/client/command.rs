@@ -411,7 +411,8 @@ pub enum Event {
         #[serde(flatten)]
         room: RoomItem,
     },
-    /// You are no longer in a room: `reason` is `left`, `kicked`, `banned` or `closed`.
+    /// You are no longer in a room: `reason` is `left`, `kicked` or `banned` (`left` by
+    /// `server`: the operator closed the room). The room's stream closes.
     Left {
         /// `#name`.
         room: String,
