@@ -144,10 +144,16 @@ impl World {
             }
             Output::Close { conn, .. } => self.disconnect(conn),
             // What the transport does: frames of the room still queued for this connection
-            // (here: held back) are never written; later ones are.
+            // (here: held back) are never written, but for the end of a stream the client
+            // closed; later ones are.
             Output::Revoke { conn, conv } => {
-                self.held.retain(|o| {
-                    !matches!(o, Output::Conv { conn: c, conv: v, .. } if *c == conn && *v == conv)
+                self.held.retain(|o| match o {
+                    Output::Conv {
+                        conn: c,
+                        conv: v,
+                        down,
+                    } if *c == conn && *v == conv => *down == ConvDown::Closed,
+                    _ => true,
                 });
                 if self.hold.as_ref() == Some(&(conn, conv)) {
                     self.hold = None;

@@ -867,3 +867,39 @@ fn room_commands_need_rights_checked_on_the_server() {
         "{events:?}"
     );
 }
+
+#[test]
+fn an_idle_close_crossing_a_kick_still_ends_and_barriers_complete() {
+    let mut w = World::new(Limits::default());
+    let (alice, bob) = (w.login("alice"), w.login("bob"));
+    w.clients
+        .get_mut(&bob)
+        .unwrap()
+        .set_stream_idle(std::time::Duration::from_secs(1));
+    create(&mut w, alice, "#design", Visibility::Public);
+    join(&mut w, bob, "#design");
+    w.cmd(bob, Command::Sync);
+    assert!(w.streams(bob).contains(&"#design".to_owned()));
+    w.take(bob);
+    // Bob's client closes the quiet stream; the server's `Closed` is still queued when the
+    // kick revokes the room's frames: it is written all the same.
+    w.hold = Some((bob, room("#design")));
+    w.tick(bob, 10_000);
+    w.send(alice, "#design", "queued");
+    kick(&mut w, alice, "#design", "bob");
+    w.cmd(bob, Command::Sync);
+    w.release();
+    w.cmd(bob, Command::Sync);
+    let events = w.take(bob);
+    assert_eq!(
+        events.iter().filter(|e| **e == Event::Sync).count(),
+        2,
+        "{events:?}"
+    );
+    assert!(texts(&events).is_empty(), "{events:?}");
+    assert!(!w.streams(bob).contains(&"#design".to_owned()));
+    // And he may come back.
+    join(&mut w, bob, "#design");
+    w.cmd(bob, Command::Sync);
+    assert_eq!(texts(&w.take(bob)), ["queued"]);
+}
