@@ -500,3 +500,278 @@ fn five_hundred_members_and_twenty_rooms_per_user() {
     check_properties(&records, &["u000", "u498"]);
     eprintln!("500 members, 20 rooms: {:?}", t.elapsed());
 }
+
+/// The `streams` figure of a client, once its closing streams have finished: the labels of
+/// the conversation streams it holds open.
+fn open_streams(c: &mut ChatProc) -> Vec<String> {
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        c.cmd(json!({"cmd": "streams"}));
+        let s = c.expect("streams", |v| v["event"] == "streams");
+        let open: Vec<String> = s["open"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap().to_owned())
+            .collect();
+        // `reading` counts the streams the server has not finished yet: closing ones too.
+        if s["reading"] == open.len() || std::time::Instant::now() > deadline {
+            return open;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+fn count_texts(log: &[Value], room: &str, text: &str) -> usize {
+    room_messages(log, room)
+        .iter()
+        .filter(|v| v["text"] == text)
+        .count()
+}
+
+#[test]
+fn a_removed_member_s_room_stream_closes_and_a_rejoin_reopens_it_exactly_once() {
+    let (dir, _server) = setup(&[]);
+    let home = dir.path();
+    let addr = _server.addr.clone();
+    let mut alice = ChatProc::login(&addr, "alice", home);
+    let mut bob = ChatProc::login(&addr, "bob", home);
+
+    // Public: kicked, the stream goes; rejoined, a new one catches up on what he missed.
+    create(&mut alice, "#design", "", "public");
+    assert_eq!(join(&mut bob, "#design")["event"], "joined");
+    alice.send("#design", "before");
+    bob.expect("before", |v| v["text"] == "before");
+    assert!(open_streams(&mut bob).contains(&"#design".to_owned()));
+    alice.cmd(json!({"cmd": "kick", "room": "#design", "user": "bob"}));
+    bob.expect("left", |v| v["event"] == "left" && v["reason"] == "kicked");
+    bob.sync();
+    let open = open_streams(&mut bob);
+    assert!(!open.contains(&"#design".to_owned()), "{open:?}");
+    alice.send("#design", "while out");
+    alice.sync();
+    assert_eq!(join(&mut bob, "#design")["event"], "joined");
+    bob.expect("while out", |v| v["text"] == "while out");
+    alice.send("#design", "back");
+    bob.expect("back", |v| v["text"] == "back");
+    assert!(open_streams(&mut bob).contains(&"#design".to_owned()));
+
+    // Private: the same, and the history starts again at the new join.
+    create(&mut alice, "#priv", "", "private");
+    alice.cmd(json!({"cmd": "invite", "room": "#priv", "user": "bob"}));
+    bob.expect("invited", |v| v["event"] == "invited");
+    bob.cmd(json!({"cmd": "accept", "room": "#priv"}));
+    bob.expect("joined", |v| v["event"] == "joined" && v["room"] == "#priv");
+    alice.send("#priv", "p1");
+    bob.expect("p1", |v| v["text"] == "p1");
+    alice.cmd(json!({"cmd": "leave", "room": "#priv"}));
+    bob.expect("owner", |v| {
+        v["event"] == "member" && v["change"] == "owner" && v["user"] == "bob"
+    });
+    // Bob (now the owner) leaves; alice is out already: the room closes. Make another.
+    bob.cmd(json!({"cmd": "leave", "room": "#priv"}));
+    bob.expect("left", |v| v["event"] == "left" && v["room"] == "#priv");
+    bob.sync();
+    let open = open_streams(&mut bob);
+    assert!(!open.contains(&"#priv".to_owned()), "{open:?}");
+    create(&mut alice, "#priv", "", "private");
+    alice.send("#priv", "new room, before bob");
+    alice.cmd(json!({"cmd": "invite", "room": "#priv", "user": "bob"}));
+    bob.expect("invited", |v| v["event"] == "invited");
+    bob.cmd(json!({"cmd": "accept", "room": "#priv"}));
+    bob.expect("joined", |v| v["event"] == "joined" && v["room"] == "#priv");
+    alice.send("#priv", "p2");
+    bob.expect("p2", |v| v["text"] == "p2");
+    alice.cmd(json!({"cmd": "kick", "room": "#priv", "user": "bob"}));
+    bob.expect("left", |v| v["event"] == "left" && v["reason"] == "kicked");
+    alice.send("#priv", "p3 while out");
+    alice.cmd(json!({"cmd": "invite", "room": "#priv", "user": "bob"}));
+    bob.expect("invited", |v| v["event"] == "invited");
+    bob.cmd(json!({"cmd": "accept", "room": "#priv"}));
+    bob.expect("joined", |v| v["event"] == "joined" && v["room"] == "#priv");
+    alice.send("#priv", "p4");
+    bob.expect("p4", |v| v["text"] == "p4");
+    bob.sync();
+    assert!(open_streams(&mut bob).contains(&"#priv".to_owned()));
+
+    let (_, log) = bob.finish_ok();
+    for (room, text, n) in [
+        ("#design", "before", 1),
+        ("#design", "while out", 1),
+        ("#design", "back", 1),
+        ("#priv", "p1", 1),
+        ("#priv", "new room, before bob", 0),
+        ("#priv", "p2", 1),
+        ("#priv", "p3 while out", 0),
+        ("#priv", "p4", 1),
+    ] {
+        assert_eq!(count_texts(&log, room, text), n, "{room} {text:?}: {log:?}");
+    }
+    alice.finish_ok();
+}
+
+/// A file download asked for straight on the wire, as a modified client would (the
+/// scripted client may refuse on its own): the server's first answer on the file stream.
+async fn raw_download(
+    addr: &str,
+    fingerprint: &str,
+    user: &str,
+    conv: &str,
+    uploader: &str,
+    file_hex: &str,
+) -> livewire::app::protocol::FileDown {
+    use livewire::app::ids::{ClientMsgId, ConvId};
+    use livewire::app::protocol::{ControlDown, ControlUp, ConvUp, FileReq, PROTOCOL_VERSION};
+    use livewire::transport::codec;
+    use livewire::transport::envelope::Ephemeral;
+    use livewire::transport::quic::{self, Endpoint};
+    use livewire::transport::tls::{PinningVerifier, SERVER_NAME};
+    const MAX: usize = 64 * 1024;
+
+    let ep = Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+    let cfg = quic::client_config(PinningVerifier::new(Some(fingerprint.to_owned()))).unwrap();
+    let conn = ep
+        .connect_with(cfg, addr.parse().unwrap(), SERVER_NAME)
+        .unwrap()
+        .await
+        .unwrap();
+    let (mut control, mut control_recv) = conn.open_bi().await.unwrap();
+    let login = ControlUp::Login {
+        version: PROTOCOL_VERSION,
+        user: user.into(),
+        password: PASSWORD.into(),
+        session_pub: Ephemeral::new().public,
+        identity_pub: [7; 32],
+        hide_cursor: 0,
+    };
+    codec::write_frame(&mut control, &login, MAX).await.unwrap();
+    let answer: ControlDown = codec::read_frame(&mut control_recv, codec::MAX_DOWN_FRAME)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(matches!(answer, ControlDown::LoginOk { .. }), "{answer:?}");
+    let file = livewire::app::files::file_id_from_hex(file_hex).expect("file id");
+    let (mut send, mut recv) = conn.open_bi().await.unwrap();
+    let req = ConvUp::File(FileReq::Download {
+        conv: ConvId::Room(conv.into()),
+        uploader: uploader.into(),
+        file: ClientMsgId(file),
+        from_chunk: 0,
+    });
+    codec::write_frame(&mut send, &req, MAX).await.unwrap();
+    let _ = send.finish();
+    let down = codec::read_frame(&mut recv, codec::MAX_DOWN_FRAME)
+        .await
+        .unwrap()
+        .expect("an answer on the file stream");
+    conn.close(0u32.into(), b"done");
+    down
+}
+
+/// The operator's side, through the library: a server started in-process, whose handle
+/// announces into a room (its members only hear it) and closes it (everyone is out).
+/// And a member removed from a room cannot fetch its files: the server refuses, whatever
+/// the client knows.
+#[test]
+fn operator_announces_to_a_room_closes_it_and_files_stay_with_members() {
+    use livewire::app::limits::Limits;
+    use livewire::app::protocol::{ErrorCode, FileDown};
+    use livewire::transport::quic;
+    use livewire::transport::server::{Server, ServerOptions};
+
+    let dir = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let data = dir.path().join("srv");
+    let store = livewire::store::SqliteStore::open(&data).unwrap();
+    let opts = ServerOptions {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        data_dir: data,
+        cert: None,
+        limits: Limits::default(),
+        timers: quic::Timers::SERVER,
+    };
+    let mut server = rt.block_on(Server::start(opts, store)).unwrap();
+    let addr = server.local_addr().to_string();
+    let fp = server.fingerprint().to_owned();
+    let handle = server.handle();
+    let _events = server.take_events();
+    let home = dir.path();
+    let [mut alice, mut bob, mut carol, mut eve] =
+        ["alice", "bob", "carol", "eve"].map(|u| ChatProc::login(&addr, u, home));
+
+    create(&mut alice, "#team", "", "private");
+    for (u, p) in [("bob", &mut bob), ("carol", &mut carol)] {
+        alice.cmd(json!({"cmd": "invite", "room": "#team", "user": u}));
+        p.expect("invited", |v| v["event"] == "invited");
+        p.cmd(json!({"cmd": "accept", "room": "#team"}));
+        p.expect("joined", |v| v["event"] == "joined");
+    }
+    let src = dir.path().join("plan.txt");
+    std::fs::write(&src, b"the plan").unwrap();
+    alice.cmd(json!({"cmd": "send_file", "to": "#team", "path": src}));
+    alice.expect("sent file", |v| {
+        v["event"] == "sent" && v["file"].is_object()
+    });
+    let m = carol.expect("file", |v| {
+        v["event"] == "message" && v["file"]["name"] == "plan.txt"
+    });
+    let file_hex = m["file"]["id"].as_str().unwrap().to_owned();
+    let get = |user: &str| rt.block_on(raw_download(&addr, &fp, user, "#team", "alice", &file_hex));
+
+    // A member may; carol, once kicked, and eve, never in, may not: the server says so.
+    assert!(matches!(get("bob"), FileDown::Ready { size: 8, .. }));
+    alice.cmd(json!({"cmd": "kick", "room": "#team", "user": "carol"}));
+    carol.expect("left", |v| v["event"] == "left" && v["reason"] == "kicked");
+    for user in ["carol", "eve"] {
+        match get(user) {
+            FileDown::Error { code, .. } => assert_eq!(code, ErrorCode::NotFound, "{user}"),
+            other => panic!("{user} was not refused: {other:?}"),
+        }
+    }
+    // Through the scripted client too (with the message id she kept).
+    let out = dir.path().join("plan.copy");
+    carol.cmd(json!({"cmd": "download", "id": m["id"], "path": out}));
+    let d = carol.expect("error", |v| {
+        v["event"] == "downloaded" || v["event"] == "error"
+    });
+    assert_eq!(d["event"], "error", "{d}");
+    assert!(!out.exists());
+
+    // The operator announces into the room: its members hear it, nobody else.
+    rt.block_on(handle.announce_to(Some("#team".into()), "maintenance at noon".into()));
+    for p in [&mut alice, &mut bob] {
+        let a = p.expect("announcement", |v| v["text"] == "maintenance at noon");
+        assert_eq!(a["conv"], "#team");
+        assert_eq!(a["from"], "server");
+    }
+    for p in [&mut carol, &mut eve] {
+        p.sync();
+        assert_eq!(
+            p.log
+                .iter()
+                .filter(|v| v["text"] == "maintenance at noon")
+                .count(),
+            0,
+            "{}",
+            p.user
+        );
+    }
+
+    // The operator closes it: everyone is out, their streams close, the name is gone.
+    rt.block_on(handle.close_room("#team".into()));
+    for p in [&mut alice, &mut bob] {
+        let left = p.expect("left", |v| v["event"] == "left" && v["room"] == "#team");
+        assert_eq!(left["reason"], "left", "{left}");
+        assert_eq!(left["by"], "server", "{left}");
+        p.sync();
+        let open = open_streams(p);
+        assert!(!open.contains(&"#team".to_owned()), "{open:?}");
+        p.send("#team", "anyone?");
+        error(p, "no_such_room");
+    }
+    assert!(matches!(get("bob"), FileDown::Error { .. }));
+    for p in [alice, bob, carol, eve] {
+        p.finish_ok();
+    }
+    rt.block_on(server.shutdown("test over"));
+}

@@ -55,7 +55,8 @@ impl Writer {
                 },
             };
             let (mut cost, mut buffered, mut close) = (0, 0, None);
-            // Streams whose last frame (`Closed`) is in this batch: finished once it is out.
+            // Streams whose last frame (`Closed`) is in this batch: it is written after the
+            // rest of the batch, then the stream is finished.
             let mut finished = Vec::new();
             let mut next = Some(first);
             while let Some(out) = next.take() {
@@ -66,18 +67,25 @@ impl Writer {
                 cost += out.cost();
                 let frame = match out {
                     ConnOut::Control(down) => Some((None, self.control_frame(down))),
+                    // The end of a stream the client closed. Never skipped, not even for a
+                    // room the user was just removed from (a `Close` for idleness can cross
+                    // the removal): it carries nothing of the room, and the client reads
+                    // the stream until it comes. Kept apart from the batch's buffers, which
+                    // a revoke marker empties.
+                    ConnOut::Conv(conv, ConvDown::Closed) => {
+                        if streams.contains_key(&conv) {
+                            finished.push(conv);
+                        }
+                        None
+                    }
                     // A room the user was removed from: what was queued is never written.
                     ConnOut::Conv(conv, _) if self.ctx.queue.is_revoked(&conv) => None,
-                    ConnOut::Conv(conv, mut down) => {
-                        if down == ConvDown::Closed {
-                            finished.push(conv.clone());
-                        }
-                        (self.seal(&conv, &mut down) && streams.contains_key(&conv))
-                            .then(|| (Some(conv), codec::encode(&down, codec::MAX_DOWN_FRAME)))
-                    }
+                    ConnOut::Conv(conv, mut down) => (self.seal(&conv, &mut down)
+                        && streams.contains_key(&conv))
+                    .then(|| (Some(conv), codec::encode(&down, codec::MAX_DOWN_FRAME))),
                     // Everything of the room queued before the removal was skipped. The
-                    // stream stays: the client reuses it to open the room again after a
-                    // rejoin, and the core sends nothing more on it until then.
+                    // stream stays until the client closes it (its `Closed` is written
+                    // after this marker); a rejoin opens a new one.
                     ConnOut::Revoked(conv) => {
                         self.ctx.queue.passed_revoke(&conv);
                         bufs.remove(&Some(conv));
@@ -114,6 +122,13 @@ impl Writer {
             }
             for conv in finished {
                 if let Some(mut s) = streams.remove(&conv) {
+                    let closed = codec::encode(&ConvDown::Closed, codec::MAX_DOWN_FRAME);
+                    if let Ok(bytes) = closed
+                        && let Err(e) = s.write_all(&bytes).await
+                    {
+                        debug!("write failed: {e}");
+                        return;
+                    }
                     let _ = s.finish();
                 }
             }

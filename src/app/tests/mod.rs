@@ -1,6 +1,8 @@
 //! The chat rules tested without a network or a clock: server and client cores wired
 //! together in memory, time passed in by hand.
 
+mod rooms;
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
 
@@ -24,6 +26,9 @@ struct World {
     /// slow stream) until [`World::release`].
     hold: Option<(ConnId, ConvId)>,
     held: Vec<Output>,
+    /// Every server output, in order (for tests of what the server did, not only of what
+    /// the clients showed).
+    trace: Vec<Output>,
     next: u64,
     now: u64,
 }
@@ -37,6 +42,7 @@ impl World {
             drop_to: None,
             hold: None,
             held: Vec::new(),
+            trace: Vec::new(),
             next: 1,
             now: 1_000_000,
         }
@@ -73,6 +79,7 @@ impl World {
 
     fn server_in(&mut self, input: Input) {
         let outs = self.server.handle(input, self.now);
+        self.trace.extend(outs.iter().cloned());
         for o in outs {
             self.route(o);
         }
@@ -136,7 +143,23 @@ impl World {
                 }
             }
             Output::Close { conn, .. } => self.disconnect(conn),
-            Output::Log(_) | Output::Revoke { .. } | Output::Membership { .. } => {}
+            // What the transport does: frames of the room still queued for this connection
+            // (here: held back) are never written, but for the end of a stream the client
+            // closed; later ones are.
+            Output::Revoke { conn, conv } => {
+                self.held.retain(|o| match o {
+                    Output::Conv {
+                        conn: c,
+                        conv: v,
+                        down,
+                    } if *c == conn && *v == conv => *down == ConvDown::Closed,
+                    _ => true,
+                });
+                if self.hold.as_ref() == Some(&(conn, conv)) {
+                    self.hold = None;
+                }
+            }
+            Output::Log(_) | Output::Membership { .. } => {}
         }
     }
 

@@ -1,0 +1,241 @@
+//! What goes into the server core ([`Input`]) and what comes out ([`Output`], with the
+//! operator's log lines, [`ServerLog`]).
+
+use std::net::SocketAddr;
+
+use crate::app::ids::{ClientMsgId, ConnId, ConvId};
+use crate::app::protocol::{ControlDown, ControlUp, ConvDown, ConvUp};
+
+/// Everything that can happen to the server.
+#[derive(Debug, Clone)]
+pub enum Input {
+    /// A QUIC connection finished its handshake.
+    Connected {
+        /// Connection.
+        conn: ConnId,
+        /// Remote address.
+        addr: SocketAddr,
+    },
+    /// The remote address of a connection changed (NAT rebinding, network switch).
+    Migrated {
+        /// Connection.
+        conn: ConnId,
+        /// New address.
+        addr: SocketAddr,
+    },
+    /// The connection is gone.
+    Disconnected {
+        /// Connection.
+        conn: ConnId,
+    },
+    /// A control-stream frame.
+    Control {
+        /// Connection.
+        conn: ConnId,
+        /// Frame.
+        up: ControlUp,
+    },
+    /// A conversation-stream frame; `conv` is the one the stream was opened for.
+    Conv {
+        /// Connection.
+        conn: ConnId,
+        /// Conversation of the stream.
+        conv: ConvId,
+        /// Frame.
+        up: ConvUp,
+    },
+    /// Result of an [`Output::VerifyPassword`].
+    PasswordChecked {
+        /// Connection.
+        conn: ConnId,
+        /// Whether the password matched (always true for a registration).
+        ok: bool,
+        /// For a registration, the new Argon2id hash.
+        new_phc: Option<String>,
+    },
+    /// The operator posts to `#general` (`room: None`) or into any room, as `server`.
+    Announce {
+        /// The room's name or key; `None` for `#general`.
+        room: Option<String>,
+        /// Text.
+        text: String,
+        /// A fresh random id for it.
+        cmid: ClientMsgId,
+    },
+    /// The operator closes a room: every member is removed ("closed by the operator") and
+    /// the room, its history and its name are gone.
+    CloseRoom {
+        /// The room's name or key.
+        room: String,
+    },
+    /// The operator disconnects a client.
+    Kick {
+        /// Connection.
+        conn: ConnId,
+    },
+    /// The server is stopping: tell everyone.
+    Shutdown {
+        /// For the users.
+        reason: String,
+    },
+}
+
+/// What the core asks its driver to do.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Output {
+    /// Send on the control stream.
+    Control {
+        /// Connection.
+        conn: ConnId,
+        /// Frame.
+        down: ControlDown,
+    },
+    /// Send on a conversation stream.
+    Conv {
+        /// Connection.
+        conn: ConnId,
+        /// Conversation.
+        conv: ConvId,
+        /// Frame.
+        down: ConvDown,
+    },
+    /// Check `password` against `phc`, or hash it when `phc` is `None` (registration);
+    /// answer with [`Input::PasswordChecked`].
+    VerifyPassword {
+        /// Connection.
+        conn: ConnId,
+        /// Password.
+        password: String,
+        /// Stored hash.
+        phc: Option<String>,
+    },
+    /// Close the connection after flushing what was queued.
+    Close {
+        /// Connection.
+        conn: ConnId,
+        /// For the user.
+        reason: String,
+    },
+    /// Something for the operator's view.
+    Log(ServerLog),
+    /// `conn` is no longer in the room `conv`: the transport must not write any frame of
+    /// that conversation still queued for it (nor any later one) and finishes its stream.
+    /// Applied by the driver at once, in order with the outputs before it, so what was
+    /// queued before the removal never reaches the removed user.
+    Revoke {
+        /// Connection.
+        conn: ConnId,
+        /// The room's conversation.
+        conv: ConvId,
+    },
+    /// Room membership changed: `user` (key) is now (`member: true`) or no longer a member
+    /// of the room `room` (key). The transport keeps a copy for file transfers.
+    Membership {
+        /// Room key.
+        room: String,
+        /// User key.
+        user: String,
+        /// Member now?
+        member: bool,
+    },
+}
+
+/// Events for the operator (headless JSON lines, the server window, tracing).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ServerLog {
+    /// A user logged in.
+    ClientConnected {
+        /// Connection.
+        conn: ConnId,
+        /// User.
+        user: String,
+        /// Address.
+        addr: SocketAddr,
+    },
+    /// A logged-in user left.
+    ClientDisconnected {
+        /// Connection.
+        conn: ConnId,
+        /// User.
+        user: String,
+        /// Address.
+        addr: SocketAddr,
+    },
+    /// A logged-in user's address changed.
+    ClientMigrated {
+        /// Connection.
+        conn: ConnId,
+        /// User.
+        user: String,
+        /// Old address.
+        from: SocketAddr,
+        /// New address.
+        addr: SocketAddr,
+    },
+    /// A message was stored; `text` only for `#general` (private ones are not shown).
+    Message {
+        /// Connection of the sender (`None` for announcements).
+        conn: Option<ConnId>,
+        /// Author.
+        from: String,
+        /// `#general` or the other member's name.
+        to: String,
+        /// Room text.
+        text: Option<String>,
+    },
+    /// A message was deleted for everyone.
+    Deleted {
+        /// Who deleted it.
+        by: String,
+        /// Message id.
+        id: u64,
+        /// Its conversation.
+        conv: ConvId,
+        /// Its author.
+        sender: String,
+        /// Its client message id (a file message's file id).
+        cmid: ClientMsgId,
+    },
+    /// A login was refused.
+    LoginRefused {
+        /// Address.
+        addr: SocketAddr,
+        /// Name tried.
+        user: String,
+        /// Why.
+        reason: String,
+    },
+    /// A user created a room.
+    RoomCreated {
+        /// Room name.
+        room: String,
+        /// Its creator.
+        by: String,
+        /// Public or private.
+        visibility: crate::app::rooms::Visibility,
+    },
+    /// A room's figures for the operator's list: at start for every stored room, and
+    /// after every change of its membership.
+    RoomUpdated {
+        /// Room name.
+        room: String,
+        /// Public or private.
+        visibility: crate::app::rooms::Visibility,
+        /// How many members.
+        members: u32,
+        /// Unix ms of its newest message (0: none yet).
+        last_activity: u64,
+    },
+    /// A room was closed (its last member left, or the operator closed it).
+    RoomClosed {
+        /// Room name.
+        room: String,
+    },
+    /// A storage failure.
+    StoreFailed {
+        /// What failed.
+        error: String,
+        /// Because the disk is full (logged at `warn` with what to do).
+        full: bool,
+    },
+}

@@ -1,0 +1,357 @@
+//! Connections and sessions: login (with its throttling and password check), presence,
+//! migration and disconnection, and the control stream's commands.
+
+use std::net::SocketAddr;
+
+use std::collections::HashSet;
+
+use super::{ConnState, Output, ServerCore, ServerLog, Session};
+use super::{LOGIN_REFUSED_REASON, MIN_PASSWORD};
+use crate::app::ids::{ConnId, ConvId, UserName};
+use crate::app::protocol::{
+    ControlDown, ControlUp, ConvDown, ConvSummary, ErrorCode, PROTOCOL_VERSION,
+};
+use crate::app::store::{Store, StoreError};
+
+#[derive(Debug)]
+pub(super) struct LoginRequest {
+    pub(super) version: u16,
+    pub(super) user: String,
+    pub(super) password: String,
+    pub(super) hide_cursor: u64,
+    pub(super) identity_pub: [u8; 32],
+}
+
+impl<S: Store> ServerCore<S> {
+    pub(super) fn migrated(&mut self, conn: ConnId, addr: SocketAddr) {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        let from = std::mem::replace(&mut c.addr, addr);
+        if let ConnState::LoggedIn(s) = &c.state {
+            let user = s.name.to_string();
+            self.log(ServerLog::ClientMigrated {
+                conn,
+                user,
+                from,
+                addr,
+            });
+        }
+    }
+
+    pub(super) fn disconnected(&mut self, conn: ConnId) {
+        let Some(c) = self.conns.remove(&conn) else {
+            return;
+        };
+        let ConnState::LoggedIn(s) = c.state else {
+            return;
+        };
+        let last = match self.online.get_mut(&s.key) {
+            Some(set) => {
+                set.remove(&conn);
+                set.is_empty()
+            }
+            None => false,
+        };
+        if last {
+            self.online.remove(&s.key);
+            self.presence(&s.name, false);
+        }
+        self.log(ServerLog::ClientDisconnected {
+            conn,
+            user: s.name.to_string(),
+            addr: c.addr,
+        });
+    }
+
+    pub(super) fn presence(&mut self, name: &UserName, online: bool) {
+        let targets: Vec<ConnId> = self
+            .online
+            .iter()
+            .filter(|(k, _)| **k != name.key())
+            .flat_map(|(_, s)| s.iter().copied())
+            .collect();
+        for conn in targets {
+            self.control_out(
+                conn,
+                ControlDown::Presence {
+                    user: name.to_string(),
+                    online,
+                },
+            );
+        }
+    }
+
+    pub(super) fn online_names(&self) -> Vec<String> {
+        self.online
+            .values()
+            .filter_map(|set| set.iter().next())
+            .filter_map(|c| self.session(*c).map(|s| s.name.to_string()))
+            .collect()
+    }
+
+    pub(super) fn refuse_login(
+        &mut self,
+        conn: ConnId,
+        user: &str,
+        code: ErrorCode,
+        message: String,
+    ) {
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.state = ConnState::Connected;
+            let addr = c.addr;
+            self.log(ServerLog::LoginRefused {
+                addr,
+                user: user.to_owned(),
+                reason: message.clone(),
+            });
+        }
+        self.control_out(conn, ControlDown::LoginRefused { code, message });
+        self.out.push(Output::Close {
+            conn,
+            reason: LOGIN_REFUSED_REASON.into(),
+        });
+    }
+
+    pub(super) fn control(
+        &mut self,
+        conn: ConnId,
+        up: ControlUp,
+        now: u64,
+    ) -> Result<(), StoreError> {
+        let Some(c) = self.conns.get(&conn) else {
+            return Ok(());
+        };
+        if let ControlUp::Login {
+            version,
+            user,
+            password,
+            hide_cursor,
+            identity_pub,
+            ..
+        } = up
+        {
+            if !matches!(c.state, ConnState::Connected) {
+                self.control_error(conn, ErrorCode::BadRequest, "already logged in");
+                return Ok(());
+            }
+            let login = LoginRequest {
+                version,
+                user,
+                password,
+                hide_cursor,
+                identity_pub,
+            };
+            return self.login(conn, login, now);
+        }
+        let Some(session) = self.session(conn) else {
+            self.control_error(conn, ErrorCode::NotLoggedIn, "log in first");
+            return Ok(());
+        };
+        match up {
+            ControlUp::Login { .. } => unreachable!("handled above"),
+            ControlUp::Who => {
+                let users = self.online_names();
+                self.control_out(conn, ControlDown::Who { users });
+            }
+            ControlUp::Sync { token } => self.control_out(conn, ControlDown::SyncAck { token }),
+            ControlUp::Room(up) => {
+                let name = session.name.clone();
+                self.room_command(conn, &name, up)?;
+            }
+            ControlUp::Logout => self.out.push(Output::Close {
+                conn,
+                reason: "logged out".into(),
+            }),
+            ControlUp::Delete { id, scope } => {
+                let (name, key) = (session.name.clone(), session.key.clone());
+                self.delete(conn, &name, &key, id, scope, now)?;
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) fn login(
+        &mut self,
+        conn: ConnId,
+        login: LoginRequest,
+        now: u64,
+    ) -> Result<(), StoreError> {
+        let LoginRequest {
+            version,
+            user,
+            password,
+            hide_cursor,
+            identity_pub,
+        } = login;
+        if version != PROTOCOL_VERSION {
+            let msg =
+                format!("this server speaks protocol {PROTOCOL_VERSION}, the client {version}");
+            self.refuse_login(conn, &user, ErrorCode::BadRequest, msg);
+            return Ok(());
+        }
+        let name = match UserName::parse(&user) {
+            Ok(n) => n,
+            Err(e) => {
+                self.refuse_login(conn, &user, ErrorCode::BadUsername, e.to_string());
+                return Ok(());
+            }
+        };
+        let key = name.key();
+        let ip = self.conns[&conn].addr.ip();
+        let throttled = self
+            .fail_account
+            .check(&key, self.limits.login_fail_per_account, now)
+            .and(self.fail_ip.check(&ip, self.limits.login_fail_per_ip, now));
+        if let Err(ms) = throttled {
+            let msg = format!(
+                "too many failed logins; try again in {} s",
+                ms.div_ceil(1000)
+            );
+            self.refuse_login(conn, &user, ErrorCode::LoginThrottled, msg);
+            return Ok(());
+        }
+        let (name, phc) = match self.store.user(&key)? {
+            Some(rec) => (UserName::parse(&rec.name).unwrap_or(name), Some(rec.phc)),
+            None => {
+                let name = match UserName::parse_new(&user) {
+                    Ok(n) => n,
+                    Err(e) => {
+                        self.refuse_login(conn, &user, ErrorCode::BadUsername, e.to_string());
+                        return Ok(());
+                    }
+                };
+                if self.store.skeleton_taken(&name.skeleton(), &key)? {
+                    let msg = "that username is too similar to an existing one".to_owned();
+                    self.refuse_login(conn, &user, ErrorCode::BadUsername, msg);
+                    return Ok(());
+                }
+                if password.chars().count() < MIN_PASSWORD {
+                    let msg = format!(
+                        "a new account needs a password of at least {MIN_PASSWORD} characters"
+                    );
+                    self.refuse_login(conn, &user, ErrorCode::LoginRefused, msg);
+                    return Ok(());
+                }
+                (name, None)
+            }
+        };
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.state = ConnState::Verifying {
+                name,
+                hide_cursor,
+                identity_pub,
+            };
+        }
+        self.out.push(Output::VerifyPassword {
+            conn,
+            password,
+            phc,
+        });
+        Ok(())
+    }
+
+    pub(super) fn password_checked(
+        &mut self,
+        conn: ConnId,
+        ok: bool,
+        new_phc: Option<String>,
+        now: u64,
+    ) -> Result<(), StoreError> {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return Ok(());
+        };
+        let ConnState::Verifying {
+            name,
+            hide_cursor,
+            identity_pub,
+        } = &c.state
+        else {
+            return Ok(());
+        };
+        let (name, hide_cursor, identity_pub, addr) =
+            (name.clone(), *hide_cursor, *identity_pub, c.addr);
+        let key = name.key();
+        if !ok {
+            self.fail_account.record(key, now);
+            self.fail_ip.record(addr.ip(), now);
+            let msg = "wrong username or password".to_owned();
+            self.refuse_login(conn, name.as_str(), ErrorCode::LoginRefused, msg);
+            return Ok(());
+        }
+        if let Some(phc) = new_phc
+            && !self
+                .store
+                .create_user(name.as_str(), &key, &name.skeleton(), &phc)?
+        {
+            let msg = "that username was just taken".to_owned();
+            self.refuse_login(conn, name.as_str(), ErrorCode::BadUsername, msg);
+            return Ok(());
+        }
+        let old_key = self.store.set_identity_key(&key, identity_pub)?;
+        if old_key.is_some_and(|k| k != identity_pub) {
+            self.announce_key(&name, identity_pub);
+        }
+        let convs = self
+            .store
+            .conversations(&key)?
+            .into_iter()
+            .map(|(conv, last_seq)| ConvSummary { conv, last_seq })
+            .collect();
+        let hidden = self.store.hidden_after(&key, hide_cursor)?;
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.state = ConnState::LoggedIn(Session {
+                name: name.clone(),
+                key: key.clone(),
+                open: HashSet::new(),
+                notified: HashSet::new(),
+            });
+        }
+        let first = !self.online.contains_key(&key);
+        self.online.entry(key).or_default().insert(conn);
+        if first {
+            self.presence(&name, true);
+        }
+        let online = self.online_names();
+        self.control_out(
+            conn,
+            ControlDown::LoginOk {
+                user: name.to_string(),
+                session_pub: [0; 32],
+                convs,
+                online,
+                hidden,
+                delete_window_secs: self.limits.delete_window_secs,
+            },
+        );
+        self.room_state(conn, &name.key())?;
+        self.log(ServerLog::ClientConnected {
+            conn,
+            user: name.to_string(),
+            addr,
+        });
+        Ok(())
+    }
+
+    /// Tells every session with an open private conversation with `name` its new key.
+    pub(super) fn announce_key(&mut self, name: &UserName, key: [u8; 32]) {
+        let targets: Vec<(ConnId, ConvId)> = self
+            .conns
+            .iter()
+            .filter_map(|(c, conn)| match &conn.state {
+                ConnState::LoggedIn(s) => Some((*c, s)),
+                _ => None,
+            })
+            .flat_map(|(c, s)| {
+                s.open
+                    .iter()
+                    .filter(|conv| conv.peer_of(&s.key) == Some(name.key().as_str()))
+                    .map(move |conv| (c, conv.clone()))
+            })
+            .collect();
+        for (conn, conv) in targets {
+            let user = name.to_string();
+            self.conv_out(conn, &conv, ConvDown::PeerKey { user, key });
+        }
+    }
+}
