@@ -8,15 +8,18 @@
 //! │   ├── ids.rs           user names and their look-alike skeleton, ConvId, message ids
 //! │   ├── protocol.rs      every frame on the wire (control, conversation, rooms, files)
 //! │   ├── rooms.rs         the room model: names, roles, visibility, moderation rules
-//! │   ├── server.rs        ServerCore: logins, conversations, fan-out, deletes, catch-up
-//! │   ├── server/rooms.rs  ServerCore's room commands, membership and announcements
-//! │   ├── client.rs        ClientCore: commands and events (the scripted contract),
-//! │   │                    outbox, barriers, stream lifecycle, the user's rooms
+//! │   ├── server/          ServerCore: mod (state, dispatch), api (inputs, outputs, the
+//! │   │                    operator's log), session (login, presence, control stream),
+//! │   │                    convs (open, catch-up, history, send, fan-out), delete, rooms
+//! │   ├── client/          ClientCore: mod (state, dispatch), command (commands and
+//! │   │                    events: the scripted contract), streams (open on use, close
+//! │   │                    when idle), incoming, outbox, barrier, rooms, keys, backoff
 //! │   ├── files.rs         file messages and chunk arithmetic
 //! │   ├── limits.rs        configurable limits, token buckets, backoff
-//! │   └── store.rs         the `Store` trait (+ store/mem.rs and store/contract.rs with
-//! │                        the `test-util` feature: the in-memory store and the suite
-//! │                        every store passes)
+//! │   ├── store.rs         the `Store` trait (+ store/mem.rs and store/contract.rs with
+//! │   │                    the `test-util` feature: the in-memory store and the suite
+//! │   │                    every store passes)
+//! │   └── tests/           in-memory tests of both cores with a hand-driven clock
 //! ├── transport/           bytes on the wire and the async drivers
 //! │   ├── quic.rs          quinn configuration, timers, the quinn types the rest names
 //! │   ├── tls.rs           certificates, pinning (TOFU), the custom verifier
@@ -34,7 +37,8 @@
 //! │   │                    client/ (book, upload, download)
 //! │   ├── portmap.rs       PCP / NAT-PMP / UPnP port mapping
 //! │   └── faulty.rs        a seeded faulty UDP socket (feature `test-util`)
-//! ├── store/               SQLite behind the `Store` trait (mod.rs, rooms.rs)
+//! ├── store/               backends of the `Store` trait: SQLite (mod.rs, rooms.rs), the
+//! │                        default; PostgreSQL (postgres.rs, feature `postgres`)
 //! ├── scripted.rs          the JSON-lines contract of `server --headless` and `chat`
 //! ├── paths.rs             default directories and file locations
 //! ├── cli.rs               the command line
