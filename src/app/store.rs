@@ -3,7 +3,7 @@
 //! The SQLite implementation lives in `crate::store`. The driver wraps each batch of core
 //! calls in one transaction and only sends acknowledgements after it commits. With the
 //! `test-util` feature (and in the crate's own tests) there is also an in-memory
-//! [`MemStore`] and the [`contract`] every implementation must pass.
+//! `MemStore` and the `contract` every implementation must pass.
 
 #[cfg(any(test, feature = "test-util"))]
 pub mod contract;

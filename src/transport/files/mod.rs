@@ -2,7 +2,7 @@
 //! file never blocks a conversation's messages. See "Files" in docs/PROTOCOL.md.
 //!
 //! The stream starts with a `ConvUp::File` frame; then the server answers with
-//! `FileDown` frames and the chunks travel as raw frames ([`chunk`]). A chunk holds
+//! `FileDown` frames and the chunks travel as raw frames (`chunk`). A chunk holds
 //! `CHUNK` plaintext bytes (the last one fewer) sealed with AES-256-GCM-SIV whose AAD
 //! binds conversation, uploader, file id and chunk index: under the session keys for
 //! `#general` (the server keeps the plaintext, as it does for room messages), end to end
@@ -10,9 +10,9 @@
 //! ciphertext only). Files are streamed through a fixed buffer, never read whole into
 //! memory.
 //!
-//! - [`chunk`]: the chunk framing and AAD both sides share;
-//! - [`server`]: the server's file store and the serving of one stream;
-//! - [`client`]: the client's transfers (the book of file messages, uploads, downloads),
+//! - `chunk`: the chunk framing and AAD both sides share;
+//! - `server`: the server's file store and the serving of one stream;
+//! - `client`: the client's transfers (the book of file messages, uploads, downloads),
 //!   which report to the client loop through their own [`FileMsg`], so this module never
 //!   depends on the client driver.
 

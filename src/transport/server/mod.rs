@@ -10,13 +10,13 @@
 //! The store is the caller's: anything that implements the app's [`Store`] (SQLite today)
 //! plugs in through [`Server::start`]; the transport never names a backend.
 //!
-//! - [`hub`]: the hub thread and the router of its outputs.
-//! - [`connection`]: accept (with the per-address limit), login, one connection's life.
-//! - [`context`]: what one connection's tasks share.
-//! - [`streams`]: the control and conversation stream readers, protocol errors.
-//! - [`queue`]: a connection's outgoing queue, capped in bytes.
-//! - [`writer`]: the task that writes a connection's queue.
-//! - [`operator`]: the operator's bounded view of the server's log.
+//! - `hub`: the hub thread and the router of its outputs.
+//! - `connection`: accept (with the per-address limit), login, one connection's life.
+//! - `context`: what one connection's tasks share.
+//! - `streams`: the control and conversation stream readers, protocol errors.
+//! - `queue`: a connection's outgoing queue, capped in bytes.
+//! - `writer`: the task that writes a connection's queue.
+//! - `operator`: the operator's bounded view of the server's log.
 
 mod connection;
 mod context;
