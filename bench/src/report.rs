@@ -345,6 +345,17 @@ impl Report {
             out.push('\n');
         }
 
+        if self.steps_of("rooms").next().is_some() {
+            let _ = writeln!(
+                out,
+                "### Many rooms: {} rooms of {} members over {} clients, {} msg/s spread over the rooms\n",
+                s["rooms"], s["room_members"], s["room_clients"], s["rooms_rate"]
+            );
+            self.step_table(&mut out, "rooms", false);
+            self.ratio_table(&mut out, "rooms");
+            out.push('\n');
+        }
+
         if !self.idle.is_empty() {
             let _ = writeln!(
                 out,
