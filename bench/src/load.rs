@@ -155,6 +155,9 @@ pub struct StepResult {
     pub errors: u64,
     /// The first error texts of the scenario, if any.
     pub first_errors: Vec<String>,
+    /// The machine's 1-minute load average at the end of the window (this process, the
+    /// server and whatever else runs on the machine).
+    pub loadavg_1m: f64,
 }
 
 /// Timing of a step.
@@ -309,6 +312,7 @@ pub async fn step(
         },
         errors: rec.errors() - errors0,
         first_errors: rec.first_errors(),
+        loadavg_1m: crate::proc::loadavg_1m(),
     }
 }
 
