@@ -1,5 +1,6 @@
 //! IRC peer: ngIRCd (or any RFC 1459 server) over TLS, driven by a minimal line writer on
-//! tokio-rustls. The room is `#general`; a private message is `PRIVMSG bench<n>`. The
+//! tokio-rustls. The room is `#general` (the many-rooms scenario's room `r` is `#room-r`);
+//! a private message is `PRIVMSG bench<n>`. The
 //! client answers the server's PINGs (IRC's keep-alive).
 
 use std::path::PathBuf;
@@ -14,7 +15,11 @@ use tokio::sync::mpsc;
 use tokio_rustls::TlsConnector;
 
 use crate::load::{Dest, Fleet, Mode, SendFn, connect_all};
+use crate::rooms::RoomLayout;
 use crate::stats::Recorder;
+
+/// Channels per `JOIN` line (a line must stay under IRC's 512 bytes).
+const JOIN_BATCH: usize = 20;
 
 /// How to reach the IRC server.
 pub struct Irc {
@@ -30,10 +35,20 @@ pub struct Irc {
 pub async fn connect(irc: &Irc, n: usize, mode: Mode, rec: Arc<Recorder>) -> Result<Fleet> {
     let tls = TlsConnector::from(crate::tlsconf::tcp_client(&irc.ca)?);
     let port = irc.port;
+    let channels: Arc<Vec<Vec<String>>> = Arc::new(match mode {
+        Mode::Room => vec![vec!["#general".to_owned()]; n],
+        Mode::Rooms(layout) => layout
+            .rooms_by_client()
+            .into_iter()
+            .map(|rooms| rooms.into_iter().map(RoomLayout::channel).collect())
+            .collect(),
+        Mode::Pairs | Mode::Idle => vec![Vec::new(); n],
+    });
     connect_all(n, 16, move |i| {
         let tls = tls.clone();
         let rec = rec.clone();
-        async move { client(i, port, tls, mode, rec).await }
+        let channels = channels.clone();
+        async move { client(i, port, tls, &channels[i], rec).await }
     })
     .await
 }
@@ -58,11 +73,13 @@ fn numeric(line: &str) -> Option<&str> {
         .filter(|c| c.len() == 3 && c.bytes().all(|b| b.is_ascii_digit()))
 }
 
+/// Connects client `i`, registers it and joins `channels` (the server creates a channel on
+/// its first `JOIN`).
 async fn client(
     i: usize,
     port: u16,
     tls: TlsConnector,
-    mode: Mode,
+    channels: &[String],
     rec: Arc<Recorder>,
 ) -> Result<(SendFn, Vec<tokio::task::JoinHandle<()>>)> {
     // Under a burst of handshakes ngIRCd now and then drops one ("tls handshake eof"): try
@@ -92,8 +109,8 @@ async fn client(
     w.write_all(format!("NICK {nick}\r\nUSER {nick} 0 * :bench\r\n").as_bytes())
         .await?;
     w.flush().await?;
-    // Registration (001), then for the room the end of the NAMES list (366).
-    let mut joined = mode != Mode::Room;
+    // Registration (001), then for each channel the end of its NAMES list (366).
+    let mut joined = 0;
     tokio::time::timeout(Duration::from_secs(60), async {
         loop {
             let line = lines.next_line().await?.context("closed during login")?;
@@ -104,15 +121,20 @@ async fn client(
             }
             match numeric(&line) {
                 Some("001") => {
-                    if joined {
+                    if channels.is_empty() {
                         return Ok(());
                     }
-                    w.write_all(b"JOIN #general\r\n").await?;
+                    for batch in channels.chunks(JOIN_BATCH) {
+                        w.write_all(format!("JOIN {}\r\n", batch.join(",")).as_bytes())
+                            .await?;
+                    }
                     w.flush().await?;
                 }
                 Some("366") => {
-                    joined = true;
-                    return Ok(());
+                    joined += 1;
+                    if joined == channels.len() {
+                        return Ok(());
+                    }
                 }
                 Some(code) if code.starts_with('4') || code.starts_with('5') => {
                     bail!("irc refused: {line}")
@@ -180,6 +202,7 @@ async fn client(
         let line = match dest {
             Dest::Room => format!("PRIVMSG #general :{text}\r\n"),
             Dest::User(j) => format!("PRIVMSG bench{j} :{text}\r\n"),
+            Dest::Channel(r) => format!("PRIVMSG {} :{text}\r\n", RoomLayout::channel(r)),
         };
         tx.send(line).is_ok()
     });

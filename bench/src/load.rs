@@ -8,6 +8,7 @@ use serde::Serialize;
 use tokio::task::JoinHandle;
 
 use crate::proc::ServerProc;
+use crate::rooms::RoomLayout;
 use crate::stats::{Latency, Recorder, payload};
 
 /// Where a message goes.
@@ -17,6 +18,8 @@ pub enum Dest {
     Room,
     /// Client number `n` (a private message; for the echo references, the sender itself).
     User(usize),
+    /// Room number `r` of the many-rooms scenario (`#room-r`, MQTT topic `room/r`).
+    Channel(usize),
 }
 
 /// What the clients of a fleet do once connected.
@@ -28,6 +31,9 @@ pub enum Mode {
     Pairs,
     /// Connected, logged in, nothing else.
     Idle,
+    /// Each client in its rooms of the layout (rooms created and joined before the fleet is
+    /// handed over; that setup is not measured).
+    Rooms(RoomLayout),
 }
 
 /// Sends one body; `false` when it could not even be queued.
@@ -65,6 +71,9 @@ pub enum Pattern {
     Pairs(usize),
     /// Each of `n` clients to itself (echo references).
     Echo(usize),
+    /// Message `i` into room `i mod rooms`, from its members in turn; each message reaches
+    /// the room's other `members - 1`. Every room gets the same share of the traffic.
+    Rooms(RoomLayout),
 }
 
 impl Pattern {
@@ -86,12 +95,18 @@ impl Pattern {
                 let s = (i % n as u64) as usize;
                 (s, Dest::User(s))
             }
+            Pattern::Rooms(l) => {
+                let r = (i % l.rooms as u64) as usize;
+                let k = ((i / l.rooms as u64) % l.members as u64) as usize;
+                (l.member(r, k), Dest::Channel(r))
+            }
         }
     }
 
     fn fan(self) -> u64 {
         match self {
             Pattern::Room(n) => n.saturating_sub(1) as u64,
+            Pattern::Rooms(l) => l.members.saturating_sub(1) as u64,
             Pattern::Pairs(_) | Pattern::Echo(_) => 1,
         }
     }
@@ -140,6 +155,9 @@ pub struct StepResult {
     pub errors: u64,
     /// The first error texts of the scenario, if any.
     pub first_errors: Vec<String>,
+    /// The machine's 1-minute load average at the end of the window (this process, the
+    /// server and whatever else runs on the machine).
+    pub loadavg_1m: f64,
 }
 
 /// Timing of a step.
@@ -294,6 +312,7 @@ pub async fn step(
         },
         errors: rec.errors() - errors0,
         first_errors: rec.first_errors(),
+        loadavg_1m: crate::proc::loadavg_1m(),
     }
 }
 
@@ -376,5 +395,17 @@ mod tests {
             ]
         );
         assert_eq!(Pattern::Room(100).fan(), 99);
+    }
+
+    #[test]
+    fn rooms_spread_over_every_room_and_rotate_senders() {
+        let l = RoomLayout::new(4, 3, 6).unwrap();
+        let p = Pattern::Rooms(l);
+        let rooms: Vec<_> = (0..8).map(|i| p.pick(i).1).collect();
+        assert_eq!(rooms, [0, 1, 2, 3, 0, 1, 2, 3].map(Dest::Channel).to_vec());
+        assert_eq!(p.pick(0).0, l.member(0, 0));
+        assert_eq!(p.pick(4).0, l.member(0, 1));
+        assert_eq!(p.pick(8).0, l.member(0, 2));
+        assert_eq!(p.fan(), 2);
     }
 }

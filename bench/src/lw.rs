@@ -2,17 +2,20 @@
 //! (`livewire::transport::client`), one client task per simulated user.
 
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use livewire::app::client::{Command, Event};
-use livewire::transport::client::{ClientEvent, ClientOptions, Trust, start};
+use livewire::app::rooms::Visibility;
+use livewire::transport::client::{ClientEvent, ClientHandle, ClientOptions, Trust, start};
 use livewire::transport::quic::Endpoint;
 use livewire::transport::tls::PinStore;
 
 use crate::load::{Dest, Fleet, Mode, connect_all};
 use crate::proc::{Pinning, ServerProc};
+use crate::rooms::RoomLayout;
 use crate::stats::Recorder;
 
 /// Accounts the idle clients share (multi-session).
@@ -130,7 +133,13 @@ pub async fn connect(
     }
     let base = Arc::new(base);
     let eps = endpoints.clone();
-    let mut fleet = connect_all(n, 32, move |i| {
+    let setup = Arc::new(Setup {
+        joined: AtomicUsize::new(0),
+        handles: Mutex::new(vec![None; n]),
+    });
+    let shared = setup.clone();
+    let setup_rec = rec.clone();
+    let connected = connect_all(n, 32, move |i| {
         let mut opts = (*base).clone();
         opts.user = match mode {
             Mode::Idle => format!("idle{}", i % IDLE_ACCOUNTS),
@@ -138,30 +147,108 @@ pub async fn connect(
         };
         opts.endpoint = Some(endpoints[i / per_endpoint.max(1)].clone());
         let rec = rec.clone();
-        async move { client(i, opts, rec).await }
+        let setup = shared.clone();
+        async move { client(i, opts, rec, setup).await }
     })
-    .await?;
-    fleet.cleanup.push(Box::new(move || {
+    .await;
+    let close = move || {
         for ep in eps.iter() {
             ep.close(0u32.into(), b"bench over");
         }
-    }));
+    };
+    let mut fleet = match connected {
+        Ok(fleet) => fleet,
+        Err(e) => {
+            close();
+            return Err(e);
+        }
+    };
+    fleet.cleanup.push(Box::new(close));
+    // The senders keep their own handles; these are for the setup only.
+    let handles: Vec<ClientHandle> = std::mem::take(&mut *setup.handles.lock().expect("poisoned"))
+        .into_iter()
+        .map(|h| h.expect("every client connected"))
+        .collect();
+    if let Mode::Rooms(layout) = mode {
+        let t0 = Instant::now();
+        join_rooms(layout, &handles, &setup.joined, &setup_rec).await?;
+        fleet.connect_secs += t0.elapsed().as_secs_f64();
+    }
     Ok(fleet)
+}
+
+/// What the client tasks report back while a fleet is set up.
+struct Setup {
+    /// `joined` events seen (rooms created or joined), over every client.
+    joined: AtomicUsize,
+    /// Each client's command handle, by index.
+    handles: Mutex<Vec<Option<ClientHandle>>>,
+}
+
+/// Creates every room of `layout` from its member 0 (who becomes its owner), then has the
+/// other members join: public rooms, so a `join` is enough. Waits for every `joined`.
+async fn join_rooms(
+    layout: RoomLayout,
+    handles: &[ClientHandle],
+    joined: &AtomicUsize,
+    rec: &Recorder,
+) -> Result<()> {
+    let table = layout.table();
+    for (r, members) in table.iter().enumerate() {
+        handles[members[0]].send(Command::CreateRoom {
+            room: RoomLayout::channel(r),
+            topic: String::new(),
+            visibility: Visibility::Public,
+        });
+    }
+    wait_joined(joined, layout.rooms, rec).await?;
+    for (r, members) in table.iter().enumerate() {
+        for &c in &members[1..] {
+            handles[c].send(Command::Join {
+                room: RoomLayout::channel(r),
+            });
+        }
+    }
+    wait_joined(joined, layout.rooms * layout.members, rec).await
+}
+
+/// Waits until `joined` reaches `want`; fails at the first error or after 120 s.
+async fn wait_joined(joined: &AtomicUsize, want: usize, rec: &Recorder) -> Result<()> {
+    let errors0 = rec.errors();
+    let t0 = Instant::now();
+    loop {
+        let got = joined.load(Ordering::Relaxed);
+        if got >= want {
+            return Ok(());
+        }
+        if rec.errors() > errors0 {
+            bail!("setting rooms up: {:?}", rec.first_errors());
+        }
+        if t0.elapsed() > Duration::from_secs(120) {
+            bail!("only {got} of {want} room joins within 120 s");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 async fn client(
     i: usize,
     opts: ClientOptions,
     rec: Arc<Recorder>,
+    setup: Arc<Setup>,
 ) -> Result<(crate::load::SendFn, Vec<tokio::task::JoinHandle<()>>)> {
     let (handle, events) = start(opts);
     wait_ready(&events).await?;
+    setup.handles.lock().expect("poisoned")[i] = Some(handle.clone());
     let task = tokio::spawn(async move {
         while let Ok(ev) = events.recv().await {
             match ev {
                 ClientEvent::App(Event::Message {
                     text: Some(text), ..
                 }) => rec.deliver(i, text.as_bytes()),
+                ClientEvent::App(Event::Joined { .. }) => {
+                    setup.joined.fetch_add(1, Ordering::Relaxed);
+                }
                 ClientEvent::App(Event::Error { code, message }) => {
                     rec.error(format!("livewire {code}: {message}"))
                 }
@@ -177,6 +264,7 @@ async fn client(
         let to = match dest {
             Dest::Room => "#general".to_owned(),
             Dest::User(j) => format!("@bench{j}"),
+            Dest::Channel(r) => RoomLayout::channel(r),
         };
         handle.send(Command::Send { to, text });
         true

@@ -4,8 +4,8 @@
 //! to the peers measured in the same run.
 //!
 //! Layout: `load` (fleet, open-loop schedule, one measured step), `stats` (bodies with
-//! embedded send times, percentiles), `proc` (server processes, /proc CPU and RSS), one
-//! module per target (`lw`, `mqtt`, `irc`), `refs` (quinn echo, UDP), `report` (JSON and
+//! embedded send times, percentiles), `rooms` (who is in which room in the many-rooms
+//! scenario), `proc` (server processes, /proc CPU and RSS), one module per target (`lw`, `mqtt`, `irc`), `refs` (quinn echo, UDP), `report` (JSON and
 //! the Markdown table). `scripts/bench.sh` installs the peers and runs all of it.
 
 mod irc;
@@ -15,6 +15,7 @@ mod mqtt;
 mod proc;
 mod refs;
 mod report;
+mod rooms;
 mod stats;
 mod tlsconf;
 
@@ -28,6 +29,7 @@ use clap::{Parser, Subcommand};
 use crate::load::{Fleet, Mode, Pattern, StepResult, Timing};
 use crate::proc::{Pinning, ServerProc};
 use crate::report::{IdleResult, Report};
+use crate::rooms::RoomLayout;
 use crate::stats::Recorder;
 
 #[derive(Parser)]
@@ -81,8 +83,8 @@ struct RunArgs {
     /// that are configured.
     #[arg(long, default_value = "")]
     targets: String,
-    /// Scenarios to run, comma-separated: refs,fanout,sweep,pairs,idle.
-    #[arg(long, default_value = "refs,fanout,sweep,pairs,idle")]
+    /// Scenarios to run, comma-separated: refs,fanout,sweep,pairs,rooms,idle.
+    #[arg(long, default_value = "refs,fanout,sweep,pairs,rooms,idle")]
     scenarios: String,
     /// Room members for fan-out and the sweep.
     #[arg(long, default_value_t = 100)]
@@ -96,6 +98,18 @@ struct RunArgs {
     /// Total send rate of the private-pairs scenario (messages/s).
     #[arg(long, default_value_t = 500.0)]
     pairs_rate: f64,
+    /// Rooms in the many-rooms scenario.
+    #[arg(long, default_value_t = 1000)]
+    rooms: usize,
+    /// Members of each room in the many-rooms scenario.
+    #[arg(long, default_value_t = 10)]
+    room_members: usize,
+    /// Clients in the many-rooms scenario (each in about rooms × room-members / clients rooms).
+    #[arg(long, default_value_t = 1000)]
+    room_clients: usize,
+    /// Total send rate of the many-rooms scenario, spread evenly over the rooms (messages/s).
+    #[arg(long, default_value_t = 1000.0)]
+    rooms_rate: f64,
     /// Idle clients.
     #[arg(long, default_value_t = 10_000)]
     idle: usize,
@@ -392,6 +406,17 @@ async fn run(args: RunArgs) -> Result<()> {
             }
         }
     }
+    if want("rooms") {
+        let layout = RoomLayout::new(args.rooms, args.room_members, args.room_clients)?;
+        for target in &targets {
+            if let Err(e) = many_rooms(&args, &pin, target, layout, &mut report).await {
+                log(format!("{}: many rooms failed: {e:#}", target.name()));
+                report
+                    .failures
+                    .push(format!("{} rooms: {e:#}", target.name()));
+            }
+        }
+    }
     if want("idle") {
         if want("refs") {
             targets.push(Target::QuinnEcho(me.clone()));
@@ -429,6 +454,10 @@ fn args_summary(a: &RunArgs) -> serde_json::Value {
         "fanout_rate": a.fanout_rate,
         "pair_clients": a.pair_clients,
         "pairs_rate": a.pairs_rate,
+        "rooms": a.rooms,
+        "room_members": a.room_members,
+        "room_clients": a.room_clients,
+        "rooms_rate": a.rooms_rate,
         "idle": a.idle,
         "idle_hold_s": a.idle_hold,
         "warmup_s": a.warmup,
@@ -545,6 +574,61 @@ async fn pairs(args: &RunArgs, pin: &Pinning, target: &Target, report: &mut Repo
         &rec,
         Pattern::Pairs(args.pair_clients),
         args.pairs_rate,
+        t,
+    )
+    .await;
+    log(report::line(&r));
+    report.steps.push(r);
+    drop(fleet);
+    stop(started).await;
+    Ok(())
+}
+
+/// The many-rooms scenario: `layout`'s clients connect and create or join their rooms (not
+/// measured; the server may use every core meanwhile, as logins are CPU-bound), then
+/// `--rooms-rate` messages/s spread evenly over the rooms.
+async fn many_rooms(
+    args: &RunArgs,
+    pin: &Pinning,
+    target: &Target,
+    layout: RoomLayout,
+    report: &mut Report,
+) -> Result<()> {
+    let name = target.name().to_owned();
+    log(format!(
+        "{name}: many rooms, {} rooms of {} members over {} clients",
+        layout.rooms, layout.members, layout.clients
+    ));
+    let started = target.start(pin, "rooms").await?;
+    let base = settle(&started.proc).await;
+    let rec = Arc::new(Recorder::new());
+    pin.widen(started.proc.pid, true);
+    let fleet = target
+        .connect(&started, layout.clients, Mode::Rooms(layout), rec.clone())
+        .await;
+    pin.widen(started.proc.pid, false);
+    let fleet = fleet?;
+    log(format!(
+        "  connected and joined in {:.1} s",
+        fleet.connect_secs
+    ));
+    // Every room should have seen a couple of messages before the window opens (LiveWire
+    // opens a conversation's stream on its first use).
+    let warmup = args.warmup.max(2.0 * layout.rooms as f64 / args.rooms_rate);
+    let t = Timing {
+        warmup: secs(warmup),
+        measure: secs(args.measure),
+        drain: secs(3.0),
+    };
+    let r = load::step(
+        &name,
+        "rooms",
+        &fleet,
+        Some(&started.proc),
+        base,
+        &rec,
+        Pattern::Rooms(layout),
+        args.rooms_rate,
         t,
     )
     .await;

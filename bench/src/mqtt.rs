@@ -2,7 +2,8 @@
 //!
 //! The room is topic `general`, subscribed with No Local so a sender does not get its own
 //! message back (like LiveWire and IRC); a private message goes to topic `u/<n>`, which
-//! only client `n` subscribes to. QoS 1 both ways: the broker acknowledges each publish and
+//! only client `n` subscribes to. In the many-rooms scenario room `r` is topic `room/<r>`,
+//! each client subscribing to its rooms in one SUBSCRIBE. QoS 1 both ways: the broker acknowledges each publish and
 //! each subscriber acknowledges each delivery, the closest MQTT gets to LiveWire's acked
 //! messages (mosquitto keeps them in memory; LiveWire writes them to SQLite first).
 
@@ -17,6 +18,7 @@ use rumqttc::v5::{AsyncClient, Event, MqttOptions};
 use rumqttc::{TlsConfiguration, Transport};
 
 use crate::load::{Dest, Fleet, Mode, SendFn, connect_all};
+use crate::rooms::RoomLayout;
 use crate::stats::Recorder;
 
 /// How to reach the broker.
@@ -33,19 +35,38 @@ pub struct Mqtt {
 pub async fn connect(m: &Mqtt, n: usize, mode: Mode, rec: Arc<Recorder>) -> Result<Fleet> {
     let tls = crate::tlsconf::tcp_client(&m.ca)?;
     let port = m.port;
+    let rooms: Arc<Vec<Vec<usize>>> = Arc::new(match mode {
+        Mode::Rooms(layout) => layout.rooms_by_client(),
+        _ => Vec::new(),
+    });
     connect_all(n, 64, move |i| {
         let tls = tls.clone();
         let rec = rec.clone();
-        async move { client(i, port, tls, mode, rec).await }
+        let filters = filters(i, mode, rooms.get(i).map_or(&[][..], Vec::as_slice));
+        async move { client(i, port, tls, filters, rec).await }
     })
     .await
+}
+
+/// What client `i` subscribes to: the room (or its rooms) with No Local, else its own topic.
+fn filters(i: usize, mode: Mode, rooms: &[usize]) -> Vec<Filter> {
+    let room = |topic: String| {
+        let mut f = Filter::new(topic, QoS::AtLeastOnce);
+        f.nolocal = true;
+        f
+    };
+    match mode {
+        Mode::Room => vec![room("general".to_owned())],
+        Mode::Rooms(_) => rooms.iter().map(|&r| room(RoomLayout::topic(r))).collect(),
+        Mode::Pairs | Mode::Idle => vec![Filter::new(format!("u/{i}"), QoS::AtLeastOnce)],
+    }
 }
 
 async fn client(
     i: usize,
     port: u16,
     tls: Arc<rustls::ClientConfig>,
-    mode: Mode,
+    filters: Vec<Filter>,
     rec: Arc<Recorder>,
 ) -> Result<(SendFn, Vec<tokio::task::JoinHandle<()>>)> {
     let mut opts = MqttOptions::new(format!("bench{i}"), "127.0.0.1", port);
@@ -58,15 +79,7 @@ async fn client(
     net.set_tcp_nodelay(true);
     opts.set_network_options(net);
     let (client, mut eventloop) = AsyncClient::new(opts, 4096);
-    let filter = match mode {
-        Mode::Room => {
-            let mut f = Filter::new("general", QoS::AtLeastOnce);
-            f.nolocal = true;
-            f
-        }
-        Mode::Pairs | Mode::Idle => Filter::new(format!("u/{i}"), QoS::AtLeastOnce),
-    };
-    client.subscribe_many([filter]).await?;
+    client.subscribe_many(filters).await?;
     // Poll until subscribed.
     tokio::time::timeout(Duration::from_secs(60), async {
         loop {
@@ -95,6 +108,7 @@ async fn client(
         let topic = match dest {
             Dest::Room => "general".to_owned(),
             Dest::User(j) => format!("u/{j}"),
+            Dest::Channel(r) => RoomLayout::topic(r),
         };
         client
             .try_publish(topic, QoS::AtLeastOnce, false, text.into_bytes())

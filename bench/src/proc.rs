@@ -189,6 +189,15 @@ pub fn self_cpu_secs() -> f64 {
     cpu_secs(std::process::id()).unwrap_or(0.0)
 }
 
+/// The machine's 1-minute load average (the machine is shared: other people's builds show
+/// here), 0 if unreadable.
+pub fn loadavg_1m() -> f64 {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0.0)
+}
+
 /// Cores of the machine (not of this process's affinity mask, which taskset narrows).
 pub fn online_cores() -> usize {
     std::fs::read_to_string("/proc/cpuinfo")

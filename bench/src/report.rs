@@ -100,7 +100,7 @@ fn machine(server_cpu: Option<usize>) -> serde_json::Value {
 /// One progress line for a step.
 pub fn line(r: &StepResult) -> String {
     format!(
-        "  {} {} {:.0} msg/s: {:.0} deliveries/s, p50 {:.2} p99 {:.2} p99.9 {:.2} ms, server {:.0} % CPU {:.1} us/delivery, gen {:.0} % lag p99 {:.2} ms, lost {}/{}, errors {}",
+        "  {} {} {:.0} msg/s: {:.0} deliveries/s, p50 {:.2} p99 {:.2} p99.9 {:.2} ms, server {:.0} % CPU {:.1} us/delivery, gen {:.0} % lag p99 {:.2} ms, lost {}/{}, errors {}, load {:.2}",
         r.target,
         r.scenario,
         r.offered_msgs_per_s,
@@ -114,7 +114,8 @@ pub fn line(r: &StepResult) -> String {
         r.send_lag.p99_ms,
         r.lost,
         r.expected,
-        r.errors
+        r.errors,
+        r.loadavg_1m
     )
 }
 
@@ -345,6 +346,26 @@ impl Report {
             out.push('\n');
         }
 
+        if self.steps_of("rooms").next().is_some() {
+            let _ = writeln!(
+                out,
+                "### Many rooms: {} rooms of {} members over {} clients, {} msg/s spread over the rooms\n",
+                s["rooms"], s["room_members"], s["room_clients"], s["rooms_rate"]
+            );
+            self.step_table(&mut out, "rooms", false);
+            let loads: Vec<String> = self
+                .steps_of("rooms")
+                .map(|s| format!("{} {:.2}", s.target, s.loadavg_1m))
+                .collect();
+            let _ = writeln!(
+                out,
+                "\nMachine load average (1 min) at the end of each window: {}.",
+                loads.join(", ")
+            );
+            self.ratio_table(&mut out, "rooms");
+            out.push('\n');
+        }
+
         if !self.idle.is_empty() {
             let _ = writeln!(
                 out,
@@ -397,8 +418,14 @@ impl Report {
             out.push('\n');
         }
 
-        let _ = writeln!(out, "### Targets of issue 7\n");
-        let _ = writeln!(out, "| target | measured | verdict |\n|---|---|---|");
+        let issue7 = ["sweep", "pairs"]
+            .iter()
+            .any(|s| self.steps_of(s).next().is_some())
+            || !self.idle.is_empty();
+        if issue7 {
+            let _ = writeln!(out, "### Targets of issue 7\n");
+            let _ = writeln!(out, "| target | measured | verdict |\n|---|---|---|");
+        }
         if self.steps_of("sweep").next().is_some() {
             let best = targets
                 .iter()
