@@ -14,7 +14,8 @@ use crate::app::ids::ConvId;
 use crate::app::rooms::{Effect, Member, Role, Room, RoomName, Visibility};
 use crate::app::store::{StoreResult, StoredRoom};
 
-fn role_code(r: Role) -> i64 {
+/// How a role is stored (both backends).
+pub(super) fn role_code(r: Role) -> i64 {
     match r {
         Role::Member => 0,
         Role::Moderator => 1,
@@ -22,7 +23,8 @@ fn role_code(r: Role) -> i64 {
     }
 }
 
-fn role_of(code: i64) -> Role {
+/// A stored role.
+pub(super) fn role_of(code: i64) -> Role {
     match code {
         2 => Role::Owner,
         1 => Role::Moderator,
@@ -30,7 +32,8 @@ fn role_of(code: i64) -> Role {
     }
 }
 
-fn visibility_code(v: Visibility) -> i64 {
+/// How a visibility is stored (both backends).
+pub(super) fn visibility_code(v: Visibility) -> i64 {
     match v {
         Visibility::Public => 0,
         Visibility::Private => 1,

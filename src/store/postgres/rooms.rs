@@ -5,33 +5,10 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::{Conn, Res, big, now_secs};
 use crate::app::ids::ConvId;
-use crate::app::rooms::{Effect, Member, Role, Room, RoomName, Visibility};
+use crate::app::rooms::{Effect, Member, Room, RoomName, Visibility};
 use crate::app::store::StoredRoom;
+use crate::store::rooms::{role_code, role_of, visibility_code};
 
-fn role_code(r: Role) -> i64 {
-    match r {
-        Role::Member => 0,
-        Role::Moderator => 1,
-        Role::Owner => 2,
-    }
-}
-
-fn role_of(code: i64) -> Role {
-    match code {
-        2 => Role::Owner,
-        1 => Role::Moderator,
-        _ => Role::Member,
-    }
-}
-
-fn visibility_code(v: Visibility) -> i64 {
-    match v {
-        Visibility::Public => 0,
-        Visibility::Private => 1,
-    }
-}
-
-/// Every room with its members, invitations, bans and newest activity.
 pub(super) fn load(c: &mut Conn) -> Res<Vec<StoredRoom>> {
     let heads = c.query(
         "SELECT key, name, topic, visibility FROM rooms ORDER BY key",
