@@ -775,3 +775,62 @@ fn operator_announces_to_a_room_closes_it_and_files_stay_with_members() {
     }
     rt.block_on(server.shutdown("test over"));
 }
+
+#[test]
+fn the_operator_deletes_general_and_room_messages_but_not_private_ones() {
+    use livewire::app::limits::Limits;
+    use livewire::transport::quic;
+    use livewire::transport::server::{Server, ServerOptions};
+
+    let dir = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let data = dir.path().join("srv");
+    let store = livewire::store::SqliteStore::open(&data).unwrap();
+    let opts = ServerOptions {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        data_dir: data,
+        cert: None,
+        limits: Limits::default(),
+        timers: quic::Timers::SERVER,
+    };
+    let mut server = rt.block_on(Server::start(opts, store)).unwrap();
+    let addr = server.local_addr().to_string();
+    let handle = server.handle();
+    let _events = server.take_events();
+    let home = dir.path();
+    let [mut alice, mut bob] = ["alice", "bob"].map(|u| ChatProc::login(&addr, u, home));
+    create(&mut alice, "#team", "", "public");
+    bob.cmd(json!({"cmd": "join", "room": "#team"}));
+    bob.expect("joined", |v| v["event"] == "joined");
+    alice.send("#general", "spam in general");
+    alice.send("#team", "spam in team");
+    alice.send("@bob", "private words");
+    let sent = alice.sync();
+    let id_of = |text: &str| {
+        sent.iter()
+            .find(|v| v["event"] == "sent" && v["text"] == text)
+            .map(|v| v["id"].as_u64().unwrap())
+            .unwrap()
+    };
+    for text in ["spam in general", "spam in team", "private words"] {
+        rt.block_on(handle.delete_message(id_of(text)));
+    }
+    let evs = bob.sync();
+    let mut deleted: Vec<u64> = evs
+        .iter()
+        .filter(|v| v["event"] == "deleted" && v["for"] == "everyone")
+        .map(|v| v["id"].as_u64().unwrap())
+        .collect();
+    deleted.sort();
+    let mut want = vec![id_of("spam in general"), id_of("spam in team")];
+    want.sort();
+    assert_eq!(deleted, want, "{evs:?}");
+    // The private message is untouched: bob reads it in its history.
+    bob.cmd(json!({"cmd": "history", "conv": "@alice"}));
+    let hist = bob.expect("history", |v| v["event"] == "history");
+    assert!(hist.to_string().contains("private words"), "{hist}");
+    for p in [alice, bob] {
+        p.finish_ok();
+    }
+    rt.block_on(server.shutdown("test over"));
+}

@@ -3,7 +3,7 @@
 
 use std::net::SocketAddr;
 
-use crate::app::ids::{ClientMsgId, ConnId, ConvId};
+use crate::app::ids::{ClientMsgId, ConnId, ConvId, MsgId};
 use crate::app::protocol::{ControlDown, ControlUp, ConvDown, ConvUp};
 
 /// Everything that can happen to the server.
@@ -61,6 +61,12 @@ pub enum Input {
         text: String,
         /// A fresh random id for it.
         cmid: ClientMsgId,
+    },
+    /// The operator deletes a message of `#general` or of a room for everyone (private
+    /// conversations are end-to-end: the operator cannot read or delete them).
+    OperatorDelete {
+        /// Server id of the message.
+        id: MsgId,
     },
     /// The operator closes a room: every member is removed ("closed by the operator") and
     /// the room, its history and its name are gone.
@@ -176,6 +182,8 @@ pub enum ServerLog {
     Message {
         /// Connection of the sender (`None` for announcements).
         conn: Option<ConnId>,
+        /// Server id of the message (what the operator deletes by).
+        id: MsgId,
         /// Author.
         from: String,
         /// `#general` or the other member's name.

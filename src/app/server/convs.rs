@@ -292,6 +292,7 @@ impl<S: Store> ServerCore<S> {
             };
             self.log(ServerLog::Message {
                 conn: Some(conn),
+                id: event.id,
                 from: name.to_string(),
                 to,
                 text,

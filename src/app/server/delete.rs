@@ -98,6 +98,39 @@ impl<S: Store> ServerCore<S> {
     }
 }
 
+impl<S: Store> ServerCore<S> {
+    /// The operator deletes a message of `#general` or of a room for everyone, at any time
+    /// (the operator moderates `#general` and may moderate any room). Private
+    /// conversations are end-to-end: their messages are not the operator's to delete.
+    pub(super) fn operator_delete(&mut self, id: u64, now: u64) -> Result<(), StoreError> {
+        let Some(stored) = self.store.event(id)? else {
+            tracing::info!(id, "operator delete of no such message ignored");
+            return Ok(());
+        };
+        if !stored.conv.server_readable() || !matches!(stored.event.kind, EventKind::Message { .. })
+        {
+            tracing::info!(
+                id,
+                "operator delete refused: not a message of #general or a room"
+            );
+            return Ok(());
+        }
+        let mut cmid = [0u8; 16];
+        cmid[..4].copy_from_slice(b"tomb");
+        cmid[8..].copy_from_slice(&id.to_be_bytes());
+        let tomb = self.store.erase(id, ClientMsgId(cmid), now)?;
+        self.fan_out(&stored.conv, &tomb, None);
+        self.log(ServerLog::Deleted {
+            by: super::SERVER_AUTHOR.to_owned(),
+            id,
+            conv: stored.conv,
+            sender: stored.event.sender,
+            cmid: stored.event.cmid,
+        });
+        Ok(())
+    }
+}
+
 fn human_secs(s: u64) -> String {
     match s {
         s if s % 3600 == 0 => format!("{} h", s / 3600),

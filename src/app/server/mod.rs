@@ -219,6 +219,7 @@ impl<S: Store> ServerCore<S> {
                     self.fan_out(&conv, &event, None);
                     self.log(ServerLog::Message {
                         conn: None,
+                        id: event.id,
                         from: SERVER_AUTHOR.into(),
                         to: conv.label_for(""),
                         text: Some(text),
@@ -226,6 +227,7 @@ impl<S: Store> ServerCore<S> {
                 }
             }
             Input::CloseRoom { room } => self.close_room(&room)?,
+            Input::OperatorDelete { id } => self.operator_delete(id, now)?,
             Input::Kick { conn } => {
                 if self.conns.contains_key(&conn) {
                     self.out.push(Output::Close {

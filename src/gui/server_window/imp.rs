@@ -50,6 +50,10 @@ pub struct LwServerWindow {
     pub(super) rooms_view: TemplateChild<gtk::ColumnView>,
     #[template_child]
     pub(super) announce_button: TemplateChild<gtk::Button>,
+    #[template_child]
+    pub(super) delete_entry: TemplateChild<gtk::Entry>,
+    #[template_child]
+    pub(super) delete_button: TemplateChild<gtk::Button>,
 
     /// Options other than the listen address (data dir, certificate, limits).
     pub(super) options: RefCell<Option<ServerOptions>>,
@@ -116,6 +120,27 @@ impl LwServerWindow {
                 None => obj.announce(&text),
             }
             self.announce_entry.set_text("");
+        }
+    }
+
+    /// Deletes the message whose id the operator typed (the `[id]` of the log).
+    #[template_callback]
+    fn on_delete_message(&self) {
+        let text = self.delete_entry.text();
+        match text
+            .trim()
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<u64>()
+        {
+            Ok(id) => {
+                self.obj().delete_message(id);
+                self.delete_entry.set_text("");
+            }
+            Err(_) => self.obj().log_line(&format!(
+                "“{}” is not a message id: type the number shown in [brackets] in the log",
+                text.trim()
+            )),
         }
     }
 }

@@ -192,6 +192,8 @@ impl LwServerWindow {
         imp.announce_entry.set_sensitive(running);
         imp.announce_button.set_sensitive(running);
         imp.announce_room.set_sensitive(running);
+        imp.delete_entry.set_sensitive(running);
+        imp.delete_button.set_sensitive(running);
         imp.copy_button.set_sensitive(running);
     }
 
@@ -356,6 +358,18 @@ impl LwServerWindow {
         !conns.is_empty()
     }
 
+    /// Deletes message `id` of `#general` or a room for everyone, as the operator.
+    pub fn delete_message(&self, id: u64) {
+        if let Some(h) = self.imp().handle.borrow().clone() {
+            runtime::spawn(async move { h.delete_message(id).await });
+        }
+    }
+
+    /// Adds a line to the activity log (for the window's own notices).
+    pub(super) fn log_line(&self, line: &str) {
+        self.log(line);
+    }
+
     /// Posts an announcement to `#general` as the server.
     pub fn announce(&self, text: &str) {
         if let Some(h) = self.imp().handle.borrow().clone() {
@@ -437,6 +451,7 @@ impl LwServerWindow {
             }
             ServerLog::Message {
                 conn,
+                id,
                 from,
                 to,
                 text,
@@ -450,7 +465,7 @@ impl LwServerWindow {
                 }
                 self.room_active(&to);
                 match text {
-                    Some(t) => self.log(&format!("{from} → {to}: {t}")),
+                    Some(t) => self.log(&format!("{from} → {to} [{id}]: {t}")),
                     None => self.log(&format!("{from} → {to}, encrypted")),
                 }
             }

@@ -121,6 +121,15 @@ impl ServerHandle {
         let _ = self.hub.send(HubMsg::Input(input)).await;
     }
 
+    /// Deletes message `id` of `#general` or of a room for everyone (the operator moderates
+    /// them); messages of private conversations are not the operator's to delete.
+    pub async fn delete_message(&self, id: u64) {
+        let _ = self
+            .hub
+            .send(HubMsg::Input(Input::OperatorDelete { id }))
+            .await;
+    }
+
     /// Closes a room (name or key): every member gets `Left` (change `left`, by `server`:
     /// closed by the operator), and the room, its history and its name are gone.
     pub async fn close_room(&self, room: String) {

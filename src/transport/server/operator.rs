@@ -146,6 +146,7 @@ mod tests {
     fn message() -> ServerLog {
         ServerLog::Message {
             conn: None,
+            id: 1,
             from: "alice".into(),
             to: "#general".into(),
             text: None,
