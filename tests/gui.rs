@@ -229,7 +229,7 @@ fn main() {
         server
             .log_lines()
             .iter()
-            .any(|l| l.contains("alice → #general: hello from alice"))
+            .any(|l| l.contains("alice → #general [") && l.ends_with("]: hello from alice"))
     });
     wait_until("the bubble on bob's screen", || {
         bob.rendered_messages()
