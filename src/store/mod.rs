@@ -1,6 +1,8 @@
-//! Persistence in SQLite (rusqlite, bundled): users, conversation events, hides.
+//! Persistence behind the app's `Store` trait: SQLite (rusqlite, bundled), the embedded
+//! default, and with the `postgres` feature PostgreSQL. Users, conversation events, hides,
+//! identity keys and rooms.
 //!
-//! WAL with `synchronous=FULL`, so a committed transaction survives a crash or power loss;
+//! SQLite: WAL with `synchronous=FULL`, so a committed transaction survives a crash or power loss;
 //! `secure_delete=ON`, so an erased body is overwritten rather than left in a free page,
 //! and a commit that erased a body is followed by a truncating checkpoint, so the old
 //! page images in the WAL are gone from disk too (the WAL keeps every version of a page
