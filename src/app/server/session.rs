@@ -157,7 +157,7 @@ impl<S: Store> ServerCore<S> {
                     hide_cursor,
                     identity_pub,
                 };
-                return self.login(conn, login, token, now);
+                self.login(conn, login, token, now)
             }
             ControlUp::Resume {
                 version,
@@ -174,7 +174,7 @@ impl<S: Store> ServerCore<S> {
                     hide_cursor,
                     identity_pub,
                 };
-                return self.resume(conn, resume, token, now);
+                self.resume(conn, resume, token, now)
             }
             up => self.logged_in_control(conn, up, now),
         }
