@@ -125,6 +125,10 @@ impl<S: Store> ServerCore<S> {
         });
     }
 
+    /// A control-stream frame. `token` is the resumption token a login or resume issues if
+    /// it succeeds (none when the frame came without one, as [`Input::Control`]).
+    ///
+    /// [`Input::Control`]: super::Input::Control
     pub(super) fn control(
         &mut self,
         conn: ConnId,
