@@ -40,9 +40,14 @@ pub fn print_line(v: &Value) {
 /// The JSON line for an operator event, if it is part of the headless contract.
 pub fn server_log_json(l: &ServerLog) -> Option<Value> {
     Some(match l {
-        ServerLog::ClientConnected { user, addr, .. } => {
-            json!({"event": "client_connected", "user": user, "addr": addr.to_string()})
-        }
+        ServerLog::ClientConnected {
+            user,
+            addr,
+            resumed,
+            ..
+        } => json!({
+            "event": "client_connected", "user": user, "addr": addr.to_string(), "resumed": resumed
+        }),
         ServerLog::ClientDisconnected { user, addr, .. } => {
             json!({"event": "client_disconnected", "user": user, "addr": addr.to_string()})
         }

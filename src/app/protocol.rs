@@ -193,6 +193,25 @@ pub enum ControlUp {
     Logout,
     /// A room command (answered on the control stream).
     Room(RoomUp),
+    /// First frame instead of [`ControlUp::Login`]: log in with the resumption token a
+    /// previous login on this device got ([`ControlDown::ResumeToken`]), without the
+    /// password. The server answers as for a login, plus the next token (this one stops
+    /// working on use). A refused token gets `LoginRefused` with [`ErrorCode::LoginRefused`]:
+    /// the client then logs in with the password.
+    Resume {
+        /// [`PROTOCOL_VERSION`] of the client.
+        version: u16,
+        /// Username as typed.
+        user: String,
+        /// The token, as received.
+        token: [u8; 32],
+        /// Ephemeral X25519 public key for the session key.
+        session_pub: [u8; 32],
+        /// The user's identity key: the token only works with the one it was issued to.
+        identity_pub: [u8; 32],
+        /// Highest hide counter this client has seen.
+        hide_cursor: u64,
+    },
 }
 
 /// Server to client, on the control stream.
@@ -258,6 +277,15 @@ pub enum ControlDown {
     },
     /// Room news and answers to room commands.
     Room(RoomDown),
+    /// Right after `LoginOk`: a resumption token for the next login of this device, so it
+    /// skips the password hash. Random, kept by the server only as its SHA-256, bound to
+    /// the account and the identity key, single use.
+    ResumeToken {
+        /// The token.
+        token: [u8; 32],
+        /// When it stops working (Unix ms).
+        expires_ms: u64,
+    },
 }
 
 /// Room commands, client to server (see `crate::app::rooms` for the rules).

@@ -74,6 +74,17 @@ pub struct UserRecord {
     pub phc: String,
 }
 
+/// A stored resumption token (the token itself is never stored: its SHA-256 is the key).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResumeRecord {
+    /// The account's case-folded key.
+    pub user_key: String,
+    /// The identity key of the device it was issued to.
+    pub identity_pub: [u8; 32],
+    /// When it stops working (Unix ms).
+    pub expires_ms: u64,
+}
+
 /// A stored message or tombstone, with where it lives.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredEvent {
@@ -112,6 +123,16 @@ pub trait Store {
     fn set_identity_key(&mut self, key: &str, public: [u8; 32]) -> StoreResult<Option<[u8; 32]>>;
     /// A user's identity key.
     fn identity_key(&mut self, key: &str) -> StoreResult<Option<[u8; 32]>>;
+    /// Stores a resumption token by its SHA-256, and drops every token expired at `now_ms`.
+    fn put_resume_token(
+        &mut self,
+        hash: &[u8; 32],
+        record: &ResumeRecord,
+        now_ms: u64,
+    ) -> StoreResult<()>;
+    /// Removes the token with this SHA-256 and returns what it was bound to: a token works
+    /// once, and a lookup that fails its checks has burnt it too.
+    fn take_resume_token(&mut self, hash: &[u8; 32]) -> StoreResult<Option<ResumeRecord>>;
     /// Stores a message unless `(sender_key, cmid)` exists; returns the stored event and
     /// whether it already existed.
     fn insert_message(

@@ -20,7 +20,9 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::app::ids::{ClientMsgId, ConvId, MsgId, Seq, skeleton_of};
 use crate::app::protocol::{ConvEvent, EventKind, Hidden};
-use crate::app::store::{Store, StoreError, StoreResult, StoredEvent, StoredRoom, UserRecord};
+use crate::app::store::{
+    ResumeRecord, Store, StoreError, StoreResult, StoredEvent, StoredRoom, UserRecord,
+};
 
 #[cfg(feature = "postgres")]
 mod postgres;
@@ -102,6 +104,14 @@ const MIGRATIONS: &[&str] = &[
         user_key TEXT NOT NULL,
         PRIMARY KEY (room, user_key)
      );",
+    // 5: login resumption tokens, by their SHA-256 (the token itself is never stored).
+    "CREATE TABLE resume_tokens (
+        hash BLOB PRIMARY KEY,
+        user_key TEXT NOT NULL,
+        identity_key BLOB NOT NULL,
+        expires INTEGER NOT NULL
+     );
+     CREATE INDEX resume_tokens_expires ON resume_tokens (expires);",
 ];
 
 /// The migration after which every stored skeleton is [`skeleton_of`] its name.
@@ -456,6 +466,53 @@ impl Store for SqliteStore {
             .execute(params![&public[..], key])
             .map_err(err)?;
         Ok(old)
+    }
+
+    fn put_resume_token(
+        &mut self,
+        hash: &[u8; 32],
+        record: &ResumeRecord,
+        now_ms: u64,
+    ) -> StoreResult<()> {
+        self.db
+            .prepare_cached("DELETE FROM resume_tokens WHERE expires <= ?1")
+            .map_err(err)?
+            .execute([now_ms as i64])
+            .map_err(err)?;
+        self.db
+            .prepare_cached(
+                "INSERT OR REPLACE INTO resume_tokens (hash, user_key, identity_key, expires)
+                 VALUES (?1, ?2, ?3, ?4)",
+            )
+            .map_err(err)?
+            .execute(params![
+                &hash[..],
+                record.user_key,
+                &record.identity_pub[..],
+                record.expires_ms as i64
+            ])
+            .map_err(err)?;
+        Ok(())
+    }
+
+    fn take_resume_token(&mut self, hash: &[u8; 32]) -> StoreResult<Option<ResumeRecord>> {
+        let row: Option<(String, Vec<u8>, i64)> = self
+            .db
+            .prepare_cached(
+                "DELETE FROM resume_tokens WHERE hash = ?1
+                 RETURNING user_key, identity_key, expires",
+            )
+            .map_err(err)?
+            .query_row([&hash[..]], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .optional()
+            .map_err(err)?;
+        Ok(row.and_then(|(user_key, id, expires)| {
+            Some(ResumeRecord {
+                user_key,
+                identity_pub: id.try_into().ok()?,
+                expires_ms: expires as u64,
+            })
+        }))
     }
 
     fn identity_key(&mut self, key: &str) -> StoreResult<Option<[u8; 32]>> {

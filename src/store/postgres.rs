@@ -40,7 +40,9 @@ use ::postgres::{Client, Config, NoTls, Row, Statement};
 use crate::app::ids::{ClientMsgId, ConvId, MsgId, Seq};
 use crate::app::protocol::{ConvEvent, EventKind, Hidden};
 use crate::app::rooms::{Effect, Room};
-use crate::app::store::{Store, StoreError, StoreResult, StoredEvent, StoredRoom, UserRecord};
+use crate::app::store::{
+    ResumeRecord, Store, StoreError, StoreResult, StoredEvent, StoredRoom, UserRecord,
+};
 
 /// Schema migrations, applied in order; the one row of `livewire_schema` counts those
 /// applied. The layout follows SQLite's (src/store/mod.rs) with counter tables added.
@@ -119,6 +121,14 @@ const MIGRATIONS: &[&str] = &[
         user_key TEXT NOT NULL,
         PRIMARY KEY (room, user_key)
      );",
+    // 2: login resumption tokens, by their SHA-256 (SQLite's migration 5).
+    "CREATE TABLE resume_tokens (
+        hash BYTEA PRIMARY KEY,
+        user_key TEXT NOT NULL,
+        identity_key BYTEA NOT NULL,
+        expires BIGINT NOT NULL
+     );
+     CREATE INDEX resume_tokens_expires ON resume_tokens (expires);",
 ];
 
 /// The advisory lock key that serialises migrations of nodes starting together
@@ -565,6 +575,48 @@ impl Store for PgStore {
                 )?;
             }
             Ok(old)
+        })
+    }
+
+    fn put_resume_token(
+        &mut self,
+        hash: &[u8; 32],
+        record: &ResumeRecord,
+        now_ms: u64,
+    ) -> StoreResult<()> {
+        let (now, expires) = (now_ms as i64, record.expires_ms as i64);
+        self.run(|c| {
+            c.execute("DELETE FROM resume_tokens WHERE expires <= $1", &[&now])?;
+            c.execute(
+                "INSERT INTO resume_tokens (hash, user_key, identity_key, expires)
+                 VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (hash) DO UPDATE SET user_key = EXCLUDED.user_key,
+                    identity_key = EXCLUDED.identity_key, expires = EXCLUDED.expires",
+                &[
+                    &&hash[..],
+                    &record.user_key,
+                    &&record.identity_pub[..],
+                    &expires,
+                ],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn take_resume_token(&mut self, hash: &[u8; 32]) -> StoreResult<Option<ResumeRecord>> {
+        self.run(|c| {
+            let row = c.query_opt(
+                "DELETE FROM resume_tokens WHERE hash = $1
+                 RETURNING user_key, identity_key, expires",
+                &[&&hash[..]],
+            )?;
+            Ok(row.and_then(|r| {
+                Some(ResumeRecord {
+                    user_key: r.get(0),
+                    identity_pub: r.get::<_, Vec<u8>>(1).try_into().ok()?,
+                    expires_ms: r.get::<_, i64>(2) as u64,
+                })
+            }))
         })
     }
 

@@ -175,6 +175,8 @@ enum ConnectError {
     Transient(String),
     /// Too many failed logins: final on the first attempt, retried on a reconnect.
     Throttled(String),
+    /// The resumption token was refused: log in with the password at once.
+    ResumeRefused(String),
 }
 
 enum SessionEnd {
@@ -205,6 +207,14 @@ async fn save_state(path: &Option<PathBuf>, state: &SavedState) {
     if let Err(e) = write_atomic(p.clone(), "tmp", bytes).await {
         warn!("cannot save client state to {}: {e}", p.display());
     }
+}
+
+/// The wall clock in Unix ms (a resumption token's expiry is one).
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 fn random_bytes<const N: usize>() -> [u8; N] {
@@ -268,9 +278,21 @@ async fn drive(
     let mut endpoint: Option<Endpoint> = opts.endpoint.clone();
     let started = tokio::time::Instant::now();
     loop {
-        let result = connect(opts, &mut endpoint, core.hide_cursor(), identity.public).await;
+        let resume = core.resume_token(unix_ms());
+        let result = connect(
+            opts,
+            &mut endpoint,
+            core.hide_cursor(),
+            identity.public,
+            resume,
+        )
+        .await;
         match result {
             Ok(session) => {
+                if resume.is_some() {
+                    // Used up: the server sends the next one right after `LoginOk`.
+                    core.forget_resume_token();
+                }
                 ever_connected = true;
                 backoff.reset();
                 let ctx = SessionCtx {
@@ -294,6 +316,11 @@ async fn drive(
                 }
             }
             Err(ConnectError::Fatal(f)) => return Err(f),
+            Err(ConnectError::ResumeRefused(e)) => {
+                debug!("resumption token refused ({e}); logging in with the password");
+                core.forget_resume_token();
+                continue;
+            }
             Err(ConnectError::Throttled(e)) if !ever_connected => {
                 return Err(Fatal::LoginRefused(e));
             }
@@ -371,6 +398,7 @@ async fn connect(
     endpoint: &mut Option<Endpoint>,
     hide_cursor: u64,
     identity_pub: [u8; 32],
+    resume: Option<[u8; 32]>,
 ) -> Result<Session, ConnectError> {
     let addr = resolve(&opts.server)
         .await
@@ -443,7 +471,7 @@ async fn connect(
             )))
         })?;
     }
-    login(conn, opts, hide_cursor, identity_pub).await
+    login(conn, opts, hide_cursor, identity_pub, resume).await
 }
 
 async fn login(
@@ -451,6 +479,7 @@ async fn login(
     opts: &ClientOptions,
     hide_cursor: u64,
     identity_pub: [u8; 32],
+    resume: Option<[u8; 32]>,
 ) -> Result<Session, ConnectError> {
     // When the server closed the connection, its reason says more than the stream error.
     let transient = |e: &dyn std::fmt::Display| {
@@ -462,13 +491,23 @@ async fn login(
     let (mut control, mut control_recv) = conn.open_bi().await.map_err(|e| transient(&e))?;
     let eph = Ephemeral::new();
     let client_pub = eph.public;
-    let frame = ControlUp::Login {
-        version: PROTOCOL_VERSION,
-        user: opts.user.clone(),
-        password: opts.password.clone(),
-        session_pub: client_pub,
-        identity_pub,
-        hide_cursor,
+    let frame = match resume {
+        Some(token) => ControlUp::Resume {
+            version: PROTOCOL_VERSION,
+            user: opts.user.clone(),
+            token,
+            session_pub: client_pub,
+            identity_pub,
+            hide_cursor,
+        },
+        None => ControlUp::Login {
+            version: PROTOCOL_VERSION,
+            user: opts.user.clone(),
+            password: opts.password.clone(),
+            session_pub: client_pub,
+            identity_pub,
+            hide_cursor,
+        },
     };
     codec::write_frame(&mut control, &frame, MAX_UP_FRAME)
         .await
@@ -484,10 +523,16 @@ async fn login(
         Ok(Some(ControlDown::LoginRefused { code, message })) => {
             return Err(if code == ErrorCode::LoginThrottled {
                 ConnectError::Throttled(message)
+            } else if resume.is_some() {
+                // Whatever the reason (unknown, expired, another device's token, a full
+                // disk), the password still works.
+                ConnectError::ResumeRefused(message)
             } else {
                 ConnectError::Fatal(Fatal::LoginRefused(message))
             });
         }
+        // A server older than resumption closes on the unknown frame: use the password.
+        Ok(_) if resume.is_some() => return Err(ConnectError::ResumeRefused(close_reason(&conn))),
         Ok(_) => return Err(ConnectError::Transient(close_reason(&conn))),
         Err(e) => return Err(transient(&e)),
     };

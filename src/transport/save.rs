@@ -25,7 +25,14 @@ fn write_atomic_blocking(path: &Path, tmp_ext: &str, bytes: &[u8]) -> std::io::R
         std::fs::create_dir_all(dir)?;
     }
     let tmp = path.with_extension(tmp_ext);
-    let mut f = std::fs::File::create(&tmp)?;
+    // Private to the user: the state file holds the login resumption token. (A leftover
+    // temporary file would keep its old mode, so it goes first.)
+    let _ = std::fs::remove_file(&tmp);
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut f = options.open(&tmp)?;
     f.write_all(bytes)?;
     f.sync_all()?;
     drop(f);

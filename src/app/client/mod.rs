@@ -64,6 +64,10 @@ pub struct SavedState {
     /// Identity keys seen per peer (hex, oldest first; the last is the pinned one).
     #[serde(default)]
     pub peer_keys: BTreeMap<String, Vec<String>>,
+    /// The resumption token for the next login (hex), with its expiry (Unix ms): a secret
+    /// like a password, which is why the state file is private (0600).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resume: Option<(String, u64)>,
 }
 
 /// How far the client is in ending its run. The driver reports the end of the commands and
@@ -104,6 +108,8 @@ pub struct ClientCore {
     next_cmid: u64,
     dirty: bool,
     peer_keys: BTreeMap<String, Vec<[u8; 32]>>,
+    /// The resumption token for the next login and its expiry (Unix ms).
+    resume: Option<([u8; 32], u64)>,
     /// The rooms this user is in, by key, as the server last told.
     rooms: BTreeMap<String, RoomItem>,
     /// The clock as of the last [`ClientCore::tick`], ms.
@@ -145,6 +151,10 @@ impl ClientCore {
                 .iter()
                 .map(|(u, ks)| (u.clone(), ks.iter().filter_map(|k| from_hex(k)).collect()))
                 .collect(),
+            resume: saved
+                .resume
+                .as_ref()
+                .and_then(|(t, exp)| Some((from_hex(t)?, *exp))),
             rooms: BTreeMap::new(),
             now: 0,
             stream_idle: STREAM_IDLE.as_millis() as u64,
@@ -247,6 +257,7 @@ impl ClientCore {
                 .filter_map(|(c, s)| s.last_seq.map(|q| (c.storage_key(), q)))
                 .collect(),
             hide_cursor: self.hide_cursor,
+            resume: self.resume.map(|(t, exp)| (to_hex(&t), exp)),
             peer_keys: self
                 .peer_keys
                 .iter()
@@ -363,7 +374,24 @@ impl ClientCore {
         std::mem::take(&mut self.out)
     }
 
+    /// The resumption token to log in with, unless it has expired by `now_ms`.
+    pub fn resume_token(&self, now_ms: u64) -> Option<[u8; 32]> {
+        self.resume
+            .filter(|(_, expires)| now_ms < *expires)
+            .map(|(t, _)| t)
+    }
+
+    /// The server refused the resumption token (or it was used): forget it, so the next
+    /// login uses the password.
+    pub fn forget_resume_token(&mut self) {
+        if self.resume.take().is_some() {
+            self.dirty = true;
+        }
+    }
+
     fn log_out(&mut self) {
+        // The server revokes the token on logout; keeping it would only cost a refusal.
+        self.forget_resume_token();
         self.ending = Ending::LoggingOut;
         self.out.push(Output::Control(ControlUp::Logout));
     }
@@ -456,6 +484,10 @@ impl ClientCore {
             ControlDown::SyncAck { token } => self.barrier_ack(token),
             ControlDown::Error { code, message } => self.event(Event::error(code, message)),
             ControlDown::Room(down) => self.room(down),
+            ControlDown::ResumeToken { token, expires_ms } => {
+                self.resume = Some((token, expires_ms));
+                self.dirty = true;
+            }
             ControlDown::LoginOk { .. }
             | ControlDown::LoginRefused { .. }
             | ControlDown::Closing { .. } => {}

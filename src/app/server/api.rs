@@ -35,6 +35,17 @@ pub enum Input {
         /// Frame.
         up: ControlUp,
     },
+    /// The connection's first control frame (a login or a resume), with 32 fresh bytes from
+    /// the OS RNG: the resumption token this login issues if it succeeds. (A login that
+    /// comes as [`Input::Control`] works the same and gets no token.)
+    Login {
+        /// Connection.
+        conn: ConnId,
+        /// Frame: [`ControlUp::Login`] or [`ControlUp::Resume`].
+        up: ControlUp,
+        /// The next resumption token.
+        token: [u8; 32],
+    },
     /// A conversation-stream frame; `conv` is the one the stream was opened for.
     Conv {
         /// Connection.
@@ -157,6 +168,8 @@ pub enum ServerLog {
         user: String,
         /// Address.
         addr: SocketAddr,
+        /// With a resumption token (no password check).
+        resumed: bool,
     },
     /// A logged-in user left.
     ClientDisconnected {

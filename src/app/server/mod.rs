@@ -31,6 +31,9 @@ pub const SERVER_AUTHOR: &str = "server";
 /// The reason given with [`Output::Close`] after a refused login.
 pub const LOGIN_REFUSED_REASON: &str = "login refused";
 
+/// How long a resumption token works (30 days); every use replaces it with a new one.
+pub const RESUME_TOKEN_LIFETIME_MS: u64 = 30 * 24 * 3600 * 1000;
+
 /// Shortest password accepted for a new account.
 pub const MIN_PASSWORD: usize = 8;
 
@@ -50,8 +53,9 @@ impl Asker {
         match input {
             Input::Control {
                 conn,
-                up: ControlUp::Login { .. },
+                up: ControlUp::Login { .. } | ControlUp::Resume { .. },
             }
+            | Input::Login { conn, .. }
             | Input::PasswordChecked { conn, .. } => Some(Asker::Login(*conn)),
             Input::Control { conn, .. } => Some(Asker::Control(*conn)),
             Input::Conv { conn, conv, up } => {
@@ -73,6 +77,8 @@ enum ConnState {
         name: UserName,
         hide_cursor: u64,
         identity_pub: [u8; 32],
+        /// The resumption token to issue once the password checks out.
+        token: Option<[u8; 32]>,
     },
     LoggedIn(Session),
 }
@@ -83,6 +89,8 @@ struct Session {
     key: String,
     open: HashSet<ConvId>,
     notified: HashSet<ConvId>,
+    /// SHA-256 of the resumption token issued to this session, revoked by `Logout`.
+    resume_hash: Option<[u8; 32]>,
 }
 
 #[derive(Debug)]
@@ -195,7 +203,8 @@ impl<S: Store> ServerCore<S> {
             }
             Input::Migrated { conn, addr } => self.migrated(conn, addr),
             Input::Disconnected { conn } => self.disconnected(conn),
-            Input::Control { conn, up } => self.control(conn, up, now)?,
+            Input::Control { conn, up } => self.control(conn, up, None, now)?,
+            Input::Login { conn, up, token } => self.control(conn, up, Some(token), now)?,
             Input::Conv { conn, conv, up } => self.conv(conn, conv, up, now)?,
             Input::PasswordChecked { conn, ok, new_phc } => {
                 self.password_checked(conn, ok, new_phc, now)?

@@ -5,13 +5,25 @@ use std::net::SocketAddr;
 
 use std::collections::HashSet;
 
+use sha2::{Digest, Sha256};
+
 use super::{ConnState, Output, ServerCore, ServerLog, Session};
-use super::{LOGIN_REFUSED_REASON, MIN_PASSWORD};
+use super::{LOGIN_REFUSED_REASON, MIN_PASSWORD, RESUME_TOKEN_LIFETIME_MS};
 use crate::app::ids::{ConnId, ConvId, UserName};
 use crate::app::protocol::{
     ControlDown, ControlUp, ConvDown, ConvSummary, ErrorCode, PROTOCOL_VERSION,
 };
-use crate::app::store::{Store, StoreError};
+use crate::app::store::{ResumeRecord, Store, StoreError};
+
+/// The fields of a [`ControlUp::Resume`] the core uses.
+#[derive(Debug)]
+pub(super) struct ResumeRequest {
+    pub(super) version: u16,
+    pub(super) user: String,
+    pub(super) token: [u8; 32],
+    pub(super) hide_cursor: u64,
+    pub(super) identity_pub: [u8; 32],
+}
 
 #[derive(Debug)]
 pub(super) struct LoginRequest {
@@ -113,43 +125,80 @@ impl<S: Store> ServerCore<S> {
         });
     }
 
+    /// A control-stream frame. `token` is the resumption token a login or resume issues if
+    /// it succeeds (none when the frame came without one, as [`Input::Control`]).
+    ///
+    /// [`Input::Control`]: super::Input::Control
     pub(super) fn control(
         &mut self,
         conn: ConnId,
         up: ControlUp,
+        token: Option<[u8; 32]>,
         now: u64,
     ) -> Result<(), StoreError> {
         let Some(c) = self.conns.get(&conn) else {
             return Ok(());
         };
-        if let ControlUp::Login {
-            version,
-            user,
-            password,
-            hide_cursor,
-            identity_pub,
-            ..
-        } = up
+        if matches!(up, ControlUp::Login { .. } | ControlUp::Resume { .. })
+            && !matches!(c.state, ConnState::Connected)
         {
-            if !matches!(c.state, ConnState::Connected) {
-                self.control_error(conn, ErrorCode::BadRequest, "already logged in");
-                return Ok(());
-            }
-            let login = LoginRequest {
+            self.control_error(conn, ErrorCode::BadRequest, "already logged in");
+            return Ok(());
+        }
+        match up {
+            ControlUp::Login {
                 version,
                 user,
                 password,
                 hide_cursor,
                 identity_pub,
-            };
-            return self.login(conn, login, now);
+                ..
+            } => {
+                let login = LoginRequest {
+                    version,
+                    user,
+                    password,
+                    hide_cursor,
+                    identity_pub,
+                };
+                self.login(conn, login, token, now)
+            }
+            ControlUp::Resume {
+                version,
+                user,
+                token: presented,
+                hide_cursor,
+                identity_pub,
+                ..
+            } => {
+                let resume = ResumeRequest {
+                    version,
+                    user,
+                    token: presented,
+                    hide_cursor,
+                    identity_pub,
+                };
+                self.resume(conn, resume, token, now)
+            }
+            up => self.logged_in_control(conn, up, now),
         }
+    }
+
+    /// A control command after login.
+    fn logged_in_control(
+        &mut self,
+        conn: ConnId,
+        up: ControlUp,
+        now: u64,
+    ) -> Result<(), StoreError> {
         let Some(session) = self.session(conn) else {
             self.control_error(conn, ErrorCode::NotLoggedIn, "log in first");
             return Ok(());
         };
         match up {
-            ControlUp::Login { .. } => unreachable!("handled above"),
+            ControlUp::Login { .. } | ControlUp::Resume { .. } => {
+                unreachable!("handled by `control`")
+            }
             ControlUp::Who => {
                 let users = self.online_names();
                 self.control_out(conn, ControlDown::Who { users });
@@ -159,10 +208,16 @@ impl<S: Store> ServerCore<S> {
                 let name = session.name.clone();
                 self.room_command(conn, &name, up)?;
             }
-            ControlUp::Logout => self.out.push(Output::Close {
-                conn,
-                reason: "logged out".into(),
-            }),
+            ControlUp::Logout => {
+                // Logging out also ends this device's way back in without the password.
+                if let Some(hash) = session.resume_hash {
+                    self.store.take_resume_token(&hash)?;
+                }
+                self.out.push(Output::Close {
+                    conn,
+                    reason: "logged out".into(),
+                })
+            }
             ControlUp::Delete { id, scope } => {
                 let (name, key) = (session.name.clone(), session.key.clone());
                 self.delete(conn, &name, &key, id, scope, now)?;
@@ -171,30 +226,20 @@ impl<S: Store> ServerCore<S> {
         Ok(())
     }
 
-    pub(super) fn login(
-        &mut self,
-        conn: ConnId,
-        login: LoginRequest,
-        now: u64,
-    ) -> Result<(), StoreError> {
-        let LoginRequest {
-            version,
-            user,
-            password,
-            hide_cursor,
-            identity_pub,
-        } = login;
+    /// The checks every login starts with: protocol version, a well-formed name, and the
+    /// failed-login throttles (per account and per address). `None` when refused.
+    fn login_gate(&mut self, conn: ConnId, version: u16, user: &str, now: u64) -> Option<UserName> {
         if version != PROTOCOL_VERSION {
             let msg =
                 format!("this server speaks protocol {PROTOCOL_VERSION}, the client {version}");
-            self.refuse_login(conn, &user, ErrorCode::BadRequest, msg);
-            return Ok(());
+            self.refuse_login(conn, user, ErrorCode::BadRequest, msg);
+            return None;
         }
-        let name = match UserName::parse(&user) {
+        let name = match UserName::parse(user) {
             Ok(n) => n,
             Err(e) => {
-                self.refuse_login(conn, &user, ErrorCode::BadUsername, e.to_string());
-                return Ok(());
+                self.refuse_login(conn, user, ErrorCode::BadUsername, e.to_string());
+                return None;
             }
         };
         let key = name.key();
@@ -208,9 +253,30 @@ impl<S: Store> ServerCore<S> {
                 "too many failed logins; try again in {} s",
                 ms.div_ceil(1000)
             );
-            self.refuse_login(conn, &user, ErrorCode::LoginThrottled, msg);
-            return Ok(());
+            self.refuse_login(conn, user, ErrorCode::LoginThrottled, msg);
+            return None;
         }
+        Some(name)
+    }
+
+    pub(super) fn login(
+        &mut self,
+        conn: ConnId,
+        login: LoginRequest,
+        token: Option<[u8; 32]>,
+        now: u64,
+    ) -> Result<(), StoreError> {
+        let LoginRequest {
+            version,
+            user,
+            password,
+            hide_cursor,
+            identity_pub,
+        } = login;
+        let Some(name) = self.login_gate(conn, version, &user, now) else {
+            return Ok(());
+        };
+        let key = name.key();
         let (name, phc) = match self.store.user(&key)? {
             Some(rec) => (UserName::parse(&rec.name).unwrap_or(name), Some(rec.phc)),
             None => {
@@ -241,6 +307,7 @@ impl<S: Store> ServerCore<S> {
                 name,
                 hide_cursor,
                 identity_pub,
+                token,
             };
         }
         self.out.push(Output::VerifyPassword {
@@ -249,6 +316,46 @@ impl<S: Store> ServerCore<S> {
             phc,
         });
         Ok(())
+    }
+
+    /// A login with a resumption token: no Argon2. The token is taken from the store
+    /// whatever the outcome (single use: a thief's try burns it too), then must belong to
+    /// this account and this identity key and not have expired. A refusal counts against
+    /// the same throttles as a wrong password.
+    pub(super) fn resume(
+        &mut self,
+        conn: ConnId,
+        resume: ResumeRequest,
+        next: Option<[u8; 32]>,
+        now: u64,
+    ) -> Result<(), StoreError> {
+        let ResumeRequest {
+            version,
+            user,
+            token,
+            hide_cursor,
+            identity_pub,
+        } = resume;
+        let Some(name) = self.login_gate(conn, version, &user, now) else {
+            return Ok(());
+        };
+        let key = name.key();
+        let hash: [u8; 32] = Sha256::digest(token).into();
+        let found = self.store.take_resume_token(&hash)?;
+        let valid = found.as_ref().is_some_and(|r| {
+            r.user_key == key && r.identity_pub == identity_pub && now < r.expires_ms
+        });
+        let account = if valid { self.store.user(&key)? } else { None };
+        let Some(account) = account else {
+            let addr = self.conns[&conn].addr;
+            self.fail_account.record(key, now);
+            self.fail_ip.record(addr.ip(), now);
+            let msg = "resumption token refused; log in with the password".to_owned();
+            self.refuse_login(conn, &user, ErrorCode::LoginRefused, msg);
+            return Ok(());
+        };
+        let name = UserName::parse(&account.name).unwrap_or(name);
+        self.logged_in(conn, name, hide_cursor, identity_pub, next, true, now)
     }
 
     pub(super) fn password_checked(
@@ -265,12 +372,13 @@ impl<S: Store> ServerCore<S> {
             name,
             hide_cursor,
             identity_pub,
+            token,
         } = &c.state
         else {
             return Ok(());
         };
-        let (name, hide_cursor, identity_pub, addr) =
-            (name.clone(), *hide_cursor, *identity_pub, c.addr);
+        let (name, hide_cursor, identity_pub, token, addr) =
+            (name.clone(), *hide_cursor, *identity_pub, *token, c.addr);
         let key = name.key();
         if !ok {
             self.fail_account.record(key, now);
@@ -288,6 +396,26 @@ impl<S: Store> ServerCore<S> {
             self.refuse_login(conn, name.as_str(), ErrorCode::BadUsername, msg);
             return Ok(());
         }
+        self.logged_in(conn, name, hide_cursor, identity_pub, token, false, now)
+    }
+
+    /// The account is proven (password or token): open the session, answer `LoginOk` and
+    /// hand out the next resumption token.
+    #[allow(clippy::too_many_arguments)]
+    fn logged_in(
+        &mut self,
+        conn: ConnId,
+        name: UserName,
+        hide_cursor: u64,
+        identity_pub: [u8; 32],
+        token: Option<[u8; 32]>,
+        resumed: bool,
+        now: u64,
+    ) -> Result<(), StoreError> {
+        let key = name.key();
+        let Some(addr) = self.conns.get(&conn).map(|c| c.addr) else {
+            return Ok(());
+        };
         let old_key = self.store.set_identity_key(&key, identity_pub)?;
         if old_key.is_some_and(|k| k != identity_pub) {
             self.announce_key(&name, identity_pub);
@@ -305,10 +433,11 @@ impl<S: Store> ServerCore<S> {
                 key: key.clone(),
                 open: HashSet::new(),
                 notified: HashSet::new(),
+                resume_hash: None,
             });
         }
         let first = !self.online.contains_key(&key);
-        self.online.entry(key).or_default().insert(conn);
+        self.online.entry(key.clone()).or_default().insert(conn);
         if first {
             self.presence(&name, true);
         }
@@ -324,13 +453,48 @@ impl<S: Store> ServerCore<S> {
                 delete_window_secs: self.limits.delete_window_secs,
             },
         );
+        if let Some(token) = token {
+            self.issue_token(conn, key, identity_pub, token, now);
+        }
         self.room_state(conn, &name.key())?;
         self.log(ServerLog::ClientConnected {
             conn,
             user: name.to_string(),
             addr,
+            resumed,
         });
         Ok(())
+    }
+
+    /// Stores a resumption token's hash and sends the token. If the store refuses (a full
+    /// disk), the login still stands, only without a token: the next one uses the password.
+    fn issue_token(
+        &mut self,
+        conn: ConnId,
+        user_key: String,
+        identity_pub: [u8; 32],
+        token: [u8; 32],
+        now: u64,
+    ) {
+        let hash: [u8; 32] = Sha256::digest(token).into();
+        let expires_ms = now.saturating_add(RESUME_TOKEN_LIFETIME_MS);
+        let record = ResumeRecord {
+            user_key,
+            identity_pub,
+            expires_ms,
+        };
+        if let Err(e) = self.store.put_resume_token(&hash, &record, now) {
+            let full = e.is_full();
+            self.log(ServerLog::StoreFailed {
+                error: e.message,
+                full,
+            });
+            return;
+        }
+        if let Some(s) = self.session_mut(conn) {
+            s.resume_hash = Some(hash);
+        }
+        self.control_out(conn, ControlDown::ResumeToken { token, expires_ms });
     }
 
     /// Tells every session with an open private conversation with `name` its new key.

@@ -69,6 +69,46 @@ pub fn identity_keys_are_replaced_and_the_old_one_returned<S: Store>(s: &mut S) 
     assert_eq!(s.identity_key("bob").unwrap(), None);
 }
 
+/// Resumption tokens: found by hash once (a take removes it), bound to what was stored;
+/// storing one drops the expired ones.
+pub fn resume_tokens_work_once_and_expire<S: Store>(s: &mut S) {
+    use crate::app::store::ResumeRecord;
+    let rec = |user: &str, id: u8, expires_ms| ResumeRecord {
+        user_key: user.to_owned(),
+        identity_pub: [id; 32],
+        expires_ms,
+    };
+    assert!(s.create_user("alice", "alice", "a1ice", "phc").unwrap());
+    assert_eq!(s.take_resume_token(&[9; 32]).unwrap(), None);
+    s.put_resume_token(&[1; 32], &rec("alice", 7, 1_000), 0)
+        .unwrap();
+    s.put_resume_token(&[2; 32], &rec("alice", 8, 5_000), 0)
+        .unwrap();
+    assert_eq!(
+        s.take_resume_token(&[1; 32]).unwrap(),
+        Some(rec("alice", 7, 1_000))
+    );
+    assert_eq!(s.take_resume_token(&[1; 32]).unwrap(), None, "single use");
+    s.put_resume_token(&[3; 32], &rec("alice", 7, 9_000), 0)
+        .unwrap();
+    // At 6 s, token 2 (until 5 s) is expired and goes with the next store.
+    s.put_resume_token(&[4; 32], &rec("alice", 9, 9_000), 6_000)
+        .unwrap();
+    assert_eq!(
+        s.take_resume_token(&[2; 32]).unwrap(),
+        None,
+        "expired, dropped"
+    );
+    assert_eq!(
+        s.take_resume_token(&[3; 32]).unwrap(),
+        Some(rec("alice", 7, 9_000))
+    );
+    assert_eq!(
+        s.take_resume_token(&[4; 32]).unwrap(),
+        Some(rec("alice", 9, 9_000))
+    );
+}
+
 /// Sequence numbers start at 1 and count up by one per conversation, independently;
 /// message ids are unique across conversations.
 pub fn sequences_are_per_conversation<S: Store>(s: &mut S) {
@@ -388,6 +428,7 @@ macro_rules! store_contract_tests {
         $crate::store_contract_tests!(@cases $make;
             accounts_are_unique_by_key_and_skeleton,
             identity_keys_are_replaced_and_the_old_one_returned,
+            resume_tokens_work_once_and_expire,
             sequences_are_per_conversation,
             a_resend_returns_the_original,
             history_pages_in_both_directions,

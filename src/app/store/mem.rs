@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use super::{Store, StoreError, StoreResult, StoredEvent, StoredRoom, UserRecord};
+use super::{ResumeRecord, Store, StoreError, StoreResult, StoredEvent, StoredRoom, UserRecord};
 use crate::app::ids::{ClientMsgId, ConvId, MsgId, Seq};
 use crate::app::protocol::{ConvEvent, EventKind, Hidden};
 use crate::app::rooms::{Effect, Room};
@@ -18,6 +18,7 @@ pub struct MemStore {
     hidden: HashMap<String, Vec<Hidden>>,
     hidden_set: HashSet<(String, MsgId)>,
     identity: HashMap<String, [u8; 32]>,
+    resume: HashMap<[u8; 32], ResumeRecord>,
     /// The newest message id handed out (ids are never reused, even after a room closed).
     last_id: MsgId,
     /// Rooms by key, with their inviters.
@@ -75,6 +76,21 @@ impl Store for MemStore {
 
     fn commit(&mut self) -> StoreResult<()> {
         Ok(())
+    }
+
+    fn put_resume_token(
+        &mut self,
+        hash: &[u8; 32],
+        record: &ResumeRecord,
+        now_ms: u64,
+    ) -> StoreResult<()> {
+        self.resume.retain(|_, r| r.expires_ms > now_ms);
+        self.resume.insert(*hash, record.clone());
+        Ok(())
+    }
+
+    fn take_resume_token(&mut self, hash: &[u8; 32]) -> StoreResult<Option<ResumeRecord>> {
+        Ok(self.resume.remove(hash))
     }
 
     fn user(&mut self, key: &str) -> StoreResult<Option<UserRecord>> {

@@ -417,7 +417,9 @@ impl LwServerWindow {
         let clients = self.clients();
         let find = |conn: ConnId| position::<LwClientEntry>(&clients, |e| e.data().conn == conn.0);
         match ev {
-            ServerLog::ClientConnected { conn, user, addr } => {
+            ServerLog::ClientConnected {
+                conn, user, addr, ..
+            } => {
                 clients.append(&LwClientEntry::new(ClientEntryData {
                     conn: conn.0,
                     user: user.clone(),

@@ -160,7 +160,18 @@ async fn run(conn: Connection, id: ConnId, shared: Arc<Shared>) {
     };
     let writer = tokio::spawn(writer.run().in_current_span());
     let up = session.login;
-    let _ = ctx.to_hub(Input::Control { conn: id, up }).await;
+    // The token this login hands out if it succeeds, from the OS RNG (the core takes
+    // randomness as input). Without an RNG the login still works, only without a token.
+    let mut token = [0u8; 32];
+    let input = match getrandom::fill(&mut token) {
+        Ok(()) => Input::Login {
+            conn: id,
+            up,
+            token,
+        },
+        Err(_) => Input::Control { conn: id, up },
+    };
+    let _ = ctx.to_hub(input).await;
     let control = streams::control_reader(ctx.clone(), session.control_recv);
     let reader = tokio::spawn(control.in_current_span());
     serve_streams(&ctx, addr).await;
@@ -212,13 +223,18 @@ async fn start_session(
             .await
             .map_err(|_| Refused(close::LOGIN_TIMEOUT, "login took too long".into()))?
             .map_err(|why| Refused(close::PROTOCOL, why))?;
-    let ControlUp::Login {
+    let (ControlUp::Login {
         session_pub: client_pub,
         ref user,
         ..
-    } = login
+    }
+    | ControlUp::Resume {
+        session_pub: client_pub,
+        ref user,
+        ..
+    }) = login
     else {
-        unreachable!("read_login returns a login")
+        unreachable!("read_login returns a login or a resume")
     };
     let user_key = user.to_ascii_lowercase();
     let eph = Ephemeral::new();
@@ -274,7 +290,7 @@ async fn read_login(
 ) -> Result<(SendStream, RecvStream, ControlUp), String> {
     let (send, mut recv) = conn.accept_bi().await.map_err(|e| e.to_string())?;
     match codec::read_frame::<_, ControlUp>(&mut recv, max_frame).await {
-        Ok(Some(up @ ControlUp::Login { .. })) => Ok((send, recv, up)),
+        Ok(Some(up @ (ControlUp::Login { .. } | ControlUp::Resume { .. }))) => Ok((send, recv, up)),
         Ok(Some(_)) => Err("the first frame must be a login".to_owned()),
         Ok(None) => Err("control stream closed before login".to_owned()),
         Err(e) => Err(e.to_string()),

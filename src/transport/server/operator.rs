@@ -107,9 +107,12 @@ impl ServerEvents {
 /// The server's own log line for an entry (`RUST_LOG`), independent of the operator's view.
 fn trace_entry(l: &ServerLog) {
     match l {
-        ServerLog::ClientConnected { user, addr, conn } => {
-            info!(%conn, %user, %addr, "client connected")
-        }
+        ServerLog::ClientConnected {
+            user,
+            addr,
+            conn,
+            resumed,
+        } => info!(%conn, %user, %addr, resumed, "client connected"),
         ServerLog::ClientDisconnected { user, addr, conn } => {
             info!(%conn, %user, %addr, "client disconnected")
         }
@@ -158,6 +161,7 @@ mod tests {
             conn: ConnId(n),
             user: format!("user{n}"),
             addr: "127.0.0.1:1".parse().unwrap(),
+            resumed: false,
         }
     }
 
