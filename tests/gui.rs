@@ -326,6 +326,31 @@ fn main() {
     });
     println!("ok: announcement from the server window reaches #general");
 
+    // Spam in #general: the operator deletes it by the id the log shows.
+    bob.open_conversation("#general");
+    bob.compose_and_send("cheap watches here");
+    wait_until("alice to see the spam", || {
+        find(&messages(&alice, "#general"), "cheap watches here").is_some()
+    });
+    let id = find(&messages(&alice, "#general"), "cheap watches here")
+        .unwrap()
+        .id;
+    wait_until("the log to show the message's id", || {
+        server
+            .log_lines()
+            .iter()
+            .any(|l| l.contains(&format!("bob → #general [{id}]: cheap watches here")))
+    });
+    server.delete_message(id);
+    wait_until("the operator's delete in both windows", || {
+        [&alice, &bob].iter().all(|w| {
+            messages(w, "#general")
+                .iter()
+                .any(|m| m.id == id && m.text.is_none())
+        })
+    });
+    println!("ok: the operator deleted a #general message by its [id] from the server window");
+
     rooms_scenario(&server, &alice, &bob);
 
     // A file, sent with the attach path (the button and a drop call it) and downloaded
