@@ -6,6 +6,8 @@ set -euo pipefail
 LIVEWIRE_PACKAGES=(
   pkg-config libgtk-4-dev          # the GUI (feature `gui`)
   xvfb xauth                       # GUI tests under a virtual display
+  dbus python3-dbusmock            # the GUI tests' session bus and notification daemon
+  procps                           # `kill` (tests stop the servers they started by pid)
   iproute2 nftables conntrack      # the NAT lab (tests/natlab.rs)
   miniupnpd                        # port-mapping test in the NAT lab
   desktop-file-utils appstream     # tests/package.rs: desktop entries and metainfo
