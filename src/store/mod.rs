@@ -149,15 +149,11 @@ fn recompute_skeletons(tx: &rusqlite::Transaction<'_>) -> StoreResult<()> {
 #[cfg(test)]
 mod erasure_tests;
 
-/// A store error from a SQLite error (or any other message). SQLite's `SQLITE_FULL` (the
+/// A store error from a SQLite error. SQLite's `SQLITE_FULL` (the
 /// disk or the database's size limit is full) becomes [`StoreError::full`], so the core can
 /// answer `server_full` instead of `internal`.
-fn err<E: std::fmt::Display + 'static>(e: E) -> StoreError {
-    let full = (&e as &dyn std::any::Any)
-        .downcast_ref::<rusqlite::Error>()
-        .and_then(rusqlite::Error::sqlite_error_code)
-        == Some(rusqlite::ErrorCode::DiskFull);
-    if full {
+fn err(e: rusqlite::Error) -> StoreError {
+    if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull) {
         StoreError::full(e.to_string())
     } else {
         StoreError::other(e.to_string())
@@ -176,9 +172,10 @@ impl SqliteStore {
     /// Opens (or creates) `livewire.db` in `data_dir` and applies migrations.
     pub fn open(data_dir: &Path) -> StoreResult<Self> {
         std::fs::create_dir_all(data_dir)
-            .map_err(|e| err(format!("{}: {e}", data_dir.display())))?;
+            .map_err(|e| StoreError::other(format!("{}: {e}", data_dir.display())))?;
         let path = data_dir.join("livewire.db");
-        let db = Connection::open(&path).map_err(|e| err(format!("{}: {e}", path.display())))?;
+        let db = Connection::open(&path)
+            .map_err(|e| StoreError::other(format!("{}: {e}", path.display())))?;
         Self::setup(db)
     }
 
@@ -222,7 +219,7 @@ impl SqliteStore {
             .query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))
             .map_err(err)? as usize;
         if version > MIGRATIONS.len() {
-            return Err(err(format!(
+            return Err(StoreError::other(format!(
                 "the database has schema version {version}, newer than this LiveWire ({}); upgrade LiveWire",
                 MIGRATIONS.len()
             )));
@@ -575,7 +572,9 @@ impl Store for SqliteStore {
     }
 
     fn erase(&mut self, id: MsgId, cmid: ClientMsgId, ts: u64) -> StoreResult<ConvEvent> {
-        let stored = self.event(id)?.ok_or_else(|| err("no such message"))?;
+        let stored = self
+            .event(id)?
+            .ok_or_else(|| StoreError::other("no such message"))?;
         self.db
             .prepare_cached("UPDATE events SET kind = 1, body = NULL WHERE id = ?1")
             .map_err(err)?
