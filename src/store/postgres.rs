@@ -484,6 +484,15 @@ fn last_seq(c: &mut Conn, conv: &str) -> Res<Seq> {
     Ok(row.map_or(0, |r| r.get::<_, i64>(0) as u64))
 }
 
+/// The identity key `key` published, if any.
+fn identity_key(c: &mut Conn, key: &str) -> Res<Option<[u8; 32]>> {
+    Ok(
+        c.query_opt("SELECT identity_key FROM users WHERE key = $1", &[&key])?
+            .and_then(|r| r.get::<_, Option<Vec<u8>>>(0))
+            .and_then(|b| b.try_into().ok()),
+    )
+}
+
 fn event(c: &mut Conn, id: MsgId) -> Res<Option<StoredEvent>> {
     let row = c.query_opt(
         "SELECT id, conv, seq, kind, sender, cmid, body, target, ts FROM events WHERE id = $1",
@@ -563,10 +572,7 @@ impl Store for PgStore {
 
     fn set_identity_key(&mut self, key: &str, public: [u8; 32]) -> StoreResult<Option<[u8; 32]>> {
         self.run(|c| {
-            let old: Option<[u8; 32]> = c
-                .query_opt("SELECT identity_key FROM users WHERE key = $1", &[&key])?
-                .and_then(|r| r.get::<_, Option<Vec<u8>>>(0))
-                .and_then(|b| b.try_into().ok());
+            let old = identity_key(c, key)?;
             if old != Some(public) {
                 // As in SQLite: no write on an ordinary login.
                 c.execute(
@@ -621,13 +627,7 @@ impl Store for PgStore {
     }
 
     fn identity_key(&mut self, key: &str) -> StoreResult<Option<[u8; 32]>> {
-        self.run(|c| {
-            Ok(
-                c.query_opt("SELECT identity_key FROM users WHERE key = $1", &[&key])?
-                    .and_then(|r| r.get::<_, Option<Vec<u8>>>(0))
-                    .and_then(|b| b.try_into().ok()),
-            )
-        })
+        self.run(|c| identity_key(c, key))
     }
 
     fn insert_message(

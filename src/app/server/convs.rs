@@ -317,11 +317,17 @@ impl<S: Store> ServerCore<S> {
                     .collect(),
                 None => Vec::new(),
             },
-            _ => self
+            // The two of them (sorted, as `online` iterates), not a walk over everyone.
+            ConvId::Direct(a, b) => std::iter::once(a)
+                .chain((a != b).then_some(b))
+                .filter_map(|k| self.online.get(k))
+                .flat_map(|s| s.iter().copied())
+                .filter(|c| Some(*c) != skip)
+                .collect(),
+            ConvId::General => self
                 .online
-                .iter()
-                .filter(|(k, _)| conv.has_member(k))
-                .flat_map(|(_, s)| s.iter().copied())
+                .values()
+                .flat_map(|s| s.iter().copied())
                 .filter(|c| Some(*c) != skip)
                 .collect(),
         };

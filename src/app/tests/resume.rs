@@ -84,8 +84,18 @@ impl Server {
         outcome
     }
 
+    /// Connects from `10.0.0.{ip}` and sends `up`, offering `next` as the token to issue.
+    fn attempt(&mut self, ip: u8, up: ControlUp, next: [u8; 32], now: u64) -> (ConnId, Outcome) {
+        let conn = self.connect(ip, now);
+        let input = Input::Login {
+            conn,
+            up,
+            token: next,
+        };
+        (conn, self.run(conn, input, now))
+    }
+
     fn login(&mut self, user: &str, device: [u8; 32], next: [u8; 32], now: u64) -> Outcome {
-        let conn = self.connect(1, now);
         let up = ControlUp::Login {
             version: PROTOCOL_VERSION,
             user: user.into(),
@@ -94,15 +104,7 @@ impl Server {
             identity_pub: device,
             hide_cursor: 0,
         };
-        let outcome = self.run(
-            conn,
-            Input::Login {
-                conn,
-                up,
-                token: next,
-            },
-            now,
-        );
+        let (conn, outcome) = self.attempt(1, up, next, now);
         self.core.handle(Input::Disconnected { conn }, now);
         outcome
     }
@@ -116,7 +118,6 @@ impl Server {
         next: [u8; 32],
         now: u64,
     ) -> (ConnId, Outcome) {
-        let conn = self.connect(ip, now);
         let up = ControlUp::Resume {
             version: PROTOCOL_VERSION,
             user: user.into(),
@@ -125,16 +126,7 @@ impl Server {
             identity_pub: device,
             hide_cursor: 0,
         };
-        let outcome = self.run(
-            conn,
-            Input::Login {
-                conn,
-                up,
-                token: next,
-            },
-            now,
-        );
-        (conn, outcome)
+        self.attempt(ip, up, next, now)
     }
 
     fn resume(&mut self, user: &str, token: [u8; 32], device: [u8; 32], now: u64) -> Outcome {

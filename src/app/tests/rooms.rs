@@ -40,6 +40,20 @@ fn kick(w: &mut World, conn: ConnId, name: &str, user: &str) {
     w.cmd(conn, Command::Kick { room, user });
 }
 
+fn promote(w: &mut World, conn: ConnId, name: &str, user: &str) {
+    let (room, user) = (name.into(), user.into());
+    w.cmd(conn, Command::Promote { room, user });
+}
+
+fn demote(w: &mut World, conn: ConnId, name: &str, user: &str) {
+    let (room, user) = (name.into(), user.into());
+    w.cmd(conn, Command::Demote { room, user });
+}
+
+fn leave(w: &mut World, conn: ConnId, name: &str) {
+    w.cmd(conn, Command::Leave { room: name.into() });
+}
+
 /// A user who exists (registered) and is offline now.
 fn registered(w: &mut World, user: &str) {
     let c = w.login(user);
@@ -227,7 +241,7 @@ fn an_outsider_cannot_learn_that_a_private_room_exists() {
         join(&mut w, mallory, name);
         w.cmd(mallory, Command::Members { room: name.into() });
         w.cmd(mallory, Command::Accept { room: name.into() });
-        w.cmd(mallory, Command::Leave { room: name.into() });
+        leave(&mut w, mallory, name);
         invite(&mut w, mallory, name, "alice");
         kick(&mut w, mallory, name, "alice");
         w.cmd(
@@ -573,13 +587,7 @@ fn moderators_delete_anyones_message_members_cannot() {
     create(&mut w, alice, "#design", Visibility::Public);
     join(&mut w, bob, "#design");
     join(&mut w, carol, "#design");
-    w.cmd(
-        alice,
-        Command::Promote {
-            room: "#design".into(),
-            user: "carol".into(),
-        },
-    );
+    promote(&mut w, alice, "#design", "carol");
     w.send(alice, "#design", "from the owner");
     let owners = last_sent(&w.take(alice));
     w.send(bob, "#design", "spam");
@@ -616,13 +624,7 @@ fn moderators_delete_anyones_message_members_cannot() {
         );
     }
     // Demoted, she cannot any more.
-    w.cmd(
-        alice,
-        Command::Demote {
-            room: "#design".into(),
-            user: "carol".into(),
-        },
-    );
+    demote(&mut w, alice, "#design", "carol");
     w.cmd(
         carol,
         Command::Delete {
@@ -640,19 +642,8 @@ fn the_owner_leaving_hands_over_and_the_last_member_leaving_closes_the_room() {
     create(&mut w, alice, "#design", Visibility::Public);
     join(&mut w, bob, "#design");
     join(&mut w, carol, "#design");
-    w.cmd(
-        alice,
-        Command::Promote {
-            room: "#design".into(),
-            user: "carol".into(),
-        },
-    );
-    w.cmd(
-        alice,
-        Command::Leave {
-            room: "#design".into(),
-        },
-    );
+    promote(&mut w, alice, "#design", "carol");
+    leave(&mut w, alice, "#design");
     let events = w.take(carol);
     // The moderator, not the longer-serving member, becomes owner.
     assert!(
@@ -667,29 +658,13 @@ fn the_owner_leaving_hands_over_and_the_last_member_leaving_closes_the_room() {
         Some(crate::app::rooms::Role::Owner)
     );
     // The new owner's rights are checked like any owner's.
-    w.cmd(
-        carol,
-        Command::Promote {
-            room: "#design".into(),
-            user: "bob".into(),
-        },
-    );
+    promote(&mut w, carol, "#design", "bob");
     assert!(errors(&w.take(carol)).is_empty());
     assert!(!w.streams(alice).contains(&"#design".to_owned()));
 
-    w.cmd(
-        bob,
-        Command::Leave {
-            room: "#design".into(),
-        },
-    );
+    leave(&mut w, bob, "#design");
     let closing = w.trace.len();
-    w.cmd(
-        carol,
-        Command::Leave {
-            room: "#design".into(),
-        },
-    );
+    leave(&mut w, carol, "#design");
     assert!(
         w.trace[closing..]
             .iter()
@@ -777,12 +752,7 @@ fn leaving_while_the_room_stream_opens_or_waits_for_a_slot_ends_cleanly() {
     w.hold = Some((bob, room("#design")));
     join(&mut w, bob, "#design");
     w.cmd(bob, Command::Sync);
-    w.cmd(
-        bob,
-        Command::Leave {
-            room: "#design".into(),
-        },
-    );
+    leave(&mut w, bob, "#design");
     w.release();
     w.cmd(bob, Command::Sync);
     let events = w.take(bob);
@@ -806,12 +776,7 @@ fn leaving_while_the_room_stream_opens_or_waits_for_a_slot_ends_cleanly() {
     create(&mut w, alice, "#design", Visibility::Public);
     w.send(bob, "@alice", "busy");
     join(&mut w, bob, "#design");
-    w.cmd(
-        bob,
-        Command::Leave {
-            room: "#design".into(),
-        },
-    );
+    leave(&mut w, bob, "#design");
     w.cmd(bob, Command::Sync);
     let events = w.take(bob);
     assert_eq!(events.last(), Some(&Event::Sync), "{events:?}");
