@@ -676,25 +676,16 @@ async fn raw_download(
 fn operator_announces_to_a_room_closes_it_and_files_stay_with_members() {
     use livewire::app::limits::Limits;
     use livewire::app::protocol::{ErrorCode, FileDown};
-    use livewire::transport::quic;
-    use livewire::transport::server::{Server, ServerOptions};
 
     let dir = tempfile::tempdir().unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let data = dir.path().join("srv");
-    let store = livewire::store::SqliteStore::open(&data).unwrap();
-    let opts = ServerOptions {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        data_dir: data,
-        cert: None,
-        limits: Limits::default(),
-        timers: quic::Timers::SERVER,
-    };
-    let mut server = rt.block_on(Server::start(opts, store)).unwrap();
+    let (server, _events) = rt.block_on(in_process_server(
+        &dir.path().join("srv"),
+        Limits::default(),
+    ));
     let addr = server.local_addr().to_string();
     let fp = server.fingerprint().to_owned();
     let handle = server.handle();
-    let _events = server.take_events();
     let home = dir.path();
     let [mut alice, mut bob, mut carol, mut eve] =
         ["alice", "bob", "carol", "eve"].map(|u| ChatProc::login(&addr, u, home));
@@ -779,24 +770,15 @@ fn operator_announces_to_a_room_closes_it_and_files_stay_with_members() {
 #[test]
 fn the_operator_deletes_general_and_room_messages_but_not_private_ones() {
     use livewire::app::limits::Limits;
-    use livewire::transport::quic;
-    use livewire::transport::server::{Server, ServerOptions};
 
     let dir = tempfile::tempdir().unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let data = dir.path().join("srv");
-    let store = livewire::store::SqliteStore::open(&data).unwrap();
-    let opts = ServerOptions {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        data_dir: data,
-        cert: None,
-        limits: Limits::default(),
-        timers: quic::Timers::SERVER,
-    };
-    let mut server = rt.block_on(Server::start(opts, store)).unwrap();
+    let (server, _events) = rt.block_on(in_process_server(
+        &dir.path().join("srv"),
+        Limits::default(),
+    ));
     let addr = server.local_addr().to_string();
     let handle = server.handle();
-    let _events = server.take_events();
     let home = dir.path();
     let [mut alice, mut bob] = ["alice", "bob"].map(|u| ChatProc::login(&addr, u, home));
     create(&mut alice, "#team", "", "public");

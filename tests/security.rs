@@ -16,7 +16,6 @@ use livewire::app::protocol::{ControlDown, ControlUp, ConvDown, ConvUp, PROTOCOL
 use livewire::transport::codec;
 use livewire::transport::envelope::{Aad, Direction, EXPORTER_LABEL, Ephemeral, SessionKeys};
 use livewire::transport::quic::{self, Connection, Endpoint, RecvStream, SendStream};
-use livewire::transport::server::{Server, ServerOptions};
 use livewire::transport::tls::{self, Identity, PinningVerifier, SERVER_NAME};
 use rustls::pki_types::ServerName;
 use serde_json::json;
@@ -409,18 +408,9 @@ async fn a_client_that_stops_reading_is_cut_off_and_nobody_else_suffers() {
         msg_per_sec: 100_000,
         ..Limits::default()
     };
-    let store = livewire::store::SqliteStore::open(&dir.path().join("srv")).unwrap();
-    let opts = ServerOptions {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        data_dir: dir.path().join("srv"),
-        cert: None,
-        limits,
-        timers: quic::Timers::SERVER,
-    };
-    let mut server = Server::start(opts, store).await.unwrap();
+    let (server, _events) = in_process_server(&dir.path().join("srv"), limits).await;
     let addr = server.local_addr().to_string();
     let fp = server.fingerprint().to_owned();
-    let _events = server.take_events();
     let slow = raw_login(&addr, &fp, "sloth").await;
     let (_send, _recv_never_read) = open_general(&slow).await;
     let home = dir.path().to_owned();

@@ -8,9 +8,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use livewire::app::limits::Limits;
-use livewire::store::SqliteStore;
 use livewire::transport::quic::{self, ConnectionError, Endpoint};
-use livewire::transport::server::{Server, ServerOptions};
 use livewire::transport::tls::{PinningVerifier, SERVER_NAME};
 
 /// How long a client may take to notice the restart and get a message through: the
@@ -61,20 +59,11 @@ async fn connections_over_the_per_address_limit_are_refused_before_the_handshake
     const LIMIT: usize = 4;
     const TRIES: usize = 40;
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("srv");
-    let store = SqliteStore::open(&data).unwrap();
-    let opts = ServerOptions {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        data_dir: data,
-        cert: None,
-        limits: Limits {
-            conns_per_ip: LIMIT,
-            ..Limits::default()
-        },
-        timers: quic::Timers::SERVER,
+    let limits = Limits {
+        conns_per_ip: LIMIT,
+        ..Limits::default()
     };
-    let mut server = Server::start(opts, store).await.unwrap();
-    let _events = server.take_events();
+    let (server, _events) = in_process_server(&dir.path().join("srv"), limits).await;
     let addr = server.local_addr();
     let fp = server.fingerprint().to_owned();
     let config = quic::client_config(PinningVerifier::new(Some(fp))).unwrap();

@@ -28,7 +28,7 @@ pub use disk::{files_containing, files_under, parts_under};
 #[allow(unused_imports)]
 pub use props::{Record, Tally, check_conversation, check_properties};
 #[allow(unused_imports)]
-pub use server::{ServerProc, stderr_path};
+pub use server::{ServerProc, in_process_server, stderr_path};
 #[allow(unused_imports)]
 pub use timers::{TIMERS, Timers};
 #[allow(unused_imports)]

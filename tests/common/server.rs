@@ -6,6 +6,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use livewire::app::limits::Limits;
+use livewire::store::SqliteStore;
+use livewire::transport::quic;
+use livewire::transport::server::{Server, ServerEvents, ServerOptions};
 use serde_json::Value;
 
 use super::chat::command;
@@ -124,4 +128,21 @@ impl Drop for ServerProc {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A server in this process (for tests that drive its [`livewire::transport::server::ServerHandle`]
+/// or its queues) on a free port of 127.0.0.1, with a SQLite store and its files in
+/// `data_dir`. Its operator events are taken out and returned, for the caller to keep.
+pub async fn in_process_server(data_dir: &Path, limits: Limits) -> (Server, Option<ServerEvents>) {
+    let store = SqliteStore::open(data_dir).unwrap();
+    let opts = ServerOptions {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        data_dir: data_dir.to_owned(),
+        cert: None,
+        limits,
+        timers: quic::Timers::SERVER,
+    };
+    let mut server = Server::start(opts, store).await.unwrap();
+    let events = server.take_events();
+    (server, events)
 }

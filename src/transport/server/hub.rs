@@ -46,9 +46,8 @@ pub(super) struct Outbox {
 pub(super) fn run<S: Store>(
     mut core: ServerCore<S>,
     mut rx: mpsc::Receiver<HubMsg>,
-    router: Router,
+    mut router: Router,
 ) {
-    let mut router = router;
     let mut batch = Vec::with_capacity(BATCH);
     while let Some(first) = rx.blocking_recv() {
         batch.push(first);

@@ -80,8 +80,9 @@ impl Writer {
                     }
                     // A room the user was removed from: what was queued is never written.
                     ConnOut::Conv(conv, _) if self.ctx.queue.is_revoked(&conv) => None,
-                    ConnOut::Conv(conv, mut down) => (self.seal(&conv, &mut down)
-                        && streams.contains_key(&conv))
+                    // Sealed only when there is a stream to write it on.
+                    ConnOut::Conv(conv, mut down) => (streams.contains_key(&conv)
+                        && self.seal(&conv, &mut down))
                     .then(|| (Some(conv), codec::encode(&down, codec::MAX_DOWN_FRAME))),
                     // Everything of the room queued before the removal was skipped. The
                     // stream stays until the client closes it (its `Closed` is written
@@ -152,14 +153,20 @@ impl Writer {
     }
 
     /// Seals the message bodies of `down` for this session; `false` if one cannot be.
+    /// The conversation's key is built only for downs that carry events (acks and the like
+    /// are most of the traffic and need none).
     fn seal(&self, conv: &ConvId, down: &mut ConvDown) -> bool {
-        let conv_key = conv.storage_key();
         let keys = &self.ctx.keys;
         match down {
-            ConvDown::Event(e) | ConvDown::Backlog(e) => seal_event_body(keys, &conv_key, e),
-            ConvDown::History { events, .. } => events
-                .iter_mut()
-                .all(|e| seal_event_body(keys, &conv_key, e)),
+            ConvDown::Event(e) | ConvDown::Backlog(e) => {
+                seal_event_body(keys, &conv.storage_key(), e)
+            }
+            ConvDown::History { events, .. } => {
+                let conv_key = conv.storage_key();
+                events
+                    .iter_mut()
+                    .all(|e| seal_event_body(keys, &conv_key, e))
+            }
             _ => true,
         }
     }
