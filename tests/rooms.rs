@@ -515,9 +515,14 @@ fn open_streams(c: &mut ChatProc) -> Vec<String> {
             .map(|v| v.as_str().unwrap().to_owned())
             .collect();
         // `reading` counts the streams the server has not finished yet: closing ones too.
-        if s["reading"] == open.len() || std::time::Instant::now() > deadline {
+        if s["reading"] == open.len() {
             return open;
         }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{}: closing streams never finished: {s}",
+            c.user
+        );
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }
