@@ -139,13 +139,15 @@ impl ServerArgs {
                 idle_timeout: Duration::from_secs(self.idle_timeout),
                 ..Timers::SERVER
             },
+            node_id: 0,
         }
     }
 }
 
 #[derive(Debug, Args)]
 struct ChatArgs {
-    /// Server as HOST:PORT.
+    /// Server as HOST:PORT; the nodes of a cluster as HOST:PORT,HOST:PORT,… (the client
+    /// uses the first that answers and fails over to the next).
     #[arg(long)]
     server: String,
     /// Username (registered on first login).
@@ -282,8 +284,8 @@ pub fn main() -> ExitCode {
             {
                 return usage("--fingerprint takes the form SHA256:<64 hex digits>");
             }
-            if !args.server.contains(':') {
-                return usage("--server takes HOST:PORT");
+            if let Err(e) = crate::transport::failover::ServerList::parse(&args.server) {
+                return usage(&e.to_string());
             }
             let timers = match args.timers() {
                 Ok(t) => t,

@@ -37,8 +37,11 @@ pub fn pin_store(config_dir: &Path) -> PinStore {
     PinStore::new(config_dir.join("known_servers"))
 }
 
-/// Where a client remembers its position for one server and user.
+/// Where a client remembers its position for one server and user. For a list of servers
+/// (`a:7447, b:7447`, one cluster) it is the first one's, so the list can grow without
+/// the client starting over.
 pub fn state_file(state_dir: &Path, server: &str, user: &str) -> PathBuf {
+    let server = server.split(',').next().unwrap_or(server).trim();
     let safe = |s: &str| {
         s.chars()
             .map(|c| {

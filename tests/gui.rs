@@ -216,6 +216,7 @@ fn main() {
             cert: None,
             limits: Limits::default(),
             timers: livewire::transport::quic::Timers::SERVER,
+            node_id: 0,
         },
     );
     server.present();

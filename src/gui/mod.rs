@@ -229,6 +229,7 @@ pub fn run_demo(data_dir: Option<PathBuf>) -> ExitCode {
         cert: None,
         limits: Limits::default(),
         timers: crate::transport::quic::Timers::SERVER,
+        node_id: 0,
     };
     {
         let config = config.clone();

@@ -15,6 +15,7 @@ use tracing::{debug, info, warn};
 
 use super::codec::{self, MAX_DOWN_FRAME};
 use super::envelope::{EXPORTER_LABEL, Ephemeral, SessionKeys};
+use super::failover::{self, ServerList};
 use super::files::{ClientFiles, FileBook, FileMsg, note_event};
 use super::identity::IdentityKey;
 use super::quic::{self, Connection, Endpoint, RecvStream, SendStream};
@@ -48,7 +49,9 @@ pub enum Trust {
 /// How to run a client.
 #[derive(Debug, Clone)]
 pub struct ClientOptions {
-    /// `host:port`.
+    /// `host:port`, or several, comma-separated (the nodes of one cluster): the client
+    /// connects to the first that answers and fails over to the next when the connection
+    /// is lost (see [`super::failover`]).
     pub server: String,
     /// Username.
     pub user: String,
@@ -168,6 +171,7 @@ struct Session {
     control_recv: RecvStream,
     keys: Arc<SessionKeys>,
     login: ControlDown,
+    via: Via,
 }
 
 enum ConnectError {
@@ -275,13 +279,18 @@ async fn drive(
     let mut backoff = Backoff::default();
     let mut ever_connected = false;
     let mut cmds_open = true;
-    let mut endpoint: Option<Endpoint> = opts.endpoint.clone();
+    let list = ServerList::parse(&opts.server).map_err(|e| Fatal::Config(e.to_string()))?;
+    let mut target = Target {
+        list,
+        last: None,
+        endpoints: Endpoints::new(opts.endpoint.clone()),
+    };
     let started = tokio::time::Instant::now();
     loop {
         let resume = core.resume_token(unix_ms());
         let result = connect(
             opts,
-            &mut endpoint,
+            &mut target,
             core.hide_cursor(),
             identity.public,
             resume,
@@ -329,7 +338,7 @@ async fn drive(
                 if !ever_connected || !opts.reconnect {
                     return Err(Fatal::Connection(format!(
                         "cannot connect to {}: {e}",
-                        opts.server
+                        target.list
                     )));
                 }
                 debug!("reconnect failed: {e}");
@@ -384,94 +393,181 @@ async fn emit(events: &async_channel::Sender<ClientEvent>, outputs: Vec<Output>)
     }
 }
 
-async fn resolve(server: &str) -> Result<SocketAddr, String> {
-    let mut addrs = tokio::net::lookup_host(server)
-        .await
-        .map_err(|e| format!("cannot resolve {server}: {e}"))?;
-    addrs
-        .next()
-        .ok_or_else(|| format!("{server} has no address"))
+/// The client's QUIC endpoints, one per address family, made on first use (a server list
+/// may mix IPv4 and IPv6 addresses). A caller-supplied endpoint fills its family's slot.
+#[derive(Default)]
+struct Endpoints {
+    v4: Option<Endpoint>,
+    v6: Option<Endpoint>,
+}
+
+impl Endpoints {
+    fn new(given: Option<Endpoint>) -> Self {
+        let mut eps = Self::default();
+        if let Some(ep) = given {
+            match ep.local_addr() {
+                Ok(a) if a.is_ipv6() => eps.v6 = Some(ep),
+                _ => eps.v4 = Some(ep),
+            }
+        }
+        eps
+    }
+
+    fn for_addr(&mut self, addr: SocketAddr) -> Result<Endpoint, String> {
+        let (slot, bind) = if addr.is_ipv4() {
+            (&mut self.v4, "0.0.0.0:0")
+        } else {
+            (&mut self.v6, "[::]:0")
+        };
+        if let Some(ep) = slot {
+            return Ok(ep.clone());
+        }
+        let bind: SocketAddr = bind.parse().expect("valid wildcard address");
+        let ep = Endpoint::client(bind).map_err(|e| format!("cannot open a UDP socket: {e}"))?;
+        *slot = Some(ep.clone());
+        Ok(ep)
+    }
+}
+
+/// Where the client connects: the parsed `--server` list, and the address of the last
+/// connection (the next round starts after it: see [`failover`]).
+struct Target {
+    list: ServerList,
+    last: Option<SocketAddr>,
+    endpoints: Endpoints,
+}
+
+/// Which address a session runs on (reported as the `server` event).
+#[derive(Debug, Clone)]
+struct Via {
+    addr: SocketAddr,
+    entry: String,
 }
 
 async fn connect(
     opts: &ClientOptions,
-    endpoint: &mut Option<Endpoint>,
+    target: &mut Target,
     hide_cursor: u64,
     identity_pub: [u8; 32],
     resume: Option<[u8; 32]>,
 ) -> Result<Session, ConnectError> {
-    let addr = resolve(&opts.server)
+    let candidates = failover::resolve(&target.list)
         .await
         .map_err(ConnectError::Transient)?;
-    let pin = opts.pins.get(&opts.server).map_err(|e| {
-        ConnectError::Fatal(Fatal::Config(format!(
-            "cannot read the known-servers file: {e}"
-        )))
-    })?;
+    let candidates = failover::rotate(candidates, target.last);
+    let config_err = |e: String| ConnectError::Fatal(Fatal::Config(e));
+    let pins = opts
+        .pins
+        .load()
+        .map_err(|e| config_err(format!("cannot read the known-servers file: {e}")))?;
+    let pin = match &opts.trust {
+        // An explicit fingerprint settles any disagreement between old pins.
+        Trust::Fingerprint(_) => failover::list_pin(&pins, &target.list).unwrap_or(None),
+        _ => failover::list_pin(&pins, &target.list).map_err(|e| {
+            config_err(format!(
+                "{e}: remove the wrong line from {}",
+                opts.pins.path().display()
+            ))
+        })?,
+    };
     let expected = match (&opts.trust, &pin) {
         (Trust::Fingerprint(f), _) => Some(f.clone()),
-        (_, Some(p)) => Some(p.clone()),
-        (_, None) => None,
+        (_, p) => p.clone(),
     };
-    let verifier = PinningVerifier::new(expected.clone());
-    let config = quic::client_config_with(verifier.clone(), &opts.timers)
-        .map_err(|e| ConnectError::Fatal(Fatal::Config(e.to_string())))?;
-    let ep = match endpoint {
-        Some(ep) if ep.local_addr().is_ok_and(|l| l.is_ipv4() == addr.is_ipv4()) => ep.clone(),
-        _ => {
-            let bind: SocketAddr = if addr.is_ipv4() {
-                "0.0.0.0:0"
-            } else {
-                "[::]:0"
-            }
-            .parse()
-            .expect("valid wildcard address");
-            let ep = Endpoint::client(bind)
-                .map_err(|e| ConnectError::Transient(format!("cannot open a UDP socket: {e}")))?;
-            *endpoint = Some(ep.clone());
-            ep
-        }
-    };
-    let connecting = ep
-        .connect_with(config, addr, SERVER_NAME)
-        .map_err(|e| ConnectError::Transient(e.to_string()))?;
-    let handshake = tokio::time::timeout(CONNECT_TIMEOUT, connecting)
-        .await
-        .map_err(|_| {
-            ConnectError::Transient(format!("no answer from {addr} within {CONNECT_TIMEOUT:?}"))
-        })?;
-    let conn = match handshake {
-        Ok(c) => c,
-        Err(e) => {
-            return Err(match (verifier.seen(), expected) {
-                (Some(got), Some(want)) if got != want => {
-                    ConnectError::Fatal(Fatal::CertMismatch {
-                        server: opts.server.clone(),
-                        expected: want,
-                        got,
-                        pin_file: opts.pins.path().display().to_string(),
-                    })
-                }
-                _ => ConnectError::Transient(quic::connect_failure(&e)),
+    let entries = target.list.entries().to_vec();
+    let pin_file = opts.pins.path().display().to_string();
+    let timers = opts.timers;
+    let endpoints = &mut target.endpoints;
+    let attempt = |c: failover::Candidate| {
+        let entry = entries[c.entry].clone();
+        let verifier = PinningVerifier::new(expected.clone());
+        let prepared = quic::client_config_with(verifier.clone(), &timers)
+            .map_err(|e| ConnectError::Fatal(Fatal::Config(e.to_string())))
+            .and_then(|config| {
+                let ep = endpoints
+                    .for_addr(c.addr)
+                    .map_err(ConnectError::Transient)?;
+                ep.connect_with(config, c.addr, SERVER_NAME)
+                    .map_err(|e| ConnectError::Transient(format!("{}: {e}", c.addr)))
             });
+        let (expected, pin_file) = (expected.clone(), pin_file.clone());
+        async move {
+            let connecting = prepared?;
+            let handshake = tokio::time::timeout(CONNECT_TIMEOUT, connecting)
+                .await
+                .map_err(|_| {
+                    ConnectError::Transient(format!(
+                        "no answer from {} within {CONNECT_TIMEOUT:?}",
+                        c.addr
+                    ))
+                })?;
+            match handshake {
+                Ok(conn) => Ok((conn, verifier.seen().unwrap_or_default())),
+                Err(e) => Err(match (verifier.seen(), expected) {
+                    (Some(got), Some(want)) if got != want => {
+                        ConnectError::Fatal(Fatal::CertMismatch {
+                            server: entry,
+                            expected: want,
+                            got,
+                            pin_file,
+                        })
+                    }
+                    _ => ConnectError::Transient(format!(
+                        "{}: {}",
+                        c.addr,
+                        quic::connect_failure(&e)
+                    )),
+                }),
+            }
         }
     };
-    let seen = verifier.seen().unwrap_or_default();
-    if pin.as_deref() != Some(seen.as_str()) {
-        if opts.trust == Trust::PinnedOnly {
+    let is_final = |e: &ConnectError| matches!(e, ConnectError::Fatal(_));
+    let (won, (conn, seen)) =
+        match failover::race(&candidates, failover::STAGGER, attempt, is_final).await {
+            Ok(w) => w,
+            Err(mut errors) if errors.len() == 1 => return Err(errors.remove(0)),
+            Err(errors) => {
+                let text: Vec<String> = errors
+                    .into_iter()
+                    .map(|e| match e {
+                        ConnectError::Transient(t) => t,
+                        _ => "failed".into(),
+                    })
+                    .collect();
+                return Err(ConnectError::Transient(if text.is_empty() {
+                    "no address answered".into()
+                } else {
+                    text.join("; ")
+                }));
+            }
+        };
+    // One pin for the whole list: recorded under every entry that lacks it, so another
+    // node of the cluster is never a "new server".
+    let missing: Vec<&str> = entries
+        .iter()
+        .filter(|e| pins.get(*e) != Some(&seen))
+        .map(String::as_str)
+        .collect();
+    if !missing.is_empty() {
+        if pin.is_none() && opts.trust == Trust::PinnedOnly {
             conn.close(quic::code(quic::close::NORMAL), b"unknown server");
             return Err(ConnectError::Fatal(Fatal::UnknownServer {
-                server: opts.server.clone(),
+                server: target.list.to_string(),
                 fingerprint: seen,
             }));
         }
-        opts.pins.set(&opts.server, &seen).map_err(|e| {
+        opts.pins.set_all(&missing, &seen).map_err(|e| {
             ConnectError::Fatal(Fatal::Config(format!(
                 "cannot save the server's fingerprint: {e}"
             )))
         })?;
     }
-    login(conn, opts, hide_cursor, identity_pub, resume).await
+    target.last = Some(won.addr);
+    let via = Via {
+        addr: won.addr,
+        entry: entries[won.entry].clone(),
+    };
+    login(conn, opts, hide_cursor, identity_pub, resume, via).await
 }
 
 async fn login(
@@ -480,6 +576,7 @@ async fn login(
     hide_cursor: u64,
     identity_pub: [u8; 32],
     resume: Option<[u8; 32]>,
+    via: Via,
 ) -> Result<Session, ConnectError> {
     // When the server closed the connection, its reason says more than the stream error.
     let transient = |e: &dyn std::fmt::Display| {
@@ -561,6 +658,7 @@ async fn login(
         control_recv,
         keys,
         login,
+        via,
     })
 }
 
@@ -848,6 +946,7 @@ async fn run_session(
         control_recv,
         keys,
         login,
+        via,
     } = session;
     let (tx, mut rx) = mpsc::channel(1024);
     let reader = tokio::spawn(control_reader(control_recv, tx.clone()));
@@ -877,7 +976,19 @@ async fn run_session(
     let mut closing_reason: Option<String> = None;
     let mut save_tick = tokio::time::interval(Duration::from_millis(250));
     // A drain that began before this session resumes here: its barrier is resent.
-    let outputs = core.logged_in(user, convs, online, hidden, delete_window_secs);
+    let mut outputs = core.logged_in(user, convs, online, hidden, delete_window_secs);
+    // Right after `ready` / `reconnected`: which address this session runs on.
+    let at = outputs
+        .iter()
+        .position(|o| matches!(o, Output::Event(_)))
+        .map_or(0, |i| i + 1);
+    outputs.insert(
+        at,
+        Output::Event(Event::Server {
+            addr: via.addr.to_string(),
+            server: via.entry,
+        }),
+    );
     let mut result = wire.apply(outputs, events, core).await;
     let end = loop {
         if let Err(e) = std::mem::replace(&mut result, Ok(())) {

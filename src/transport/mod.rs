@@ -6,9 +6,11 @@
 //! caller: the transport knows the app's `Store` trait, never a backend.
 
 pub mod auth;
+pub mod cid;
 pub mod client;
 pub mod codec;
 pub mod envelope;
+pub mod failover;
 #[cfg(any(test, feature = "test-util"))]
 pub mod faulty;
 pub mod files;

@@ -11,18 +11,19 @@
 //! reset, RFC 9000 §10.3): its reset key *and* the key that makes its connection IDs
 //! recognisable are derived from the server's persistent private key, so the new process
 //! knows the old connection IDs as its own and answers them with a valid reset token.
+//! The connection IDs also carry the node ID (see [`super::cid`]).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use quinn::{IdleTimeout, TransportConfig, VarInt};
-use quinn_proto::HashedConnectionIdGenerator;
 
 pub use quinn::{
     ClientConfig, Connection, ConnectionError, Endpoint, EndpointConfig, Incoming, RecvStream,
     SendStream, ServerConfig, TransportErrorCode,
 };
 
+use super::cid::NodeCidGenerator;
 use super::tls::{self, Identity, PinningVerifier, TlsError};
 
 /// Client keep-alive interval.
@@ -88,18 +89,23 @@ fn transport(timers: &Timers, bidi_streams: u32) -> Arc<TransportConfig> {
 /// The server's endpoint configuration: stateless-reset key and connection-ID generator both
 /// derived from the server's (persistent) private key, so a restarted server recognises the
 /// connection IDs of its previous run and resets those connections at once; clients then
-/// reconnect in about a second instead of waiting for the idle timeout.
+/// reconnect in about a second instead of waiting for the idle timeout. The connection IDs
+/// carry `node_id` for a QUIC-LB style load balancer ([`NodeCidGenerator`]).
 ///
 /// quinn's default generator validates incoming connection IDs with a random per-process
 /// key: a restarted server would drop the old clients' packets as "invalid CID" and never
 /// send the reset, whatever its reset key.
 pub fn server_endpoint_config(id: &Identity) -> EndpointConfig {
+    node_endpoint_config(id, 0)
+}
+
+/// [`server_endpoint_config`] for node `node_id` of a cluster.
+pub fn node_endpoint_config(id: &Identity, node_id: u8) -> EndpointConfig {
     let reset = id.derive_secret(b"quic stateless reset key");
     let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &reset);
     let mut config = EndpointConfig::new(Arc::new(key));
     let cid = id.derive_secret(b"quic connection id key");
-    let cid_key = u64::from_le_bytes(cid[..8].try_into().expect("8 of 32 bytes"));
-    config.cid_generator(move || Box::new(HashedConnectionIdGenerator::from_key(cid_key)));
+    config.cid_generator(move || Box::new(NodeCidGenerator::new(node_id, &cid)));
     config
 }
 

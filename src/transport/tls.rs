@@ -230,8 +230,16 @@ impl PinStore {
 
     /// Records (or replaces) a pin.
     pub fn set(&self, host_port: &str, fp: &str) -> Result<(), TlsError> {
+        self.set_all(&[host_port], fp)
+    }
+
+    /// Records (or replaces) one pin for several `host:port`s at once: the addresses of
+    /// one cluster, which presents one certificate.
+    pub fn set_all(&self, host_ports: &[&str], fp: &str) -> Result<(), TlsError> {
         let mut pins = self.load()?;
-        pins.insert(host_port.to_owned(), fp.to_owned());
+        for h in host_ports {
+            pins.insert((*h).to_owned(), fp.to_owned());
+        }
         if let Some(dir) = self.path.parent() {
             fs::create_dir_all(dir).map_err(file_err(dir))?;
         }
@@ -384,6 +392,9 @@ mod tests {
         store.set("h:1", "SHA256:aa").unwrap();
         store.set("h:2", "SHA256:bb").unwrap();
         assert_eq!(store.get("h:1").unwrap().as_deref(), Some("SHA256:aa"));
+        store.set_all(&["h:3", "h:4"], "SHA256:cc").unwrap();
+        assert_eq!(store.get("h:4").unwrap().as_deref(), Some("SHA256:cc"));
+        assert_eq!(store.get("h:2").unwrap().as_deref(), Some("SHA256:bb"));
         fs::write(store.path(), "garbage line here\n").unwrap();
         assert!(store.get("h:1").is_err());
     }

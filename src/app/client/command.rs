@@ -467,6 +467,15 @@ pub enum Event {
         /// For a person.
         message: String,
     },
+    /// Which server address this (re)connection uses, right after `ready` or
+    /// `reconnected`: with several (`--server a:7447,b:7447`, or a name with several
+    /// addresses), the one that answered first.
+    Server {
+        /// The socket address connected to.
+        addr: String,
+        /// The `--server` entry it came from, as given.
+        server: String,
+    },
 }
 
 impl Event {

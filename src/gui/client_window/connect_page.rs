@@ -29,13 +29,10 @@ pub struct LoginForm {
 }
 
 impl LoginForm {
-    /// `host:port`, with brackets around an IPv6 address.
+    /// `host:port`, with brackets around an IPv6 address; for a cluster typed as
+    /// `a, b:7448`, each address without a port gets the port field's.
     pub fn server(&self) -> String {
-        if self.host.contains(':') && !self.host.starts_with('[') {
-            format!("[{}]:{}", self.host, self.port)
-        } else {
-            format!("{}:{}", self.host, self.port)
-        }
+        crate::transport::failover::with_default_port(&self.host, self.port)
     }
 }
 

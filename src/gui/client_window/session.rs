@@ -422,6 +422,8 @@ impl LwClientWindow {
             | Event::Members { .. }) => self.handle_room_event(e),
             // A figure for scripts and tests; the window has nothing to show for it.
             Event::Streams { .. } => {}
+            // Which node of a cluster: the subtitle names the server as typed.
+            Event::Server { .. } => {}
             Event::Sync => {
                 imp.syncs.set(imp.syncs.get() + 1);
                 if let Some(s) = imp.session.borrow_mut().as_mut() {

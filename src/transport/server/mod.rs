@@ -62,6 +62,9 @@ pub struct ServerOptions {
     pub limits: Limits,
     /// QUIC timers ([`Timers::SERVER`] by default).
     pub timers: Timers,
+    /// This node's ID in a cluster (0 on a single node): the second octet of every
+    /// connection ID (see [`super::cid`]).
+    pub node_id: u8,
 }
 
 /// Holds the store until the hub thread takes it; a store dropped before that (the server
@@ -176,7 +179,7 @@ impl Server {
             None => Identity::load_or_create(&opts.data_dir)?,
         };
         let fingerprint = identity.fingerprint();
-        let endpoint_config = quic::server_endpoint_config(&identity);
+        let endpoint_config = quic::node_endpoint_config(&identity, opts.node_id);
         let streams = opts.limits.streams_per_conn;
         let config = quic::server_config_with(identity, streams, &opts.timers)?;
         let bind_err = |source| StartError::Bind {
