@@ -317,7 +317,7 @@ mod tests {
         let started = started.clone();
         move |c: Candidate| {
             started.fetch_add(1, Ordering::SeqCst);
-            let step = plan[c.entry].clone();
+            let step = plan[c.entry];
             Box::pin(async move {
                 match step {
                     None => std::future::pending().await,
