@@ -76,11 +76,20 @@ async fn start_server(opts: ServerOptions, database: Option<String>) -> Result<S
         }
         #[cfg(feature = "postgres")]
         Some(url) => {
-            let store = tokio::task::spawn_blocking(move || crate::store::PgStore::connect(&url))
+            let (store, blobs) = tokio::task::spawn_blocking(move || {
+                let store = crate::store::PgStore::connect(&url)?;
+                // Files too: every node serves every file (after the store's migrations).
+                Ok::<_, crate::app::store::StoreError>((
+                    store,
+                    crate::store::PgBlobs::connect(&url)?,
+                ))
+            })
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| format!("PostgreSQL: {e}"))?;
+            Server::start_with_blobs(opts, store, std::sync::Arc::new(blobs))
                 .await
-                .map_err(|e| e.to_string())?
-                .map_err(|e| format!("PostgreSQL: {e}"))?;
-            Server::start(opts, store).await.map_err(|e| e.to_string())
+                .map_err(|e| e.to_string())
         }
         #[cfg(not(feature = "postgres"))]
         Some(_) => {

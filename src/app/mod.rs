@@ -2,6 +2,7 @@
 //! machines, limits, and the storage trait. Nothing here knows about tokio, quinn, GTK or
 //! SQLite; time and randomness come in as arguments.
 
+pub mod blobs;
 pub mod client;
 pub mod files;
 pub mod ids;

@@ -29,6 +29,8 @@ mod postgres;
 mod rooms;
 
 #[cfg(feature = "postgres")]
+pub use postgres::PgBlobs;
+#[cfg(feature = "postgres")]
 pub use postgres::PgStore;
 
 /// Schema migrations, applied in order; `PRAGMA user_version` counts those applied.

@@ -29,7 +29,10 @@
 //! batch is rolled back at [`Store::commit`], which then reports the failure: nothing of it
 //! was acknowledged. A lost connection is re-opened at the next [`Store::begin`].
 
+mod blobs;
 mod rooms;
+
+pub use blobs::PgBlobs;
 
 use std::collections::HashMap;
 
@@ -129,6 +132,23 @@ const MIGRATIONS: &[&str] = &[
         expires BIGINT NOT NULL
      );
      CREATE INDEX resume_tokens_expires ON resume_tokens (expires);",
+    // 3: stored files, shared by every node (src/store/postgres/blobs.rs).
+    "CREATE TABLE file_blobs (
+        uploader TEXT NOT NULL,
+        name TEXT NOT NULL,
+        complete BOOLEAN NOT NULL DEFAULT FALSE,
+        len BIGINT NOT NULL DEFAULT 0,      -- stored bytes, once complete
+        updated_ms BIGINT NOT NULL,         -- the last write, for the sweep of abandoned uploads
+        PRIMARY KEY (uploader, name)
+     );
+     CREATE TABLE file_chunks (
+        uploader TEXT NOT NULL,
+        name TEXT NOT NULL,
+        off BIGINT NOT NULL,                -- byte offset of this stored chunk
+        data BYTEA NOT NULL,
+        PRIMARY KEY (uploader, name, off),
+        FOREIGN KEY (uploader, name) REFERENCES file_blobs (uploader, name) ON DELETE CASCADE
+     );",
 ];
 
 /// The advisory lock key that serialises migrations of nodes starting together

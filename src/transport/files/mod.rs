@@ -12,13 +12,17 @@
 //!
 //! - `chunk`: the chunk framing and AAD both sides share;
 //! - `server`: the server's file store and the serving of one stream;
+//! - `dir_blobs`: where a single node keeps the bytes (its data dir), behind the app's
+//!   `FileBlobs` trait (a cluster keeps them in PostgreSQL: `store::PgBlobs`);
 //! - `client`: the client's transfers (the book of file messages, uploads, downloads),
 //!   which report to the client loop through their own [`FileMsg`], so this module never
 //!   depends on the client driver.
 
 mod chunk;
 pub mod client;
+pub mod dir_blobs;
 pub mod server;
 
 pub use client::{ClientFiles, FileBook, FileMsg, note_event};
+pub use dir_blobs::DirBlobs;
 pub use server::{FileStore, serve};

@@ -1,21 +1,23 @@
-//! The server's side of file transfer: the store of uploaded files under the data dir and
-//! the serving of one upload or download stream.
+//! The server's side of file transfer: the rules of the store of uploaded files (the bytes
+//! are behind [`FileBlobs`]) and the serving of one upload or download stream.
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 use tracing::{debug, info, warn};
 
 use super::chunk::{MAX_CHUNK_FRAME, MAX_FILE_FRAME, chunk_aad, read_chunk, write_chunk};
+use super::dir_blobs::DirBlobs;
+use crate::app::blobs::{FileBlobs, Holding};
 use crate::app::files::{
     CHUNK, chunk_aad_id, chunk_count, chunk_len, human_size, stored_len, stored_name,
     stored_overhead,
 };
 use crate::app::ids::{ClientMsgId, ConvId};
 use crate::app::protocol::{E2E_OVERHEAD, ErrorCode, FileDown, FileReq};
+use crate::app::store::{StoreError, StoreResult};
 use crate::transport::codec;
 use crate::transport::envelope::{Direction, SessionKeys};
 use crate::transport::quic::{RecvStream, SendStream};
@@ -23,41 +25,53 @@ use crate::transport::quic::{RecvStream, SendStream};
 /// Partial uploads untouched for this long are abandoned and removed.
 pub const PART_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
 
-/// What the server's file streams need.
-///
-/// Layout: `<dir>/u-<uploader key>/<stored name>`, so one user's files are one directory
-/// (their quota is that directory's size) and the name still says nothing about the
-/// conversation. Files stored before this layout (`<dir>/<stored name>`) are still served
-/// and erased, and do not count against any quota.
-#[derive(Debug)]
+/// What the server's file streams need: the rules (who may use which conversation's
+/// files, quotas, one upload of a file at a time) around the bytes, which live behind the
+/// app's [`FileBlobs`] trait: the data dir on a single node ([`DirBlobs`]), PostgreSQL in
+/// a cluster.
 pub struct FileStore {
-    /// `<data dir>/files`.
-    pub dir: PathBuf,
     /// Upload limit in bytes.
     pub max_size: u64,
     /// Bytes of stored files one user may hold.
     pub quota: u64,
+    /// Where the bytes live.
+    blobs: Arc<dyn FileBlobs>,
     /// Per stored file, the generation of its newest upload: an upload that resumes
     /// supersedes one still running (a client that came back before the server noticed its
     /// old connection died), which then stops writing.
     uploads: Mutex<HashMap<String, Arc<tokio::sync::Mutex<u64>>>>,
-    /// Uploads in progress: their `.part` path and the size they will have when complete,
-    /// so that two uploads at once cannot both fit in what is left of a quota.
-    reserved: Mutex<HashMap<PathBuf, u64>>,
-    /// Quota checks one at a time (each lists one user's directory).
+    /// Uploads in progress on this node, by (uploader key, stored name): the size they will
+    /// have when complete, so that two uploads at once cannot both fit in what is left of
+    /// a quota.
+    reserved: Mutex<HashMap<(String, String), u64>>,
+    /// Quota checks one at a time (each lists one user's files).
     quota_check: tokio::sync::Mutex<()>,
     /// Room members (room key -> user keys), a copy the hub keeps current: a room's files
     /// are for its members only, and only the core knows who they are.
     room_members: RwLock<HashMap<String, HashSet<String>>>,
 }
 
+impl std::fmt::Debug for FileStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FileStore")
+            .field("max_size", &self.max_size)
+            .field("quota", &self.quota)
+            .finish_non_exhaustive()
+    }
+}
+
 impl FileStore {
     /// Files under `dir`, uploads up to `max_size` bytes, `quota` bytes per user.
     pub fn new(dir: PathBuf, max_size: u64, quota: u64) -> Self {
+        Self::with_blobs(Arc::new(DirBlobs::new(dir)), max_size, quota)
+    }
+
+    /// Files in `blobs`, uploads up to `max_size` bytes, `quota` bytes per user.
+    pub fn with_blobs(blobs: Arc<dyn FileBlobs>, max_size: u64, quota: u64) -> Self {
         Self {
-            dir,
             max_size,
             quota,
+            blobs,
             uploads: Mutex::new(HashMap::new()),
             reserved: Mutex::new(HashMap::new()),
             quota_check: tokio::sync::Mutex::new(()),
@@ -99,96 +113,65 @@ impl FileStore {
         m.entry(name.to_owned()).or_default().clone()
     }
 
-    /// One user's directory. The `u-` prefix keeps any user key (even an old account
-    /// named `..`) a plain directory name.
-    fn user_dir(&self, uploader: &str) -> PathBuf {
-        self.dir
-            .join(format!("u-{}", uploader.to_ascii_lowercase()))
-    }
-
-    fn path(&self, conv: &ConvId, uploader: &str, file: &ClientMsgId) -> PathBuf {
-        self.user_dir(uploader)
-            .join(stored_name(conv, uploader, file))
-    }
-
-    /// Where a file stored before per-user directories would be.
-    fn legacy_path(&self, conv: &ConvId, uploader: &str, file: &ClientMsgId) -> PathBuf {
-        self.dir.join(stored_name(conv, uploader, file))
+    /// Runs a blocking call on the bytes off the async workers.
+    async fn blobs<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&dyn FileBlobs) -> StoreResult<T> + Send + 'static,
+    ) -> StoreResult<T> {
+        let blobs = self.blobs.clone();
+        tokio::task::spawn_blocking(move || f(&*blobs))
+            .await
+            .map_err(|e| StoreError::other(format!("file store task: {e}")))?
     }
 
     /// Erases a stored file (complete or partial), e.g. when its message is deleted for
-    /// everyone. Returns whether anything was removed.
+    /// everyone. Returns whether anything was removed. Blocks: the hub calls it on its
+    /// own thread.
     pub fn erase(&self, conv: &ConvId, uploader: &str, file: &ClientMsgId) -> bool {
-        let mut removed = false;
-        for path in [
-            self.path(conv, uploader, file),
-            self.legacy_path(conv, uploader, file),
-        ] {
-            removed |= std::fs::remove_file(&path).is_ok();
-            removed |= std::fs::remove_file(path.with_extension("part")).is_ok();
+        let name = stored_name(conv, uploader, file);
+        match self.blobs.erase(&uploader.to_ascii_lowercase(), &name) {
+            Ok(removed) => removed,
+            Err(e) => {
+                warn!("file store: cannot erase a deleted message's file: {e}");
+                false
+            }
         }
-        removed
     }
 
-    /// Bytes `uploader` holds, not counting the file at `except` (complete or partial):
-    /// complete files by their size, uploads in progress by the size they will have.
-    fn usage(&self, uploader: &str, except: &std::path::Path) -> std::io::Result<u64> {
-        let part_of_except = except.with_extension("part");
+    /// Bytes `uploader` (key) holds, not counting the file `except` (complete or
+    /// partial): complete files by their size, uploads in progress by the size they will
+    /// have.
+    fn usage(&self, uploader: &str, except: &str, holdings: &[Holding]) -> u64 {
         let reserved = self.reserved.lock().unwrap_or_else(|e| e.into_inner());
-        let entries = match std::fs::read_dir(self.user_dir(uploader)) {
-            Ok(entries) => entries,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
-            Err(e) => return Err(e),
-        };
         let mut total = 0;
-        for entry in entries {
-            let entry = entry?;
-            let path = entry.path();
-            if path == except || path == part_of_except {
-                continue;
-            }
-            let len = entry.metadata()?.len();
-            total += reserved.get(&path).copied().unwrap_or(0).max(len);
+        for h in holdings.iter().filter(|h| h.name != except) {
+            let want = if h.partial {
+                reserved
+                    .get(&(uploader.to_owned(), h.name.clone()))
+                    .copied()
+            } else {
+                None
+            };
+            total += want.unwrap_or(0).max(h.bytes);
         }
-        Ok(total)
+        // Uploads reserved whose bytes are not written yet.
+        for ((u, name), need) in reserved.iter() {
+            if u == uploader
+                && name != except
+                && !holdings.iter().any(|h| h.partial && h.name == *name)
+            {
+                total += need;
+            }
+        }
+        total
     }
 
     /// Removes partial uploads untouched for [`PART_MAX_AGE`] (a client that never came
-    /// back to finish), in every user's directory and the old flat layout. Returns how
-    /// many were removed.
+    /// back to finish), except the ones running here. Returns how many were removed.
     pub fn sweep_parts(&self, max_age: Duration) -> usize {
         let reserved = self.reserved.lock().unwrap_or_else(|e| e.into_inner());
-        let mut dirs = vec![self.dir.clone()];
-        let mut removed = 0;
-        while let Some(dir) = dirs.pop() {
-            let Ok(entries) = std::fs::read_dir(&dir) else {
-                continue;
-            };
-            for entry in entries.flatten() {
-                let path = entry.path();
-                let Ok(meta) = entry.metadata() else { continue };
-                if meta.is_dir() {
-                    if dir == self.dir {
-                        dirs.push(path);
-                    }
-                    continue;
-                }
-                let old = meta
-                    .modified()
-                    .ok()
-                    .and_then(|m| m.elapsed().ok())
-                    .is_some_and(|age| age >= max_age);
-                let is_part = path.extension().is_some_and(|e| e == "part");
-                if is_part
-                    && old
-                    && !reserved.contains_key(&path)
-                    && std::fs::remove_file(&path).is_ok()
-                {
-                    removed += 1;
-                }
-            }
-        }
-        removed
+        let busy = |u: &str, n: &str| reserved.contains_key(&(u.to_owned(), n.to_owned()));
+        self.blobs.sweep_parts(max_age, &busy)
     }
 
     /// Sweeps abandoned partial uploads now and every hour, for as long as the store
@@ -213,7 +196,7 @@ impl FileStore {
 /// An upload in progress counted against its uploader's quota until it ends.
 struct Reservation<'a> {
     store: &'a FileStore,
-    part: PathBuf,
+    key: (String, String),
 }
 
 impl Drop for Reservation<'_> {
@@ -223,7 +206,7 @@ impl Drop for Reservation<'_> {
             .reserved
             .lock()
             .unwrap_or_else(|e| e.into_inner());
-        reserved.remove(&self.part);
+        reserved.remove(&self.key);
     }
 }
 
@@ -306,8 +289,8 @@ fn io_refusal(what: &str, e: impl std::fmt::Display) -> Refusal {
 
 /// A failed write of an upload: a full disk is `server_full` (logged at `warn` with what to
 /// do), anything else `internal`.
-fn write_refusal(e: std::io::Error) -> Refusal {
-    if e.kind() == std::io::ErrorKind::StorageFull {
+fn write_refusal(e: StoreError) -> Refusal {
+    if e.is_full() {
         warn!(
             "file store: out of storage space ({e}); uploads are refused with server_full until there is room"
         );
@@ -320,8 +303,8 @@ fn write_refusal(e: std::io::Error) -> Refusal {
     }
 }
 
-/// Receives an upload into `<file>.part`, resuming from the whole chunks already held,
-/// and renames it into place once complete.
+/// Receives an upload into its partial file, resuming from the whole chunks already held,
+/// and makes it the complete file once every chunk is there.
 async fn serve_upload(
     t: Transfer<'_>,
     recv: &mut RecvStream,
@@ -352,20 +335,19 @@ async fn serve_upload(
             ),
         ));
     }
-    let user_dir = store.user_dir(user);
-    tokio::fs::create_dir_all(&user_dir)
-        .await
-        .map_err(write_refusal)?;
-    let path = store.path(&conv, user, &file);
-    let slot = store.upload_lock(&stored_name(&conv, user, &file));
+    let ukey = user.to_ascii_lowercase();
+    let name = stored_name(&conv, user, &file);
+    let slot = store.upload_lock(&name);
     let mut current = slot.lock().await;
     *current += 1;
     let generation = *current;
-    let part = path.with_extension("part");
     let count = chunk_count(size);
-    let legacy = store.legacy_path(&conv, user, &file);
-    let stored = |p: PathBuf| async move { tokio::fs::try_exists(p).await.unwrap_or(false) };
-    if stored(path.clone()).await || stored(legacy).await {
+    let (u, n) = (ukey.clone(), name.clone());
+    let complete = store
+        .blobs(move |b| b.complete_len(&u, &n))
+        .await
+        .map_err(|e| io_refusal("look for the file", e))?;
+    if complete.is_some() {
         let ready = FileDown::Ready { size, have: count };
         codec::write_frame(send, &ready, MAX_FILE_FRAME)
             .await
@@ -374,17 +356,20 @@ async fn serve_upload(
             .await
             .map_err(|e| io_refusal("answer", e));
     }
-    let _reservation = reserve(store, user, &path, stored_len(&conv, size, count)).await?;
+    let len = stored_len(&conv, size, count);
+    let _reservation = reserve(store, &ukey, &name, len).await?;
     let result = receive(
         send,
         recv,
         Receive {
             user,
+            ukey: &ukey,
+            name: &name,
             keys,
+            store,
             conv: &conv,
             file,
             size,
-            part: &part,
             slot: &slot,
             generation,
         },
@@ -396,7 +381,8 @@ async fn serve_upload(
         Ok(Received::Interrupted) => return Ok(()),
         Err(refusal) => {
             // A failed upload leaves nothing behind (a full disk gets its space back).
-            let _ = tokio::fs::remove_file(&part).await;
+            let (u, n) = (ukey.clone(), name.clone());
+            let _ = store.blobs(move |b| b.discard_part(&u, &n)).await;
             return Err(refusal);
         }
     }
@@ -404,7 +390,9 @@ async fn serve_upload(
     if *current != generation {
         return Ok(());
     }
-    tokio::fs::rename(&part, &path)
+    let (u, n) = (ukey.clone(), name.clone());
+    store
+        .blobs(move |b| b.finish_part(&u, &n, len))
         .await
         .map_err(write_refusal)?;
     drop(current);
@@ -414,20 +402,21 @@ async fn serve_upload(
         .map_err(|e| io_refusal("answer", e))
 }
 
-/// Checks `user`'s quota for a file that will take `need` bytes at `path`, and counts it
-/// as theirs while the upload runs.
+/// Checks `ukey`'s quota for a file that will take `need` bytes, and counts it as theirs
+/// while the upload runs.
 async fn reserve<'a>(
     store: &'a Arc<FileStore>,
-    user: &str,
-    path: &std::path::Path,
+    ukey: &str,
+    name: &str,
     need: u64,
 ) -> Result<Reservation<'a>, Refusal> {
     let _one_at_a_time = store.quota_check.lock().await;
-    let (s, u, p) = (store.clone(), user.to_owned(), path.to_owned());
-    let used = tokio::task::spawn_blocking(move || s.usage(&u, &p))
+    let u = ukey.to_owned();
+    let holdings = store
+        .blobs(move |b| b.holdings(&u))
         .await
-        .map_err(|e| io_refusal("count your files", e))?
         .map_err(|e| io_refusal("count your files", e))?;
+    let used = store.usage(ukey, name, &holdings);
     if used.saturating_add(need) > store.quota {
         return Err((
             ErrorCode::QuotaExceeded,
@@ -439,36 +428,40 @@ async fn reserve<'a>(
             ),
         ));
     }
-    let part = path.with_extension("part");
+    let key = (ukey.to_owned(), name.to_owned());
     store
         .reserved
         .lock()
         .unwrap_or_else(|e| e.into_inner())
-        .insert(part.clone(), need);
-    Ok(Reservation { store, part })
+        .insert(key.clone(), need);
+    Ok(Reservation { store, key })
 }
 
 /// What one upload writes, past the checks.
 struct Receive<'a> {
     user: &'a str,
+    /// The uploader's key and the stored name: the file in the store.
+    ukey: &'a str,
+    name: &'a str,
     keys: &'a SessionKeys,
+    store: &'a Arc<FileStore>,
     conv: &'a ConvId,
     file: ClientMsgId,
     size: u64,
-    part: &'a std::path::Path,
     slot: &'a tokio::sync::Mutex<u64>,
     generation: u64,
 }
 
 /// How a [`receive`] ended without an error.
 enum Received {
-    /// Every chunk is in the `.part` file, synced.
+    /// Every chunk is in the partial file.
     Complete,
-    /// The client went away (or a newer upload took over): the `.part` stays for a resume.
+    /// The client went away (or a newer upload took over): the partial file stays for a
+    /// resume.
     Interrupted,
 }
 
-/// Receives an upload into its `.part` file, resuming from the whole chunks already held.
+/// Receives an upload into its partial file, resuming from the whole chunks already held.
 /// `current` is the upload slot, held until the resume point is settled.
 async fn receive(
     send: &mut SendStream,
@@ -478,28 +471,28 @@ async fn receive(
 ) -> Result<Received, Refusal> {
     let Receive {
         user,
+        ukey,
+        name,
         keys,
+        store,
         conv,
         file,
         size,
-        part,
         slot,
         generation,
     } = r;
     let count = chunk_count(size);
-    let mut out = tokio::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(part)
+    let (u, n) = (ukey.to_owned(), name.to_owned());
+    let held = store
+        .blobs(move |b| b.open_part(&u, &n))
         .await
         .map_err(write_refusal)?;
-    let held = out.metadata().await.map_err(write_refusal)?.len();
     let full = (CHUNK + stored_overhead(conv)) as u64;
     let have = (held / full).min(count.saturating_sub(1));
     let keep = stored_len(conv, size, have);
-    out.set_len(keep).await.map_err(write_refusal)?;
-    out.seek(std::io::SeekFrom::Start(keep))
+    let (u, n) = (ukey.to_owned(), name.to_owned());
+    store
+        .blobs(move |b| b.truncate_part(&u, &n, keep))
         .await
         .map_err(write_refusal)?;
     drop(current);
@@ -510,11 +503,13 @@ async fn receive(
     }
     debug!(have, count, "upload starts");
     let conv_key = conv.storage_key();
+    let mut at = keep;
     let mut buf = Vec::with_capacity(MAX_CHUNK_FRAME);
     for i in have..count {
         if let Err(e) = read_chunk(recv, &mut buf).await {
             // Keep what arrived: the client resumes from it.
-            let _ = out.sync_data().await;
+            let (u, n) = (ukey.to_owned(), name.to_owned());
+            let _ = store.blobs(move |b| b.sync_part(&u, &n)).await;
             debug!("upload interrupted at chunk {i}: {e}");
             return Ok(Received::Interrupted);
         }
@@ -543,24 +538,32 @@ async fn receive(
                 }
             }
         }
-        // Written and flushed under the slot, so a newer upload never races this write.
+        // Written under the slot, so a newer upload never races this write.
         let current = slot.lock().await;
         if *current != generation {
             debug!("upload superseded by a newer one at chunk {i}");
             return Ok(Received::Interrupted);
         }
-        out.write_all(&buf).await.map_err(write_refusal)?;
-        out.flush().await.map_err(write_refusal)?;
+        let chunk = std::mem::replace(&mut buf, Vec::with_capacity(MAX_CHUNK_FRAME));
+        let written = chunk.len() as u64;
+        let (u, n) = (ukey.to_owned(), name.to_owned());
+        store
+            .blobs(move |b| b.write_part(&u, &n, at, &chunk))
+            .await
+            .map_err(write_refusal)?;
+        at += written;
         drop(current);
     }
     let current = slot.lock().await;
     if *current != generation {
         return Ok(Received::Interrupted);
     }
-    out.sync_all().await.map_err(write_refusal)?;
     drop(current);
     Ok(Received::Complete)
 }
+
+/// How many chunks a download reads from the store at once.
+const READ_BATCH: u64 = 16;
 
 /// Sends a stored file from chunk `from_chunk` on.
 async fn serve_download(
@@ -586,56 +589,60 @@ async fn serve_download(
         return Err(not_found());
     }
     let uploader = uploader.to_ascii_lowercase();
-    let mut input = match tokio::fs::File::open(store.path(&conv, &uploader, &file)).await {
-        Ok(f) => f,
-        Err(_) => tokio::fs::File::open(store.legacy_path(&conv, &uploader, &file))
-            .await
-            .map_err(|_| not_found())?,
-    };
-    let stored = input
-        .metadata()
+    let name = stored_name(&conv, &uploader, &file);
+    let (u, n) = (uploader.clone(), name.clone());
+    let stored = store
+        .blobs(move |b| b.complete_len(&u, &n))
         .await
         .map_err(|e| io_refusal("read the file", e))?
-        .len();
+        .ok_or_else(not_found)?;
     let overhead = stored_overhead(&conv) as u64;
     let count = stored.div_ceil(CHUNK as u64 + overhead);
     let size = stored - count * overhead;
     let from = from_chunk.min(count);
-    input
-        .seek(std::io::SeekFrom::Start(stored_len(&conv, size, from)))
-        .await
-        .map_err(|e| io_refusal("read the file", e))?;
     codec::write_frame(send, &FileDown::Ready { size, have: from }, MAX_FILE_FRAME)
         .await
         .map_err(|e| io_refusal("answer", e))?;
     let conv_key = conv.storage_key();
-    let mut buf = vec![0u8; CHUNK + overhead as usize];
-    for i in from..count {
-        let n = chunk_len(size, i) + overhead as usize;
-        input
-            .read_exact(&mut buf[..n])
+    let mut batch_start = from;
+    while batch_start < count {
+        // A few chunks per call on the store: a round trip (or an open) per chunk would
+        // dominate a download from PostgreSQL.
+        let batch_end = (batch_start + READ_BATCH).min(count);
+        let at = stored_len(&conv, size, batch_start);
+        let len = (stored_len(&conv, size, batch_end) - at) as usize;
+        let (u, n) = (uploader.clone(), name.clone());
+        let bytes = store
+            .blobs(move |b| b.read(&u, &n, at, len))
             .await
             .map_err(|e| io_refusal("read the file", e))?;
-        let sent = match conv {
-            ConvId::General | ConvId::Room(_) => {
-                let aad = chunk_aad(
-                    Direction::Down,
-                    &conv_key,
-                    &uploader,
-                    chunk_aad_id(&file, i),
-                );
-                let sealed = keys
-                    .down
-                    .seal(&aad, &buf[..n])
-                    .map_err(|e| io_refusal("seal", e))?;
-                write_chunk(send, &sealed).await
+        let mut rest = &bytes[..];
+        for i in batch_start..batch_end {
+            let n = chunk_len(size, i) + overhead as usize;
+            let (chunk, tail) = rest.split_at(n);
+            rest = tail;
+            let sent = match conv {
+                ConvId::General | ConvId::Room(_) => {
+                    let aad = chunk_aad(
+                        Direction::Down,
+                        &conv_key,
+                        &uploader,
+                        chunk_aad_id(&file, i),
+                    );
+                    let sealed = keys
+                        .down
+                        .seal(&aad, chunk)
+                        .map_err(|e| io_refusal("seal", e))?;
+                    write_chunk(send, &sealed).await
+                }
+                ConvId::Direct(..) => write_chunk(send, chunk).await,
+            };
+            if let Err(e) = sent {
+                debug!("download interrupted at chunk {i}: {e}");
+                return Ok(());
             }
-            ConvId::Direct(..) => write_chunk(send, &buf[..n]).await,
-        };
-        if let Err(e) = sent {
-            debug!("download interrupted at chunk {i}: {e}");
-            return Ok(());
         }
+        batch_start = batch_end;
     }
     Ok(())
 }
@@ -643,52 +650,26 @@ async fn serve_download(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::SystemTime;
-
-    fn touch(path: &std::path::Path, age: Duration) {
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        let f = std::fs::File::create(path).unwrap();
-        f.set_modified(SystemTime::now() - age).unwrap();
-    }
-
-    #[test]
-    fn the_sweep_removes_only_abandoned_partial_uploads() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = FileStore::new(dir.path().to_owned(), 1 << 20, 1 << 30);
-        let day = Duration::from_secs(24 * 3600);
-        let user = store.user_dir("alice");
-        let old_part = user.join("a.part");
-        let fresh_part = user.join("b.part");
-        let running = user.join("c.part");
-        let old_complete = user.join("d");
-        let legacy_part = dir.path().join("e.part");
-        touch(&old_part, day * 2);
-        touch(&fresh_part, Duration::from_secs(60));
-        touch(&running, day * 3);
-        touch(&old_complete, day * 30);
-        touch(&legacy_part, day * 2);
-        store.reserved.lock().unwrap().insert(running.clone(), 10);
-        assert_eq!(store.sweep_parts(PART_MAX_AGE), 2);
-        assert!(!old_part.exists() && !legacy_part.exists());
-        assert!(fresh_part.exists() && running.exists() && old_complete.exists());
-    }
 
     #[test]
     fn usage_counts_uploads_in_progress_at_their_full_size() {
         let dir = tempfile::tempdir().unwrap();
         let store = FileStore::new(dir.path().to_owned(), 1 << 20, 1 << 30);
-        let user = store.user_dir("alice");
-        std::fs::create_dir_all(&user).unwrap();
-        std::fs::write(user.join("done"), vec![0; 1000]).unwrap();
-        std::fs::write(user.join("half.part"), vec![0; 10]).unwrap();
-        store
-            .reserved
-            .lock()
-            .unwrap()
-            .insert(user.join("half.part"), 500);
-        assert_eq!(store.usage("alice", &user.join("other")).unwrap(), 1500);
+        let blobs = DirBlobs::new(dir.path().to_owned());
+        blobs.open_part("alice", "done").unwrap();
+        blobs.write_part("alice", "done", 0, &[0; 1000]).unwrap();
+        blobs.finish_part("alice", "done", 1000).unwrap();
+        blobs.open_part("alice", "half").unwrap();
+        blobs.write_part("alice", "half", 0, &[0; 10]).unwrap();
+        let mut reserved = store.reserved.lock().unwrap();
+        reserved.insert(("alice".into(), "half".into()), 500);
+        // Reserved, nothing written yet.
+        reserved.insert(("alice".into(), "next".into()), 70);
+        drop(reserved);
+        let held = blobs.holdings("alice").unwrap();
+        assert_eq!(store.usage("alice", "other", &held), 1570);
         // The file being uploaded itself is not counted twice.
-        assert_eq!(store.usage("Alice", &user.join("half")).unwrap(), 1000);
-        assert_eq!(store.usage("bob", &user.join("x")).unwrap(), 0);
+        assert_eq!(store.usage("alice", "half", &held), 1070);
+        assert_eq!(store.usage("bob", "x", &blobs.holdings("bob").unwrap()), 0);
     }
 }

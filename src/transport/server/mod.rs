@@ -40,9 +40,10 @@ use self::connection::Shared;
 use self::hub::{HubMsg, Router};
 use self::operator::OperatorLog;
 pub use self::operator::{ServerEvent, ServerEvents};
-use super::files::FileStore;
+use super::files::{DirBlobs, FileStore};
 use super::quic::{self, Endpoint, Timers, close};
 use super::tls::{Identity, TlsError};
+use crate::app::blobs::FileBlobs;
 use crate::app::ids::{ClientMsgId, ConnId};
 use crate::app::limits::Limits;
 use crate::app::server::{Input, ServerCore};
@@ -168,8 +169,21 @@ fn now_ms() -> u64 {
 
 impl Server {
     /// Loads or creates the certificate, binds, starts the hub on `store` and starts
-    /// accepting.
+    /// accepting. Stored files live in the data dir.
     pub async fn start<S>(opts: ServerOptions, store: S) -> Result<Server, StartError>
+    where
+        S: Store + Send + 'static,
+    {
+        let blobs = Arc::new(DirBlobs::new(opts.data_dir.join("files")));
+        Self::start_with_blobs(opts, store, blobs).await
+    }
+
+    /// [`Server::start`] with stored files in `blobs` (a cluster's nodes share theirs).
+    pub async fn start_with_blobs<S>(
+        opts: ServerOptions,
+        store: S,
+        blobs: Arc<dyn FileBlobs>,
+    ) -> Result<Server, StartError>
     where
         S: Store + Send + 'static,
     {
@@ -191,8 +205,8 @@ impl Server {
         let addr = endpoint.local_addr().map_err(bind_err)?;
         let (hub_tx, hub_rx) = mpsc::channel(16 * 1024);
         let (operator, events) = OperatorLog::channel();
-        let files = Arc::new(FileStore::new(
-            opts.data_dir.join("files"),
+        let files = Arc::new(FileStore::with_blobs(
+            blobs,
             opts.limits.max_file_size,
             opts.limits.quota_per_user,
         ));
