@@ -15,6 +15,7 @@
 //! │   │                    events: the scripted contract), streams (open on use, close
 //! │   │                    when idle), incoming, outbox, barrier, rooms, keys, backoff
 //! │   ├── files.rs         file messages and chunk arithmetic
+//! │   ├── blobs.rs         the `FileBlobs` trait: where stored files' bytes live
 //! │   ├── limits.rs        configurable limits, token buckets, backoff
 //! │   ├── store.rs         the `Store` trait (+ store/mem.rs and store/contract.rs with
 //! │   │                    the `test-util` feature: the in-memory store and the suite
@@ -22,6 +23,7 @@
 //! │   └── tests/           in-memory tests of both cores with a hand-driven clock
 //! ├── transport/           bytes on the wire and the async drivers
 //! │   ├── quic.rs          quinn configuration, timers, the quinn types the rest names
+//! │   ├── cid.rs           server connection IDs carrying the node ID (QUIC-LB layout)
 //! │   ├── tls.rs           certificates, pinning (TOFU), the custom verifier
 //! │   ├── codec.rs         length-prefixed postcard frames with a size limit
 //! │   ├── envelope.rs      AES-256-GCM-SIV session envelopes, seal/open of event bodies
@@ -33,12 +35,15 @@
 //! │   │                    (readers), queue + writer (per-connection output), hub (the
 //! │   │                    thread that owns ServerCore and the store), operator (log)
 //! │   ├── client.rs        the client driver: connect, login, streams, reconnect
+//! │   ├── failover.rs      several server addresses: parse, resolve, rotate, race
 //! │   ├── files/           chunk.rs (format), server.rs (stored files, quota, serving),
-//! │   │                    client/ (book, upload, download)
+//! │   │                    dir_blobs.rs (bytes in the data dir), client/ (book, upload,
+//! │   │                    download)
 //! │   ├── portmap.rs       PCP / NAT-PMP / UPnP port mapping
 //! │   └── faulty.rs        a seeded faulty UDP socket (feature `test-util`)
 //! ├── store/               backends of the `Store` trait: SQLite (mod.rs, rooms.rs), the
-//! │                        default; PostgreSQL (postgres.rs, feature `postgres`)
+//! │                        default; PostgreSQL (postgres.rs, feature `postgres`, with
+//! │                        postgres/blobs.rs: stored files shared by a cluster's nodes)
 //! ├── scripted.rs          the JSON-lines contract of `server --headless` and `chat`
 //! ├── paths.rs             default directories and file locations
 //! ├── cli.rs               the command line
