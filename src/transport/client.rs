@@ -86,7 +86,7 @@ pub enum Fatal {
         "unknown server {server} with certificate {fingerprint}; rerun with --accept-new or --fingerprint {fingerprint} if you trust it"
     )]
     UnknownServer {
-        /// `host:port`.
+        /// `host:port`, or the list of them (`a:7447, b:7447`).
         server: String,
         /// What it presented.
         fingerprint: String,
@@ -96,7 +96,7 @@ pub enum Fatal {
         "the certificate of {server} changed: pinned {expected}, presented {got}. This can mean an attack; if the server's certificate really changed, remove its line from {pin_file} or pass --fingerprint {got}"
     )]
     CertMismatch {
-        /// `host:port`.
+        /// The `host:port` entry whose certificate changed.
         server: String,
         /// Pinned.
         expected: String,
