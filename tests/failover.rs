@@ -338,3 +338,97 @@ fn a_name_with_several_addresses_skips_the_one_that_is_down() {
         "figures: connected via the second address in {took:?} (resolver order: {down_ip} first)"
     );
 }
+
+/// A UDP relay between one client and a server that records the destination connection
+/// IDs of the client's short-header (1-RTT) packets: the server's connection IDs, as a
+/// load balancer in front of the server would see them.
+struct Relay {
+    addr: std::net::SocketAddr,
+    dcids: std::sync::Arc<std::sync::Mutex<Vec<Vec<u8>>>>,
+}
+
+impl Relay {
+    fn start(server: std::net::SocketAddr, cid_len: usize) -> Self {
+        use std::net::UdpSocket;
+        let front = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let back = UdpSocket::bind("127.0.0.1:0").unwrap();
+        back.connect(server).unwrap();
+        let addr = front.local_addr().unwrap();
+        let dcids = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let client = std::sync::Arc::new(std::sync::Mutex::new(None));
+        let (f, b, seen, c) = (
+            front.try_clone().unwrap(),
+            back.try_clone().unwrap(),
+            dcids.clone(),
+            client.clone(),
+        );
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 65536];
+            while let Ok((n, from)) = f.recv_from(&mut buf) {
+                *c.lock().unwrap() = Some(from);
+                // Short header: the top bit clear; the DCID follows the first octet.
+                if n > cid_len && buf[0] & 0x80 == 0 {
+                    seen.lock().unwrap().push(buf[1..1 + cid_len].to_vec());
+                }
+                let _ = b.send(&buf[..n]);
+            }
+        });
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 65536];
+            while let Ok(n) = back.recv(&mut buf) {
+                if let Some(to) = *client.lock().unwrap() {
+                    let _ = front.send_to(&buf[..n], to);
+                }
+            }
+        });
+        Self { addr, dcids }
+    }
+}
+
+#[test]
+fn connection_ids_on_the_wire_carry_the_node_id() {
+    use livewire::app::limits::Limits;
+    use livewire::store::SqliteStore;
+    use livewire::transport::cid::{CID_LEN, node_id_of};
+    use livewire::transport::quic;
+    use livewire::transport::server::{Server, ServerOptions};
+
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("srv");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let server = rt.block_on(async {
+        let opts = ServerOptions {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            data_dir: data.clone(),
+            cert: None,
+            limits: Limits::default(),
+            timers: quic::Timers::SERVER,
+            node_id: 7,
+        };
+        Server::start(opts, SqliteStore::open(&data).unwrap())
+            .await
+            .unwrap()
+    });
+    let relay = Relay::start(server.local_addr(), CID_LEN);
+    let mut alice = ChatProc::login(&relay.addr.to_string(), "alice", dir.path());
+    alice.send("#general", "routed by connection ID");
+    alice.sync();
+    let (_, log) = alice.finish_ok();
+    assert_eq!(events(&log, "sent").len(), 1);
+    let dcids = relay.dcids.lock().unwrap().clone();
+    assert!(
+        dcids.len() >= 3,
+        "short-header packets seen: {}",
+        dcids.len()
+    );
+    for d in &dcids {
+        assert_eq!(node_id_of(d), Some(7), "a server connection ID: {d:02x?}");
+    }
+    let distinct: std::collections::HashSet<&Vec<u8>> = dcids.iter().collect();
+    eprintln!(
+        "figures: {} short-header packets, {} distinct server connection IDs, all with node id 7",
+        dcids.len(),
+        distinct.len()
+    );
+    rt.block_on(server.shutdown("test over"));
+}
