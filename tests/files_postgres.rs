@@ -111,6 +111,73 @@ mod cluster {
     }
 
     #[test]
+    fn pg_blobs_keep_the_file_rules() {
+        use livewire::app::blobs::{FileBlobs, Holding};
+        use livewire::store::{PgBlobs, PgStore};
+        use std::time::Duration;
+
+        let Some(db) = postgres::fresh_database("pg_blobs_rules") else {
+            return;
+        };
+        let url = db.url();
+        // The store's migrations make the tables.
+        drop(PgStore::connect(&url).unwrap());
+        let b = PgBlobs::connect(&url).unwrap();
+        assert_eq!(b.complete_len("alice", "f").unwrap(), None);
+        assert_eq!(b.open_part("alice", "f").unwrap(), 0);
+        for (i, chunk) in [b"0123".as_slice(), b"4567", b"89"].iter().enumerate() {
+            b.write_part("alice", "f", 4 * i as u64, chunk).unwrap();
+        }
+        // A chunk written again (a resend) is the same bytes in the same place.
+        b.write_part("alice", "f", 4, b"4567").unwrap();
+        assert_eq!(b.open_part("alice", "f").unwrap(), 10);
+        // Not complete yet: nothing to read, and finishing checks the length.
+        assert_eq!(b.complete_len("alice", "f").unwrap(), None);
+        assert!(b.finish_part("alice", "f", 12).is_err());
+        // Resume from the last whole chunk.
+        b.truncate_part("alice", "f", 8).unwrap();
+        assert_eq!(b.open_part("alice", "f").unwrap(), 8);
+        b.write_part("alice", "f", 8, b"89").unwrap();
+        b.finish_part("alice", "f", 10).unwrap();
+        assert_eq!(b.complete_len("alice", "f").unwrap(), Some(10));
+        // Reads across chunk boundaries, and past the end is an error.
+        assert_eq!(b.read("alice", "f", 0, 10).unwrap(), b"0123456789");
+        assert_eq!(b.read("alice", "f", 3, 6).unwrap(), b"345678");
+        assert!(b.read("alice", "f", 8, 5).is_err());
+        // Holdings for quotas; another upload in progress.
+        b.open_part("alice", "g").unwrap();
+        b.write_part("alice", "g", 0, b"xy").unwrap();
+        let mut held = b.holdings("alice").unwrap();
+        held.sort_by(|x, y| x.name.cmp(&y.name));
+        assert_eq!(
+            held,
+            vec![
+                Holding {
+                    name: "f".into(),
+                    partial: false,
+                    bytes: 10
+                },
+                Holding {
+                    name: "g".into(),
+                    partial: true,
+                    bytes: 2
+                },
+            ]
+        );
+        // The sweep takes abandoned partial uploads only, never a running one.
+        std::thread::sleep(Duration::from_millis(5));
+        assert_eq!(b.sweep_parts(Duration::ZERO, &|_, n| n == "g"), 0);
+        assert_eq!(b.sweep_parts(Duration::ZERO, &|_, _| false), 1);
+        assert_eq!(b.holdings("alice").unwrap().len(), 1);
+        // A refused upload leaves nothing; discarding never touches a complete file.
+        b.discard_part("alice", "f").unwrap();
+        assert_eq!(b.complete_len("alice", "f").unwrap(), Some(10));
+        assert!(b.erase("alice", "f").unwrap());
+        assert!(!b.erase("alice", "f").unwrap());
+        assert_eq!(rows(&url, "file_chunks"), 0);
+    }
+
+    #[test]
     fn a_file_uploaded_on_one_node_downloads_from_the_other() {
         let Some(db) = postgres::fresh_database("files_on_two_nodes") else {
             return;

@@ -169,8 +169,17 @@ impl FileStore {
     /// Removes partial uploads untouched for [`PART_MAX_AGE`] (a client that never came
     /// back to finish), except the ones running here. Returns how many were removed.
     pub fn sweep_parts(&self, max_age: Duration) -> usize {
-        let reserved = self.reserved.lock().unwrap_or_else(|e| e.into_inner());
-        let busy = |u: &str, n: &str| reserved.contains_key(&(u.to_owned(), n.to_owned()));
+        // A snapshot, not the lock: the sweep does I/O (a database, maybe a slow one) and
+        // async tasks take this lock. An upload that resumes, during the sweep, a partial
+        // file untouched for a day may lose it and start again from its first chunk.
+        let running: HashSet<(String, String)> = self
+            .reserved
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .keys()
+            .cloned()
+            .collect();
+        let busy = |u: &str, n: &str| running.contains(&(u.to_owned(), n.to_owned()));
         self.blobs.sweep_parts(max_age, &busy)
     }
 
