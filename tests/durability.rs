@@ -109,10 +109,17 @@ fn delete_for_everyone_reaches_offline_members_and_erases_the_body() {
     alice.send("#general", "canary-keep-5c4d");
     alice.send("@bob", "canary-dm-erase-e7f0");
     let acks = alice.sync();
-    let ids: Vec<u64> = events(&acks, "sent")
-        .iter()
-        .map(|v| v["id"].as_u64().unwrap())
-        .collect();
+    // Acks of two conversations come on two streams, in either order; within one
+    // conversation they keep the send order.
+    let sent = events(&acks, "sent");
+    let acked_in = |conv: &str| -> Vec<u64> {
+        sent.iter()
+            .filter(|v| v["conv"] == conv)
+            .map(|v| v["id"].as_u64().unwrap())
+            .collect()
+    };
+    let ids: Vec<u64> = [acked_in("#general"), acked_in("@bob")].concat();
+    assert_eq!(ids.len(), 3, "{acks:?}");
     bob.sync();
     // Not the author: refused, nothing changes.
     bob.cmd(json!({"cmd": "delete", "id": ids[0], "for": "everyone"}));
