@@ -564,6 +564,8 @@ fn room_widgets(app: &gtk::Application, dir: &std::path::Path) {
         text: Some("hi carol".into()),
         ts: 1_700_000_000_000,
         file: None,
+        reply_to: None,
+        edited: false,
     });
     wait_frames(&win, 2);
     let fed = t.elapsed();

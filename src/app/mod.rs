@@ -3,6 +3,7 @@
 //! SQLite; time and randomness come in as arguments.
 
 pub mod client;
+pub mod edits;
 pub mod files;
 pub mod ids;
 pub mod limits;

@@ -226,6 +226,7 @@ impl LwClientWindow {
         self.send_command(Command::Send {
             to: conv.name(),
             text,
+            reply_to: None,
         });
         true
     }

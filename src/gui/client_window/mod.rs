@@ -27,6 +27,7 @@
 pub mod composer;
 pub mod connect_page;
 mod conversations;
+mod edits;
 mod files;
 mod imp;
 pub mod message_list;

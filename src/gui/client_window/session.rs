@@ -110,6 +110,7 @@ impl LwClientWindow {
                     text,
                     ts,
                     file,
+                    ..
                 }) => {
                     let mut m = self.received(id, seq, from, text, ts);
                     m.file = file;
@@ -319,6 +320,7 @@ impl LwClientWindow {
                 ts,
                 text,
                 file,
+                ..
             } => {
                 let me = self.me().unwrap_or_default();
                 let c = self.conversation_for(&conv);
@@ -422,6 +424,8 @@ impl LwClientWindow {
             | Event::Members { .. }) => self.handle_room_event(e),
             // A figure for scripts and tests; the window has nothing to show for it.
             Event::Streams { .. } => {}
+            // Edits and reactions: `edits.rs`.
+            e @ (Event::Edited { .. } | Event::Reaction { .. }) => self.handle_edit_event(e),
             Event::Sync => {
                 imp.syncs.set(imp.syncs.get() + 1);
                 if let Some(s) = imp.session.borrow_mut().as_mut() {
