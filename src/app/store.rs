@@ -8,6 +8,8 @@
 #[cfg(any(test, feature = "test-util"))]
 pub mod contract;
 #[cfg(any(test, feature = "test-util"))]
+mod contract_edits;
+#[cfg(any(test, feature = "test-util"))]
 mod mem;
 
 #[cfg(any(test, feature = "test-util"))]

@@ -251,9 +251,9 @@ impl<S: Store> ServerCore<S> {
         Ok(())
     }
 
-    /// Sends a history page with the reaction events still in force for its messages
-    /// appended (they may be newer than the page): a client that never saw them live
-    /// still shows the same counts.
+    /// Sends a history page with, instead of its own reaction events, the reaction events
+    /// still in force for its messages appended (they may be newer than the page): a
+    /// client that never saw them live still shows the same counts.
     pub(super) fn history_page(
         &mut self,
         conn: ConnId,
@@ -261,6 +261,9 @@ impl<S: Store> ServerCore<S> {
         mut events: Vec<ConvEvent>,
         more: bool,
     ) -> Result<(), StoreError> {
+        // The page's own reaction events are history, not state: a reaction added in the
+        // page may have been taken back since. The state is what follows.
+        events.retain(|e| !matches!(e.kind, EventKind::Reaction { .. }));
         let ids: Vec<MsgId> = events
             .iter()
             .filter(|e| matches!(e.kind, EventKind::Message { .. } | EventKind::Edited { .. }))
