@@ -502,6 +502,7 @@ fn main() {
             ts: 1_700_000_000_000 + i * 1000,
             own: i % 3 == 0,
             notice: false,
+            ..MessageData::default()
         })
         .collect();
     general.add_history(page);

@@ -198,6 +198,7 @@ impl LwMessageList {
             !private && !continues,
             self.imp().delete_window_secs.get(),
         );
+        row.bind_extras(current.as_ref());
     }
 
     /// Shows `conv` (none: an empty list), scrolled to its newest message.
@@ -259,5 +260,61 @@ impl LwMessageList {
         let mut out = Vec::new();
         walk(self.imp().list_view.upcast_ref(), &mut out);
         out
+    }
+}
+
+impl LwMessageList {
+    /// The row showing message `id`, if the list view has built it.
+    fn row_for(&self, id: crate::app::ids::MsgId) -> Option<LwMessageRow> {
+        fn walk(w: &gtk::Widget, id: u64) -> Option<LwMessageRow> {
+            if let Some(row) = w.downcast_ref::<LwMessageRow>() {
+                return (row.is_mapped() && row.message().is_some_and(|m| m.id() == id))
+                    .then(|| row.clone());
+            }
+            let mut child = w.first_child();
+            while let Some(c) = child {
+                if let Some(found) = walk(&c, id) {
+                    return Some(found);
+                }
+                child = c.next_sibling();
+            }
+            None
+        }
+        walk(self.imp().list_view.upcast_ref(), id)
+    }
+
+    /// Scrolls message `id` of the conversation shown into the middle of the view and
+    /// highlights it for a moment. `false` while its row is not built yet (the scroll
+    /// moved towards it; call again on the next frame), or when it is not loaded.
+    pub fn reveal_message(&self, id: crate::app::ids::MsgId) -> bool {
+        let imp = self.imp();
+        let Some(conv) = imp.conversation.borrow().clone() else {
+            return false;
+        };
+        let Some(msg) = conv.message(id) else {
+            return false;
+        };
+        let store = conv.messages();
+        let Some(pos) = store.find(&msg) else {
+            return false;
+        };
+        imp.stick_to_bottom.set(false);
+        let adj = imp.scroller.vadjustment();
+        let Some(row) = self.row_for(id) else {
+            // Not built: jump to about where it is, by its position in the list.
+            let range = (adj.upper() - adj.page_size()).max(0.0);
+            let n = store.n_items().max(1) as f64;
+            adj.set_value(range * (pos as f64 / n));
+            return false;
+        };
+        if let Some((_, y)) = row.translate_coordinates(&*imp.list_view, 0.0, 0.0) {
+            let centre = y + f64::from(row.height()) / 2.0 - adj.page_size() / 2.0;
+            adj.set_value((adj.value() + centre).clamp(0.0, adj.upper() - adj.page_size()));
+        }
+        row.add_css_class("highlight");
+        glib::timeout_add_local_once(std::time::Duration::from_millis(1500), move || {
+            row.remove_css_class("highlight")
+        });
+        true
     }
 }

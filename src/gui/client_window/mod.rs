@@ -30,6 +30,7 @@ mod conversations;
 mod edits;
 mod files;
 mod imp;
+mod jump;
 pub mod message_list;
 pub mod new_room_dialog;
 pub mod room_directory;
@@ -98,6 +99,8 @@ impl LwClientWindow {
         self.imp().invitations.replace(Some(invitations.clone()));
         self.imp().sidebar.bind_invitations(&invitations);
         self.add_action_entries(rooms::moderation_actions());
+        self.add_action_entries(edits::edit_actions());
+        self.add_action_entries([jump::jump_action()]);
 
         // Actions used by the message rows (context menu, download button).
         self.add_action_entries([

@@ -110,10 +110,12 @@ impl LwClientWindow {
                     text,
                     ts,
                     file,
-                    ..
+                    reply_to,
+                    edited,
                 }) => {
                     let mut m = self.received(id, seq, from, text, ts);
                     m.file = file;
+                    (m.reply_to, m.edited) = (reply_to, edited);
                     match run.last_mut() {
                         Some((c, msgs)) if *c == conv => msgs.push(m),
                         _ => run.push((conv, vec![m])),
@@ -147,6 +149,7 @@ impl LwClientWindow {
             ts,
             notice: false,
             file: None,
+            ..MessageData::default()
         }
     }
 
@@ -320,7 +323,7 @@ impl LwClientWindow {
                 ts,
                 text,
                 file,
-                ..
+                reply_to,
             } => {
                 let me = self.me().unwrap_or_default();
                 let c = self.conversation_for(&conv);
@@ -333,6 +336,8 @@ impl LwClientWindow {
                     own: true,
                     notice: false,
                     file,
+                    reply_to,
+                    ..MessageData::default()
                 });
                 imp.message_list.stick_to_bottom();
             }
@@ -343,9 +348,12 @@ impl LwClientWindow {
                 from,
                 text,
                 ts,
+                reply_to,
+                edited,
                 ..
             } => {
-                let m = self.received(id, seq, from, text, ts);
+                let mut m = self.received(id, seq, from, text, ts);
+                (m.reply_to, m.edited) = (reply_to, edited);
                 self.flush_messages(vec![(conv, vec![m])]);
             }
             Event::KeyChanged { user, new, .. } => {
@@ -397,6 +405,9 @@ impl LwClientWindow {
                         ts: m.ts,
                         notice: false,
                         file: m.file,
+                        edited: m.edited,
+                        reply_to: m.reply_to,
+                        reactions: m.reactions,
                     })
                     .collect();
                 if imp
