@@ -288,6 +288,56 @@ fn main() {
     });
     println!("ok: #general message shown in both windows and the server log");
 
+    // Edit, reply and react, through the window actions the message menu uses.
+    alice.compose_and_send("helo, typo");
+    wait_until("bob to see the typo", || {
+        find(&messages(&bob, "#general"), "helo, typo").is_some()
+    });
+    let id = find(&messages(&alice, "#general"), "helo, typo")
+        .unwrap()
+        .id;
+    gtk::prelude::ActionGroupExt::activate_action(&alice, "edit-message", Some(&id.to_variant()));
+    alice.compose_and_send("hello, edited");
+    wait_until("bob to see the edit", || {
+        find(&messages(&bob, "#general"), "hello, edited").is_some_and(|m| m.edited)
+    });
+    gtk::prelude::ActionGroupExt::activate_action(&bob, "reply-to", Some(&id.to_variant()));
+    bob.compose_and_send("welcome, alice");
+    wait_until("alice to get the reply", || {
+        find(&messages(&alice, "#general"), "welcome, alice")
+            .is_some_and(|m| m.reply_to == Some(id))
+    });
+    gtk::prelude::ActionGroupExt::activate_action(
+        &bob,
+        "toggle-reaction",
+        Some(&(id, "👍".to_owned()).to_variant()),
+    );
+    wait_until("alice to see bob's reaction", || {
+        find(&messages(&alice, "#general"), "hello, edited").is_some_and(|m| {
+            m.reactions.len() == 1 && m.reactions[0].count == 1 && m.reactions[0].users == ["bob"]
+        })
+    });
+    gtk::prelude::ActionGroupExt::activate_action(
+        &bob,
+        "toggle-reaction",
+        Some(&(id, "👍".to_owned()).to_variant()),
+    );
+    wait_until("the reaction to be taken back", || {
+        find(&messages(&alice, "#general"), "hello, edited").is_some_and(|m| m.reactions.is_empty())
+    });
+    gtk::prelude::ActionGroupExt::activate_action(
+        &alice,
+        "jump-to-message",
+        Some(&("#general".to_owned(), id as i64).to_variant()),
+    );
+    wait_until("the edited bubble on alice's screen", || {
+        alice
+            .rendered_messages()
+            .iter()
+            .any(|t| t == "hello, edited")
+    });
+    println!("ok: edit seen in the other window, reply carries its target, reaction toggles");
+
     // A private conversation, started by username.
     bob.open_conversation("@alice");
     bob.compose_and_send("psst, alice");
