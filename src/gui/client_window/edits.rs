@@ -204,11 +204,13 @@ mod tests {
         apply_reaction(&mut list, "alice", "👍", true);
         apply_reaction(&mut list, "alice", "👍", true);
         apply_reaction(&mut list, "alice", "🎉", true);
-        assert_eq!(list[0].users, vec!["alice", "bob"]);
-        assert_eq!(list[0].count, 2);
+        let thumbs = list.iter().find(|r| r.emoji == "👍").unwrap();
+        assert_eq!(thumbs.users, vec!["alice", "bob"]);
+        assert_eq!(thumbs.count, 2);
+        assert_eq!(list.len(), 2);
         apply_reaction(&mut list, "bob", "👍", false);
         apply_reaction(&mut list, "alice", "🎉", false);
         assert_eq!(list.len(), 1);
-        assert_eq!(list[0].count, 1);
+        assert_eq!((list[0].emoji.as_str(), list[0].count), ("👍", 1));
     }
 }
