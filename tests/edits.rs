@@ -5,6 +5,10 @@
 mod common;
 
 use common::*;
+use livewire::scripted::{event_json, parse_command};
+use livewire::transport::client::{self, ClientEvent, ClientOptions, Trust};
+use livewire::transport::faulty::{FaultConfig, FaultControl, Faults, FaultySocket};
+use livewire::transport::tls::PinStore;
 use serde_json::{Value, json};
 
 fn setup() -> (tempfile::TempDir, ServerProc) {
@@ -14,7 +18,7 @@ fn setup() -> (tempfile::TempDir, ServerProc) {
 }
 
 /// Sends and waits for the `sent` event; returns the message id.
-fn post(c: &mut ChatProc, to: &str, text: &str, reply_to: Option<u64>) -> u64 {
+fn post(c: &mut Transcript, to: &str, text: &str, reply_to: Option<u64>) -> u64 {
     let mut cmd = json!({"cmd": "send", "to": to, "text": text});
     if let Some(r) = reply_to {
         cmd["reply_to"] = json!(r);
@@ -25,11 +29,11 @@ fn post(c: &mut ChatProc, to: &str, text: &str, reply_to: Option<u64>) -> u64 {
     sent["id"].as_u64().unwrap()
 }
 
-fn edit(c: &mut ChatProc, id: u64, text: &str) {
+fn edit(c: &mut Transcript, id: u64, text: &str) {
     c.cmd(json!({"cmd": "edit", "id": id, "text": text}));
 }
 
-fn react(c: &mut ChatProc, id: u64, emoji: &str, on: bool) {
+fn react(c: &mut Transcript, id: u64, emoji: &str, on: bool) {
     let cmd = if on { "react" } else { "unreact" };
     c.cmd(json!({"cmd": cmd, "id": id, "emoji": emoji}));
 }
@@ -52,13 +56,13 @@ fn edits_in(evs: &[Value]) -> Vec<(String, u64, String)> {
     v
 }
 
-fn history(c: &mut ChatProc, conv: &str) -> Vec<Value> {
+fn history(c: &mut Transcript, conv: &str) -> Vec<Value> {
     c.cmd(json!({"cmd": "history", "conv": conv}));
     let h = c.expect("history", |v| v["event"] == "history" && v["conv"] == conv);
     h["messages"].as_array().unwrap().clone()
 }
 
-fn error_code(c: &mut ChatProc) -> String {
+fn error_code(c: &mut Transcript) -> String {
     let e = c.expect("error", |v| v["event"] == "error");
     e["code"].as_str().unwrap().to_owned()
 }
@@ -396,4 +400,99 @@ fn private_edits_and_emoji_never_reach_the_servers_disk_or_logs() {
         !contains(b"canary-emoji-9f3a"),
         "a private reaction reached the server's disk or logs"
     );
+}
+
+/// A client in this process on a faulty socket (the socket has to live here), recording
+/// the JSON lines `livewire chat` would print.
+fn in_process(
+    rt: &tokio::runtime::Runtime,
+    server: &str,
+    user: &str,
+    home: &std::path::Path,
+) -> (Transcript, FaultControl) {
+    let (ep, ctl) = {
+        let _g = rt.enter();
+        let cfg = FaultConfig::both(7, Faults::NONE);
+        FaultySocket::client_endpoint("127.0.0.1:0".parse().unwrap(), cfg).unwrap()
+    };
+    let dir = home.join(user);
+    let opts = ClientOptions {
+        server: server.to_owned(),
+        user: user.to_owned(),
+        password: PASSWORD.to_owned(),
+        trust: Trust::AcceptNew,
+        pins: PinStore::new(dir.join("known_servers")),
+        state_file: Some(dir.join("state.json")),
+        reconnect: true,
+        endpoint: Some(ep),
+        timers: TIMERS.client_timers(),
+        stream_idle: client::STREAM_IDLE,
+    };
+    let (handle, events) = client::start_on(opts, rt.handle());
+    let (tx, rx) = event_channel();
+    rt.spawn(async move {
+        while let Ok(ClientEvent::App(e)) = events.recv().await {
+            if tx.send(event_json(&e)).is_err() {
+                break;
+            }
+        }
+    });
+    let input = Box::new(move |line: &str| {
+        handle.send(parse_command(line).expect("a valid command"));
+    });
+    let mut t = Transcript::new(user, rx, Some(input));
+    t.expect("ready", |v| v["event"] == "ready");
+    (t, ctl)
+}
+
+#[test]
+fn an_edit_and_a_reaction_whose_acks_were_lost_are_resent_and_applied_once() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let args = TIMERS.server_args();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let server = ServerProc::start(&dir.path().join("server"), "127.0.0.1:0", &args);
+    let home = dir.path();
+    let (mut alice, net) = in_process(&rt, &server.addr, "alice", home);
+    let mut bob = ChatProc::login(&server.addr, "bob", home);
+    let id = post(&mut alice, "#general", "v1", None);
+    bob.sync();
+    // Everything to alice is lost from now on: the server gets, stores and fans out her
+    // edit and reaction, but their acks never arrive, so both stay in her outbox.
+    net.set(Faults::NONE, Faults::loss(1.0));
+    edit(&mut alice, id, "v2");
+    react(&mut alice, id, "👍", true);
+    bob.expect("the edit", |v| v["event"] == "edited" && v["text"] == "v2");
+    bob.expect("the reaction", |v| v["event"] == "reaction");
+    alice.expect_within("disconnected", TIMERS.lost_within(), |v| {
+        v["event"] == "disconnected"
+    });
+    net.set(Faults::NONE, Faults::NONE);
+    alice.expect_within("reconnected", TIMERS.back_within(), |v| {
+        v["event"] == "reconnected"
+    });
+    // The outbox went again with the same client ids: acknowledged, not applied again.
+    alice.sync();
+    bob.sync();
+    for (who, log) in [("alice", &alice.log), ("bob", &bob.log)] {
+        assert_eq!(of_kind(log, "edited").len(), 1, "{who}: {log:#?}");
+        assert_eq!(of_kind(log, "reaction").len(), 1, "{who}: {log:#?}");
+    }
+    let page = history(&mut bob, "#general");
+    assert_eq!(
+        page.len(),
+        1,
+        "one message, its edit and reaction not repeated"
+    );
+    assert_eq!(page[0]["text"], "v2");
+    assert_eq!(
+        page[0]["reactions"],
+        json!([{"emoji": "👍", "count": 1, "users": ["alice"]}])
+    );
+    bob.finish_ok();
+    drop(alice);
 }
