@@ -317,6 +317,22 @@ fn main() {
             m.reactions.len() == 1 && m.reactions[0].count == 1 && m.reactions[0].users == ["bob"]
         })
     });
+    alice.open_conversation("#general");
+    wait_until("the quote and the reaction on alice's screen", || {
+        let rows = alice.rendered_rows();
+        let reply = rows.iter().find(|r| r.0 == "welcome, alice");
+        let original = rows.iter().find(|r| r.0 == "hello, edited");
+        reply.is_some_and(|r| r.1.as_deref() == Some("↩ alice: hello, edited"))
+            && original.is_some_and(|r| r.2 == ["👍 1"])
+    });
+    // `LIVEWIRE_EDITS_SHOT=path.png` captures the screen here (edited, reply, reaction).
+    if let Ok(path) = std::env::var("LIVEWIRE_EDITS_SHOT") {
+        wait_frames(&alice, 4);
+        let shot = std::process::Command::new("import")
+            .args(["-window", "root", &path])
+            .status();
+        println!("screenshot {path}: {shot:?}");
+    }
     gtk::prelude::ActionGroupExt::activate_action(
         &bob,
         "toggle-reaction",

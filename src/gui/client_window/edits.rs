@@ -102,6 +102,11 @@ impl LwClientWindow {
         }
     }
 
+    /// The message rows on screen as `(text, quote, reactions)` (for tests).
+    pub fn rendered_rows(&self) -> Vec<(String, Option<String>, Vec<String>)> {
+        self.imp().message_list.rendered_rows()
+    }
+
     /// An `edited` or `reaction` event.
     pub(super) fn handle_edit_event(&self, e: Event) {
         match e {

@@ -318,3 +318,28 @@ impl LwMessageList {
         true
     }
 }
+
+impl LwMessageList {
+    /// The rows the list view has built right now, as `(text, quote, reactions)`: what a
+    /// person sees of replies and reactions, for tests.
+    pub fn rendered_rows(&self) -> Vec<(String, Option<String>, Vec<String>)> {
+        fn walk(w: &gtk::Widget, out: &mut Vec<(String, Option<String>, Vec<String>)>) {
+            if let Some(row) = w.downcast_ref::<LwMessageRow>() {
+                if row.is_mapped()
+                    && let Some(text) = row.shown_text()
+                {
+                    out.push((text, row.shown_quote(), row.shown_reactions()));
+                }
+                return;
+            }
+            let mut child = w.first_child();
+            while let Some(c) = child {
+                walk(&c, out);
+                child = c.next_sibling();
+            }
+        }
+        let mut out = Vec::new();
+        walk(self.imp().list_view.upcast_ref(), &mut out);
+        out
+    }
+}
