@@ -18,14 +18,25 @@ use crate::app::protocol::{ConvEvent, ErrorCode, EventKind};
 pub(super) struct Known {
     /// Conversation and reply target of each message seen.
     msgs: HashMap<MsgId, (ConvId, Option<MsgId>)>,
+    /// File messages seen (their text is the file's metadata: not for editing).
+    files: std::collections::HashSet<MsgId>,
     /// Reactions in force: message -> emoji -> users.
     reactions: HashMap<MsgId, BTreeMap<String, BTreeSet<String>>>,
 }
 
 impl Known {
     /// Notes a message.
-    pub(super) fn message(&mut self, conv: &ConvId, id: MsgId, reply_to: Option<MsgId>) {
+    pub(super) fn message(
+        &mut self,
+        conv: &ConvId,
+        id: MsgId,
+        reply_to: Option<MsgId>,
+        file: bool,
+    ) {
         self.msgs.insert(id, (conv.clone(), reply_to));
+        if file {
+            self.files.insert(id);
+        }
     }
 
     /// Applies a reaction; whether it changed anything.
@@ -118,6 +129,14 @@ impl ClientCore {
         let Some((conv, reply_to)) = self.conv_of(id) else {
             return;
         };
+        if self.known.files.contains(&id) {
+            let msg = "a file message cannot be edited";
+            return self.event(Event::error(ErrorCode::BadCommand, msg));
+        }
+        if text.starts_with(crate::app::files::MARKER) {
+            let msg = "an edit cannot turn a message into a file";
+            return self.event(Event::error(ErrorCode::BadCommand, msg));
+        }
         self.queue_op(conv, Op::Edit { target: id }, wrap_reply(reply_to, &text));
     }
 
@@ -163,7 +182,7 @@ impl ClientCore {
         match p.op {
             Op::Send => {
                 let (reply_to, text, file) = shown_text(p.text.as_bytes());
-                self.known.message(&p.conv, id, reply_to);
+                self.known.message(&p.conv, id, reply_to, file.is_some());
                 self.event(Event::Sent {
                     conv: label,
                     id,
@@ -270,7 +289,7 @@ impl ClientCore {
                 None => (None, None, None),
             };
             if text.is_some() {
-                self.known.message(conv, e.id, reply_to);
+                self.known.message(conv, e.id, reply_to, file.is_some());
             }
             // The page is the server's word on this message's reactions now.
             let state = in_force.remove(&e.id).unwrap_or_default();

@@ -202,7 +202,7 @@ impl ClientCore {
                     _ => (None, None, None, false),
                 };
                 if text.is_some() {
-                    self.known.message(conv, e.id, reply_to);
+                    self.known.message(conv, e.id, reply_to, file.is_some());
                 }
                 self.event(Event::Message {
                     conv: label,

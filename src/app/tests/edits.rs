@@ -318,3 +318,36 @@ fn reactions_one_of_each_per_user_with_counts_in_history() {
     let page = history(&mut w, c, "#general");
     assert_eq!(page[0].reactions[1], count("👍", &["alice", "bob"]));
 }
+
+#[test]
+fn a_file_message_is_not_edited_and_no_text_becomes_one() {
+    let (mut w, a, b) = setup();
+    let info = crate::app::files::FileInfo {
+        id: "00112233445566778899aabbccddeeff".into(),
+        name: "a.txt".into(),
+        mime: "text/plain".into(),
+        size: 1,
+        sha256: "00".repeat(32),
+    };
+    let outs = w
+        .clients
+        .get_mut(&a)
+        .unwrap()
+        .send_file_message(crate::app::ids::ConvId::General, &info);
+    w.client_out(a, outs);
+    let file = w
+        .take(a)
+        .iter()
+        .find_map(|e| match e {
+            Event::Sent { id, .. } => Some(*id),
+            _ => None,
+        })
+        .expect("the file message is stored");
+    edit(&mut w, a, file, "not a file");
+    assert_eq!(errors(&w.take(a)), vec!["bad_command"]);
+    let id = sent(&mut w, a, "#general", "plain", None);
+    let marker = format!("{}{{}}", crate::app::files::MARKER);
+    edit(&mut w, a, id, &marker);
+    assert_eq!(errors(&w.take(a)), vec!["bad_command"]);
+    assert!(edited(&w.take(b)).is_empty());
+}
