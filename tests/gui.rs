@@ -584,6 +584,19 @@ fn main() {
         "ok: 100 000 messages: model filled in {filled:?}, scrolled top/middle/bottom in {:?}",
         t.elapsed()
     );
+    // Jumping to a message far up the list (a reply's quote does this) brings it on screen.
+    let t = Instant::now();
+    alice.jump_to_message("#general", (1 << 40) + 30_000);
+    wait_until("message 30000 on screen", || {
+        alice
+            .rendered_messages()
+            .iter()
+            .any(|m| m == "message number 30000")
+    });
+    println!(
+        "ok: jumped to a message 70 000 rows up in {:?}",
+        t.elapsed()
+    );
 
     room_widgets(&app, tmp.path());
 
