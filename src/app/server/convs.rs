@@ -270,6 +270,12 @@ impl<S: Store> ServerCore<S> {
             }
             _ => None,
         };
+        if let Some(t) = &text
+            && let Err(msg) = self.check_reply(conv, &name.key(), t)?
+        {
+            self.conv_error(conn, conv, ErrorCode::BadRequest, msg, Some(cmid));
+            return Ok(());
+        }
         let (burst, rate) = (self.limits.msg_burst, self.limits.msg_per_sec);
         let bucket = self
             .buckets

@@ -9,7 +9,7 @@
 //! rate limit.
 
 use super::ServerCore;
-use crate::app::edits::{MAX_EMOJI, REACTION_TAG, check_emoji};
+use crate::app::edits::{MAX_EMOJI, REACTION_TAG, check_emoji, split_reply};
 use crate::app::files::MARKER as FILE_MARKER;
 use crate::app::ids::{ClientMsgId, ConnId, ConvId, MsgId, UserName};
 use crate::app::limits::TokenBucket;
@@ -249,6 +249,21 @@ impl<S: Store> ServerCore<S> {
             }
         }
         Ok(())
+    }
+
+    /// Where the server reads the text: a reply names a message of the same conversation
+    /// the sender may read (in a private conversation the reference is sealed, and only
+    /// the clients check it).
+    pub(super) fn check_reply(
+        &mut self,
+        conv: &ConvId,
+        key: &str,
+        text: &str,
+    ) -> Result<Result<(), String>, StoreError> {
+        match split_reply(text) {
+            (Some(id), _) => Ok(self.target_in(conv, key, id)?.map(|_| ())),
+            (None, _) => Ok(Ok(())),
+        }
     }
 
     /// Sends a history page with, instead of its own reaction events, the reaction events

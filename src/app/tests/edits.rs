@@ -351,3 +351,47 @@ fn a_file_message_is_not_edited_and_no_text_becomes_one() {
     assert_eq!(errors(&w.take(a)), vec!["bad_command"]);
     assert!(edited(&w.take(b)).is_empty());
 }
+
+#[test]
+fn the_server_refuses_a_reply_to_a_message_of_another_conversation() {
+    use crate::app::edits::wrap_reply;
+    use crate::app::ids::{ClientMsgId, ConvId};
+    use crate::app::protocol::{ConvDown, ConvUp, ErrorCode};
+    use crate::app::server::{Input, Output};
+    let (mut w, a, b) = setup();
+    let private = sent(&mut w, b, "@alice", "psst", None);
+    w.take(a);
+    // A client that skips its own check: the server reads #general and checks the target.
+    let body = wrap_reply(Some(private), "x").into_bytes();
+    let cmid = ClientMsgId([9; 16]);
+    let up = ConvUp::Send { cmid, body };
+    let outs = w.server.handle(
+        Input::Conv {
+            conn: a,
+            conv: ConvId::General,
+            up,
+        },
+        w.now,
+    );
+    assert!(
+        outs.iter().any(|o| matches!(
+            o,
+            Output::Conv {
+                down: ConvDown::Error {
+                    code: ErrorCode::BadRequest,
+                    cmid: Some(c),
+                    ..
+                },
+                ..
+            } if *c == cmid
+        )),
+        "{outs:?}"
+    );
+    assert!(!outs.iter().any(|o| matches!(
+        o,
+        Output::Conv {
+            down: ConvDown::Ack { .. },
+            ..
+        }
+    )));
+}
