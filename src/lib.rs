@@ -10,10 +10,13 @@
 //! │   ├── rooms.rs         the room model: names, roles, visibility, moderation rules
 //! │   ├── server/          ServerCore: mod (state, dispatch), api (inputs, outputs, the
 //! │   │                    operator's log), session (login, presence, control stream),
-//! │   │                    convs (open, catch-up, history, send, fan-out), delete, rooms
+//! │   │                    convs (open, catch-up, history, send, fan-out), delete, rooms,
+//! │   │                    edits (edits, reactions, history's reaction state)
 //! │   ├── client/          ClientCore: mod (state, dispatch), command (commands and
 //! │   │                    events: the scripted contract), streams (open on use, close
-//! │   │                    when idle), incoming, outbox, barrier, rooms, keys, backoff
+//! │   │                    when idle), incoming, outbox, barrier, rooms, keys, backoff,
+//! │   │                    edits (edit, reply and react commands, reaction state)
+//! │   ├── edits.rs         what edits, replies and reactions mean on the wire
 //! │   ├── files.rs         file messages and chunk arithmetic
 //! │   ├── blobs.rs         the `FileBlobs` trait: where stored files' bytes live
 //! │   ├── limits.rs        configurable limits, token buckets, backoff
@@ -28,6 +31,7 @@
 //! │   ├── codec.rs         length-prefixed postcard frames with a size limit
 //! │   ├── envelope.rs      AES-256-GCM-SIV session envelopes, seal/open of event bodies
 //! │   ├── identity.rs      end-to-end keys of private conversations
+//! │   ├── sealing.rs       what the client seals in a send, an edit or a reaction
 //! │   ├── auth.rs          Argon2id password hashing
 //! │   ├── save.rs          atomic file writes off the async threads
 //! │   ├── server/          the server driver: mod (Server, ServerHandle), connection
@@ -41,9 +45,10 @@
 //! │   │                    download)
 //! │   ├── portmap.rs       PCP / NAT-PMP / UPnP port mapping
 //! │   └── faulty.rs        a seeded faulty UDP socket (feature `test-util`)
-//! ├── store/               backends of the `Store` trait: SQLite (mod.rs, rooms.rs), the
-//! │                        default; PostgreSQL (postgres.rs, feature `postgres`, with
-//! │                        postgres/blobs.rs: stored files shared by a cluster's nodes)
+//! ├── store/               backends of the `Store` trait: SQLite (mod.rs, rooms.rs,
+//! │                        edits.rs), the default; PostgreSQL (postgres.rs, feature
+//! │                        `postgres`, with postgres/edits.rs and postgres/blobs.rs:
+//! │                        stored files shared by a cluster's nodes)
 //! ├── scripted.rs          the JSON-lines contract of `server --headless` and `chat`
 //! ├── paths.rs             default directories and file locations
 //! ├── cli.rs               the command line

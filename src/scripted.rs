@@ -317,7 +317,8 @@ mod tests {
             parse_command(r##"{"cmd":"send","to":"#general","text":"hi"}"##).unwrap(),
             Command::Send {
                 to: "#general".into(),
-                text: "hi".into()
+                text: "hi".into(),
+                reply_to: None,
             }
         );
         assert_eq!(
@@ -348,6 +349,8 @@ mod tests {
             text: Some("hi".into()),
             ts: 5,
             file: None,
+            reply_to: None,
+            edited: false,
         });
         assert_eq!(
             v,

@@ -289,6 +289,72 @@ fn main() {
     });
     println!("ok: #general message shown in both windows and the server log");
 
+    // Edit, reply and react, through the window actions the message menu uses.
+    alice.compose_and_send("helo, typo");
+    wait_until("bob to see the typo", || {
+        find(&messages(&bob, "#general"), "helo, typo").is_some()
+    });
+    let id = find(&messages(&alice, "#general"), "helo, typo")
+        .unwrap()
+        .id;
+    gtk::prelude::ActionGroupExt::activate_action(&alice, "edit-message", Some(&id.to_variant()));
+    alice.compose_and_send("hello, edited");
+    wait_until("bob to see the edit", || {
+        find(&messages(&bob, "#general"), "hello, edited").is_some_and(|m| m.edited)
+    });
+    gtk::prelude::ActionGroupExt::activate_action(&bob, "reply-to", Some(&id.to_variant()));
+    bob.compose_and_send("welcome, alice");
+    wait_until("alice to get the reply", || {
+        find(&messages(&alice, "#general"), "welcome, alice")
+            .is_some_and(|m| m.reply_to == Some(id))
+    });
+    gtk::prelude::ActionGroupExt::activate_action(
+        &bob,
+        "toggle-reaction",
+        Some(&(id, "👍".to_owned()).to_variant()),
+    );
+    wait_until("alice to see bob's reaction", || {
+        find(&messages(&alice, "#general"), "hello, edited").is_some_and(|m| {
+            m.reactions.len() == 1 && m.reactions[0].count == 1 && m.reactions[0].users == ["bob"]
+        })
+    });
+    alice.open_conversation("#general");
+    wait_until("the quote and the reaction on alice's screen", || {
+        let rows = alice.rendered_rows();
+        let reply = rows.iter().find(|r| r.0 == "welcome, alice");
+        let original = rows.iter().find(|r| r.0 == "hello, edited");
+        reply.is_some_and(|r| r.1.as_deref() == Some("↩ alice: hello, edited"))
+            && original.is_some_and(|r| r.2 == ["👍 1"])
+    });
+    // `LIVEWIRE_EDITS_SHOT=path.png` captures the screen here (edited, reply, reaction).
+    if let Ok(path) = std::env::var("LIVEWIRE_EDITS_SHOT") {
+        wait_frames(&alice, 4);
+        let shot = std::process::Command::new("import")
+            .args(["-window", "root", &path])
+            .status();
+        println!("screenshot {path}: {shot:?}");
+    }
+    gtk::prelude::ActionGroupExt::activate_action(
+        &bob,
+        "toggle-reaction",
+        Some(&(id, "👍".to_owned()).to_variant()),
+    );
+    wait_until("the reaction to be taken back", || {
+        find(&messages(&alice, "#general"), "hello, edited").is_some_and(|m| m.reactions.is_empty())
+    });
+    gtk::prelude::ActionGroupExt::activate_action(
+        &alice,
+        "jump-to-message",
+        Some(&("#general".to_owned(), id as i64).to_variant()),
+    );
+    wait_until("the edited bubble on alice's screen", || {
+        alice
+            .rendered_messages()
+            .iter()
+            .any(|t| t == "hello, edited")
+    });
+    println!("ok: edit seen in the other window, reply carries its target, reaction toggles");
+
     // A private conversation, started by username.
     bob.open_conversation("@alice");
     bob.compose_and_send("psst, alice");
@@ -503,6 +569,7 @@ fn main() {
             ts: 1_700_000_000_000 + i * 1000,
             own: i % 3 == 0,
             notice: false,
+            ..MessageData::default()
         })
         .collect();
     general.add_history(page);
@@ -516,6 +583,19 @@ fn main() {
     }
     println!(
         "ok: 100 000 messages: model filled in {filled:?}, scrolled top/middle/bottom in {:?}",
+        t.elapsed()
+    );
+    // Jumping to a message far up the list (a reply's quote does this) brings it on screen.
+    let t = Instant::now();
+    alice.jump_to_message("#general", (1 << 40) + 30_000);
+    wait_until("message 30000 on screen", || {
+        alice
+            .rendered_messages()
+            .iter()
+            .any(|m| m == "message number 30000")
+    });
+    println!(
+        "ok: jumped to a message 70 000 rows up in {:?}",
         t.elapsed()
     );
 
@@ -565,6 +645,8 @@ fn room_widgets(app: &gtk::Application, dir: &std::path::Path) {
         text: Some("hi carol".into()),
         ts: 1_700_000_000_000,
         file: None,
+        reply_to: None,
+        edited: false,
     });
     wait_frames(&win, 2);
     let fed = t.elapsed();

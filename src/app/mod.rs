@@ -4,6 +4,7 @@
 
 pub mod blobs;
 pub mod client;
+pub mod edits;
 pub mod files;
 pub mod ids;
 pub mod limits;

@@ -503,6 +503,53 @@ pub enum EventKind {
         /// The erased message.
         target: MsgId,
     },
+    /// A message whose text an edit replaced: `body` is the current text (the stored
+    /// message, as history and catch-up show it; see `crate::app::edits`).
+    Edited {
+        /// Body bytes.
+        body: Vec<u8>,
+    },
+    /// The record of an edit: `target`'s new text. `body` is empty once a later edit or a
+    /// delete for everyone superseded it (no history of edits is kept).
+    Edit {
+        /// The edited message.
+        target: MsgId,
+        /// The new text (sealed like a message body).
+        body: Vec<u8>,
+    },
+    /// A reaction added (`on`) or removed by the event's sender.
+    Reaction {
+        /// The message reacted to.
+        target: MsgId,
+        /// Added or removed.
+        on: bool,
+        /// The emoji (sealed like a message body).
+        body: Vec<u8>,
+    },
+}
+
+impl EventKind {
+    /// The body this event carries, if any (what the envelopes seal and open).
+    pub fn body_mut(&mut self) -> Option<&mut Vec<u8>> {
+        match self {
+            EventKind::Message { body }
+            | EventKind::Edited { body }
+            | EventKind::Edit { body, .. }
+            | EventKind::Reaction { body, .. } => Some(body),
+            EventKind::Erased | EventKind::Tombstone { .. } => None,
+        }
+    }
+
+    /// The body's length (0 for none), for byte budgets.
+    pub fn body_len(&self) -> usize {
+        match self {
+            EventKind::Message { body }
+            | EventKind::Edited { body }
+            | EventKind::Edit { body, .. }
+            | EventKind::Reaction { body, .. } => body.len(),
+            EventKind::Erased | EventKind::Tombstone { .. } => 0,
+        }
+    }
 }
 
 /// One entry of a conversation's sequence.
@@ -562,6 +609,54 @@ pub enum ConvUp {
     /// The client is done with this stream (it was idle): the last frame it sends on it
     /// before finishing its side. The server answers [`ConvDown::Closed`].
     Close,
+    /// Replace the text of one of your messages (see "Edits" in docs/PROTOCOL.md);
+    /// answered with an [`ConvDown::Ack`] of the edit event, exactly once per `cmid`.
+    Edit {
+        /// The client's id for the edit (a resend reuses it).
+        cmid: ClientMsgId,
+        /// The message edited.
+        target: MsgId,
+        /// The new text, sealed like a message body.
+        body: Vec<u8>,
+    },
+    /// Add (`on`) or remove a reaction; answered with an [`ConvDown::Ack`] of the reaction
+    /// event, exactly once per `cmid`.
+    React {
+        /// The client's id for it (a resend reuses it).
+        cmid: ClientMsgId,
+        /// The message reacted to.
+        target: MsgId,
+        /// Add or remove.
+        on: bool,
+        /// What the server keys "one of each emoji per user" on: the emoji itself where the
+        /// server reads the conversation, a keyed hash of it in a private one.
+        key: Vec<u8>,
+        /// The emoji, sealed like a message body.
+        body: Vec<u8>,
+    },
+}
+
+impl ConvUp {
+    /// The client's id of a request that stores something (a send, an edit, a reaction):
+    /// errors about it carry it back.
+    pub fn cmid(&self) -> Option<ClientMsgId> {
+        match self {
+            ConvUp::Send { cmid, .. } | ConvUp::Edit { cmid, .. } | ConvUp::React { cmid, .. } => {
+                Some(*cmid)
+            }
+            _ => None,
+        }
+    }
+
+    /// The sealed body of a send, an edit or a reaction.
+    pub fn body_mut(&mut self) -> Option<&mut Vec<u8>> {
+        match self {
+            ConvUp::Send { body, .. } | ConvUp::Edit { body, .. } | ConvUp::React { body, .. } => {
+                Some(body)
+            }
+            _ => None,
+        }
+    }
 }
 
 /// What a file stream is for.

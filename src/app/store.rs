@@ -8,6 +8,8 @@
 #[cfg(any(test, feature = "test-util"))]
 pub mod contract;
 #[cfg(any(test, feature = "test-util"))]
+mod contract_edits;
+#[cfg(any(test, feature = "test-util"))]
 mod mem;
 
 #[cfg(any(test, feature = "test-util"))]
@@ -190,4 +192,55 @@ pub trait Store {
     fn checkpoint(&mut self) -> StoreResult<()> {
         Ok(())
     }
+    /// Edits message `target` (the caller checked it is an editable message of `editor`):
+    /// unless `(editor, cmid)` exists (then returns that event and `true`), replaces the
+    /// stored text with `body` ([`EventKind::Edited`]), empties the bodies of earlier
+    /// [`EventKind::Edit`] events of `target` (no history of edits is kept) and appends a
+    /// new one. Returns the edit event.
+    ///
+    /// [`EventKind::Edited`]: super::protocol::EventKind::Edited
+    /// [`EventKind::Edit`]: super::protocol::EventKind::Edit
+    fn edit_message(
+        &mut self,
+        target: MsgId,
+        editor: &str,
+        cmid: ClientMsgId,
+        body: &[u8],
+        ts: u64,
+    ) -> StoreResult<(ConvEvent, bool)>;
+    /// Empties the bodies of `target`'s edit events (its delete for everyone erases them
+    /// with the message).
+    fn erase_edits(&mut self, target: MsgId) -> StoreResult<()>;
+    /// Adds (`on`) or removes `user`'s reaction keyed `key` to message `target` of `conv`
+    /// and appends the [`EventKind::Reaction`] event carrying `body`. A resend (same
+    /// `(user, cmid)`) returns the stored event; a change that changes nothing (adding a
+    /// reaction already there, removing one that is not) stores nothing.
+    ///
+    /// [`EventKind::Reaction`]: super::protocol::EventKind::Reaction
+    #[allow(clippy::too_many_arguments)]
+    fn react(
+        &mut self,
+        conv: &ConvId,
+        target: MsgId,
+        user: &str,
+        cmid: ClientMsgId,
+        key: &[u8],
+        on: bool,
+        body: &[u8],
+        ts: u64,
+    ) -> StoreResult<Reacted>;
+    /// The reaction events in force (added and not removed since) for these messages of
+    /// `conv`, oldest first: what a history page needs to show counts.
+    fn reactions(&mut self, conv: &ConvId, targets: &[MsgId]) -> StoreResult<Vec<ConvEvent>>;
+}
+
+/// What [`Store::react`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reacted {
+    /// Stored this new event.
+    Applied(ConvEvent),
+    /// A resend: this event was stored before.
+    Resent(ConvEvent),
+    /// Nothing to change (already reacted so, or no such reaction to remove).
+    Unchanged,
 }

@@ -1,5 +1,7 @@
 //! `LwMessageRow`: one message bubble in the message list, with its context menu
-//! ("Delete for me", and "Delete for everyone" on your own recent messages).
+//! ("Reply", "React", "Copy Text", "Delete for me", and "Edit" / "Delete for everyone" on
+//! your own recent messages), the quote of the message it replies to, an "edited" marker
+//! and its reactions.
 
 use std::cell::{Cell, RefCell};
 
@@ -30,6 +32,12 @@ mod imp {
         pub(super) time: TemplateChild<gtk::Label>,
         #[template_child]
         pub(super) download: TemplateChild<gtk::Button>,
+        #[template_child]
+        pub(super) quote: TemplateChild<gtk::Button>,
+        #[template_child]
+        pub(super) quote_label: TemplateChild<gtk::Label>,
+        #[template_child]
+        pub(super) reactions: TemplateChild<gtk::Box>,
         pub(super) message: RefCell<Option<LwMessage>>,
         /// How long an author may delete for everyone, ms.
         pub(super) delete_window_ms: Cell<u64>,
@@ -219,6 +227,7 @@ impl LwMessageRow {
             copy.set_action_and_target_value(Some("win.copy-text"), Some(&text.to_variant()));
             menu.prepend_item(&copy);
         }
+        self.add_edit_entries(&menu, &msg);
         let popover = gtk::PopoverMenu::from_model(Some(&menu));
         popover.set_parent(&*self.imp().bubble);
         popover.set_has_arrow(true);
@@ -232,5 +241,121 @@ impl LwMessageRow {
             glib::idle_add_local_once(move || p.unparent());
         });
         popover.popup();
+    }
+}
+
+/// The emoji the "React" menu offers.
+pub const QUICK_REACTIONS: &[&str] = &["👍", "❤️", "😂", "🎉", "😮", "😢"];
+
+/// Shown as the quote of a reply whose original was deleted.
+pub const DELETED_QUOTE: &str = "deleted message";
+
+/// What a reply's quote shows: `from: first line of the text`, "deleted message", or a
+/// hint that the original is further back in the history.
+pub fn quote_text(original: Option<&LwMessage>) -> String {
+    match original.map(|m| m.data()) {
+        Some(d) => match d.text {
+            Some(t) => {
+                let line = t.lines().next().unwrap_or_default();
+                format!("↩ {}: {line}", d.from)
+            }
+            None => format!("↩ {DELETED_QUOTE}"),
+        },
+        None => "↩ an earlier message".to_owned(),
+    }
+}
+
+impl LwMessageRow {
+    /// Shows what edits, replies and reactions add to the message: the quote of the
+    /// original (from `conv`, where it may be loaded), the "edited" marker and the
+    /// reaction buttons. Called after [`LwMessageRow::bind`].
+    pub fn bind_extras(&self, conv: Option<&crate::gui::models::LwConversation>) {
+        let imp = self.imp();
+        let Some(msg) = self.message() else { return };
+        let d = msg.data();
+        let alive = d.text.is_some();
+        if d.edited && alive {
+            imp.time
+                .set_text(&format!("{} · edited", format_time(d.ts)));
+        }
+        match (d.reply_to.filter(|_| alive), conv) {
+            (Some(target), Some(conv)) => {
+                let original = conv.message(target);
+                imp.quote_label.set_text(&quote_text(original.as_ref()));
+                imp.quote
+                    .set_action_target_value(Some(&(conv.name(), target as i64).to_variant()));
+                imp.quote.set_action_name(Some("win.jump-to-message"));
+                imp.quote
+                    .set_tooltip_text(Some("Show the original message"));
+                imp.quote.set_visible(true);
+            }
+            _ => {
+                imp.quote.set_action_name(None);
+                imp.quote.set_action_target_value(None);
+                imp.quote.set_visible(false);
+            }
+        }
+        while let Some(child) = imp.reactions.first_child() {
+            imp.reactions.remove(&child);
+        }
+        let reactions = if alive { d.reactions } else { Vec::new() };
+        imp.reactions.set_visible(!reactions.is_empty());
+        for r in reactions {
+            let button = gtk::Button::with_label(&format!("{} {}", r.emoji, r.count));
+            button.add_css_class("reaction");
+            button.set_tooltip_text(Some(&r.users.join(", ")));
+            button.set_action_target_value(Some(&(d.id, r.emoji).to_variant()));
+            button.set_action_name(Some("win.toggle-reaction"));
+            imp.reactions.append(&button);
+        }
+    }
+
+    /// The quote shown above the text, if the message is a reply.
+    pub fn shown_quote(&self) -> Option<String> {
+        let q = &self.imp().quote;
+        q.is_visible()
+            .then(|| self.imp().quote_label.text().to_string())
+    }
+
+    /// The reaction buttons' labels ("👍 2"), in order.
+    pub fn shown_reactions(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut child = self.imp().reactions.first_child();
+        while let Some(c) = child {
+            if let Some(b) = c.downcast_ref::<gtk::Button>() {
+                out.push(b.label().map(|l| l.to_string()).unwrap_or_default());
+            }
+            child = c.next_sibling();
+        }
+        out
+    }
+
+    /// Whether "Edit" is offered now: your own text message, within the window.
+    pub fn can_edit(&self) -> bool {
+        self.can_delete_for_everyone() && self.message().is_some_and(|m| m.data().file.is_none())
+    }
+
+    /// "Reply", "React" (a few common emoji) and, on your own recent text messages, "Edit".
+    fn add_edit_entries(&self, menu: &gio::Menu, msg: &LwMessage) {
+        if msg.text().is_none() {
+            return;
+        }
+        let id = msg.id().to_variant();
+        let reply = gio::MenuItem::new(Some("Reply"), None);
+        reply.set_action_and_target_value(Some("win.reply-to"), Some(&id));
+        menu.prepend_item(&reply);
+        if self.can_edit() {
+            let edit = gio::MenuItem::new(Some("Edit"), None);
+            edit.set_action_and_target_value(Some("win.edit-message"), Some(&id));
+            menu.append_item(&edit);
+        }
+        let react = gio::Menu::new();
+        for emoji in QUICK_REACTIONS {
+            let item = gio::MenuItem::new(Some(emoji), None);
+            let target = (msg.id(), emoji.to_string()).to_variant();
+            item.set_action_and_target_value(Some("win.toggle-reaction"), Some(&target));
+            react.append_item(&item);
+        }
+        menu.append_submenu(Some("React"), &react);
     }
 }

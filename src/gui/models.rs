@@ -40,6 +40,12 @@ pub struct MessageData {
     pub notice: bool,
     /// For a file message, its file.
     pub file: Option<crate::app::files::FileInfo>,
+    /// The text was edited.
+    pub edited: bool,
+    /// The message this one replies to.
+    pub reply_to: Option<MsgId>,
+    /// Reactions by emoji, with who reacted.
+    pub reactions: Vec<crate::app::client::ReactionCount>,
 }
 
 /// Ids of local notices start here, far above any server id.

@@ -21,9 +21,10 @@ use rusqlite::{Connection, OptionalExtension, params};
 use crate::app::ids::{ClientMsgId, ConvId, MsgId, Seq, skeleton_of};
 use crate::app::protocol::{ConvEvent, EventKind, Hidden};
 use crate::app::store::{
-    ResumeRecord, Store, StoreError, StoreResult, StoredEvent, StoredRoom, UserRecord,
+    Reacted, ResumeRecord, Store, StoreError, StoreResult, StoredEvent, StoredRoom, UserRecord,
 };
 
+mod edits;
 #[cfg(feature = "postgres")]
 mod postgres;
 mod rooms;
@@ -114,6 +115,17 @@ const MIGRATIONS: &[&str] = &[
         expires INTEGER NOT NULL
      );
      CREATE INDEX resume_tokens_expires ON resume_tokens (expires);",
+    // 6: edits and reactions (src/store/edits.rs): events of kind 3 (edited message), 4 (edit),
+    // 5/6 (reaction added/removed); the reactions in force, one per user, message and key.
+    "CREATE TABLE reactions (
+        target INTEGER NOT NULL,
+        user_key TEXT NOT NULL,
+        rkey BLOB NOT NULL,
+        event_id INTEGER NOT NULL,
+        conv TEXT NOT NULL,
+        PRIMARY KEY (target, user_key, rkey)
+     );
+     CREATE INDEX events_target ON events (target) WHERE target IS NOT NULL;",
 ];
 
 /// The migration after which every stored skeleton is [`skeleton_of`] its name.
@@ -296,15 +308,7 @@ impl SqliteStore {
         if cmid.len() == 16 {
             id.copy_from_slice(&cmid);
         }
-        let kind = match kind {
-            0 => EventKind::Message {
-                body: r.get::<_, Option<Vec<u8>>>("body")?.unwrap_or_default(),
-            },
-            1 => EventKind::Erased,
-            _ => EventKind::Tombstone {
-                target: r.get::<_, Option<i64>>("target")?.unwrap_or(0) as u64,
-            },
-        };
+        let kind = edits::kind_of(kind, r.get("body")?, r.get("target")?);
         Ok((
             r.get("conv")?,
             ConvEvent {
@@ -328,11 +332,7 @@ impl SqliteStore {
     ) -> StoreResult<ConvEvent> {
         let key = conv.storage_key();
         let seq = self.last_seq(conv)? + 1;
-        let (k, body, target) = match kind {
-            EventKind::Message { body } => (0, Some(body.as_slice()), None),
-            EventKind::Erased => (1, None, None),
-            EventKind::Tombstone { target } => (2, None, Some(*target as i64)),
-        };
+        let (k, body, target) = edits::kind_columns(kind);
         self.db
             .prepare_cached(
                 "INSERT INTO events (conv, seq, kind, sender, sender_key, cmid, body, target, ts)
@@ -744,6 +744,39 @@ impl Store for SqliteStore {
             }
         }
         Ok(out)
+    }
+
+    fn edit_message(
+        &mut self,
+        target: MsgId,
+        editor: &str,
+        cmid: ClientMsgId,
+        body: &[u8],
+        ts: u64,
+    ) -> StoreResult<(ConvEvent, bool)> {
+        self.edit_message_impl(target, editor, cmid, body, ts)
+    }
+
+    fn erase_edits(&mut self, target: MsgId) -> StoreResult<()> {
+        self.erase_edits_impl(target)
+    }
+
+    fn react(
+        &mut self,
+        conv: &ConvId,
+        target: MsgId,
+        user: &str,
+        cmid: ClientMsgId,
+        key: &[u8],
+        on: bool,
+        body: &[u8],
+        ts: u64,
+    ) -> StoreResult<Reacted> {
+        self.react_impl(conv, target, user, cmid, key, on, body, ts)
+    }
+
+    fn reactions(&mut self, conv: &ConvId, targets: &[MsgId]) -> StoreResult<Vec<ConvEvent>> {
+        self.reactions_impl(conv, targets)
     }
 }
 

@@ -30,6 +30,7 @@
 //! was acknowledged. A lost connection is re-opened at the next [`Store::begin`].
 
 mod blobs;
+mod edits;
 mod rooms;
 
 pub use blobs::PgBlobs;
@@ -44,7 +45,7 @@ use crate::app::ids::{ClientMsgId, ConvId, MsgId, Seq};
 use crate::app::protocol::{ConvEvent, EventKind, Hidden};
 use crate::app::rooms::{Effect, Room};
 use crate::app::store::{
-    ResumeRecord, Store, StoreError, StoreResult, StoredEvent, StoredRoom, UserRecord,
+    Reacted, ResumeRecord, Store, StoreError, StoreResult, StoredEvent, StoredRoom, UserRecord,
 };
 
 /// Schema migrations, applied in order; the one row of `livewire_schema` counts those
@@ -149,6 +150,16 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (uploader, name, off),
         FOREIGN KEY (uploader, name) REFERENCES file_blobs (uploader, name) ON DELETE CASCADE
      );",
+    // 4: edits and reactions (src/store/postgres/edits.rs; SQLite's migration 6).
+    "CREATE TABLE reactions (
+        target BIGINT NOT NULL,
+        user_key TEXT NOT NULL,
+        rkey BYTEA NOT NULL,
+        event_id BIGINT NOT NULL,
+        conv TEXT NOT NULL,
+        PRIMARY KEY (target, user_key, rkey)
+     );
+     CREATE INDEX events_target ON events (target) WHERE target IS NOT NULL;",
 ];
 
 /// The advisory lock key that serialises migrations of nodes starting together
@@ -375,15 +386,7 @@ fn row_event(r: &Row) -> (String, ConvEvent) {
     if cmid.len() == 16 {
         id.copy_from_slice(&cmid);
     }
-    let kind = match r.get::<_, i64>("kind") {
-        0 => EventKind::Message {
-            body: r.get::<_, Option<Vec<u8>>>("body").unwrap_or_default(),
-        },
-        1 => EventKind::Erased,
-        _ => EventKind::Tombstone {
-            target: r.get::<_, Option<i64>>("target").unwrap_or(0) as u64,
-        },
-    };
+    let kind = crate::store::edits::kind_of(r.get("kind"), r.get("body"), r.get("target"));
     (
         r.get("conv"),
         ConvEvent {
@@ -455,11 +458,7 @@ fn append(
 ) -> Res<Option<ConvEvent>> {
     let key = conv.storage_key();
     let seq = next_seq(c, &key)?;
-    let (k, body, target): (i64, Option<&[u8]>, Option<i64>) = match kind {
-        EventKind::Message { body } => (0, Some(body.as_slice()), None),
-        EventKind::Erased => (1, None, None),
-        EventKind::Tombstone { target } => (2, None, Some(big(*target))),
-    };
+    let (k, body, target) = crate::store::edits::kind_columns(kind);
     let row = c.query_opt(
         "INSERT INTO events (conv, seq, kind, sender, sender_key, cmid, body, target, ts)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
@@ -825,5 +824,38 @@ impl Store for PgStore {
 
     fn room_changed(&mut self, room: &Room, effects: &[Effect], by: &str) -> StoreResult<()> {
         self.run(|c| rooms::changed(c, room, effects, by))
+    }
+
+    fn edit_message(
+        &mut self,
+        target: MsgId,
+        editor: &str,
+        cmid: ClientMsgId,
+        body: &[u8],
+        ts: u64,
+    ) -> StoreResult<(ConvEvent, bool)> {
+        self.run(|c| edits::edit_message(c, target, editor, cmid, body, ts))
+    }
+
+    fn erase_edits(&mut self, target: MsgId) -> StoreResult<()> {
+        self.run(|c| edits::erase_edits(c, target))
+    }
+
+    fn react(
+        &mut self,
+        conv: &ConvId,
+        target: MsgId,
+        user: &str,
+        cmid: ClientMsgId,
+        key: &[u8],
+        on: bool,
+        body: &[u8],
+        ts: u64,
+    ) -> StoreResult<Reacted> {
+        self.run(|c| edits::react(c, conv, target, user, cmid, key, on, body, ts))
+    }
+
+    fn reactions(&mut self, conv: &ConvId, targets: &[MsgId]) -> StoreResult<Vec<ConvEvent>> {
+        self.run(|c| edits::reactions(c, conv, targets))
     }
 }

@@ -20,12 +20,13 @@ use super::files::{ClientFiles, FileBook, FileMsg, note_event};
 use super::identity::IdentityKey;
 use super::quic::{self, Connection, Endpoint, RecvStream, SendStream};
 use super::save::{read_file, write_atomic};
+use super::sealing::{SealError, seal_up};
 use super::tls::{PinStore, PinningVerifier, SERVER_NAME};
 pub use crate::app::client::STREAM_IDLE;
 use crate::app::client::{Backoff, ClientCore, Command, Event, Output, SavedState};
 use crate::app::ids::ConvId;
 use crate::app::protocol::{
-    ControlDown, ControlUp, ConvDown, ConvEvent, ConvUp, ErrorCode, EventKind, PROTOCOL_VERSION,
+    ControlDown, ControlUp, ConvDown, ConvEvent, ConvUp, ErrorCode, PROTOCOL_VERSION,
 };
 
 /// Frames the client sends are small; this bounds them.
@@ -807,10 +808,15 @@ fn open_private(
     let conv_key = conv.storage_key();
     let mut out = Vec::new();
     let mut open_one = |core: &mut ClientCore, e: &mut ConvEvent| {
-        let EventKind::Message { body } = &mut e.kind else {
+        let e2e_id = super::sealing::e2e_open_id(e);
+        let Some(body) = e.kind.body_mut() else {
             return;
         };
-        match identity.open(&conv_key, &e.sender, e.cmid, body) {
+        if body.is_empty() {
+            // An edit a later one superseded (or a delete erased): nothing to open.
+            return;
+        }
+        match identity.open(&conv_key, &e.sender, e2e_id, body) {
             Ok((text, sender_pub)) => {
                 if !e.sender.eq_ignore_ascii_case(&me)
                     && !core.is_known_peer_key(&peer, &sender_pub)
@@ -874,27 +880,25 @@ impl Wire<'_> {
                         .map_err(|e| e.to_string())?;
                 }
                 Output::Conv(conv, mut up) => {
-                    if let ConvUp::Send { cmid, body } = &mut up {
-                        let conv_key = conv.storage_key();
-                        if let Some(peer) = conv.peer_of(&self.me_key) {
-                            let Some(peer_key) = core.peer_key(peer) else {
-                                let msg = format!(
-                                    "cannot encrypt for {peer}: their key is not known yet"
-                                );
-                                let _ = events
-                                    .send(ClientEvent::App(Event::error(ErrorCode::Internal, msg)))
-                                    .await;
-                                continue;
-                            };
-                            *body = self
-                                .identity
-                                .seal(&peer_key, &conv_key, &self.me_key, *cmid, body)
-                                .map_err(|e| e.to_string())?;
+                    let peer_key = conv.peer_of(&self.me_key).and_then(|p| core.peer_key(p));
+                    let sealed = seal_up(
+                        &self.identity,
+                        &self.keys,
+                        peer_key,
+                        &conv,
+                        &self.me_key,
+                        &mut up,
+                    );
+                    match sealed {
+                        Ok(()) => {}
+                        Err(e @ SealError::NoPeerKey(_)) => {
+                            let msg = e.to_string();
+                            let _ = events
+                                .send(ClientEvent::App(Event::error(ErrorCode::Internal, msg)))
+                                .await;
+                            continue;
                         }
-                        *body = self
-                            .keys
-                            .seal_sent_body(&conv_key, &self.me_key, *cmid, body)
-                            .map_err(|e| e.to_string())?;
+                        Err(e) => return Err(e.to_string()),
                     }
                     if !self.streams.contains_key(&conv) {
                         let (send, recv) = self.conn.open_bi().await.map_err(|e| e.to_string())?;

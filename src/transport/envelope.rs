@@ -12,7 +12,7 @@ use hkdf::Hkdf;
 use sha2::Sha256;
 
 use crate::app::ids::ClientMsgId;
-use crate::app::protocol::{ConvEvent, EventKind, PROTOCOL_VERSION};
+use crate::app::protocol::{ConvEvent, PROTOCOL_VERSION};
 
 /// Nonce length.
 pub const NONCE_LEN: usize = 12;
@@ -184,7 +184,7 @@ impl SessionKeys {
     /// Seals, in place, the body of a message event going to the client (the server's
     /// side). An event without a body (a tombstone) is left as it is.
     pub fn seal_event_body(&self, conv_key: &str, e: &mut ConvEvent) -> Result<(), EnvelopeError> {
-        if let EventKind::Message { body } = &mut e.kind {
+        if let Some(body) = e.kind.body_mut() {
             *body = self.down.seal(
                 &Aad::event(Direction::Down, conv_key, &e.sender, e.cmid),
                 body,
@@ -196,7 +196,7 @@ impl SessionKeys {
     /// Opens, in place, the body of a message event from the server (the client's side).
     /// On an error the event is unchanged.
     pub fn open_event_body(&self, conv_key: &str, e: &mut ConvEvent) -> Result<(), EnvelopeError> {
-        if let EventKind::Message { body } = &mut e.kind {
+        if let Some(body) = e.kind.body_mut() {
             *body = self.down.open(
                 &Aad::event(Direction::Down, conv_key, &e.sender, e.cmid),
                 body,
@@ -266,6 +266,7 @@ impl Default for Ephemeral {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::app::protocol::EventKind;
     use proptest::prelude::*;
 
     fn unhex(s: &str) -> Vec<u8> {

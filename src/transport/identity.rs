@@ -138,6 +138,34 @@ impl IdentityKey {
         Ok(out)
     }
 
+    /// The key a reaction with `emoji` to message `target` of private conversation `conv`
+    /// is stored under: HKDF-SHA256 (an HMAC) keyed by the two identity keys' shared secret,
+    /// so both members compute the same value (one of each emoji per user holds) while the
+    /// server, without the secret, can neither invert it nor test guesses against it.
+    pub fn reaction_tag(
+        &self,
+        peer: &[u8; 32],
+        conv: &str,
+        target: u64,
+        emoji: &[u8],
+    ) -> Result<[u8; crate::app::edits::REACTION_TAG], EnvelopeError> {
+        let shared = self.secret.diffie_hellman(&PublicKey::from(*peer));
+        if !shared.was_contributory() {
+            return Err(EnvelopeError::Auth);
+        }
+        let mut info = Vec::with_capacity(64 + conv.len() + emoji.len());
+        info.extend_from_slice(b"livewire/1 reaction key");
+        info.extend_from_slice(&(conv.len() as u64).to_be_bytes());
+        info.extend_from_slice(conv.as_bytes());
+        info.extend_from_slice(&target.to_be_bytes());
+        info.extend_from_slice(emoji);
+        let mut tag = [0u8; crate::app::edits::REACTION_TAG];
+        Hkdf::<Sha256>::new(Some(b"livewire/1 reactions"), shared.as_bytes())
+            .expand(&info, &mut tag)
+            .expect("16 bytes is a valid HKDF-SHA256 output length");
+        Ok(tag)
+    }
+
     /// Opens a private body; returns the text and the sender's public key as sealed.
     pub fn open(
         &self,

@@ -18,5 +18,6 @@ pub mod identity;
 pub mod portmap;
 pub mod quic;
 pub mod save;
+pub mod sealing;
 pub mod server;
 pub mod tls;

@@ -20,6 +20,9 @@ pub enum Command {
         to: String,
         /// Message text.
         text: String,
+        /// The message this one replies to (same conversation).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reply_to: Option<MsgId>,
     },
     /// Delete a message for me or for everyone.
     Delete {
@@ -162,6 +165,27 @@ pub enum Command {
         /// Who.
         user: String,
     },
+    /// Replace the text of your message `id` (within the delete-for-everyone window).
+    Edit {
+        /// Server id of the message.
+        id: MsgId,
+        /// The new text.
+        text: String,
+    },
+    /// React to message `id` with `emoji` (one of each emoji per user and message).
+    React {
+        /// Server id of the message.
+        id: MsgId,
+        /// The emoji.
+        emoji: String,
+    },
+    /// Take back your reaction `emoji` to message `id`.
+    Unreact {
+        /// Server id of the message.
+        id: MsgId,
+        /// The emoji.
+        emoji: String,
+    },
 }
 
 fn public() -> Visibility {
@@ -255,6 +279,30 @@ pub struct HistoryItem {
     /// For a file message, its file.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub file: Option<FileInfo>,
+    /// The text was edited.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub edited: bool,
+    /// The message this one replies to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_to: Option<MsgId>,
+    /// Its reactions, by emoji.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reactions: Vec<ReactionCount>,
+}
+
+/// One emoji's reactions to a message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReactionCount {
+    /// The emoji.
+    pub emoji: String,
+    /// How many users reacted with it.
+    pub count: usize,
+    /// Who, sorted.
+    pub users: Vec<String>,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 /// Something for the user (one JSON line in scripted mode).
@@ -295,6 +343,9 @@ pub enum Event {
         /// For a file message, its file.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         file: Option<FileInfo>,
+        /// The message this one replies to.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reply_to: Option<MsgId>,
     },
     /// A message (text `None`: deleted for everyone).
     Message {
@@ -313,6 +364,12 @@ pub enum Event {
         /// For a file message, its file.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         file: Option<FileInfo>,
+        /// The message this one replies to.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reply_to: Option<MsgId>,
+        /// The text shown is an edit (a catch-up brings the current text).
+        #[serde(default, skip_serializing_if = "is_false")]
+        edited: bool,
     },
     /// Progress of a file transfer (throttled: about every MiB, and at the end).
     Transfer {
@@ -475,6 +532,28 @@ pub enum Event {
         addr: String,
         /// The `--server` entry it came from, as given.
         server: String,
+    },
+    /// A message's text was edited by its author (in this session or another).
+    Edited {
+        /// Conversation.
+        conv: String,
+        /// The message.
+        id: MsgId,
+        /// Its new text.
+        text: String,
+    },
+    /// Someone added (`on`) or removed a reaction (you too, in any of your sessions).
+    Reaction {
+        /// Conversation.
+        conv: String,
+        /// The message.
+        id: MsgId,
+        /// Who.
+        user: String,
+        /// The emoji.
+        emoji: String,
+        /// Added or removed.
+        on: bool,
     },
 }
 

@@ -1,10 +1,9 @@
 //! Frames arriving on conversation streams: catch-up, live events, acknowledgements,
 //! history pages, barrier answers and the end of a closing stream.
 
-use super::command::HistoryItem;
+use super::edits::shown_text;
 use super::streams::Stream;
 use super::{ClientCore, Event, Output};
-use crate::app::files::split_text;
 use crate::app::ids::ConvId;
 use crate::app::protocol::{ConvDown, ConvEvent, ConvUp, DeleteScope, ErrorCode, EventKind};
 
@@ -58,49 +57,14 @@ impl ClientCore {
                         s.last_seq = Some(seq);
                         self.dirty = true;
                     }
-                    let conv = self.label(&p.conv);
-                    let (text, file) = split_text(p.text);
-                    self.event(Event::Sent {
-                        conv,
-                        id,
-                        seq,
-                        ts,
-                        text,
-                        file,
-                    });
+                    self.settled(p, id, seq, ts);
                 }
             }
             ConvDown::History { events, more } => {
                 if let Some(s) = self.convs.get_mut(&conv) {
                     s.history = s.history.saturating_sub(1);
                 }
-                let messages = events
-                    .into_iter()
-                    .filter_map(|e| {
-                        let text = match e.kind {
-                            EventKind::Message { body } => {
-                                Some(String::from_utf8_lossy(&body).into_owned())
-                            }
-                            EventKind::Erased => None,
-                            EventKind::Tombstone { .. } => return None,
-                        };
-                        let (text, file) = match text {
-                            Some(t) => {
-                                let (t, f) = split_text(t);
-                                (Some(t), f)
-                            }
-                            None => (None, None),
-                        };
-                        Some(HistoryItem {
-                            id: e.id,
-                            seq: e.seq,
-                            from: e.sender,
-                            text,
-                            ts: e.ts,
-                            file,
-                        })
-                    })
-                    .collect();
+                let messages = self.history_items(&conv, events);
                 let conv = self.label(&conv);
                 self.event(Event::History {
                     conv,
@@ -219,24 +183,27 @@ impl ClientCore {
                     .position(|p| p.cmid == e.cmid && e.sender.eq_ignore_ascii_case(&self.me))
                 {
                     let p = self.outbox.remove(i);
-                    let (text, file) = split_text(p.text);
-                    self.event(Event::Sent {
-                        conv: label,
-                        id: e.id,
-                        seq: e.seq,
-                        ts: e.ts,
-                        text,
-                        file,
-                    });
+                    self.settled(p, e.id, e.seq, e.ts);
                     return;
                 }
-                let (text, file) = match kind {
+                if matches!(kind, EventKind::Edit { .. } | EventKind::Reaction { .. }) {
+                    let e = ConvEvent { kind, ..e };
+                    return self.op_event(conv, e);
+                }
+                let (reply_to, text, file, edited) = match kind {
                     EventKind::Message { body } => {
-                        let (t, f) = split_text(String::from_utf8_lossy(&body).into_owned());
-                        (Some(t), f)
+                        let (r, t, f) = shown_text(&body);
+                        (r, Some(t), f, false)
                     }
-                    _ => (None, None),
+                    EventKind::Edited { body } => {
+                        let (r, t, f) = shown_text(&body);
+                        (r, Some(t), f, true)
+                    }
+                    _ => (None, None, None, false),
                 };
+                if text.is_some() {
+                    self.known.message(conv, e.id, reply_to, file.is_some());
+                }
                 self.event(Event::Message {
                     conv: label,
                     id: e.id,
@@ -245,6 +212,8 @@ impl ClientCore {
                     text,
                     ts: e.ts,
                     file,
+                    reply_to,
+                    edited,
                 });
             }
         }

@@ -14,6 +14,7 @@
 mod backoff;
 mod barrier;
 mod command;
+mod edits;
 mod incoming;
 mod keys;
 mod outbox;
@@ -21,7 +22,7 @@ mod rooms;
 mod streams;
 
 pub use backoff::Backoff;
-pub use command::{Command, Event, HistoryItem, InvitationItem, RoomItem};
+pub use command::{Command, Event, HistoryItem, InvitationItem, ReactionCount, RoomItem};
 pub use keys::{from_hex, to_hex};
 pub use streams::{MAX_CONV_STREAMS, STREAM_IDLE};
 
@@ -118,6 +119,8 @@ pub struct ClientCore {
     stream_idle: u64,
     /// Conversation streams open at once, at most.
     max_streams: usize,
+    /// Messages seen and their reactions (for edits, replies and reactions).
+    known: edits::Known,
     out: Vec<Output>,
 }
 
@@ -159,6 +162,7 @@ impl ClientCore {
             now: 0,
             stream_idle: STREAM_IDLE.as_millis() as u64,
             max_streams: MAX_CONV_STREAMS,
+            known: edits::Known::default(),
             out: Vec::new(),
         }
     }
@@ -309,7 +313,10 @@ impl ClientCore {
     /// Handles a user command.
     pub fn command(&mut self, cmd: Command) -> Vec<Output> {
         match cmd {
-            Command::Send { to, text } => self.send(&to, text),
+            Command::Send { to, text, reply_to } => self.send(&to, text, reply_to),
+            Command::Edit { id, text } => self.edit(id, text),
+            Command::React { id, emoji } => self.react(id, emoji, true),
+            Command::Unreact { id, emoji } => self.react(id, emoji, false),
             Command::Delete { id, scope } => {
                 if self.online {
                     self.out

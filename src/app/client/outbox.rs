@@ -4,7 +4,7 @@
 use super::streams::Stream;
 use super::{ClientCore, Event, MAX_TEXT, Output};
 use crate::app::files::FileInfo;
-use crate::app::ids::{ClientMsgId, ConvId};
+use crate::app::ids::{ClientMsgId, ConvId, MsgId};
 use crate::app::protocol::{ConvUp, ErrorCode};
 
 #[derive(Debug)]
@@ -14,6 +14,27 @@ pub(super) struct Pending {
     pub(super) text: String,
     /// Written on the current connection.
     pub(super) sent: bool,
+    /// What it is (`text` is a message's text, an edit's new text or a reaction's emoji).
+    pub(super) op: Op,
+}
+
+/// What an outbox entry asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Op {
+    /// Post a message.
+    Send,
+    /// Replace the text of message `target`.
+    Edit {
+        /// The message.
+        target: MsgId,
+    },
+    /// Add or remove a reaction to `target`.
+    React {
+        /// The message.
+        target: MsgId,
+        /// Add or remove.
+        on: bool,
+    },
 }
 
 impl ClientCore {
@@ -26,6 +47,7 @@ impl ClientCore {
                 conv: conv.clone(),
                 text: info.to_text(),
                 sent: false,
+                op: Op::Send,
             });
             if self.online {
                 self.ensure_open(&conv);
@@ -35,10 +57,17 @@ impl ClientCore {
         std::mem::take(&mut self.out)
     }
 
-    pub(super) fn send(&mut self, to: &str, text: String) {
+    pub(super) fn send(&mut self, to: &str, text: String, reply_to: Option<MsgId>) {
         let conv = match self.parse_conv(to) {
             Ok(c) => c,
             Err(e) => return self.event(e),
+        };
+        if self.reply_target(&conv, reply_to).is_err() {
+            return;
+        }
+        let text = match text.is_empty() {
+            true => text,
+            false => crate::app::edits::wrap_reply(reply_to, &text),
         };
         if text.is_empty() {
             return self.event(Event::error(ErrorCode::BadRequest, "empty message"));
@@ -57,6 +86,7 @@ impl ClientCore {
             conv: conv.clone(),
             text,
             sent: false,
+            op: Op::Send,
         });
         if self.online {
             self.ensure_open(&conv);
@@ -82,10 +112,24 @@ impl ClientCore {
             p.sent = true;
             any = true;
             let body = p.text.clone().into_bytes();
-            self.out.push(Output::Conv(
-                conv.clone(),
-                ConvUp::Send { cmid: p.cmid, body },
-            ));
+            let up = match p.op {
+                Op::Send => ConvUp::Send { cmid: p.cmid, body },
+                Op::Edit { target } => ConvUp::Edit {
+                    cmid: p.cmid,
+                    target,
+                    body,
+                },
+                // The key is the emoji; the transport replaces it with a keyed hash in a
+                // private conversation.
+                Op::React { target, on } => ConvUp::React {
+                    cmid: p.cmid,
+                    target,
+                    on,
+                    key: body.clone(),
+                    body,
+                },
+            };
+            self.out.push(Output::Conv(conv.clone(), up));
         }
         if any && let Some(s) = self.convs.get_mut(conv) {
             s.used = self.now;

@@ -4,9 +4,7 @@
 use super::{ServerCore, ServerLog};
 use crate::app::ids::{ClientMsgId, ConnId, ConvId, UserName};
 use crate::app::limits::TokenBucket;
-use crate::app::protocol::{
-    ControlDown, ConvDown, ConvEvent, ConvUp, E2E_OVERHEAD, ErrorCode, EventKind,
-};
+use crate::app::protocol::{ControlDown, ConvDown, ConvEvent, ConvUp, E2E_OVERHEAD, ErrorCode};
 use crate::app::store::{Store, StoreError};
 
 impl<S: Store> ServerCore<S> {
@@ -112,10 +110,7 @@ impl<S: Store> ServerCore<S> {
             return Ok(());
         }
         if !is_open {
-            let cmid = match &up {
-                ConvUp::Send { cmid, .. } => Some(*cmid),
-                _ => None,
-            };
+            let cmid = up.cmid();
             // A room left (or never joined) says so; anything else was never opened.
             if let ConvId::Room(room) = &conv
                 && let Err((code, msg)) = self.room_conv(&key, room)
@@ -144,9 +139,29 @@ impl<S: Store> ServerCore<S> {
                 let from = self.visible_from(&conv, &key);
                 events.retain(|e| e.seq >= from);
                 let more = events.first().is_some_and(|e| e.seq > from);
-                self.conv_out(conn, &conv, ConvDown::History { events, more });
+                self.history_page(conn, &conv, events, more)?;
             }
             ConvUp::Send { cmid, body } => self.send(conn, &name, &conv, cmid, body, now)?,
+            ConvUp::Edit { cmid, target, body } => {
+                let req = super::edits::EditReq { cmid, target, body };
+                self.edit(conn, &name, &conv, req, now)?;
+            }
+            ConvUp::React {
+                cmid,
+                target,
+                on,
+                key,
+                body,
+            } => {
+                let req = super::edits::ReactReq {
+                    cmid,
+                    target,
+                    on,
+                    key,
+                    body,
+                };
+                self.react(conn, &name, &conv, req, now)?;
+            }
             ConvUp::File(_) => {
                 let msg = "a file request must be the first frame of its own stream";
                 self.conv_error(conn, &conv, ErrorCode::BadRequest, msg, None);
@@ -181,12 +196,7 @@ impl<S: Store> ServerCore<S> {
         // A round stays within a byte budget, so a client catching up on big messages never
         // looks like one that stopped reading; it asks for the next round when this one is in.
         let budget = self.limits.catchup_bytes;
-        let size = |e: &ConvEvent| {
-            64 + match &e.kind {
-                EventKind::Message { body } => body.len(),
-                _ => 0,
-            }
-        };
+        let size = |e: &ConvEvent| 64 + e.kind.body_len();
         let mut bytes = 0;
         if after.is_some() {
             // Oldest first: stop at the budget, the client continues from there.
@@ -260,6 +270,12 @@ impl<S: Store> ServerCore<S> {
             }
             _ => None,
         };
+        if let Some(t) = &text
+            && let Err(msg) = self.check_reply(conv, &name.key(), t)?
+        {
+            self.conv_error(conn, conv, ErrorCode::BadRequest, msg, Some(cmid));
+            return Ok(());
+        }
         let (burst, rate) = (self.limits.msg_burst, self.limits.msg_per_sec);
         let bucket = self
             .buckets

@@ -30,7 +30,10 @@ impl<S: Store> ServerCore<S> {
         };
         let conv = stored.conv;
         match (&stored.event.kind, scope) {
-            (EventKind::Tombstone { .. }, _) => {
+            (
+                EventKind::Tombstone { .. } | EventKind::Edit { .. } | EventKind::Reaction { .. },
+                _,
+            ) => {
                 self.control_error(conn, ErrorCode::NotFound, format!("{id} is not a message"));
             }
             (_, DeleteScope::Me) => {
@@ -59,7 +62,7 @@ impl<S: Store> ServerCore<S> {
                     format!("message {id} was already deleted"),
                 );
             }
-            (EventKind::Message { .. }, DeleteScope::Everyone) => {
+            (EventKind::Message { .. } | EventKind::Edited { .. }, DeleteScope::Everyone) => {
                 // A room's moderators delete anyone's message, at any time; the tombstone
                 // is the usual one (clients show the message as removed).
                 let moderator = self.moderates(&conv, key);
@@ -84,6 +87,7 @@ impl<S: Store> ServerCore<S> {
                 cmid[..4].copy_from_slice(b"tomb");
                 cmid[8..].copy_from_slice(&id.to_be_bytes());
                 let tomb = self.store.erase(id, ClientMsgId(cmid), now)?;
+                self.store.erase_edits(id)?;
                 self.fan_out(&conv, &tomb, None);
                 self.log(ServerLog::Deleted {
                     by: name.to_string(),
@@ -107,7 +111,11 @@ impl<S: Store> ServerCore<S> {
             tracing::info!(id, "operator delete of no such message ignored");
             return Ok(());
         };
-        if !stored.conv.server_readable() || !matches!(stored.event.kind, EventKind::Message { .. })
+        if !stored.conv.server_readable()
+            || !matches!(
+                stored.event.kind,
+                EventKind::Message { .. } | EventKind::Edited { .. }
+            )
         {
             tracing::info!(
                 id,
@@ -119,6 +127,7 @@ impl<S: Store> ServerCore<S> {
         cmid[..4].copy_from_slice(b"tomb");
         cmid[8..].copy_from_slice(&id.to_be_bytes());
         let tomb = self.store.erase(id, ClientMsgId(cmid), now)?;
+        self.store.erase_edits(id)?;
         self.fan_out(&stored.conv, &tomb, None);
         self.log(ServerLog::Deleted {
             by: super::SERVER_AUTHOR.to_owned(),
@@ -131,7 +140,7 @@ impl<S: Store> ServerCore<S> {
     }
 }
 
-fn human_secs(s: u64) -> String {
+pub(super) fn human_secs(s: u64) -> String {
     match s {
         s if s % 3600 == 0 => format!("{} h", s / 3600),
         s if s % 60 == 0 => format!("{} min", s / 60),

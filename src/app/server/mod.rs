@@ -12,6 +12,7 @@
 mod api;
 mod convs;
 mod delete;
+mod edits;
 mod rooms;
 mod session;
 
@@ -22,7 +23,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use super::ids::{ClientMsgId, ConnId, ConvId, UserName};
 use super::limits::{FailureWindow, Limits, TokenBucket};
-use super::protocol::{ControlDown, ControlUp, ConvDown, ConvUp, ErrorCode};
+use super::protocol::{ControlDown, ControlUp, ConvDown, ErrorCode};
 use super::store::{Store, StoreError};
 use rooms::RoomEntry;
 
@@ -58,13 +59,7 @@ impl Asker {
             | Input::Login { conn, .. }
             | Input::PasswordChecked { conn, .. } => Some(Asker::Login(*conn)),
             Input::Control { conn, .. } => Some(Asker::Control(*conn)),
-            Input::Conv { conn, conv, up } => {
-                let cmid = match up {
-                    ConvUp::Send { cmid, .. } => Some(*cmid),
-                    _ => None,
-                };
-                Some(Asker::Conv(*conn, conv.clone(), cmid))
-            }
+            Input::Conv { conn, conv, up } => Some(Asker::Conv(*conn, conv.clone(), up.cmid())),
             _ => None,
         }
     }

@@ -7,6 +7,9 @@
 //! against every implementation, so a new backend is one line there. Behind the
 //! `test-util` feature.
 
+pub use super::contract_edits::{
+    edits_replace_the_text_once_and_keep_no_history, reactions_are_one_per_key_and_listed_in_force,
+};
 use super::{Store, StoredEvent, UserRecord};
 use crate::app::ids::{ClientMsgId, ConvId};
 use crate::app::protocol::{ConvEvent, EventKind};
@@ -436,6 +439,8 @@ macro_rules! store_contract_tests {
             hides_are_per_user_and_numbered,
             conversations_list_general_and_own_private_ones,
             rooms_persist_every_change_and_close,
+            edits_replace_the_text_once_and_keep_no_history,
+            reactions_are_one_per_key_and_listed_in_force,
         );
     };
     ($make:expr) => {

@@ -3,7 +3,9 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use super::{ResumeRecord, Store, StoreError, StoreResult, StoredEvent, StoredRoom, UserRecord};
+use super::{
+    Reacted, ResumeRecord, Store, StoreError, StoreResult, StoredEvent, StoredRoom, UserRecord,
+};
 use crate::app::ids::{ClientMsgId, ConvId, MsgId, Seq};
 use crate::app::protocol::{ConvEvent, EventKind, Hidden};
 use crate::app::rooms::{Effect, Room};
@@ -23,6 +25,8 @@ pub struct MemStore {
     last_id: MsgId,
     /// Rooms by key, with their inviters.
     rooms: BTreeMap<String, (Room, BTreeMap<String, String>)>,
+    /// Reactions in force: (message, user key, reaction key) -> the event that added it.
+    reactions: BTreeMap<(MsgId, String, Vec<u8>), MsgId>,
 }
 
 impl MemStore {
@@ -308,5 +312,96 @@ impl Store for MemStore {
             .get(key)
             .map(|l| l.iter().filter(|h| h.hseq > after).cloned().collect())
             .unwrap_or_default())
+    }
+
+    fn edit_message(
+        &mut self,
+        target: MsgId,
+        editor: &str,
+        cmid: ClientMsgId,
+        body: &[u8],
+        ts: u64,
+    ) -> StoreResult<(ConvEvent, bool)> {
+        let key = (editor.to_ascii_lowercase(), cmid);
+        if let Some(id) = self.by_cmid.get(&key) {
+            return Ok((self.events[id].event.clone(), true));
+        }
+        let stored = self
+            .events
+            .get_mut(&target)
+            .ok_or_else(|| StoreError::other("no such message"))?;
+        stored.event.kind = EventKind::Edited {
+            body: body.to_vec(),
+        };
+        let conv = stored.conv.clone();
+        self.erase_edits(target)?;
+        let kind = EventKind::Edit {
+            target,
+            body: body.to_vec(),
+        };
+        let e = self.push(&conv, editor, cmid, ts, kind);
+        self.by_cmid.insert(key, e.id);
+        Ok((e, false))
+    }
+
+    fn erase_edits(&mut self, target: MsgId) -> StoreResult<()> {
+        for s in self.events.values_mut() {
+            if let EventKind::Edit { target: t, body } = &mut s.event.kind
+                && *t == target
+            {
+                body.clear();
+            }
+        }
+        Ok(())
+    }
+
+    fn react(
+        &mut self,
+        conv: &ConvId,
+        target: MsgId,
+        user: &str,
+        cmid: ClientMsgId,
+        key: &[u8],
+        on: bool,
+        body: &[u8],
+        ts: u64,
+    ) -> StoreResult<Reacted> {
+        let by = (user.to_ascii_lowercase(), cmid);
+        if let Some(id) = self.by_cmid.get(&by) {
+            return Ok(Reacted::Resent(self.events[id].event.clone()));
+        }
+        let slot = (target, user.to_ascii_lowercase(), key.to_vec());
+        if self.reactions.contains_key(&slot) == on {
+            return Ok(Reacted::Unchanged);
+        }
+        let kind = EventKind::Reaction {
+            target,
+            on,
+            body: body.to_vec(),
+        };
+        let e = self.push(conv, user, cmid, ts, kind);
+        self.by_cmid.insert(by, e.id);
+        if on {
+            self.reactions.insert(slot, e.id);
+        } else {
+            self.reactions.remove(&slot);
+        }
+        Ok(Reacted::Applied(e))
+    }
+
+    fn reactions(&mut self, conv: &ConvId, targets: &[MsgId]) -> StoreResult<Vec<ConvEvent>> {
+        let mut ids: Vec<MsgId> = self
+            .reactions
+            .iter()
+            .filter(|((t, _, _), _)| targets.contains(t))
+            .map(|(_, id)| *id)
+            .collect();
+        ids.sort_unstable();
+        Ok(ids
+            .iter()
+            .filter_map(|id| self.events.get(id))
+            .filter(|s| &s.conv == conv)
+            .map(|s| s.event.clone())
+            .collect())
     }
 }

@@ -1,6 +1,7 @@
 //! The chat rules tested without a network or a clock: server and client cores wired
 //! together in memory, time passed in by hand.
 
+mod edits;
 mod resume;
 mod rooms;
 
@@ -185,6 +186,7 @@ impl World {
             Command::Send {
                 to: to.into(),
                 text: text.into(),
+                reply_to: None,
             },
         );
     }
@@ -712,6 +714,7 @@ fn private_sends_wait_for_the_peer_key_and_sync_still_covers_them() {
     let outs = w.clients.get_mut(&conn).unwrap().command(Command::Send {
         to: "@bob".into(),
         text: "queued".into(),
+        reply_to: None,
     });
     // Only the Open goes out: the send waits for the catch-up that carries bob's key.
     assert!(

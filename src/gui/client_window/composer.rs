@@ -29,6 +29,12 @@ mod imp {
         pub(super) text_view: TemplateChild<gtk::TextView>,
         #[template_child]
         pub(super) send_button: TemplateChild<gtk::Button>,
+        #[template_child]
+        pub(super) mode_bar: TemplateChild<gtk::Box>,
+        #[template_child]
+        pub(super) mode_label: TemplateChild<gtk::Label>,
+        /// Replying to or editing a message, or neither.
+        pub(super) mode: std::cell::RefCell<super::ComposeMode>,
         /// Why the conversation shown is read-only, if it is.
         pub(super) read_only: std::cell::RefCell<Option<String>>,
         /// Why the client is offline, if it is.
@@ -56,6 +62,10 @@ mod imp {
         /// Enter sends; Shift+Enter is a new line. Returns whether the key was used.
         #[template_callback]
         fn on_key_pressed(&self, key: gdk::Key, _keycode: u32, state: gdk::ModifierType) -> bool {
+            if key == gdk::Key::Escape && *self.mode.borrow() != super::ComposeMode::Message {
+                self.obj().cancel_mode();
+                return true;
+            }
             let enter = matches!(key, gdk::Key::Return | gdk::Key::KP_Enter);
             if enter && !state.contains(gdk::ModifierType::SHIFT_MASK) {
                 self.obj().send();
@@ -67,6 +77,11 @@ mod imp {
         #[template_callback]
         fn on_send_clicked(&self) {
             self.obj().send();
+        }
+
+        #[template_callback]
+        fn on_mode_cancel(&self) {
+            self.obj().cancel_mode();
         }
 
         #[template_callback]
@@ -118,6 +133,7 @@ impl LwComposer {
         }
         if self.emit_by_name::<bool>("send", &[&text]) {
             buffer.set_text("");
+            self.set_mode(ComposeMode::Message, "");
         }
     }
 
@@ -197,5 +213,73 @@ impl LwComposer {
     pub fn transfer_progress(&self) -> (bool, f64) {
         let bar = &self.imp().transfer_bar;
         (bar.is_visible(), bar.fraction())
+    }
+}
+
+/// What Enter does with the text: post it, post it as a reply, or save it as an edit.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum ComposeMode {
+    /// A new message.
+    #[default]
+    Message,
+    /// A reply to this message.
+    Reply {
+        /// The message replied to.
+        id: u64,
+    },
+    /// The new text of this message of yours.
+    Edit {
+        /// The message edited.
+        id: u64,
+    },
+}
+
+impl LwComposer {
+    /// What Enter does now.
+    pub fn mode(&self) -> ComposeMode {
+        self.imp().mode.borrow().clone()
+    }
+
+    fn set_mode(&self, mode: ComposeMode, label: &str) {
+        let imp = self.imp();
+        imp.mode_bar.set_visible(mode != ComposeMode::Message);
+        imp.mode_label.set_text(label);
+        imp.mode.replace(mode);
+    }
+
+    /// Replies to message `id`; the bar above the field shows `quote`.
+    pub fn start_reply(&self, id: u64, quote: &str) {
+        if self.mode_is_edit() {
+            self.imp().text_view.buffer().set_text("");
+        }
+        self.set_mode(ComposeMode::Reply { id }, &format!("Replying to {quote}"));
+        self.focus();
+    }
+
+    /// Edits message `id`: its text goes into the field; Enter saves, Escape cancels.
+    pub fn start_edit(&self, id: u64, text: &str) {
+        self.imp().text_view.buffer().set_text(text);
+        self.set_mode(ComposeMode::Edit { id }, "Editing your message");
+        self.focus();
+    }
+
+    /// Back to a new message (an edit's text leaves the field).
+    pub fn cancel_mode(&self) {
+        if self.mode_is_edit() {
+            self.imp().text_view.buffer().set_text("");
+        }
+        self.set_mode(ComposeMode::Message, "");
+    }
+
+    fn mode_is_edit(&self) -> bool {
+        matches!(*self.imp().mode.borrow(), ComposeMode::Edit { .. })
+    }
+
+    /// The text in the field (for tests).
+    pub fn text(&self) -> String {
+        let buffer = self.imp().text_view.buffer();
+        buffer
+            .text(&buffer.start_iter(), &buffer.end_iter(), false)
+            .to_string()
     }
 }

@@ -171,6 +171,10 @@ impl LwClientWindow {
 
     pub(super) fn show_conversation(&self, conv: &LwConversation) {
         let imp = self.imp();
+        if imp.current.borrow().as_ref() != Some(conv) {
+            // A reply or an edit belongs to the conversation it was started in.
+            imp.composer.cancel_mode();
+        }
         imp.current.replace(Some(conv.clone()));
         conv.set_unread(0);
         imp.message_list.set_conversation(Some(conv));
@@ -223,10 +227,7 @@ impl LwClientWindow {
         let Some(conv) = self.current() else {
             return false;
         };
-        self.send_command(Command::Send {
-            to: conv.name(),
-            text,
-        });
+        self.send_command(self.compose_command(&conv, text));
         true
     }
 

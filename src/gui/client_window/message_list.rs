@@ -198,6 +198,7 @@ impl LwMessageList {
             !private && !continues,
             self.imp().delete_window_secs.get(),
         );
+        row.bind_extras(current.as_ref());
     }
 
     /// Shows `conv` (none: an empty list), scrolled to its newest message.
@@ -247,6 +248,122 @@ impl LwMessageList {
                     && let Some(text) = row.shown_text()
                 {
                     out.push(text);
+                }
+                return;
+            }
+            let mut child = w.first_child();
+            while let Some(c) = child {
+                walk(&c, out);
+                child = c.next_sibling();
+            }
+        }
+        let mut out = Vec::new();
+        walk(self.imp().list_view.upcast_ref(), &mut out);
+        out
+    }
+}
+
+impl LwMessageList {
+    /// The row showing message `id`, if the list view has built it.
+    fn row_for(&self, id: crate::app::ids::MsgId) -> Option<LwMessageRow> {
+        fn walk(w: &gtk::Widget, id: u64) -> Option<LwMessageRow> {
+            if let Some(row) = w.downcast_ref::<LwMessageRow>() {
+                return (row.is_mapped() && row.message().is_some_and(|m| m.id() == id))
+                    .then(|| row.clone());
+            }
+            let mut child = w.first_child();
+            while let Some(c) = child {
+                if let Some(found) = walk(&c, id) {
+                    return Some(found);
+                }
+                child = c.next_sibling();
+            }
+            None
+        }
+        walk(self.imp().list_view.upcast_ref(), id)
+    }
+
+    /// A row on screen: its message's position in `store` and its top in the view.
+    fn some_built_row(&self, store: &gio::ListStore) -> Option<(u32, f64)> {
+        fn walk(w: &gtk::Widget, out: &mut Option<LwMessageRow>) {
+            if out.is_some() {
+                return;
+            }
+            if let Some(row) = w.downcast_ref::<LwMessageRow>() {
+                if row.is_mapped() && row.message().is_some() {
+                    *out = Some(row.clone());
+                }
+                return;
+            }
+            let mut child = w.first_child();
+            while let Some(c) = child {
+                walk(&c, out);
+                child = c.next_sibling();
+            }
+        }
+        let mut found = None;
+        walk(self.imp().list_view.upcast_ref(), &mut found);
+        let row = found?;
+        let at = store.find(&row.message()?)?;
+        let (_, y) = row.translate_coordinates(&*self.imp().list_view, 0.0, 0.0)?;
+        Some((at, y))
+    }
+
+    /// Scrolls message `id` of the conversation shown into the middle of the view and
+    /// highlights it for a moment. `false` while its row is not built yet (the scroll
+    /// moved towards it; call again on the next frame), or when it is not loaded.
+    pub fn reveal_message(&self, id: crate::app::ids::MsgId) -> bool {
+        let imp = self.imp();
+        let Some(conv) = imp.conversation.borrow().clone() else {
+            return false;
+        };
+        let Some(msg) = conv.message(id) else {
+            return false;
+        };
+        let store = conv.messages();
+        let Some(pos) = store.find(&msg) else {
+            return false;
+        };
+        imp.stick_to_bottom.set(false);
+        let adj = imp.scroller.vadjustment();
+        let Some(row) = self.row_for(id) else {
+            // Not built: move towards it. From a row on screen, by the rows between them
+            // at the list's average height (rows differ, so this converges in steps);
+            // with nothing on screen, by its position in the list.
+            let n = store.n_items().max(1) as f64;
+            let range = (adj.upper() - adj.page_size()).max(0.0);
+            let target = match self.some_built_row(&store) {
+                Some((at, y)) => {
+                    let avg = (adj.upper() / n).max(1.0);
+                    adj.value() + y + (pos as f64 - at as f64) * avg - adj.page_size() / 2.0
+                }
+                None => range * (pos as f64 / n),
+            };
+            adj.set_value(target.clamp(0.0, range));
+            return false;
+        };
+        if let Some((_, y)) = row.translate_coordinates(&*imp.list_view, 0.0, 0.0) {
+            let centre = y + f64::from(row.height()) / 2.0 - adj.page_size() / 2.0;
+            adj.set_value((adj.value() + centre).clamp(0.0, adj.upper() - adj.page_size()));
+        }
+        row.add_css_class("highlight");
+        glib::timeout_add_local_once(std::time::Duration::from_millis(1500), move || {
+            row.remove_css_class("highlight")
+        });
+        true
+    }
+}
+
+impl LwMessageList {
+    /// The rows the list view has built right now, as `(text, quote, reactions)`: what a
+    /// person sees of replies and reactions, for tests.
+    pub fn rendered_rows(&self) -> Vec<(String, Option<String>, Vec<String>)> {
+        fn walk(w: &gtk::Widget, out: &mut Vec<(String, Option<String>, Vec<String>)>) {
+            if let Some(row) = w.downcast_ref::<LwMessageRow>() {
+                if row.is_mapped()
+                    && let Some(text) = row.shown_text()
+                {
+                    out.push((text, row.shown_quote(), row.shown_reactions()));
                 }
                 return;
             }

@@ -10,11 +10,15 @@
 //! - [`new_room_dialog`]: `LwNewRoomDialog`, the New Room dialog.
 //! - [`room_directory`]: `LwRoomDirectory`, browse and join public rooms.
 //! - [`message_list`]: `LwMessageList`, the messages of the conversation shown.
-//! - [`composer`]: `LwComposer`, the text field, attach button and transfer progress.
+//! - [`composer`]: `LwComposer`, the text field, attach button, transfer progress and the
+//!   reply / edit bar.
 //! - `session`: one login, from connect to logout, and the loop that applies the client's
 //!   events to the models.
 //! - `conversations`: which conversations exist, which one is shown, presence.
 //! - `files`: sending and saving files (the dialogs).
+//! - `edits`: edit, reply and react (the message actions, the composer's modes, the
+//!   `edited` and `reaction` events).
+//! - `jump`: `win.jump-to-message (s conv, x id)`, a message shown in context.
 //! - [`rooms`]: what room events do, and the room commands the user gives.
 //! - [`user_facing`]: the words a user reads for each error.
 //!
@@ -27,8 +31,10 @@
 pub mod composer;
 pub mod connect_page;
 mod conversations;
+mod edits;
 mod files;
 mod imp;
+mod jump;
 pub mod message_list;
 pub mod new_room_dialog;
 pub mod room_directory;
@@ -97,6 +103,8 @@ impl LwClientWindow {
         self.imp().invitations.replace(Some(invitations.clone()));
         self.imp().sidebar.bind_invitations(&invitations);
         self.add_action_entries(rooms::moderation_actions());
+        self.add_action_entries(edits::edit_actions());
+        self.add_action_entries([jump::jump_action()]);
 
         // Actions used by the message rows (context menu, download button).
         self.add_action_entries([

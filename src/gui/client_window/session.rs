@@ -110,9 +110,12 @@ impl LwClientWindow {
                     text,
                     ts,
                     file,
+                    reply_to,
+                    edited,
                 }) => {
                     let mut m = self.received(id, seq, from, text, ts);
                     m.file = file;
+                    (m.reply_to, m.edited) = (reply_to, edited);
                     match run.last_mut() {
                         Some((c, msgs)) if *c == conv => msgs.push(m),
                         _ => run.push((conv, vec![m])),
@@ -146,6 +149,7 @@ impl LwClientWindow {
             ts,
             notice: false,
             file: None,
+            ..MessageData::default()
         }
     }
 
@@ -319,6 +323,7 @@ impl LwClientWindow {
                 ts,
                 text,
                 file,
+                reply_to,
             } => {
                 let me = self.me().unwrap_or_default();
                 let c = self.conversation_for(&conv);
@@ -331,6 +336,8 @@ impl LwClientWindow {
                     own: true,
                     notice: false,
                     file,
+                    reply_to,
+                    ..MessageData::default()
                 });
                 imp.message_list.stick_to_bottom();
             }
@@ -341,9 +348,12 @@ impl LwClientWindow {
                 from,
                 text,
                 ts,
+                reply_to,
+                edited,
                 ..
             } => {
-                let m = self.received(id, seq, from, text, ts);
+                let mut m = self.received(id, seq, from, text, ts);
+                (m.reply_to, m.edited) = (reply_to, edited);
                 self.flush_messages(vec![(conv, vec![m])]);
             }
             Event::KeyChanged { user, new, .. } => {
@@ -395,6 +405,9 @@ impl LwClientWindow {
                         ts: m.ts,
                         notice: false,
                         file: m.file,
+                        edited: m.edited,
+                        reply_to: m.reply_to,
+                        reactions: m.reactions,
                     })
                     .collect();
                 if imp
@@ -424,6 +437,8 @@ impl LwClientWindow {
             Event::Streams { .. } => {}
             // Which node of a cluster: the subtitle names the server as typed.
             Event::Server { .. } => {}
+            // Edits and reactions: `edits.rs`.
+            e @ (Event::Edited { .. } | Event::Reaction { .. }) => self.handle_edit_event(e),
             Event::Sync => {
                 imp.syncs.set(imp.syncs.get() + 1);
                 if let Some(s) = imp.session.borrow_mut().as_mut() {

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
 
 use crate::app::ids::ConvId;
-use crate::app::protocol::{ControlDown, ConvDown, ConvEvent, EventKind};
+use crate::app::protocol::{ControlDown, ConvDown, ConvEvent};
 
 /// One output for one connection.
 pub(super) enum ConnOut {
@@ -27,10 +27,7 @@ impl ConnOut {
     /// Approximate memory a queued output holds (for the per-connection cap).
     pub fn cost(&self) -> usize {
         const FRAME: usize = 64;
-        let body = |e: &ConvEvent| match &e.kind {
-            EventKind::Message { body } => body.len(),
-            _ => 0,
-        } + FRAME;
+        let body = |e: &ConvEvent| e.kind.body_len() + FRAME;
         match self {
             ConnOut::Conv(_, ConvDown::Event(e) | ConvDown::Backlog(e)) => body(e),
             ConnOut::Conv(_, ConvDown::History { events, .. }) => {

@@ -78,12 +78,18 @@ async fn conv_reader(ctx: &ConnCtx, conv: ConvId, mut recv: RecvStream) {
             Err(e) => return protocol_error(ctx, Some(conv), &e).await,
         };
         let up = match up {
-            ConvUp::Send { cmid, body } => {
+            // A send, an edit or a reaction: its body is sealed under the session key.
+            mut up @ (ConvUp::Send { .. } | ConvUp::Edit { .. } | ConvUp::React { .. }) => {
+                let cmid = up.cmid().expect("a send, edit or reaction has a client id");
+                let body = up.body_mut().expect("a send, edit or reaction has a body");
                 match ctx
                     .keys
-                    .open_sent_body(&conv_key, &ctx.user_key, cmid, &body)
+                    .open_sent_body(&conv_key, &ctx.user_key, cmid, body)
                 {
-                    Ok(plain) => ConvUp::Send { cmid, body: plain },
+                    Ok(plain) => {
+                        *body = plain;
+                        up
+                    }
                     Err(e) => {
                         info!("envelope refused: {e}");
                         let down = ConvDown::Error {
