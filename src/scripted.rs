@@ -339,6 +339,8 @@ mod tests {
             text: Some("hi".into()),
             ts: 5,
             file: None,
+            mentions: vec![],
+            mentions_me: false,
         });
         assert_eq!(
             v,

@@ -495,6 +495,7 @@ fn main() {
     let page: Vec<MessageData> = (0..100_000u64)
         .map(|i| MessageData {
             file: None,
+            mention: false,
             id: (1 << 40) + i,
             seq: 1_000_000 + i,
             from: if i % 3 == 0 { "alice" } else { "bob" }.into(),
@@ -564,6 +565,8 @@ fn room_widgets(app: &gtk::Application, dir: &std::path::Path) {
         text: Some("hi carol".into()),
         ts: 1_700_000_000_000,
         file: None,
+        mentions: vec![],
+        mentions_me: false,
     });
     wait_frames(&win, 2);
     let fed = t.elapsed();

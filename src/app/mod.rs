@@ -6,6 +6,7 @@ pub mod client;
 pub mod files;
 pub mod ids;
 pub mod limits;
+pub mod mentions;
 pub mod protocol;
 pub mod rooms;
 pub mod server;

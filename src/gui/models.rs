@@ -40,6 +40,8 @@ pub struct MessageData {
     pub notice: bool,
     /// For a file message, its file.
     pub file: Option<crate::app::files::FileInfo>,
+    /// It names the signed-in user (`@name`): highlighted, counted apart.
+    pub mention: bool,
 }
 
 /// Ids of local notices start here, far above any server id.
@@ -342,6 +344,7 @@ impl LwConversation {
             .map_or(0, |m| m.seq());
         self.add(MessageData {
             file: None,
+            mention: false,
             id: NOTICE_ID_BASE + n,
             seq,
             text: Some(text.to_owned()),

@@ -26,6 +26,7 @@ use crate::app::store::{
 
 #[cfg(feature = "postgres")]
 mod postgres;
+mod receipts;
 mod rooms;
 
 #[cfg(feature = "postgres")]
@@ -112,6 +113,18 @@ const MIGRATIONS: &[&str] = &[
         expires INTEGER NOT NULL
      );
      CREATE INDEX resume_tokens_expires ON resume_tokens (expires);",
+    // Read markers (never move back) and seen-receipt settings (absent: on); issue 18.
+    "CREATE TABLE read_markers (
+        user_key TEXT NOT NULL,
+        conv TEXT NOT NULL,
+        upto INTEGER NOT NULL,
+        PRIMARY KEY (user_key, conv)
+     );
+     CREATE INDEX read_markers_conv ON read_markers (conv);
+     CREATE TABLE receipt_settings (
+        user_key TEXT PRIMARY KEY,
+        receipts INTEGER NOT NULL
+     );",
 ];
 
 /// The migration after which every stored skeleton is [`skeleton_of`] its name.
@@ -312,6 +325,7 @@ impl SqliteStore {
                 sender: r.get("sender")?,
                 cmid: ClientMsgId(id),
                 kind,
+                mentions: Vec::new(),
             },
         ))
     }
@@ -368,6 +382,7 @@ impl SqliteStore {
             sender: sender.to_owned(),
             cmid,
             kind: kind.clone(),
+            mentions: Vec::new(),
         })
     }
 
@@ -679,6 +694,9 @@ impl Store for SqliteStore {
         effects: &[crate::app::rooms::Effect],
         by: &str,
     ) -> StoreResult<()> {
+        if effects.contains(&crate::app::rooms::Effect::Closed) {
+            receipts::forget_conv(&self.db, &ConvId::Room(room.name.key()))?;
+        }
         if rooms::changed(&self.db, room, effects, by)? {
             // The closed room's history was deleted: scrub it from the WAL too.
             self.erased = true;
@@ -742,6 +760,26 @@ impl Store for SqliteStore {
             }
         }
         Ok(out)
+    }
+
+    fn advance_read(&mut self, key: &str, conv: &ConvId, upto: Seq) -> StoreResult<Option<Seq>> {
+        receipts::advance(&self.db, key, conv, upto)
+    }
+
+    fn read_markers(&mut self, key: &str) -> StoreResult<Vec<(ConvId, Seq)>> {
+        receipts::of_user(&self.db, key)
+    }
+
+    fn conv_read_markers(&mut self, conv: &ConvId) -> StoreResult<Vec<(String, Seq)>> {
+        receipts::of_conv(&self.db, conv)
+    }
+
+    fn set_receipts(&mut self, key: &str, on: bool) -> StoreResult<()> {
+        receipts::set(&self.db, key, on)
+    }
+
+    fn receipts(&mut self, key: &str) -> StoreResult<bool> {
+        receipts::get(&self.db, key)
     }
 }
 

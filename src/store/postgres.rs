@@ -29,6 +29,7 @@
 //! batch is rolled back at [`Store::commit`], which then reports the failure: nothing of it
 //! was acknowledged. A lost connection is re-opened at the next [`Store::begin`].
 
+mod receipts;
 mod rooms;
 
 use std::collections::HashMap;
@@ -129,6 +130,18 @@ const MIGRATIONS: &[&str] = &[
         expires BIGINT NOT NULL
      );
      CREATE INDEX resume_tokens_expires ON resume_tokens (expires);",
+    // Read markers and seen-receipt settings (SQLite's migration of the same name).
+    "CREATE TABLE read_markers (
+        user_key TEXT NOT NULL,
+        conv TEXT NOT NULL,
+        upto BIGINT NOT NULL,
+        PRIMARY KEY (user_key, conv)
+     );
+     CREATE INDEX read_markers_conv ON read_markers (conv);
+     CREATE TABLE receipt_settings (
+        user_key TEXT PRIMARY KEY,
+        receipts BOOLEAN NOT NULL
+     );",
 ];
 
 /// The advisory lock key that serialises migrations of nodes starting together
@@ -373,6 +386,7 @@ fn row_event(r: &Row) -> (String, ConvEvent) {
             sender: r.get("sender"),
             cmid: ClientMsgId(id),
             kind,
+            mentions: Vec::new(),
         },
     )
 }
@@ -476,6 +490,7 @@ fn append(
         sender: sender.to_owned(),
         cmid,
         kind: kind.clone(),
+        mentions: Vec::new(),
     }))
 }
 
@@ -804,6 +819,32 @@ impl Store for PgStore {
     }
 
     fn room_changed(&mut self, room: &Room, effects: &[Effect], by: &str) -> StoreResult<()> {
+        if effects.contains(&Effect::Closed) {
+            let conv = ConvId::Room(room.name.key()).storage_key();
+            self.run(|c| receipts::forget_conv(c, &conv))?;
+        }
         self.run(|c| rooms::changed(c, room, effects, by))
+    }
+
+    fn advance_read(&mut self, key: &str, conv: &ConvId, upto: Seq) -> StoreResult<Option<Seq>> {
+        let conv = conv.storage_key();
+        self.run(|c| receipts::advance(c, key, &conv, upto))
+    }
+
+    fn read_markers(&mut self, key: &str) -> StoreResult<Vec<(ConvId, Seq)>> {
+        self.run(|c| receipts::of_user(c, key))
+    }
+
+    fn conv_read_markers(&mut self, conv: &ConvId) -> StoreResult<Vec<(String, Seq)>> {
+        let conv = conv.storage_key();
+        self.run(|c| receipts::of_conv(c, &conv))
+    }
+
+    fn set_receipts(&mut self, key: &str, on: bool) -> StoreResult<()> {
+        self.run(|c| receipts::set(c, key, on))
+    }
+
+    fn receipts(&mut self, key: &str) -> StoreResult<bool> {
+        self.run(|c| receipts::get(c, key))
     }
 }

@@ -77,6 +77,7 @@ impl ClientCore {
                 let messages = events
                     .into_iter()
                     .filter_map(|e| {
+                        let mentions = e.mentions;
                         let text = match e.kind {
                             EventKind::Message { body } => {
                                 Some(String::from_utf8_lossy(&body).into_owned())
@@ -91,14 +92,26 @@ impl ClientCore {
                             }
                             None => (None, None),
                         };
-                        Some(HistoryItem {
-                            id: e.id,
-                            seq: e.seq,
-                            from: e.sender,
-                            text,
-                            ts: e.ts,
-                            file,
-                        })
+                        Some((
+                            HistoryItem {
+                                id: e.id,
+                                seq: e.seq,
+                                from: e.sender,
+                                text,
+                                ts: e.ts,
+                                file,
+                                mentions_me: false,
+                            },
+                            mentions,
+                        ))
+                    })
+                    .collect::<Vec<_>>()
+                    .into_iter()
+                    .map(|(mut item, mentions)| {
+                        let (_, me) =
+                            self.mentions_of(&conv, &item.from, item.text.as_deref(), mentions);
+                        item.mentions_me = me;
+                        item
                     })
                     .collect();
                 let conv = self.label(&conv);
@@ -202,6 +215,7 @@ impl ClientCore {
         let label = self.label(conv);
         match e.kind {
             EventKind::Tombstone { target } => {
+                self.forget_unread(conv, target);
                 self.event(Event::Deleted {
                     conv: label,
                     id: target,
@@ -237,6 +251,12 @@ impl ClientCore {
                     }
                     _ => (None, None),
                 };
+                let (mentions, mentions_me) =
+                    self.mentions_of(conv, &e.sender, text.as_deref(), e.mentions);
+                if text.is_some() && !e.sender.eq_ignore_ascii_case(&self.me) {
+                    self.note_unread(conv, e.seq, e.id, mentions_me);
+                }
+                self.typing_done(conv, &e.sender);
                 self.event(Event::Message {
                     conv: label,
                     id: e.id,
@@ -245,6 +265,8 @@ impl ClientCore {
                     text,
                     ts: e.ts,
                     file,
+                    mentions,
+                    mentions_me,
                 });
             }
         }

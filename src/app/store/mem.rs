@@ -23,6 +23,10 @@ pub struct MemStore {
     last_id: MsgId,
     /// Rooms by key, with their inviters.
     rooms: BTreeMap<String, (Room, BTreeMap<String, String>)>,
+    /// Read markers by (user key, conversation).
+    reads: BTreeMap<(String, ConvId), Seq>,
+    /// Users who turned seen receipts off.
+    receipts_off: HashSet<String>,
 }
 
 impl MemStore {
@@ -44,6 +48,7 @@ impl MemStore {
             sender: sender.to_owned(),
             cmid,
             kind,
+            mentions: Vec::new(),
         };
         self.events.insert(
             event.id,
@@ -273,6 +278,7 @@ impl Store for MemStore {
             let conv = ConvId::Room(key);
             self.events.retain(|_, e| e.conv != conv);
             self.seqs.remove(&conv);
+            self.reads.retain(|(_, c), _| *c != conv);
             return Ok(());
         }
         let Some((stored, inviters)) = self.rooms.get_mut(&key) else {
@@ -308,5 +314,48 @@ impl Store for MemStore {
             .get(key)
             .map(|l| l.iter().filter(|h| h.hseq > after).cloned().collect())
             .unwrap_or_default())
+    }
+
+    fn advance_read(&mut self, key: &str, conv: &ConvId, upto: Seq) -> StoreResult<Option<Seq>> {
+        let marker = self
+            .reads
+            .entry((key.to_owned(), conv.clone()))
+            .or_default();
+        if upto <= *marker {
+            return Ok(None);
+        }
+        *marker = upto;
+        Ok(Some(upto))
+    }
+
+    fn read_markers(&mut self, key: &str) -> StoreResult<Vec<(ConvId, Seq)>> {
+        Ok(self
+            .reads
+            .iter()
+            .filter(|((k, _), _)| k == key)
+            .map(|((_, c), s)| (c.clone(), *s))
+            .collect())
+    }
+
+    fn conv_read_markers(&mut self, conv: &ConvId) -> StoreResult<Vec<(String, Seq)>> {
+        Ok(self
+            .reads
+            .iter()
+            .filter(|((_, c), _)| c == conv)
+            .map(|((k, _), s)| (k.clone(), *s))
+            .collect())
+    }
+
+    fn set_receipts(&mut self, key: &str, on: bool) -> StoreResult<()> {
+        if on {
+            self.receipts_off.remove(key);
+        } else {
+            self.receipts_off.insert(key.to_owned());
+        }
+        Ok(())
+    }
+
+    fn receipts(&mut self, key: &str) -> StoreResult<bool> {
+        Ok(!self.receipts_off.contains(key))
     }
 }

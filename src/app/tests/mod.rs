@@ -1,6 +1,7 @@
 //! The chat rules tested without a network or a clock: server and client cores wired
 //! together in memory, time passed in by hand.
 
+mod receipts;
 mod resume;
 mod rooms;
 

@@ -31,6 +31,7 @@ mod files;
 mod imp;
 pub mod message_list;
 pub mod new_room_dialog;
+mod read_state;
 pub mod room_directory;
 pub mod room_header;
 pub mod rooms;

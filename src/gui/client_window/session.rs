@@ -110,8 +110,11 @@ impl LwClientWindow {
                     text,
                     ts,
                     file,
+                    mentions_me,
+                    ..
                 }) => {
                     let mut m = self.received(id, seq, from, text, ts);
+                    m.mention = mentions_me;
                     m.file = file;
                     match run.last_mut() {
                         Some((c, msgs)) if *c == conv => msgs.push(m),
@@ -146,6 +149,7 @@ impl LwClientWindow {
             ts,
             notice: false,
             file: None,
+            mention: false,
         }
     }
 
@@ -331,6 +335,7 @@ impl LwClientWindow {
                     own: true,
                     notice: false,
                     file,
+                    mention: false,
                 });
                 imp.message_list.stick_to_bottom();
             }
@@ -341,9 +346,11 @@ impl LwClientWindow {
                 from,
                 text,
                 ts,
+                mentions_me,
                 ..
             } => {
-                let m = self.received(id, seq, from, text, ts);
+                let mut m = self.received(id, seq, from, text, ts);
+                m.mention = mentions_me;
                 self.flush_messages(vec![(conv, vec![m])]);
             }
             Event::KeyChanged { user, new, .. } => {
@@ -395,6 +402,7 @@ impl LwClientWindow {
                         ts: m.ts,
                         notice: false,
                         file: m.file,
+                        mention: m.mentions_me,
                     })
                     .collect();
                 if imp
@@ -420,6 +428,12 @@ impl LwClientWindow {
             | Event::Member { .. }
             | Event::Topic { .. }
             | Event::Members { .. }) => self.handle_room_event(e),
+            // Read state, typing: `read_state.rs`.
+            e @ (Event::Read { .. }
+            | Event::Seen { .. }
+            | Event::SeenBy { .. }
+            | Event::Typing { .. }
+            | Event::Receipts { .. }) => self.handle_read_event(e),
             // A figure for scripts and tests; the window has nothing to show for it.
             Event::Streams { .. } => {}
             Event::Sync => {
