@@ -165,11 +165,9 @@ impl ClientCore {
                 }
                 self.event(Event::Receipts { on: receipts });
             }
-            ControlDown::Read { conv, upto } => {
-                if self.reads.advance(&conv, upto) {
-                    let conv = self.label(&conv);
-                    self.event(Event::Read { conv, upto });
-                }
+            ControlDown::Read { conv, upto } if self.reads.advance(&conv, upto) => {
+                let conv = self.label(&conv);
+                self.event(Event::Read { conv, upto });
             }
             ControlDown::Seen { conv, user, upto } => {
                 let conv = self.label(&conv);
