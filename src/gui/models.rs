@@ -91,6 +91,11 @@ mod imp {
         pub by_id: RefCell<HashMap<MsgId, super::LwMessage>>,
         pub history_requested: Cell<bool>,
         pub more_history: Cell<bool>,
+        /// Unread messages that mention the user (counted apart from `unread`).
+        #[property(get, set)]
+        pub mentions: Cell<u32>,
+        /// Read state, typing and seen receipts (`crate::gui::read_models`).
+        pub read: RefCell<crate::gui::read_models::ReadModel>,
     }
 
     #[glib::object_subclass]

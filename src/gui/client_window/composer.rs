@@ -121,6 +121,11 @@ impl LwComposer {
         }
     }
 
+    /// The text field's buffer (the window follows it for typing notices).
+    pub fn text_buffer(&self) -> gtk::TextBuffer {
+        self.imp().text_view.buffer()
+    }
+
     /// Types `text` into the field and sends it, as Enter would.
     pub fn type_and_send(&self, text: &str) {
         self.imp().text_view.buffer().set_text(text);

@@ -122,8 +122,10 @@ impl LwClientWindow {
                 && let Some(c) = win.current()
             {
                 c.set_unread(0);
+                win.mark_read(&c);
             }
         });
+        self.setup_read_state();
         self.set_chat_visible(false);
     }
 

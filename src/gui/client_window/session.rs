@@ -177,6 +177,7 @@ impl LwClientWindow {
             if !visible {
                 c.set_unread(c.unread() + incoming.len() as u32);
             }
+            self.messages_arrived(&c, &incoming, visible);
             if !self.is_active()
                 && let Some(last) = incoming.last()
                 && let Some(text) = &last.text
