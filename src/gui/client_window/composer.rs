@@ -5,6 +5,8 @@
 //! the window sends them. While offline, or in a room the user was removed from,
 //! everything is off and says why.
 
+mod mentions;
+
 use std::sync::OnceLock;
 
 use gtk::glib::subclass::Signal;
@@ -33,6 +35,11 @@ mod imp {
         pub(super) read_only: std::cell::RefCell<Option<String>>,
         /// Why the client is offline, if it is.
         pub(super) offline: std::cell::RefCell<Option<String>>,
+        /// The `@` completion list (`composer/mentions.rs`).
+        pub(super) mention_popover: std::cell::RefCell<Option<super::mentions::MentionPopover>>,
+        /// Where the names `@` completes come from (the window).
+        #[allow(clippy::type_complexity)]
+        pub(super) mention_source: std::cell::RefCell<Option<Box<dyn Fn() -> Vec<String>>>>,
     }
 
     #[glib::object_subclass]
@@ -56,6 +63,10 @@ mod imp {
         /// Enter sends; Shift+Enter is a new line. Returns whether the key was used.
         #[template_callback]
         fn on_key_pressed(&self, key: gdk::Key, _keycode: u32, state: gdk::ModifierType) -> bool {
+            // An open `@` list takes Tab, Enter, Up, Down and Escape first.
+            if self.obj().mention_key(key) {
+                return true;
+            }
             let enter = matches!(key, gdk::Key::Return | gdk::Key::KP_Enter);
             if enter && !state.contains(gdk::ModifierType::SHIFT_MASK) {
                 self.obj().send();
@@ -90,6 +101,12 @@ mod imp {
                     Signal::builder("attach").build(),
                 ]
             })
+        }
+
+        fn dispose(&self) {
+            if let Some(p) = self.mention_popover.take() {
+                p.unparent();
+            }
         }
     }
 

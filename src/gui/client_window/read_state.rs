@@ -72,6 +72,12 @@ impl LwClientWindow {
             button.insert_before(&parent, Some(&logout));
         }
 
+        composer.set_mention_source(glib::clone!(
+            #[weak(rename_to = win)]
+            self,
+            #[upgrade_or_default]
+            move || win.mention_candidates()
+        ));
         composer.text_buffer().connect_changed(glib::clone!(
             #[weak(rename_to = win)]
             self,
