@@ -84,8 +84,7 @@ impl LwConversation {
     /// Who is typing (notices younger than [`TYPING_SHOWN`]), by name.
     pub fn typing_names(&self) -> Vec<String> {
         let mut r = self.imp().read.borrow_mut();
-        r.typists
-            .retain(|_, (_, at)| at.elapsed() < TYPING_SHOWN);
+        r.typists.retain(|_, (_, at)| at.elapsed() < TYPING_SHOWN);
         r.typists.values().map(|(n, _)| n.clone()).collect()
     }
 

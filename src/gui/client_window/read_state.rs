@@ -157,7 +157,12 @@ impl LwClientWindow {
 
     /// Messages from others arrived in `c`: they are done typing; shown, `c` is read at
     /// once, otherwise its mentions count up (beside the unread count).
-    pub(super) fn messages_arrived(&self, c: &LwConversation, incoming: &[MessageData], visible: bool) {
+    pub(super) fn messages_arrived(
+        &self,
+        c: &LwConversation,
+        incoming: &[MessageData],
+        visible: bool,
+    ) {
         for m in incoming {
             c.typing_done(&m.from);
         }
@@ -261,6 +266,11 @@ impl LwClientWindow {
             .unwrap_or_default()
     }
 
+    /// The composer (tests type into it and complete `@` names).
+    pub fn composer(&self) -> super::composer::LwComposer {
+        self.imp().composer.get()
+    }
+
     /// Whether "Send Read Receipts" is on.
     pub fn receipts_on(&self) -> bool {
         self.imp()
@@ -312,5 +322,6 @@ impl LwClientWindow {
 /// Whether `c` has seen receipts: private conversations and rooms of at most
 /// [`MAX_RECEIPT_MEMBERS`] (0 members: not known yet, asked anyway; the server decides).
 fn has_receipts(c: &LwConversation) -> bool {
-    c.is_private() || (c.is_room() && !c.is_general() && c.members() as usize <= MAX_RECEIPT_MEMBERS)
+    c.is_private()
+        || (c.is_room() && !c.is_general() && c.members() as usize <= MAX_RECEIPT_MEMBERS)
 }

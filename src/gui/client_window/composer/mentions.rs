@@ -216,11 +216,9 @@ impl LwComposer {
         p.offered.replace(offered);
         // Under the cursor, where the name goes.
         let rect = imp.text_view.iter_location(&cursor);
-        let (x, y) = imp.text_view.buffer_to_window_coords(
-            gtk::TextWindowType::Widget,
-            rect.x(),
-            rect.y(),
-        );
+        let (x, y) =
+            imp.text_view
+                .buffer_to_window_coords(gtk::TextWindowType::Widget, rect.x(), rect.y());
         p.popover
             .set_pointing_to(Some(&gdk::Rectangle::new(x, y, 1, rect.height())));
         p.popover.popup();
