@@ -10,10 +10,13 @@
 //! │   ├── rooms.rs         the room model: names, roles, visibility, moderation rules
 //! │   ├── server/          ServerCore: mod (state, dispatch), api (inputs, outputs, the
 //! │   │                    operator's log), session (login, presence, control stream),
-//! │   │                    convs (open, catch-up, history, send, fan-out), delete, rooms
+//! │   │                    convs (open, catch-up, history, send, fan-out), delete, rooms,
+//! │   │                    receipts (read markers, seen), typing, mentions
 //! │   ├── client/          ClientCore: mod (state, dispatch), command (commands and
 //! │   │                    events: the scripted contract), streams (open on use, close
-//! │   │                    when idle), incoming, outbox, barrier, rooms, keys, backoff
+//! │   │                    when idle), incoming, outbox, barrier, rooms, keys, backoff,
+//! │   │                    receipts (markers, unread counts), typing, mentions
+//! │   ├── mentions.rs      `@name` tokens and their members, for both cores
 //! │   ├── files.rs         file messages and chunk arithmetic
 //! │   ├── limits.rs        configurable limits, token buckets, backoff
 //! │   ├── store.rs         the `Store` trait (+ store/mem.rs and store/contract.rs with
@@ -37,7 +40,8 @@
 //! │   │                    client/ (book, upload, download)
 //! │   ├── portmap.rs       PCP / NAT-PMP / UPnP port mapping
 //! │   └── faulty.rs        a seeded faulty UDP socket (feature `test-util`)
-//! ├── store/               backends of the `Store` trait: SQLite (mod.rs, rooms.rs), the
+//! ├── store/               backends of the `Store` trait: SQLite (mod.rs, rooms.rs,
+//! │                        receipts.rs), the
 //! │                        default; PostgreSQL (postgres.rs, feature `postgres`)
 //! ├── scripted.rs          the JSON-lines contract of `server --headless` and `chat`
 //! ├── paths.rs             default directories and file locations
