@@ -11,12 +11,15 @@
 //! │   ├── server/          ServerCore: mod (state, dispatch), api (inputs, outputs, the
 //! │   │                    operator's log), session (login, presence, control stream),
 //! │   │                    convs (open, catch-up, history, send, fan-out), delete, rooms,
-//! │   │                    edits (edits, reactions, history's reaction state)
+//! │   │                    edits (edits, reactions, history's reaction state),
+//! │   │                    receipts (read markers, seen), typing, mentions
 //! │   ├── client/          ClientCore: mod (state, dispatch), command (commands and
 //! │   │                    events: the scripted contract), streams (open on use, close
 //! │   │                    when idle), incoming, outbox, barrier, rooms, keys, backoff,
-//! │   │                    edits (edit, reply and react commands, reaction state)
+//! │   │                    edits (edit, reply and react commands, reaction state),
+//! │   │                    receipts (markers, unread counts), typing, mentions
 //! │   ├── edits.rs         what edits, replies and reactions mean on the wire
+//! │   ├── mentions.rs      `@name` tokens and their members, for both cores
 //! │   ├── files.rs         file messages and chunk arithmetic
 //! │   ├── blobs.rs         the `FileBlobs` trait: where stored files' bytes live
 //! │   ├── limits.rs        configurable limits, token buckets, backoff
@@ -46,9 +49,9 @@
 //! │   ├── portmap.rs       PCP / NAT-PMP / UPnP port mapping
 //! │   └── faulty.rs        a seeded faulty UDP socket (feature `test-util`)
 //! ├── store/               backends of the `Store` trait: SQLite (mod.rs, rooms.rs,
-//! │                        edits.rs), the default; PostgreSQL (postgres.rs, feature
-//! │                        `postgres`, with postgres/edits.rs and postgres/blobs.rs:
-//! │                        stored files shared by a cluster's nodes)
+//! │                        edits.rs, receipts.rs), the default; PostgreSQL (postgres.rs,
+//! │                        feature `postgres`, with postgres/edits.rs, receipts.rs and
+//! │                        postgres/blobs.rs: stored files shared by a cluster's nodes)
 //! ├── scripted.rs          the JSON-lines contract of `server --headless` and `chat`
 //! ├── paths.rs             default directories and file locations
 //! ├── cli.rs               the command line

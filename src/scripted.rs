@@ -351,6 +351,8 @@ mod tests {
             file: None,
             reply_to: None,
             edited: false,
+            mentions: vec![],
+            mentions_me: false,
         });
         assert_eq!(
             v,

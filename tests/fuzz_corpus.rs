@@ -56,6 +56,7 @@ fn seeds() -> Vec<(&'static str, String, Vec<u8>)> {
         kind: EventKind::Message {
             body: b"hi".to_vec(),
         },
+        mentions: Vec::new(),
     });
     let mut out = vec![
         (

@@ -469,6 +469,7 @@ fn main() {
     println!("ok: the operator deleted a #general message by its [id] from the server window");
 
     rooms_scenario(&server, &alice, &bob);
+    receipts_scenario(&alice, &bob);
 
     // A file, sent with the attach path (the button and a drop call it) and downloaded
     // through the download button's path by bob: same bytes at the other end.
@@ -562,6 +563,7 @@ fn main() {
     let page: Vec<MessageData> = (0..100_000u64)
         .map(|i| MessageData {
             file: None,
+            mention: false,
             id: (1 << 40) + i,
             seq: 1_000_000 + i,
             from: if i % 3 == 0 { "alice" } else { "bob" }.into(),
@@ -647,6 +649,8 @@ fn room_widgets(app: &gtk::Application, dir: &std::path::Path) {
         file: None,
         reply_to: None,
         edited: false,
+        mentions: vec![],
+        mentions_me: false,
     });
     wait_frames(&win, 2);
     let fed = t.elapsed();
@@ -865,4 +869,74 @@ fn rooms_scenario(server: &LwServerWindow, alice: &LwClientWindow, bob: &LwClien
     });
     assert!(alice.current().is_some_and(|c| c.name() == "#general"));
     println!("ok: alice left #design; it went from her sidebar");
+}
+
+/// Read state, typing and mentions in two windows: a mention counts apart and clears when
+/// the conversation is shown, "bob is typing…" shows, "Seen by bob" follows bob opening
+/// the conversation, the menu's receipts toggle turns it off, and `@` completes a name.
+fn receipts_scenario(alice: &LwClientWindow, bob: &LwClientWindow) {
+    alice.open_conversation("@bob");
+    bob.open_conversation("#general");
+    bob.compose_and_send("@Alice, lunch?");
+    wait_until("alice's mention", || {
+        find(&messages(alice, "#general"), "@Alice, lunch?").is_some_and(|m| m.mention)
+    });
+    let general = alice.conversation("#general").unwrap();
+    wait_until("the mention badge", || general.mentions() == 1);
+    assert!(general.unread() >= 1, "a mention is also unread");
+    wait_until("bob's own copy, no mention of himself", || {
+        find(&messages(bob, "#general"), "@Alice, lunch?").is_some_and(|m| !m.mention)
+    });
+    alice.open_conversation("#general");
+    assert_eq!((general.unread(), general.mentions()), (0, 0));
+    println!("ok: a mention counts apart from unread and clears when shown");
+
+    // bob keeps typing, as a person does: at most one notice per 3 s goes out (an earlier
+    // step may have sent one moments ago), and alice sees it.
+    alice.open_conversation("@bob");
+    bob.open_conversation("@alice");
+    let last_key = Cell::new(Instant::now() - Duration::from_secs(1));
+    wait_until("alice to see bob typing", || {
+        if last_key.get().elapsed() > Duration::from_millis(300) {
+            bob.composer().type_text("thinking ");
+            last_key.set(Instant::now());
+        }
+        alice.status_text() == "bob is typing…"
+    });
+    bob.composer().text_buffer().set_text("");
+    bob.open_conversation("#general");
+    println!("ok: \"bob is typing…\" under alice's messages");
+
+    alice.compose_and_send("did you see this?");
+    wait_until("bob to get it", || {
+        find(&messages(bob, "@alice"), "did you see this?").is_some()
+    });
+    // The typing line goes 5 s after bob's last notice; nobody has read it yet.
+    wait_until("the typing line to go", || alice.status_text().is_empty());
+    bob.open_conversation("@alice");
+    wait_until("Seen by bob", || alice.status_text() == "Seen by bob");
+    println!("ok: bob opened the conversation; alice sees \"Seen by bob\"");
+
+    WidgetExt::activate_action(alice, "win.send-receipts", None).expect("the action exists");
+    wait_until("receipts off and the line gone", || {
+        !alice.receipts_on() && alice.status_text().is_empty()
+    });
+    WidgetExt::activate_action(alice, "win.send-receipts", None).expect("the action exists");
+    wait_until("receipts on again", || alice.receipts_on());
+    println!("ok: the menu's Send Read Receipts toggle turns them off and on");
+
+    alice.open_conversation("#general");
+    let composer = alice.composer();
+    composer.type_text("hi @bo");
+    wait_until("the completion list", || {
+        composer.mention_offers() == ["bob"]
+    });
+    composer.complete_mention(0);
+    assert_eq!(composer.text(), "hi @bob ");
+    assert!(composer.mention_offers().is_empty(), "the list closed");
+    composer.send();
+    wait_until("bob to be mentioned", || {
+        find(&messages(bob, "#general"), "hi @bob").is_some_and(|m| m.mention)
+    });
+    println!("ok: @bo completes to @bob; the message mentions bob");
 }

@@ -102,7 +102,8 @@ fn an_old_data_dir_keeps_everything_and_gains_rooms() {
     let version: i64 = db
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 5);
+    // Every later migration applied too (edits 6, read markers 7, ...): not pinned.
+    assert!(version >= 7, "schema version {version}");
     let (conv, body): (String, Vec<u8>) = db
         .query_row("SELECT conv, body FROM events WHERE id = 3", [], |r| {
             Ok((r.get(0)?, r.get(1)?))

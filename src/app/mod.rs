@@ -8,6 +8,7 @@ pub mod edits;
 pub mod files;
 pub mod ids;
 pub mod limits;
+pub mod mentions;
 pub mod protocol;
 pub mod rooms;
 pub mod server;

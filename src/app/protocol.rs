@@ -212,6 +212,30 @@ pub enum ControlUp {
         /// Highest hide counter this client has seen.
         hide_cursor: u64,
     },
+    /// Move this user's read marker of `conv` up to `upto` (never back: a lower one is a
+    /// no-op). See "Read state, typing, mentions" in docs/PROTOCOL.md.
+    Read {
+        /// Conversation.
+        conv: ConvId,
+        /// The newest sequence number read.
+        upto: Seq,
+    },
+    /// Turn this user's seen receipts on or off (stored; off: none sent, none received).
+    Receipts {
+        /// On?
+        on: bool,
+    },
+    /// The user is typing in `conv` (best effort: rate-limited, never stored).
+    Typing {
+        /// Conversation.
+        conv: ConvId,
+    },
+    /// Where each member of `conv` has read up to, for "seen by" (answered by
+    /// [`ControlDown::SeenBy`]).
+    SeenBy {
+        /// Conversation.
+        conv: ConvId,
+    },
 }
 
 /// Server to client, on the control stream.
@@ -285,6 +309,49 @@ pub enum ControlDown {
         token: [u8; 32],
         /// When it stops working (Unix ms).
         expires_ms: u64,
+    },
+    /// Right after `LoginOk`: this user's read markers and receipts setting.
+    ReadState {
+        /// Read marker per conversation (only those ever set).
+        markers: Vec<(ConvId, Seq)>,
+        /// Whether seen receipts are on.
+        receipts: bool,
+    },
+    /// This user's read marker moved (in another session of theirs).
+    Read {
+        /// Conversation.
+        conv: ConvId,
+        /// The new marker.
+        upto: Seq,
+    },
+    /// A member of a private conversation or small room has read up to `upto`.
+    Seen {
+        /// Conversation.
+        conv: ConvId,
+        /// Who (as registered).
+        user: String,
+        /// Their read marker.
+        upto: Seq,
+    },
+    /// Answer to [`ControlUp::SeenBy`]: the other members' read markers (empty when
+    /// receipts are off for the asker or the conversation is too big for receipts).
+    SeenBy {
+        /// Conversation.
+        conv: ConvId,
+        /// (member as registered, marker), members with receipts on only.
+        members: Vec<(String, Seq)>,
+    },
+    /// Someone is typing in `conv`.
+    Typing {
+        /// Conversation.
+        conv: ConvId,
+        /// Who (as registered).
+        user: String,
+    },
+    /// This user's receipts setting changed (in any session of theirs).
+    Receipts {
+        /// On?
+        on: bool,
     },
 }
 
@@ -567,6 +634,11 @@ pub struct ConvEvent {
     pub cmid: ClientMsgId,
     /// Message, erased message or tombstone.
     pub kind: EventKind,
+    /// Members named by `@name` in a server-readable message, filled in by the server as it
+    /// sends the event (never stored, never for private conversations: their clients
+    /// find mentions after decryption).
+    #[serde(default)]
+    pub mentions: Vec<String>,
 }
 
 /// Client to server, on a conversation stream.

@@ -232,6 +232,18 @@ pub trait Store {
     /// The reaction events in force (added and not removed since) for these messages of
     /// `conv`, oldest first: what a history page needs to show counts.
     fn reactions(&mut self, conv: &ConvId, targets: &[MsgId]) -> StoreResult<Vec<ConvEvent>>;
+    /// Moves `key`'s read marker of `conv` up to `upto`: returns the new marker, or `None`
+    /// when it already was at or past `upto` (a marker never moves back). A closed room's
+    /// markers go with it ([`Store::room_changed`] with [`Effect::Closed`]).
+    fn advance_read(&mut self, key: &str, conv: &ConvId, upto: Seq) -> StoreResult<Option<Seq>>;
+    /// `key`'s read markers: every conversation where they set one.
+    fn read_markers(&mut self, key: &str) -> StoreResult<Vec<(ConvId, Seq)>>;
+    /// Every user's read marker of `conv`, by user key.
+    fn conv_read_markers(&mut self, conv: &ConvId) -> StoreResult<Vec<(String, Seq)>>;
+    /// Sets whether `key` sends and receives seen receipts.
+    fn set_receipts(&mut self, key: &str, on: bool) -> StoreResult<()>;
+    /// Whether `key` has seen receipts on (on unless they turned them off).
+    fn receipts(&mut self, key: &str) -> StoreResult<bool>;
 }
 
 /// What [`Store::react`] did.

@@ -128,8 +128,11 @@ impl LwMessageRow {
         imp.delete_window_ms
             .set(delete_window_secs.saturating_mul(1000));
         let bubble = &imp.bubble;
-        for c in ["own", "deleted", "server", "notice"] {
+        for c in ["own", "deleted", "server", "notice", "mention"] {
             bubble.remove_css_class(c);
+        }
+        if d.mention && d.text.is_some() {
+            bubble.add_css_class("mention");
         }
         bubble.set_halign(if d.notice {
             gtk::Align::Center

@@ -5,6 +5,8 @@
 //! - [`runtime`]: the one tokio runtime beside the GLib main loop.
 //! - [`models`]: GObject models without widgets (messages, conversations, server clients).
 //! - [`room_models`]: the same for rooms (directory entries, members, invitations).
+//! - [`read_models`]: read markers, unread and mention counts, typing and "seen by" on a
+//!   conversation model.
 //! - [`message_row`]: `LwMessageRow`, one message bubble and its context menu.
 //! - [`client_window`]: `LwClientWindow`, the connect screen and the chat, split by concern
 //!   into child widgets (`LwConnectPage`, `LwSidebar`, `LwMessageList`, `LwComposer`) and
@@ -35,6 +37,7 @@
 pub mod client_window;
 pub mod message_row;
 pub mod models;
+pub mod read_models;
 pub mod room_models;
 pub mod runtime;
 pub mod server_window;

@@ -46,6 +46,8 @@ pub struct MessageData {
     pub reply_to: Option<MsgId>,
     /// Reactions by emoji, with who reacted.
     pub reactions: Vec<crate::app::client::ReactionCount>,
+    /// It names the signed-in user (`@name`): highlighted, counted apart.
+    pub mention: bool,
 }
 
 /// Ids of local notices start here, far above any server id.
@@ -95,6 +97,11 @@ mod imp {
         pub by_id: RefCell<HashMap<MsgId, super::LwMessage>>,
         pub history_requested: Cell<bool>,
         pub more_history: Cell<bool>,
+        /// Unread messages that mention the user (counted apart from `unread`).
+        #[property(get, set)]
+        pub mentions: Cell<u32>,
+        /// Read state, typing and seen receipts (`crate::gui::read_models`).
+        pub read: RefCell<crate::gui::read_models::ReadModel>,
     }
 
     #[glib::object_subclass]
@@ -348,6 +355,7 @@ impl LwConversation {
             .map_or(0, |m| m.seq());
         self.add(MessageData {
             file: None,
+            mention: false,
             id: NOTICE_ID_BASE + n,
             seq,
             text: Some(text.to_owned()),

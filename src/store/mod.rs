@@ -27,6 +27,7 @@ use crate::app::store::{
 mod edits;
 #[cfg(feature = "postgres")]
 mod postgres;
+mod receipts;
 mod rooms;
 
 #[cfg(feature = "postgres")]
@@ -126,6 +127,18 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (target, user_key, rkey)
      );
      CREATE INDEX events_target ON events (target) WHERE target IS NOT NULL;",
+    // 7: read markers (never move back) and seen-receipt settings (absent: on).
+    "CREATE TABLE read_markers (
+        user_key TEXT NOT NULL,
+        conv TEXT NOT NULL,
+        upto INTEGER NOT NULL,
+        PRIMARY KEY (user_key, conv)
+     );
+     CREATE INDEX read_markers_conv ON read_markers (conv);
+     CREATE TABLE receipt_settings (
+        user_key TEXT PRIMARY KEY,
+        receipts INTEGER NOT NULL
+     );",
 ];
 
 /// The migration after which every stored skeleton is [`skeleton_of`] its name.
@@ -318,6 +331,7 @@ impl SqliteStore {
                 sender: r.get("sender")?,
                 cmid: ClientMsgId(id),
                 kind,
+                mentions: Vec::new(),
             },
         ))
     }
@@ -370,6 +384,7 @@ impl SqliteStore {
             sender: sender.to_owned(),
             cmid,
             kind: kind.clone(),
+            mentions: Vec::new(),
         })
     }
 
@@ -681,6 +696,9 @@ impl Store for SqliteStore {
         effects: &[crate::app::rooms::Effect],
         by: &str,
     ) -> StoreResult<()> {
+        if effects.contains(&crate::app::rooms::Effect::Closed) {
+            receipts::forget_conv(&self.db, &ConvId::Room(room.name.key()))?;
+        }
         if rooms::changed(&self.db, room, effects, by)? {
             // The closed room's history was deleted: scrub it from the WAL too.
             self.erased = true;
@@ -777,6 +795,26 @@ impl Store for SqliteStore {
 
     fn reactions(&mut self, conv: &ConvId, targets: &[MsgId]) -> StoreResult<Vec<ConvEvent>> {
         self.reactions_impl(conv, targets)
+    }
+
+    fn advance_read(&mut self, key: &str, conv: &ConvId, upto: Seq) -> StoreResult<Option<Seq>> {
+        receipts::advance(&self.db, key, conv, upto)
+    }
+
+    fn read_markers(&mut self, key: &str) -> StoreResult<Vec<(ConvId, Seq)>> {
+        receipts::of_user(&self.db, key)
+    }
+
+    fn conv_read_markers(&mut self, conv: &ConvId) -> StoreResult<Vec<(String, Seq)>> {
+        receipts::of_conv(&self.db, conv)
+    }
+
+    fn set_receipts(&mut self, key: &str, on: bool) -> StoreResult<()> {
+        receipts::set(&self.db, key, on)
+    }
+
+    fn receipts(&mut self, key: &str) -> StoreResult<bool> {
+        receipts::get(&self.db, key)
     }
 }
 

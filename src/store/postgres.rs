@@ -31,6 +31,7 @@
 
 mod blobs;
 mod edits;
+mod receipts;
 mod rooms;
 
 pub use blobs::PgBlobs;
@@ -160,6 +161,18 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (target, user_key, rkey)
      );
      CREATE INDEX events_target ON events (target) WHERE target IS NOT NULL;",
+    // 5: read markers and seen-receipt settings (SQLite's migration 7).
+    "CREATE TABLE read_markers (
+        user_key TEXT NOT NULL,
+        conv TEXT NOT NULL,
+        upto BIGINT NOT NULL,
+        PRIMARY KEY (user_key, conv)
+     );
+     CREATE INDEX read_markers_conv ON read_markers (conv);
+     CREATE TABLE receipt_settings (
+        user_key TEXT PRIMARY KEY,
+        receipts BOOLEAN NOT NULL
+     );",
 ];
 
 /// The advisory lock key that serialises migrations of nodes starting together
@@ -396,6 +409,7 @@ fn row_event(r: &Row) -> (String, ConvEvent) {
             sender: r.get("sender"),
             cmid: ClientMsgId(id),
             kind,
+            mentions: Vec::new(),
         },
     )
 }
@@ -495,6 +509,7 @@ fn append(
         sender: sender.to_owned(),
         cmid,
         kind: kind.clone(),
+        mentions: Vec::new(),
     }))
 }
 
@@ -823,6 +838,10 @@ impl Store for PgStore {
     }
 
     fn room_changed(&mut self, room: &Room, effects: &[Effect], by: &str) -> StoreResult<()> {
+        if effects.contains(&Effect::Closed) {
+            let conv = ConvId::Room(room.name.key()).storage_key();
+            self.run(|c| receipts::forget_conv(c, &conv))?;
+        }
         self.run(|c| rooms::changed(c, room, effects, by))
     }
 
@@ -857,5 +876,27 @@ impl Store for PgStore {
 
     fn reactions(&mut self, conv: &ConvId, targets: &[MsgId]) -> StoreResult<Vec<ConvEvent>> {
         self.run(|c| edits::reactions(c, conv, targets))
+    }
+
+    fn advance_read(&mut self, key: &str, conv: &ConvId, upto: Seq) -> StoreResult<Option<Seq>> {
+        let conv = conv.storage_key();
+        self.run(|c| receipts::advance(c, key, &conv, upto))
+    }
+
+    fn read_markers(&mut self, key: &str) -> StoreResult<Vec<(ConvId, Seq)>> {
+        self.run(|c| receipts::of_user(c, key))
+    }
+
+    fn conv_read_markers(&mut self, conv: &ConvId) -> StoreResult<Vec<(String, Seq)>> {
+        let conv = conv.storage_key();
+        self.run(|c| receipts::of_conv(c, &conv))
+    }
+
+    fn set_receipts(&mut self, key: &str, on: bool) -> StoreResult<()> {
+        self.run(|c| receipts::set(c, key, on))
+    }
+
+    fn receipts(&mut self, key: &str) -> StoreResult<bool> {
+        self.run(|c| receipts::get(c, key))
     }
 }

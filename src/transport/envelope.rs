@@ -402,6 +402,7 @@ mod tests {
             kind: EventKind::Message {
                 body: b"hello".to_vec(),
             },
+            mentions: Vec::new(),
         };
         let mut e = event.clone();
         keys.seal_event_body("general", &mut e).unwrap();

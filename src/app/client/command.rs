@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::receipts::SeenItem;
 use crate::app::files::FileInfo;
 use crate::app::ids::{MsgId, Seq};
 use crate::app::protocol::{
@@ -186,6 +187,32 @@ pub enum Command {
         /// The emoji.
         emoji: String,
     },
+    /// Mark a conversation read up to `upto` (default: the newest message this client has);
+    /// your other sessions follow, and (receipts on) the other members see it.
+    Read {
+        /// `#general`, `#room` or `@user`.
+        conv: String,
+        /// Sequence number read up to.
+        #[serde(default)]
+        upto: Option<Seq>,
+    },
+    /// Turn seen receipts on or off, for all your sessions (off: none sent, none shown).
+    Receipts {
+        /// On?
+        on: bool,
+    },
+    /// Where the other members of a private conversation or small room have read up to
+    /// (answered by `seen_by`).
+    SeenBy {
+        /// `@user` or `#room`.
+        conv: String,
+    },
+    /// Tell the conversation you are typing (best effort: the server forwards one notice
+    /// per 3 s).
+    Typing {
+        /// `#general`, `#room` or `@user`.
+        conv: String,
+    },
 }
 
 fn public() -> Visibility {
@@ -288,6 +315,9 @@ pub struct HistoryItem {
     /// Its reactions, by emoji.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub reactions: Vec<ReactionCount>,
+    /// Whether it names you with `@name` (omitted when not).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub mentions_me: bool,
 }
 
 /// One emoji's reactions to a message.
@@ -370,6 +400,12 @@ pub enum Event {
         /// The text shown is an edit (a catch-up brings the current text).
         #[serde(default, skip_serializing_if = "is_false")]
         edited: bool,
+        /// Members it names with `@name` (omitted when none).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        mentions: Vec<String>,
+        /// Whether it names you (omitted when not).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        mentions_me: bool,
     },
     /// Progress of a file transfer (throttled: about every MiB, and at the end).
     Transfer {
@@ -553,6 +589,42 @@ pub enum Event {
         /// The emoji.
         emoji: String,
         /// Added or removed.
+        on: bool,
+    },
+    /// Your read marker of a conversation: after `ready` / `reconnected` for each
+    /// conversation with one, and whenever another session of yours reads further.
+    Read {
+        /// Conversation.
+        conv: String,
+        /// Read up to this sequence number.
+        upto: Seq,
+    },
+    /// Another member (receipts on, like you) has read up to `upto`.
+    Seen {
+        /// Conversation.
+        conv: String,
+        /// Who.
+        user: String,
+        /// Their read marker.
+        upto: Seq,
+    },
+    /// Answer to `seen_by`: the other members' read markers (empty with receipts off).
+    SeenBy {
+        /// Conversation.
+        conv: String,
+        /// Members with receipts on and a marker.
+        members: Vec<SeenItem>,
+    },
+    /// Someone is typing (show it for 5 s, or until their next message).
+    Typing {
+        /// Conversation.
+        conv: String,
+        /// Who.
+        user: String,
+    },
+    /// Your seen-receipts setting: after `ready` / `reconnected`, and when it changes.
+    Receipts {
+        /// On?
         on: bool,
     },
 }

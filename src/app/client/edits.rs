@@ -294,6 +294,7 @@ impl ClientCore {
             // The page is the server's word on this message's reactions now.
             let state = in_force.remove(&e.id).unwrap_or_default();
             self.known.reactions.insert(e.id, state);
+            let (_, mentions_me) = self.mentions_of(conv, &e.sender, text.as_deref(), e.mentions);
             items.push(HistoryItem {
                 id: e.id,
                 seq: e.seq,
@@ -304,6 +305,7 @@ impl ClientCore {
                 edited,
                 reply_to,
                 reactions: self.known.counts(e.id),
+                mentions_me,
             });
         }
         items

@@ -166,6 +166,7 @@ impl ClientCore {
         let label = self.label(conv);
         match e.kind {
             EventKind::Tombstone { target } => {
+                self.forget_unread(conv, target);
                 self.event(Event::Deleted {
                     conv: label,
                     id: target,
@@ -204,6 +205,12 @@ impl ClientCore {
                 if text.is_some() {
                     self.known.message(conv, e.id, reply_to, file.is_some());
                 }
+                let (mentions, mentions_me) =
+                    self.mentions_of(conv, &e.sender, text.as_deref(), e.mentions);
+                if text.is_some() && !e.sender.eq_ignore_ascii_case(&self.me) {
+                    self.note_unread(conv, e.seq, e.id, mentions_me);
+                }
+                self.typing_done(conv, &e.sender);
                 self.event(Event::Message {
                     conv: label,
                     id: e.id,
@@ -214,6 +221,8 @@ impl ClientCore {
                     file,
                     reply_to,
                     edited,
+                    mentions,
+                    mentions_me,
                 });
             }
         }

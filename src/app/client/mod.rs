@@ -9,7 +9,9 @@
 //! Layout: `command` is the scripted contract (commands, events); this file holds the
 //! core and its dispatch; `streams` the stream lifecycle; `incoming` the frames arriving on
 //! conversation streams; `outbox` unacknowledged sends; `barrier` the `sync` barriers;
-//! `rooms` room news; `keys` peers' identity keys; `backoff` reconnect delays.
+//! `rooms` room news; `keys` peers' identity keys; `backoff` reconnect delays; `receipts`
+//! read markers, unread counts and seen receipts; `typing` who is typing; `mentions` the
+//! `@name` mentions of private messages.
 
 mod backoff;
 mod barrier;
@@ -17,14 +19,19 @@ mod command;
 mod edits;
 mod incoming;
 mod keys;
+mod mentions;
 mod outbox;
+mod receipts;
 mod rooms;
 mod streams;
+mod typing;
 
 pub use backoff::Backoff;
 pub use command::{Command, Event, HistoryItem, InvitationItem, ReactionCount, RoomItem};
 pub use keys::{from_hex, to_hex};
+pub use receipts::{SeenItem, Unread};
 pub use streams::{MAX_CONV_STREAMS, STREAM_IDLE};
+pub use typing::TYPING_SHOWN;
 
 use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::time::Duration;
@@ -122,6 +129,10 @@ pub struct ClientCore {
     /// Messages seen and their reactions (for edits, replies and reactions).
     known: edits::Known,
     out: Vec<Output>,
+    /// Read markers, unread counts, the receipts setting.
+    reads: receipts::ReadState,
+    /// Who is typing where.
+    typing: typing::Typing,
 }
 
 impl ClientCore {
@@ -164,6 +175,8 @@ impl ClientCore {
             max_streams: MAX_CONV_STREAMS,
             known: edits::Known::default(),
             out: Vec::new(),
+            reads: receipts::ReadState::default(),
+            typing: typing::Typing::default(),
         }
     }
 
@@ -360,6 +373,10 @@ impl ClientCore {
                 self.event(Event::Streams { open, reading });
             }
             Command::Logout => self.log_out(),
+            cmd @ (Command::Read { .. }
+            | Command::Receipts { .. }
+            | Command::SeenBy { .. }
+            | Command::Typing { .. }) => self.read_state_command(cmd),
             Command::SendFile { .. } | Command::Download { .. } | Command::Cancel { .. } => self
                 .event(Event::error(
                     ErrorCode::BadRequest,
@@ -473,6 +490,7 @@ impl ClientCore {
             self.hide_cursor = h.hseq;
             self.dirty = true;
         }
+        self.forget_unread(&h.conv, h.id);
         let conv = self.label(&h.conv);
         self.event(Event::Deleted {
             conv,
@@ -498,6 +516,12 @@ impl ClientCore {
             ControlDown::LoginOk { .. }
             | ControlDown::LoginRefused { .. }
             | ControlDown::Closing { .. } => {}
+            down @ (ControlDown::ReadState { .. }
+            | ControlDown::Read { .. }
+            | ControlDown::Seen { .. }
+            | ControlDown::SeenBy { .. }
+            | ControlDown::Typing { .. }
+            | ControlDown::Receipts { .. }) => self.read_state_control(down),
         }
         std::mem::take(&mut self.out)
     }

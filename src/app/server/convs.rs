@@ -139,6 +139,10 @@ impl<S: Store> ServerCore<S> {
                 let from = self.visible_from(&conv, &key);
                 events.retain(|e| e.seq >= from);
                 let more = events.first().is_some_and(|e| e.seq > from);
+                let events = events
+                    .into_iter()
+                    .map(|e| self.with_mentions(&conv, e))
+                    .collect();
                 self.history_page(conn, &conv, events, more)?;
             }
             ConvUp::Send { cmid, body } => self.send(conn, &name, &conv, cmid, body, now)?,
@@ -222,6 +226,7 @@ impl<S: Store> ServerCore<S> {
             _ => self.store.last_seq(conv)?,
         };
         for e in events {
+            let e = self.with_mentions(conv, e);
             self.conv_out(conn, conv, ConvDown::Backlog(e));
         }
         self.conv_out(conn, conv, ConvDown::CaughtUp { upto, more });
@@ -320,6 +325,8 @@ impl<S: Store> ServerCore<S> {
     /// Delivers an event to every member session except `skip`: on its stream if open,
     /// else a one-time [`ControlDown::ConvActivity`].
     pub(super) fn fan_out(&mut self, conv: &ConvId, event: &ConvEvent, skip: Option<ConnId>) {
+        let annotated = self.mentions_for(conv, event);
+        let event = annotated.as_ref().unwrap_or(event);
         let targets: Vec<ConnId> = match conv {
             // Online members only: a room of 500 is not a walk over everyone online.
             ConvId::Room(room) => match self.rooms.get(room) {

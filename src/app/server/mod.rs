@@ -7,16 +7,22 @@
 //! Layout: `api` holds the inputs and outputs; this file the core, its dispatch and the
 //! helpers every part uses; `session` logins, presence and the control stream; `convs`
 //! conversation streams (open, catch-up, history, send, fan-out); `delete` deletions;
-//! `rooms` rooms and their moderation.
+//! `rooms` rooms and their moderation; `receipts` read markers and seen receipts; `typing`
+//! typing notices; `mentions` the `@name` mentions of server-readable messages.
 
 mod api;
 mod convs;
 mod delete;
 mod edits;
+mod mentions;
+mod receipts;
 mod rooms;
 mod session;
+mod typing;
 
 pub use api::{Input, Output, ServerLog};
+pub use receipts::MAX_RECEIPT_MEMBERS;
+pub use typing::TYPING_INTERVAL_MS;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
@@ -110,6 +116,8 @@ pub struct ServerCore<S> {
     /// Display names by user key, looked up once.
     names: HashMap<String, String>,
     out: Vec<Output>,
+    /// When typing notices were last forwarded, for their rate limit.
+    typing_gate: typing::TypingGate,
 }
 
 impl<S: Store> ServerCore<S> {
@@ -127,6 +135,7 @@ impl<S: Store> ServerCore<S> {
             rooms: BTreeMap::new(),
             names: HashMap::new(),
             out: Vec::new(),
+            typing_gate: typing::TypingGate::default(),
         }
     }
 

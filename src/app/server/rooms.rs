@@ -153,7 +153,7 @@ impl<S: Store> ServerCore<S> {
     }
 
     /// A user's name as registered (looked up once).
-    fn display(&mut self, key: &str) -> Result<String, StoreError> {
+    pub(super) fn display(&mut self, key: &str) -> Result<String, StoreError> {
         if let Some(n) = self.names.get(key) {
             return Ok(n.clone());
         }

@@ -222,6 +222,13 @@ impl<S: Store> ServerCore<S> {
                 let (name, key) = (session.name.clone(), session.key.clone());
                 self.delete(conn, &name, &key, id, scope, now)?;
             }
+            up @ (ControlUp::Read { .. }
+            | ControlUp::Receipts { .. }
+            | ControlUp::Typing { .. }
+            | ControlUp::SeenBy { .. }) => {
+                let name = session.name.clone();
+                self.read_state_command(conn, &name, up, now)?;
+            }
         }
         Ok(())
     }
@@ -457,6 +464,7 @@ impl<S: Store> ServerCore<S> {
             self.issue_token(conn, key, identity_pub, token, now);
         }
         self.room_state(conn, &name.key())?;
+        self.read_state(conn, &name.key())?;
         self.log(ServerLog::ClientConnected {
             conn,
             user: name.to_string(),

@@ -415,6 +415,51 @@ pub fn rooms_persist_every_change_and_close<S: Store>(s: &mut S) {
     );
 }
 
+/// Read markers: per user and conversation, only ever moving forward (a lower or equal
+/// `upto` is a no-op), listed per user and per conversation, gone with a closed room;
+/// seen receipts are on until turned off.
+pub fn read_markers_only_move_forward<S: Store>(s: &mut S) {
+    let dm = alice_bob();
+    assert!(s.read_markers("alice").unwrap().is_empty());
+    assert_eq!(s.advance_read("alice", &dm, 0).unwrap(), None);
+    assert_eq!(s.advance_read("alice", &dm, 5).unwrap(), Some(5));
+    assert_eq!(s.advance_read("alice", &dm, 5).unwrap(), None);
+    assert_eq!(s.advance_read("alice", &dm, 3).unwrap(), None);
+    assert_eq!(
+        s.advance_read("alice", &ConvId::General, 2).unwrap(),
+        Some(2)
+    );
+    assert_eq!(s.advance_read("bob", &dm, 1).unwrap(), Some(1));
+    assert_eq!(s.advance_read("alice", &dm, 7).unwrap(), Some(7));
+    let mut mine = s.read_markers("alice").unwrap();
+    mine.sort();
+    assert_eq!(mine, vec![(ConvId::General, 2), (dm.clone(), 7)]);
+    let mut both = s.conv_read_markers(&dm).unwrap();
+    both.sort();
+    assert_eq!(both, vec![("alice".to_owned(), 7), ("bob".to_owned(), 1)]);
+
+    let mut room = new_room("#reads", Visibility::Public, "olga");
+    assert!(s.create_room(&room).unwrap());
+    let conv = ConvId::Room("#reads".into());
+    assert_eq!(s.advance_read("olga", &conv, 4).unwrap(), Some(4));
+    let leave = Change::Leave {
+        user: "olga".into(),
+    };
+    assert_eq!(
+        change(s, &mut room, leave, "olga").last(),
+        Some(&Effect::Closed)
+    );
+    assert!(s.conv_read_markers(&conv).unwrap().is_empty());
+    assert_eq!(s.read_markers("olga").unwrap(), vec![]);
+
+    assert!(s.receipts("alice").unwrap());
+    s.set_receipts("alice", false).unwrap();
+    assert!(!s.receipts("alice").unwrap());
+    assert!(s.receipts("bob").unwrap());
+    s.set_receipts("alice", true).unwrap();
+    assert!(s.receipts("alice").unwrap());
+}
+
 /// One `#[test]` per promise of the [`Store`](crate::app::store::Store) contract, each on
 /// a fresh store from `$make` (an expression, evaluated once per test). With `guarded`,
 /// `$make` gives `(guard, store)` and the guard (a temporary directory, a server) lives
@@ -441,6 +486,7 @@ macro_rules! store_contract_tests {
             rooms_persist_every_change_and_close,
             edits_replace_the_text_once_and_keep_no_history,
             reactions_are_one_per_key_and_listed_in_force,
+            read_markers_only_move_forward,
         );
     };
     ($make:expr) => {

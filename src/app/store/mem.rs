@@ -27,6 +27,10 @@ pub struct MemStore {
     rooms: BTreeMap<String, (Room, BTreeMap<String, String>)>,
     /// Reactions in force: (message, user key, reaction key) -> the event that added it.
     reactions: BTreeMap<(MsgId, String, Vec<u8>), MsgId>,
+    /// Read markers by (user key, conversation).
+    reads: BTreeMap<(String, ConvId), Seq>,
+    /// Users who turned seen receipts off.
+    receipts_off: HashSet<String>,
 }
 
 impl MemStore {
@@ -48,6 +52,7 @@ impl MemStore {
             sender: sender.to_owned(),
             cmid,
             kind,
+            mentions: Vec::new(),
         };
         self.events.insert(
             event.id,
@@ -277,6 +282,7 @@ impl Store for MemStore {
             let conv = ConvId::Room(key);
             self.events.retain(|_, e| e.conv != conv);
             self.seqs.remove(&conv);
+            self.reads.retain(|(_, c), _| *c != conv);
             return Ok(());
         }
         let Some((stored, inviters)) = self.rooms.get_mut(&key) else {
@@ -355,6 +361,45 @@ impl Store for MemStore {
         Ok(())
     }
 
+    fn advance_read(&mut self, key: &str, conv: &ConvId, upto: Seq) -> StoreResult<Option<Seq>> {
+        let marker = self
+            .reads
+            .entry((key.to_owned(), conv.clone()))
+            .or_default();
+        if upto <= *marker {
+            return Ok(None);
+        }
+        *marker = upto;
+        Ok(Some(upto))
+    }
+
+    fn read_markers(&mut self, key: &str) -> StoreResult<Vec<(ConvId, Seq)>> {
+        Ok(self
+            .reads
+            .iter()
+            .filter(|((k, _), _)| k == key)
+            .map(|((_, c), s)| (c.clone(), *s))
+            .collect())
+    }
+
+    fn conv_read_markers(&mut self, conv: &ConvId) -> StoreResult<Vec<(String, Seq)>> {
+        Ok(self
+            .reads
+            .iter()
+            .filter(|((_, c), _)| c == conv)
+            .map(|((k, _), s)| (k.clone(), *s))
+            .collect())
+    }
+
+    fn set_receipts(&mut self, key: &str, on: bool) -> StoreResult<()> {
+        if on {
+            self.receipts_off.remove(key);
+        } else {
+            self.receipts_off.insert(key.to_owned());
+        }
+        Ok(())
+    }
+
     fn react(
         &mut self,
         conv: &ConvId,
@@ -403,5 +448,9 @@ impl Store for MemStore {
             .filter(|s| &s.conv == conv)
             .map(|s| s.event.clone())
             .collect())
+    }
+
+    fn receipts(&mut self, key: &str) -> StoreResult<bool> {
+        Ok(!self.receipts_off.contains(key))
     }
 }

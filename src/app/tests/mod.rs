@@ -2,6 +2,7 @@
 //! together in memory, time passed in by hand.
 
 mod edits;
+mod receipts;
 mod resume;
 mod rooms;
 

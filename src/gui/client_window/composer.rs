@@ -5,6 +5,8 @@
 //! the window sends them. While offline, or in a room the user was removed from,
 //! everything is off and says why.
 
+mod mentions;
+
 use std::sync::OnceLock;
 
 use gtk::glib::subclass::Signal;
@@ -39,6 +41,11 @@ mod imp {
         pub(super) read_only: std::cell::RefCell<Option<String>>,
         /// Why the client is offline, if it is.
         pub(super) offline: std::cell::RefCell<Option<String>>,
+        /// The `@` completion list (`composer/mentions.rs`).
+        pub(super) mention_popover: std::cell::RefCell<Option<super::mentions::MentionPopover>>,
+        /// Where the names `@` completes come from (the window).
+        #[allow(clippy::type_complexity)]
+        pub(super) mention_source: std::cell::RefCell<Option<Box<dyn Fn() -> Vec<String>>>>,
     }
 
     #[glib::object_subclass]
@@ -62,6 +69,10 @@ mod imp {
         /// Enter sends; Shift+Enter is a new line. Returns whether the key was used.
         #[template_callback]
         fn on_key_pressed(&self, key: gdk::Key, _keycode: u32, state: gdk::ModifierType) -> bool {
+            // An open `@` list takes Tab, Enter, Up, Down and Escape first.
+            if self.obj().mention_key(key) {
+                return true;
+            }
             if key == gdk::Key::Escape && *self.mode.borrow() != super::ComposeMode::Message {
                 self.obj().cancel_mode();
                 return true;
@@ -106,6 +117,12 @@ mod imp {
                 ]
             })
         }
+
+        fn dispose(&self) {
+            if let Some(p) = self.mention_popover.take() {
+                p.unparent();
+            }
+        }
     }
 
     impl WidgetImpl for LwComposer {}
@@ -135,6 +152,11 @@ impl LwComposer {
             buffer.set_text("");
             self.set_mode(ComposeMode::Message, "");
         }
+    }
+
+    /// The text field's buffer (the window follows it for typing notices).
+    pub fn text_buffer(&self) -> gtk::TextBuffer {
+        self.imp().text_view.buffer()
     }
 
     /// Types `text` into the field and sends it, as Enter would.

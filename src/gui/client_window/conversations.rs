@@ -182,6 +182,7 @@ impl LwClientWindow {
         imp.composer
             .set_read_only(conv.is_read_only().then(|| conv.removed()).as_deref());
         imp.title_label.set_text(&conv.name());
+        self.conversation_shown(conv);
         let own_history = conv.is_private() || (conv.is_room() && !conv.is_general());
         if own_history && !conv.is_read_only() && conv.is_empty() && conv.begin_history_request() {
             self.send_command(Command::History {

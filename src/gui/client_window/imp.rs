@@ -93,6 +93,8 @@ pub struct LwClientWindow {
     pub(super) new_room_dialog: RefCell<Option<LwNewRoomDialog>>,
     /// The room directory, made when first opened.
     pub(super) directory: RefCell<Option<LwRoomDirectory>>,
+    /// Read state, typing and receipts (`read_state.rs`).
+    pub(super) read_ui: RefCell<Option<super::read_state::ReadUi>>,
 }
 
 #[glib::object_subclass]

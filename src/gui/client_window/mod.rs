@@ -37,6 +37,7 @@ mod imp;
 mod jump;
 pub mod message_list;
 pub mod new_room_dialog;
+mod read_state;
 pub mod room_directory;
 pub mod room_header;
 pub mod rooms;
@@ -129,8 +130,10 @@ impl LwClientWindow {
                 && let Some(c) = win.current()
             {
                 c.set_unread(0);
+                win.mark_read(&c);
             }
         });
+        self.setup_read_state();
         self.set_chat_visible(false);
     }
 

@@ -112,8 +112,11 @@ impl LwClientWindow {
                     file,
                     reply_to,
                     edited,
+                    mentions_me,
+                    ..
                 }) => {
                     let mut m = self.received(id, seq, from, text, ts);
+                    m.mention = mentions_me;
                     m.file = file;
                     (m.reply_to, m.edited) = (reply_to, edited);
                     match run.last_mut() {
@@ -177,6 +180,7 @@ impl LwClientWindow {
             if !visible {
                 c.set_unread(c.unread() + incoming.len() as u32);
             }
+            self.messages_arrived(&c, &incoming, visible);
             if !self.is_active()
                 && let Some(last) = incoming.last()
                 && let Some(text) = &last.text
@@ -350,10 +354,12 @@ impl LwClientWindow {
                 ts,
                 reply_to,
                 edited,
+                mentions_me,
                 ..
             } => {
                 let mut m = self.received(id, seq, from, text, ts);
                 (m.reply_to, m.edited) = (reply_to, edited);
+                m.mention = mentions_me;
                 self.flush_messages(vec![(conv, vec![m])]);
             }
             Event::KeyChanged { user, new, .. } => {
@@ -408,6 +414,7 @@ impl LwClientWindow {
                         edited: m.edited,
                         reply_to: m.reply_to,
                         reactions: m.reactions,
+                        mention: m.mentions_me,
                     })
                     .collect();
                 if imp
@@ -433,6 +440,12 @@ impl LwClientWindow {
             | Event::Member { .. }
             | Event::Topic { .. }
             | Event::Members { .. }) => self.handle_room_event(e),
+            // Read state, typing: `read_state.rs`.
+            e @ (Event::Read { .. }
+            | Event::Seen { .. }
+            | Event::SeenBy { .. }
+            | Event::Typing { .. }
+            | Event::Receipts { .. }) => self.handle_read_event(e),
             // A figure for scripts and tests; the window has nothing to show for it.
             Event::Streams { .. } => {}
             // Which node of a cluster: the subtitle names the server as typed.

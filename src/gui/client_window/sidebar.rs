@@ -245,8 +245,24 @@ fn row(conv: &LwConversation) -> gtk::Widget {
         .valign(gtk::Align::Center)
         .css_classes(["badge"])
         .build();
+    // Unread mentions of the user, counted apart from the unread messages.
+    let mention_badge = gtk::Label::builder()
+        .valign(gtk::Align::Center)
+        .css_classes(["badge", "mention-badge"])
+        .build();
+    let mentions = {
+        let b = mention_badge.clone();
+        move |c: &LwConversation| {
+            b.set_text(&format!("@{}", c.mentions()));
+            b.set_tooltip_text(Some(&format!("{} unread mentions of you", c.mentions())));
+            b.set_visible(c.mentions() > 0);
+        }
+    };
+    mentions(conv);
+    conv.connect_mentions_notify(move |c| mentions(c));
     row.append(&icon);
     row.append(&label);
+    row.append(&mention_badge);
     row.append(&badge);
     if conv.is_private() {
         row.append(&dot);
