@@ -16,6 +16,7 @@
 //! │   │                    when idle), incoming, outbox, barrier, rooms, keys, backoff
 //! │   ├── files.rs         file messages and chunk arithmetic
 //! │   ├── limits.rs        configurable limits, token buckets, backoff
+//! │   ├── search.rs        what a search query means (words, prefix, limits)
 //! │   ├── store.rs         the `Store` trait (+ store/mem.rs and store/contract.rs with
 //! │   │                    the `test-util` feature: the in-memory store and the suite
 //! │   │                    every store passes)
@@ -39,6 +40,7 @@
 //! │   └── faulty.rs        a seeded faulty UDP socket (feature `test-util`)
 //! ├── store/               backends of the `Store` trait: SQLite (mod.rs, rooms.rs), the
 //! │                        default; PostgreSQL (postgres.rs, feature `postgres`)
+//! ├── client_index.rs      the client's local search index of its private conversations
 //! ├── scripted.rs          the JSON-lines contract of `server --headless` and `chat`
 //! ├── paths.rs             default directories and file locations
 //! ├── cli.rs               the command line
@@ -51,6 +53,7 @@
 
 pub mod app;
 pub mod cli;
+pub mod client_index;
 #[doc(hidden)]
 pub mod fuzzing;
 #[cfg(feature = "gui")]

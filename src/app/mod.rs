@@ -8,6 +8,7 @@ pub mod ids;
 pub mod limits;
 pub mod protocol;
 pub mod rooms;
+pub mod search;
 pub mod server;
 pub mod store;
 

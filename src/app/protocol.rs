@@ -212,6 +212,18 @@ pub enum ControlUp {
         /// Highest hide counter this client has seen.
         hide_cursor: u64,
     },
+    /// Search the server-readable conversations the user can read (`#general`, rooms; see
+    /// `crate::app::search`). Answered by [`ControlDown::Search`] with the same token.
+    Search {
+        /// Echoed in the answer.
+        token: u64,
+        /// The words to look for.
+        query: String,
+        /// One conversation only (`None`: all of them).
+        conv: Option<ConvId>,
+        /// At most this many results (capped by the server).
+        limit: u32,
+    },
 }
 
 /// Server to client, on the control stream.
@@ -285,6 +297,13 @@ pub enum ControlDown {
         token: [u8; 32],
         /// When it stops working (Unix ms).
         expires_ms: u64,
+    },
+    /// Answer to [`ControlUp::Search`]: matching messages, newest first.
+    Search {
+        /// Echoed.
+        token: u64,
+        /// The matches.
+        results: Vec<crate::app::search::SearchHit>,
     },
 }
 

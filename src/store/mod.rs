@@ -27,6 +27,9 @@ use crate::app::store::{
 #[cfg(feature = "postgres")]
 mod postgres;
 mod rooms;
+mod search;
+
+pub use search::fts5_match;
 
 #[cfg(feature = "postgres")]
 pub use postgres::PgStore;
@@ -112,6 +115,8 @@ const MIGRATIONS: &[&str] = &[
         expires INTEGER NOT NULL
      );
      CREATE INDEX resume_tokens_expires ON resume_tokens (expires);",
+    // 6: full-text search over #general and rooms (src/store/search.rs).
+    search::MIGRATION,
 ];
 
 /// The migration after which every stored skeleton is [`skeleton_of`] its name.
@@ -714,6 +719,16 @@ impl Store for SqliteStore {
             .execute(params![key, hseq, id as i64, conv.storage_key()])
             .map_err(err)?;
         Ok(Some(hseq as u64))
+    }
+
+    fn search(
+        &mut self,
+        query: &crate::app::search::SearchQuery,
+        scopes: &[crate::app::search::SearchScope],
+        viewer: &str,
+        limit: usize,
+    ) -> StoreResult<Vec<StoredEvent>> {
+        search::search(&self.db, query, scopes, viewer, limit)
     }
 
     fn hidden_after(&mut self, key: &str, after: u64) -> StoreResult<Vec<Hidden>> {

@@ -30,6 +30,7 @@
 //! was acknowledged. A lost connection is re-opened at the next [`Store::begin`].
 
 mod rooms;
+mod search;
 
 use std::collections::HashMap;
 
@@ -129,6 +130,8 @@ const MIGRATIONS: &[&str] = &[
         expires BIGINT NOT NULL
      );
      CREATE INDEX resume_tokens_expires ON resume_tokens (expires);",
+    // 3: full-text search over #general and rooms (postgres/search.rs).
+    search::MIGRATION,
 ];
 
 /// The advisory lock key that serialises migrations of nodes starting together
@@ -793,6 +796,16 @@ impl Store for PgStore {
                 })
                 .collect())
         })
+    }
+
+    fn search(
+        &mut self,
+        query: &crate::app::search::SearchQuery,
+        scopes: &[crate::app::search::SearchScope],
+        viewer: &str,
+        limit: usize,
+    ) -> StoreResult<Vec<StoredEvent>> {
+        self.run(|c| search::search(c, query, scopes, viewer, limit))
     }
 
     fn load_rooms(&mut self) -> StoreResult<Vec<StoredRoom>> {

@@ -18,11 +18,13 @@ mod incoming;
 mod keys;
 mod outbox;
 mod rooms;
+mod search;
 mod streams;
 
 pub use backoff::Backoff;
 pub use command::{Command, Event, HistoryItem, InvitationItem, RoomItem};
 pub use keys::{from_hex, to_hex};
+pub use search::{LocalScope, SearchItem, SearchPlan};
 pub use streams::{MAX_CONV_STREAMS, STREAM_IDLE};
 
 use std::collections::{BTreeMap, HashSet, VecDeque};
@@ -118,6 +120,8 @@ pub struct ClientCore {
     stream_idle: u64,
     /// Conversation streams open at once, at most.
     max_streams: usize,
+    /// Searches waiting for the server.
+    searches: search::Searches,
     out: Vec<Output>,
 }
 
@@ -159,6 +163,7 @@ impl ClientCore {
             now: 0,
             stream_idle: STREAM_IDLE.as_millis() as u64,
             max_streams: MAX_CONV_STREAMS,
+            searches: search::Searches::default(),
             out: Vec::new(),
         }
     }
@@ -353,6 +358,13 @@ impl ClientCore {
                 self.event(Event::Streams { open, reading });
             }
             Command::Logout => self.log_out(),
+            Command::Search { query, conv, limit } => {
+                // Without the driver's local index: the server's half only.
+                match self.search_plan(&query, conv.as_deref(), limit) {
+                    Ok(plan) => return self.search(plan, Vec::new()),
+                    Err(e) => self.event(e),
+                }
+            }
             Command::SendFile { .. } | Command::Download { .. } | Command::Cancel { .. } => self
                 .event(Event::error(
                     ErrorCode::BadRequest,
@@ -458,6 +470,7 @@ impl ClientCore {
             b.waiting = 0;
             b.round = 1;
         }
+        self.searches_lost();
         std::mem::take(&mut self.out)
     }
 
@@ -488,6 +501,7 @@ impl ClientCore {
                 self.resume = Some((token, expires_ms));
                 self.dirty = true;
             }
+            ControlDown::Search { token, results } => self.search_answered(token, results),
             ControlDown::LoginOk { .. }
             | ControlDown::LoginRefused { .. }
             | ControlDown::Closing { .. } => {}

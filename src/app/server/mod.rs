@@ -7,12 +7,13 @@
 //! Layout: `api` holds the inputs and outputs; this file the core, its dispatch and the
 //! helpers every part uses; `session` logins, presence and the control stream; `convs`
 //! conversation streams (open, catch-up, history, send, fan-out); `delete` deletions;
-//! `rooms` rooms and their moderation.
+//! `rooms` rooms and their moderation; `search` message search.
 
 mod api;
 mod convs;
 mod delete;
 mod rooms;
+mod search;
 mod session;
 
 pub use api::{Input, Output, ServerLog};

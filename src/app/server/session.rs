@@ -222,6 +222,15 @@ impl<S: Store> ServerCore<S> {
                 let (name, key) = (session.name.clone(), session.key.clone());
                 self.delete(conn, &name, &key, id, scope, now)?;
             }
+            ControlUp::Search {
+                token,
+                query,
+                conv,
+                limit,
+            } => {
+                let key = session.key.clone();
+                self.search(conn, &key, token, &query, conv, limit)?;
+            }
         }
         Ok(())
     }

@@ -7,6 +7,11 @@
 //! against every implementation, so a new backend is one line there. Behind the
 //! `test-util` feature.
 
+mod search;
+pub use search::{
+    search_matches_whole_words_newest_first, search_stays_in_scopes_and_skips_what_is_gone,
+};
+
 use super::{Store, StoredEvent, UserRecord};
 use crate::app::ids::{ClientMsgId, ConvId};
 use crate::app::protocol::{ConvEvent, EventKind};
@@ -436,6 +441,8 @@ macro_rules! store_contract_tests {
             hides_are_per_user_and_numbered,
             conversations_list_general_and_own_private_ones,
             rooms_persist_every_change_and_close,
+            search_matches_whole_words_newest_first,
+            search_stays_in_scopes_and_skips_what_is_gone,
         );
     };
     ($make:expr) => {

@@ -34,6 +34,7 @@ pub mod new_room_dialog;
 pub mod room_directory;
 pub mod room_header;
 pub mod rooms;
+mod search;
 mod session;
 pub mod sidebar;
 pub mod user_facing;

@@ -422,6 +422,7 @@ impl LwClientWindow {
             | Event::Members { .. }) => self.handle_room_event(e),
             // A figure for scripts and tests; the window has nothing to show for it.
             Event::Streams { .. } => {}
+            Event::Search { results } => self.show_search_results(results),
             Event::Sync => {
                 imp.syncs.set(imp.syncs.get() + 1);
                 if let Some(s) = imp.session.borrow_mut().as_mut() {

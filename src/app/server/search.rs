@@ -1,0 +1,94 @@
+//! Search: the server looks only where the user may read — `#general`, the rooms they are
+//! a member of (a private room from the moment they joined, as history does) — and never
+//! in private conversations, whose bodies it cannot read. The query is neither logged nor
+//! stored (the operator's log says that a search ran, not what it looked for).
+
+use super::ServerCore;
+use crate::app::ids::{ConnId, ConvId};
+use crate::app::protocol::{ControlDown, ErrorCode, EventKind};
+use crate::app::search::{DEFAULT_LIMIT, MAX_LIMIT, SearchHit, SearchQuery, SearchScope};
+use crate::app::store::{Store, StoreError};
+
+impl<S: Store> ServerCore<S> {
+    /// Answers [`crate::app::protocol::ControlUp::Search`].
+    pub(super) fn search(
+        &mut self,
+        conn: ConnId,
+        key: &str,
+        token: u64,
+        query: &str,
+        conv: Option<ConvId>,
+        limit: u32,
+    ) -> Result<(), StoreError> {
+        let query = match SearchQuery::parse(query) {
+            Ok(q) => q,
+            Err(e) => {
+                self.control_error(conn, ErrorCode::BadRequest, e.to_string());
+                return Ok(());
+            }
+        };
+        let limit = match limit as usize {
+            0 => DEFAULT_LIMIT,
+            n => n.min(MAX_LIMIT),
+        };
+        let scopes = match conv {
+            None => self.search_scopes(key),
+            Some(ConvId::General) => vec![SearchScope {
+                conv: ConvId::General,
+                from: 1,
+            }],
+            Some(ConvId::Room(room)) => match self.room_conv(key, &room) {
+                Ok(conv) => {
+                    let from = self.visible_from(&conv, key);
+                    vec![SearchScope { conv, from }]
+                }
+                Err((code, msg)) => {
+                    self.control_error(conn, code, msg);
+                    return Ok(());
+                }
+            },
+            Some(ConvId::Direct(..)) => {
+                let msg = "private conversations are end-to-end encrypted: only your device can search them";
+                self.control_error(conn, ErrorCode::BadRequest, msg);
+                return Ok(());
+            }
+        };
+        let found = self.store.search(&query, &scopes, key, limit)?;
+        let results: Vec<SearchHit> = found
+            .into_iter()
+            .filter_map(|s| {
+                let EventKind::Message { body } = s.event.kind else {
+                    return None;
+                };
+                Some(SearchHit {
+                    conv: s.conv,
+                    id: s.event.id,
+                    seq: s.event.seq,
+                    from: s.event.sender,
+                    text: String::from_utf8(body).ok()?,
+                    ts: s.event.ts,
+                })
+            })
+            .collect();
+        tracing::debug!(user = key, results = results.len(), "search");
+        self.control_out(conn, ControlDown::Search { token, results });
+        Ok(())
+    }
+
+    /// Everywhere `key` may search: `#general`, and each room they are a member of from
+    /// the first message they may read.
+    fn search_scopes(&self, key: &str) -> Vec<SearchScope> {
+        let mut scopes = vec![SearchScope {
+            conv: ConvId::General,
+            from: 1,
+        }];
+        for (room, entry) in &self.rooms {
+            if entry.room.is_member(key) {
+                let conv = ConvId::Room(room.clone());
+                let from = self.visible_from(&conv, key);
+                scopes.push(SearchScope { conv, from });
+            }
+        }
+        scopes
+    }
+}
