@@ -106,7 +106,7 @@ impl ClientIndex {
     pub fn in_memory() -> Self {
         let db = Connection::open_in_memory()
             .map_err(sql_err)
-            .and_then(|db| Self::setup(db));
+            .and_then(Self::setup);
         Self { db: db.ok() }
     }
 

@@ -120,11 +120,6 @@ pub struct SearchHit {
     pub ts: u64,
 }
 
-/// Newest first (by time, then id): the order of every result list.
-pub fn newest_first(hits: &mut [SearchHit]) {
-    hits.sort_by(|a, b| (b.ts, b.id).cmp(&(a.ts, a.id)));
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -62,7 +62,7 @@ pub(super) struct Searches(BTreeMap<u64, (Vec<SearchItem>, usize)>);
 
 /// Merges result lists: each message once, newest first, at most `limit`.
 fn merge(mut items: Vec<SearchItem>, limit: usize) -> Vec<SearchItem> {
-    items.sort_by(|a, b| (b.ts, b.id).cmp(&(a.ts, a.id)));
+    items.sort_by_key(|i| std::cmp::Reverse((i.ts, i.id)));
     items.dedup_by_key(|i| i.id);
     items.truncate(limit);
     items

@@ -327,7 +327,7 @@ impl Store for MemStore {
             })
             .cloned()
             .collect();
-        found.sort_by(|a, b| (b.event.ts, b.event.id).cmp(&(a.event.ts, a.event.id)));
+        found.sort_by_key(|e| std::cmp::Reverse((e.event.ts, e.event.id)));
         found.truncate(limit);
         Ok(found)
     }
