@@ -29,6 +29,9 @@ use livewire::gui::{LwClientWindow, LwServerWindow};
 use livewire::transport::client::Trust;
 use livewire::transport::server::ServerOptions;
 
+#[path = "gui/search.rs"]
+mod search_scenario;
+
 const TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Warnings that are harmless here, as (log domain, text the message contains). Each one
@@ -402,6 +405,7 @@ fn main() {
     println!("ok: the operator deleted a #general message by its [id] from the server window");
 
     rooms_scenario(&server, &alice, &bob);
+    search_scenario::search_scenario(&alice, &bob);
 
     // A file, sent with the attach path (the button and a drop call it) and downloaded
     // through the download button's path by bob: same bytes at the other end.

@@ -16,6 +16,8 @@
 //! - `conversations`: which conversations exist, which one is shown, presence.
 //! - `files`: sending and saving files (the dialogs).
 //! - [`rooms`]: what room events do, and the room commands the user gives.
+//! - [`search_panel`]: `LwSearchPanel`, the search bar and its results; `search` sends
+//!   searches, shows answers and jumps to a picked message.
 //! - [`user_facing`]: the words a user reads for each error.
 //!
 //! The window owns a [`ClientHandle`](crate::transport::client::ClientHandle) while logged
@@ -35,6 +37,7 @@ pub mod room_directory;
 pub mod room_header;
 pub mod rooms;
 mod search;
+pub mod search_panel;
 mod session;
 pub mod sidebar;
 pub mod user_facing;
@@ -98,6 +101,7 @@ impl LwClientWindow {
         self.imp().invitations.replace(Some(invitations.clone()));
         self.imp().sidebar.bind_invitations(&invitations);
         self.add_action_entries(rooms::moderation_actions());
+        self.setup_search();
 
         // Actions used by the message rows (context menu, download button).
         self.add_action_entries([
@@ -260,6 +264,10 @@ impl LwClientWindow {
         imp.stack
             .set_visible_child_name(if chat { "chat" } else { "connect" });
         imp.logout_button.set_visible(chat);
+        imp.search_button.set_visible(chat);
+        if !chat {
+            imp.search_panel.set_open(false);
+        }
         imp.new_chat_button.set_visible(chat);
         imp.subtitle_label.set_visible(chat);
         if !chat {
