@@ -65,6 +65,23 @@ pub fn search_scenario(alice: &LwClientWindow, bob: &LwClientWindow) {
     );
     assert_eq!(panel.status().as_deref(), Some("2 messages"));
     wait_frames(alice, 3);
+    // `LIVEWIRE_GUI_SHOT_SEARCH=path.png` captures alice's window with the results
+    // (docs/screenshots/search.png).
+    if let Ok(path) = std::env::var("LIVEWIRE_GUI_SHOT_SEARCH") {
+        // The bar slides in: let the animation end.
+        let start = std::time::Instant::now();
+        wait_until("the bar's animation", || {
+            start.elapsed() > std::time::Duration::from_secs(1)
+        });
+        wait_frames(alice, 3);
+        let shot = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "import -window \"$(xdotool search --name 'LiveWire — alice' | head -1)\" '{path}'"
+            ))
+            .status();
+        println!("screenshot {path}: {shot:?}");
+    }
 
     panel.search_for("nosuchwordanywhere");
     wait_until("no results", || {
