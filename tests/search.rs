@@ -148,6 +148,18 @@ fn finds_what_the_user_can_read_and_nothing_else() {
     );
     assert_eq!(e["code"], "bad_command", "{e}");
 
+    // A flood of searches is rate-limited (per user), without a disconnect.
+    for _ in 0..60 {
+        alice.cmd(json!({"cmd": "search", "query": "z"}));
+    }
+    let flood = alice.sync();
+    let limited = flood
+        .iter()
+        .filter(|v| v["event"] == "error" && v["code"] == "rate_limited")
+        .count();
+    assert!(limited > 0, "60 searches at once were all run: {flood:?}");
+    assert_eq!(limited + events(&flood, "search").len(), 60);
+
     // Leaving a room takes it out of the search.
     bob.cmd(json!({"cmd": "leave", "room": "#design"}));
     bob.expect("left", |v| v["event"] == "left");

@@ -298,12 +298,13 @@ pub enum ControlDown {
         /// When it stops working (Unix ms).
         expires_ms: u64,
     },
-    /// Answer to [`ControlUp::Search`]: matching messages, newest first.
+    /// Answer to [`ControlUp::Search`]: matching messages, newest first, or why the
+    /// search was refused (so the client knows which search an error ends).
     Search {
         /// Echoed.
         token: u64,
-        /// The matches.
-        results: Vec<crate::app::search::SearchHit>,
+        /// The matches, or the refusal: code and words for a person.
+        results: Result<Vec<crate::app::search::SearchHit>, (ErrorCode, String)>,
     },
 }
 

@@ -24,6 +24,11 @@ pub const MAX_LIMIT: usize = 200;
 pub const MAX_WORDS: usize = 16;
 /// The longest query, in bytes.
 pub const MAX_QUERY: usize = 512;
+/// Searches a user may run at once on the server (then [`SEARCH_PER_SEC`]): a GUI
+/// searches as the user types, a flood of prefix searches would keep the server busy.
+pub const SEARCH_BURST: u32 = 20;
+/// Searches per second a user may run on the server after [`SEARCH_BURST`].
+pub const SEARCH_PER_SEC: u32 = 5;
 
 /// Why a query was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -136,10 +136,18 @@ impl ClientCore {
         std::mem::take(&mut self.out)
     }
 
-    /// The server's answer: merged with the local results it waited for.
-    pub(super) fn search_answered(&mut self, token: u64, hits: Vec<SearchHit>) {
+    /// The server's answer: merged with the local results it waited for, or its refusal.
+    pub(super) fn search_answered(
+        &mut self,
+        token: u64,
+        answer: Result<Vec<SearchHit>, (ErrorCode, String)>,
+    ) {
         let Some((mut items, limit)) = self.searches.0.remove(&token) else {
             return;
+        };
+        let hits = match answer {
+            Ok(hits) => hits,
+            Err((code, message)) => return self.event(Event::error(code, message)),
         };
         items.extend(hits.into_iter().map(|h| SearchItem {
             conv: self.label(&h.conv),
@@ -220,13 +228,39 @@ mod tests {
         };
         let out = core.control(ControlDown::Search {
             token,
-            results: vec![hit(7, 70), hit(3, 30), hit(1, 10)],
+            results: Ok(vec![hit(7, 70), hit(3, 30), hit(1, 10)]),
         });
         let [Output::Event(Event::Search { results })] = &out[..] else {
             panic!("{out:?}");
         };
         let got: Vec<(MsgId, &str)> = results.iter().map(|r| (r.id, r.conv.as_str())).collect();
         assert_eq!(got, [(7, "#general"), (5, "@bob"), (3, "#general")]);
+        // A refusal ends its search with an error, and nothing waits for it any more.
+        let plan = core.search_plan("x", None, None).unwrap();
+        let out = core.search(plan, vec![]);
+        let Some(Output::Control(ControlUp::Search { token, .. })) = out.last().cloned() else {
+            panic!("no server search in {out:?}");
+        };
+        let out = core.control(ControlDown::Search {
+            token,
+            results: Err((ErrorCode::RateLimited, "slow down".into())),
+        });
+        assert!(
+            matches!(
+                &out[..],
+                [Output::Event(Event::Error {
+                    code: ErrorCode::RateLimited,
+                    ..
+                })]
+            ),
+            "{out:?}"
+        );
+        assert!(
+            core.disconnected("gone".into())
+                .iter()
+                .all(|o| !matches!(o, Output::Event(Event::Error { .. })))
+        );
+        core.logged_in("alice".into(), vec![], vec![], vec![], 60);
         // A private conversation's search is answered at once, without the server.
         let plan = core.search_plan("x", Some("@bob"), None).unwrap();
         let out = core.search(plan, vec![item(2, 20)]);

@@ -5,9 +5,24 @@
 
 use super::ServerCore;
 use crate::app::ids::{ConnId, ConvId};
+use crate::app::limits::TokenBucket;
 use crate::app::protocol::{ControlDown, ErrorCode, EventKind};
-use crate::app::search::{DEFAULT_LIMIT, MAX_LIMIT, SearchHit, SearchQuery, SearchScope};
+use crate::app::search::{
+    DEFAULT_LIMIT, MAX_LIMIT, SEARCH_BURST, SEARCH_PER_SEC, SearchHit, SearchQuery, SearchScope,
+};
 use crate::app::store::{Store, StoreError};
+
+/// The fields of a [`crate::app::protocol::ControlUp::Search`].
+pub(super) struct SearchRequest {
+    /// Echoed in the answer.
+    pub token: u64,
+    /// The words.
+    pub query: String,
+    /// One conversation, or all.
+    pub conv: Option<ConvId>,
+    /// Results wanted (0: the default).
+    pub limit: u32,
+}
 
 impl<S: Store> ServerCore<S> {
     /// Answers [`crate::app::protocol::ControlUp::Search`].
@@ -15,15 +30,30 @@ impl<S: Store> ServerCore<S> {
         &mut self,
         conn: ConnId,
         key: &str,
-        token: u64,
-        query: &str,
-        conv: Option<ConvId>,
-        limit: u32,
+        req: SearchRequest,
+        now: u64,
     ) -> Result<(), StoreError> {
-        let query = match SearchQuery::parse(query) {
+        let SearchRequest {
+            token,
+            query,
+            conv,
+            limit,
+        } = req;
+        // Per user (all sessions), in the table of message buckets under a key no user
+        // name can have (`:` is not allowed in names).
+        let bucket = self
+            .buckets
+            .entry(format!("search:{key}"))
+            .or_insert_with(|| TokenBucket::new(SEARCH_BURST, now));
+        if let Err(ms) = bucket.take(SEARCH_BURST, SEARCH_PER_SEC, now) {
+            let msg = format!("searching too fast; retry in {ms} ms");
+            self.search_refused(conn, token, ErrorCode::RateLimited, msg);
+            return Ok(());
+        }
+        let query = match SearchQuery::parse(&query) {
             Ok(q) => q,
             Err(e) => {
-                self.control_error(conn, ErrorCode::BadRequest, e.to_string());
+                self.search_refused(conn, token, ErrorCode::BadRequest, e.to_string());
                 return Ok(());
             }
         };
@@ -43,13 +73,13 @@ impl<S: Store> ServerCore<S> {
                     vec![SearchScope { conv, from }]
                 }
                 Err((code, msg)) => {
-                    self.control_error(conn, code, msg);
+                    self.search_refused(conn, token, code, msg);
                     return Ok(());
                 }
             },
             Some(ConvId::Direct(..)) => {
                 let msg = "private conversations are end-to-end encrypted: only your device can search them";
-                self.control_error(conn, ErrorCode::BadRequest, msg);
+                self.search_refused(conn, token, ErrorCode::BadRequest, msg.into());
                 return Ok(());
             }
         };
@@ -71,8 +101,14 @@ impl<S: Store> ServerCore<S> {
             })
             .collect();
         tracing::debug!(user = key, results = results.len(), "search");
+        let results = Ok(results);
         self.control_out(conn, ControlDown::Search { token, results });
         Ok(())
+    }
+
+    fn search_refused(&mut self, conn: ConnId, token: u64, code: ErrorCode, message: String) {
+        let results = Err((code, message));
+        self.control_out(conn, ControlDown::Search { token, results });
     }
 
     /// Everywhere `key` may search: `#general`, and each room they are a member of from

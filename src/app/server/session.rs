@@ -229,7 +229,13 @@ impl<S: Store> ServerCore<S> {
                 limit,
             } => {
                 let key = session.key.clone();
-                self.search(conn, &key, token, &query, conv, limit)?;
+                let req = super::search::SearchRequest {
+                    token,
+                    query,
+                    conv,
+                    limit,
+                };
+                self.search(conn, &key, req, now)?;
             }
         }
         Ok(())
