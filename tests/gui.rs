@@ -451,6 +451,10 @@ fn main() {
     // Log out returns to the connect screen without quitting.
     bob.logout();
     assert!(!bob.is_logged_in());
+    assert!(
+        bob.search_panel().results().is_empty(),
+        "logout forgets the search"
+    );
     assert!(bob.conversations().n_items() == 0);
     wait_until("bob to leave the server's table", || {
         server.clients().n_items() == 1

@@ -16,6 +16,8 @@ pub fn search_scenario(alice: &LwClientWindow, bob: &LwClientWindow) {
         to: "#general".into(),
         text: "the heron is back at the pond".into(),
     });
+    // Stored before bob's, so it is the older of the two.
+    sync(alice);
     bob.send_command(Command::Send {
         to: "@alice".into(),
         text: "saw a heron this morning".into(),
@@ -93,6 +95,9 @@ pub fn search_scenario(alice: &LwClientWindow, bob: &LwClientWindow) {
     wait_until("the result's conversation shown and the bar closed", || {
         alice.current().is_some_and(|c| c.name() == "#general") && !panel.is_open()
     });
+    // Bob searches too; the main scenario later checks that logging out forgets it.
+    bob.search_panel().search_for("heron");
+    wait_until("bob's results", || bob.search_panel().results().len() == 2);
     println!(
         "ok: search from the header and Ctrl+F lists #general and private matches; a result opens its conversation"
     );

@@ -266,7 +266,7 @@ impl LwClientWindow {
         imp.logout_button.set_visible(chat);
         imp.search_button.set_visible(chat);
         if !chat {
-            imp.search_panel.set_open(false);
+            imp.search_panel.reset();
         }
         imp.new_chat_button.set_visible(chat);
         imp.subtitle_label.set_visible(chat);

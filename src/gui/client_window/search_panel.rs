@@ -177,6 +177,15 @@ impl LwSearchPanel {
         self.search_now();
     }
 
+    /// Closes the bar and forgets the query and its results (at logout: the next user of
+    /// the window must not see them).
+    pub fn reset(&self) {
+        self.set_open(false);
+        self.imp().entry.set_text("");
+        self.set_results(Vec::new());
+        self.imp().status_label.set_visible(false);
+    }
+
     /// Emits `search` for the field's text, or clears the list when it is blank.
     fn search_now(&self) {
         let query = self.imp().entry.text().to_string();
