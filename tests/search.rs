@@ -148,6 +148,26 @@ fn finds_what_the_user_can_read_and_nothing_else() {
     );
     assert_eq!(e["code"], "bad_command", "{e}");
 
+    // A private room is searched from the moment one joined, as its history is read.
+    carol.cmd(json!({"cmd": "invite", "room": "#secret", "user": "alice"}));
+    alice.expect("invited", |v| v["event"] == "invited");
+    alice.cmd(json!({"cmd": "accept", "room": "#secret"}));
+    alice.expect("joined", |v| {
+        v["event"] == "joined" && v["room"] == "#secret"
+    });
+    sent_id(&mut carol, "#secret", "zebra plans once alice is in");
+    alice.sync();
+    let secret = found(&search(&mut alice, json!({"query": "zebra plans"})));
+    assert_eq!(
+        secret,
+        [(
+            "#secret".into(),
+            "carol".into(),
+            "zebra plans once alice is in".into()
+        )],
+        "what was said before alice joined stays hidden from her"
+    );
+
     // A flood of searches is rate-limited (per user), without a disconnect.
     for _ in 0..60 {
         alice.cmd(json!({"cmd": "search", "query": "z"}));
