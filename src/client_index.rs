@@ -42,9 +42,6 @@ const SCHEMA: &str = "
     PRAGMA user_version = 1;
 ";
 
-/// Texts that are the client's own notices, not a message's words.
-const NOT_TEXT: &[&str] = &[crate::transport::client::UNREADABLE];
-
 /// One change to the index.
 enum Change {
     Put(SearchItem),
@@ -54,6 +51,9 @@ enum Change {
 /// The local index (or nothing, when it could not be opened).
 pub struct ClientIndex {
     db: Option<Connection>,
+    /// Texts that are the client's own notices in place of a message (one that could
+    /// not be decrypted), not words someone wrote: never indexed.
+    notices: Vec<&'static str>,
 }
 
 /// Where the index of a client whose state file is `state_file` lives.
@@ -91,13 +91,19 @@ impl ClientIndex {
     /// Opens (or creates) the index at `path`. On failure the client runs without one.
     pub fn open(path: &Path) -> Self {
         match Self::try_open(path) {
-            Ok(db) => Self { db: Some(db) },
+            Ok(db) => Self {
+                db: Some(db),
+                notices: Vec::new(),
+            },
             Err(e) => {
                 tracing::warn!(
                     "the local search index {} is unavailable: {e}; private conversations will not be searched",
                     path.display()
                 );
-                Self { db: None }
+                Self {
+                    db: None,
+                    notices: Vec::new(),
+                }
             }
         }
     }
@@ -107,7 +113,17 @@ impl ClientIndex {
         let db = Connection::open_in_memory()
             .map_err(sql_err)
             .and_then(Self::setup);
-        Self { db: db.ok() }
+        Self {
+            db: db.ok(),
+            notices: Vec::new(),
+        }
+    }
+
+    /// Never indexes a message whose text is `notice` (the client's own words shown in
+    /// place of a message).
+    pub fn ignoring(mut self, notice: &'static str) -> Self {
+        self.notices.push(notice);
+        self
     }
 
     fn try_open(path: &Path) -> Result<Connection, String> {
@@ -148,7 +164,7 @@ impl ClientIndex {
                 Output::Event(e) => Some(e),
                 _ => None,
             })
-            .flat_map(|e| changes(me, e))
+            .flat_map(|e| changes(me, e, &self.notices))
             .collect();
         if changes.is_empty() {
             return;
@@ -201,10 +217,10 @@ impl ClientIndex {
 
 /// What one event changes in the index: only private conversations (`@peer`) are kept;
 /// deletes are by id (ids are unique across conversations).
-fn changes(me: &str, e: &Event) -> Vec<Change> {
+fn changes(me: &str, e: &Event, notices: &[&str]) -> Vec<Change> {
     let private = |conv: &str| conv.starts_with('@');
     let put = |conv: &str, id: u64, from: &str, text: &str, ts: u64| {
-        if NOT_TEXT.contains(&text) {
+        if notices.contains(&text) {
             return Change::Remove(id);
         }
         Change::Put(SearchItem {
@@ -327,7 +343,7 @@ mod tests {
     fn private_messages_are_indexed_and_deletes_leave_no_trace_on_disk() {
         let dir = tempfile::tempdir().unwrap();
         let path = index_path(&dir.path().join("alice.json"));
-        let mut index = ClientIndex::open(&path);
+        let mut index = ClientIndex::open(&path).ignoring("could not be decrypted here");
         assert!(index.is_available());
         index.note(
             "alice",
@@ -335,6 +351,7 @@ mod tests {
                 message("@bob", 1, &format!("the {CANARY} is here")),
                 message("@carol", 2, "lunch at noon"),
                 message("#general", 3, "lunch in the open"),
+                message("@bob", 5, "could not be decrypted here"),
                 Output::Event(Event::Sent {
                     conv: "@bob".into(),
                     id: 4,
@@ -355,6 +372,10 @@ mod tests {
         );
         assert_eq!(found(&index, "lunch", Some("@carol")), [2]);
         assert_eq!(found(&index, CANARY, None), [1]);
+        assert!(
+            found(&index, "decrypted", None).is_empty(),
+            "a notice is not a message"
+        );
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;

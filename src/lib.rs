@@ -48,7 +48,9 @@
 //! ```
 //!
 //! Dependencies point one way: `gui -> transport -> app`, `store -> app`; `cli` starts the
-//! `gui`, and both take their default locations from `paths`. `app` imports no tokio,
+//! `gui`, and both take their default locations from `paths`. The client's driver keeps its
+//! local search index through `client_index`, which shares the FTS5 query syntax with the
+//! SQLite store (`store::fts5_match`). `app` imports no tokio,
 //! quinn, GTK or SQLite; the transport knows the `Store` trait, never a backend.
 
 pub mod app;

@@ -264,7 +264,8 @@ async fn run(
         None => ClientIndex::in_memory(),
     })
     .await
-    .unwrap_or_else(|_| ClientIndex::in_memory());
+    .unwrap_or_else(|_| ClientIndex::in_memory())
+    .ignoring(UNREADABLE);
     let result = drive(&opts, core, &identity, &mut files, &mut index, cmds, events).await;
     files.close().await;
     result
@@ -726,7 +727,7 @@ struct SessionCtx<'a> {
 }
 
 /// The text shown in place of a private message that does not open.
-pub const UNREADABLE: &str = "🔒 This message could not be decrypted on this device.";
+const UNREADABLE: &str = "🔒 This message could not be decrypted on this device.";
 
 /// Opens the end-to-end layer of a private conversation's messages in place. A message
 /// that does not open is replaced by a notice (so it is not lost from the sequence) and
