@@ -23,6 +23,7 @@
 //! │   ├── files.rs         file messages and chunk arithmetic
 //! │   ├── blobs.rs         the `FileBlobs` trait: where stored files' bytes live
 //! │   ├── limits.rs        configurable limits, token buckets, backoff
+//! │   ├── search.rs        what a search query means (words, prefix, limits)
 //! │   ├── store.rs         the `Store` trait (+ store/mem.rs and store/contract.rs with
 //! │   │                    the `test-util` feature: the in-memory store and the suite
 //! │   │                    every store passes)
@@ -49,9 +50,11 @@
 //! │   ├── portmap.rs       PCP / NAT-PMP / UPnP port mapping
 //! │   └── faulty.rs        a seeded faulty UDP socket (feature `test-util`)
 //! ├── store/               backends of the `Store` trait: SQLite (mod.rs, rooms.rs,
-//! │                        edits.rs, receipts.rs), the default; PostgreSQL (postgres.rs,
-//! │                        feature `postgres`, with postgres/edits.rs, receipts.rs and
+//! │                        edits.rs, receipts.rs, search.rs), the default; PostgreSQL
+//! │                        (postgres.rs, feature `postgres`, with postgres/edits.rs,
+//! │                        receipts.rs, search.rs and
 //! │                        postgres/blobs.rs: stored files shared by a cluster's nodes)
+//! ├── client_index.rs      the client's local search index of its private conversations
 //! ├── scripted.rs          the JSON-lines contract of `server --headless` and `chat`
 //! ├── paths.rs             default directories and file locations
 //! ├── cli.rs               the command line
@@ -59,11 +62,14 @@
 //! ```
 //!
 //! Dependencies point one way: `gui -> transport -> app`, `store -> app`; `cli` starts the
-//! `gui`, and both take their default locations from `paths`. `app` imports no tokio,
+//! `gui`, and both take their default locations from `paths`. The client's driver keeps its
+//! local search index through `client_index`, which shares the FTS5 query syntax with the
+//! SQLite store (`store::fts5_match`). `app` imports no tokio,
 //! quinn, GTK or SQLite; the transport knows the `Store` trait, never a backend.
 
 pub mod app;
 pub mod cli;
+pub mod client_index;
 #[doc(hidden)]
 pub mod fuzzing;
 #[cfg(feature = "gui")]

@@ -369,4 +369,40 @@ mod tests {
         );
         assert_eq!(event_json(&Event::Sync), json!({"event":"sync"}));
     }
+
+    #[test]
+    fn search_reads_and_prints_as_documented() {
+        let cmd =
+            parse_command(r#"{"cmd":"search","query":"lunch plans","conv":"@bob","limit":5}"#);
+        assert_eq!(
+            cmd.unwrap(),
+            Command::Search {
+                query: "lunch plans".into(),
+                conv: Some("@bob".into()),
+                limit: Some(5)
+            }
+        );
+        let bare = parse_command(r#"{"cmd":"search","query":"lunch"}"#).unwrap();
+        assert!(matches!(
+            bare,
+            Command::Search {
+                conv: None,
+                limit: None,
+                ..
+            }
+        ));
+        let v = event_json(&Event::Search {
+            results: vec![crate::app::client::SearchItem {
+                conv: "#general".into(),
+                id: 3,
+                from: "alice".into(),
+                text: "lunch?".into(),
+                ts: 5,
+            }],
+        });
+        assert_eq!(
+            v,
+            json!({"event":"search","results":[{"conv":"#general","id":3,"from":"alice","text":"lunch?","ts":5}]})
+        );
+    }
 }

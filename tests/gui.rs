@@ -29,6 +29,9 @@ use livewire::gui::{LwClientWindow, LwServerWindow};
 use livewire::transport::client::Trust;
 use livewire::transport::server::ServerOptions;
 
+#[path = "gui/search.rs"]
+mod search_scenario;
+
 const TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Warnings that are harmless here, as (log domain, text the message contains). Each one
@@ -470,6 +473,7 @@ fn main() {
 
     rooms_scenario(&server, &alice, &bob);
     receipts_scenario(&alice, &bob);
+    search_scenario::search_scenario(&alice, &bob);
 
     // A file, sent with the attach path (the button and a drop call it) and downloaded
     // through the download button's path by bob: same bytes at the other end.
@@ -515,6 +519,10 @@ fn main() {
     // Log out returns to the connect screen without quitting.
     bob.logout();
     assert!(!bob.is_logged_in());
+    assert!(
+        bob.search_panel().results().is_empty(),
+        "logout forgets the search"
+    );
     assert!(bob.conversations().n_items() == 0);
     wait_until("bob to leave the server's table", || {
         server.clients().n_items() == 1

@@ -72,6 +72,13 @@ fn an_old_data_dir_keeps_everything_and_gains_rooms() {
             .all(|m| m["id"] != 3),
         "{dm}"
     );
+    // Messages stored before search existed are found (the migration indexed them).
+    alice.cmd(json!({"cmd": "search", "query": "old days"}));
+    let found = alice.expect("search", |v| v["event"] == "search");
+    assert_eq!(
+        found["results"][0]["text"], "hello from the old days",
+        "{found}"
+    );
     // Both look-alike accounts from before the skeleton rule still log in.
     login(&server, "ali.ce", home).finish_ok();
 
@@ -102,8 +109,9 @@ fn an_old_data_dir_keeps_everything_and_gains_rooms() {
     let version: i64 = db
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
-    // Every later migration applied too (edits 6, read markers 7, ...): not pinned.
-    assert!(version >= 7, "schema version {version}");
+    // Every later migration applied too (edits 6, read markers 7, search 8, ...): not
+    // pinned.
+    assert!(version >= 8, "schema version {version}");
     let (conv, body): (String, Vec<u8>) = db
         .query_row("SELECT conv, body FROM events WHERE id = 3", [], |r| {
             Ok((r.get(0)?, r.get(1)?))

@@ -11,6 +11,7 @@ pub mod limits;
 pub mod mentions;
 pub mod protocol;
 pub mod rooms;
+pub mod search;
 pub mod server;
 pub mod store;
 

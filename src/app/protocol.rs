@@ -236,6 +236,18 @@ pub enum ControlUp {
         /// Conversation.
         conv: ConvId,
     },
+    /// Search the server-readable conversations the user can read (`#general`, rooms; see
+    /// `crate::app::search`). Answered by [`ControlDown::Search`] with the same token.
+    Search {
+        /// Echoed in the answer.
+        token: u64,
+        /// The words to look for.
+        query: String,
+        /// One conversation only (`None`: all of them).
+        conv: Option<ConvId>,
+        /// At most this many results (capped by the server).
+        limit: u32,
+    },
 }
 
 /// Server to client, on the control stream.
@@ -352,6 +364,14 @@ pub enum ControlDown {
     Receipts {
         /// On?
         on: bool,
+    },
+    /// Answer to [`ControlUp::Search`]: matching messages, newest first, or why the
+    /// search was refused (so the client knows which search an error ends).
+    Search {
+        /// Echoed.
+        token: u64,
+        /// The matches, or the refusal: code and words for a person.
+        results: Result<Vec<crate::app::search::SearchHit>, (ErrorCode, String)>,
     },
 }
 

@@ -20,6 +20,7 @@ use std::collections::BTreeMap;
 use super::ids::{ClientMsgId, ConvId, MsgId, Seq};
 use super::protocol::{ConvEvent, Hidden};
 use super::rooms::{Effect, Room};
+use super::search::{SearchQuery, SearchScope};
 
 /// What kind of storage failure: the core answers a full disk with `server_full` (the
 /// sender may try again once the operator made room) and anything else with `internal`.
@@ -244,6 +245,17 @@ pub trait Store {
     fn set_receipts(&mut self, key: &str, on: bool) -> StoreResult<()>;
     /// Whether `key` has seen receipts on (on unless they turned them off).
     fn receipts(&mut self, key: &str) -> StoreResult<bool>;
+    /// Messages of `scopes` (server-readable conversations only; private ones are never
+    /// indexed) that match `query` (`crate::app::search`), from each scope's `from` on,
+    /// without erased, file and hidden-for-`viewer_key` messages: newest first (time, then
+    /// id), at most `limit`.
+    fn search(
+        &mut self,
+        query: &SearchQuery,
+        scopes: &[SearchScope],
+        viewer_key: &str,
+        limit: usize,
+    ) -> StoreResult<Vec<StoredEvent>>;
 }
 
 /// What [`Store::react`] did.

@@ -29,6 +29,9 @@ mod edits;
 mod postgres;
 mod receipts;
 mod rooms;
+mod search;
+
+pub use search::fts5_match;
 
 #[cfg(feature = "postgres")]
 pub use postgres::PgBlobs;
@@ -139,6 +142,8 @@ const MIGRATIONS: &[&str] = &[
         user_key TEXT PRIMARY KEY,
         receipts INTEGER NOT NULL
      );",
+    // 8: full-text search over #general and rooms (src/store/search.rs).
+    search::MIGRATION,
 ];
 
 /// The migration after which every stored skeleton is [`skeleton_of`] its name.
@@ -734,6 +739,16 @@ impl Store for SqliteStore {
             .execute(params![key, hseq, id as i64, conv.storage_key()])
             .map_err(err)?;
         Ok(Some(hseq as u64))
+    }
+
+    fn search(
+        &mut self,
+        query: &crate::app::search::SearchQuery,
+        scopes: &[crate::app::search::SearchScope],
+        viewer: &str,
+        limit: usize,
+    ) -> StoreResult<Vec<StoredEvent>> {
+        search::search(&self.db, query, scopes, viewer, limit)
     }
 
     fn hidden_after(&mut self, key: &str, after: u64) -> StoreResult<Vec<Hidden>> {

@@ -33,6 +33,7 @@ mod blobs;
 mod edits;
 mod receipts;
 mod rooms;
+mod search;
 
 pub use blobs::PgBlobs;
 
@@ -173,6 +174,8 @@ const MIGRATIONS: &[&str] = &[
         user_key TEXT PRIMARY KEY,
         receipts BOOLEAN NOT NULL
      );",
+    // 6: full-text search over #general and rooms (postgres/search.rs).
+    search::MIGRATION,
 ];
 
 /// The advisory lock key that serialises migrations of nodes starting together
@@ -827,6 +830,16 @@ impl Store for PgStore {
                 })
                 .collect())
         })
+    }
+
+    fn search(
+        &mut self,
+        query: &crate::app::search::SearchQuery,
+        scopes: &[crate::app::search::SearchScope],
+        viewer: &str,
+        limit: usize,
+    ) -> StoreResult<Vec<StoredEvent>> {
+        self.run(|c| search::search(c, query, scopes, viewer, limit))
     }
 
     fn load_rooms(&mut self) -> StoreResult<Vec<StoredRoom>> {

@@ -28,6 +28,7 @@ use crate::app::ids::ConvId;
 use crate::app::protocol::{
     ControlDown, ControlUp, ConvDown, ConvEvent, ConvUp, ErrorCode, PROTOCOL_VERSION,
 };
+use crate::client_index::{ClientIndex, index_path};
 
 /// Frames the client sends are small; this bounds them.
 const MAX_UP_FRAME: usize = 64 * 1024;
@@ -262,7 +263,15 @@ async fn run(
     });
     let mut files =
         ClientFiles::new(&opts.user, identity.clone(), opts.state_file.as_deref()).await;
-    let result = drive(&opts, core, &identity, &mut files, cmds, events).await;
+    let state_file = opts.state_file.clone();
+    let mut index = tokio::task::spawn_blocking(move || match state_file {
+        Some(p) => ClientIndex::open(&index_path(&p)),
+        None => ClientIndex::in_memory(),
+    })
+    .await
+    .unwrap_or_else(|_| ClientIndex::in_memory())
+    .ignoring(UNREADABLE);
+    let result = drive(&opts, core, &identity, &mut files, &mut index, cmds, events).await;
     files.close().await;
     result
 }
@@ -273,6 +282,7 @@ async fn drive(
     mut core: ClientCore,
     identity: &Arc<IdentityKey>,
     files: &mut ClientFiles,
+    index: &mut ClientIndex,
     cmds: async_channel::Receiver<Command>,
     events: &async_channel::Sender<ClientEvent>,
 ) -> Result<(), Fatal> {
@@ -311,6 +321,7 @@ async fn drive(
                     opts,
                     identity,
                     files,
+                    index,
                     file_rx: &mut file_rx,
                     started,
                 };
@@ -360,6 +371,10 @@ async fn drive(
                 _ = &mut sleep => break,
                 cmd = cmds.recv(), if cmds_open => match cmd {
                     Ok(Command::Logout) => return Ok(()),
+                    Ok(Command::Search { query, conv, limit }) => {
+                        let out = search(&mut core, index, &query, conv.as_deref(), limit);
+                        emit(events, out).await;
+                    }
                     Ok(cmd) => {
                         let out = match files.command(cmd, &mut core) {
                             Ok(out) => out,
@@ -382,6 +397,24 @@ async fn drive(
                 }
             }
         }
+    }
+}
+
+/// A `search` command: the local index's half, then the core's (which asks the server
+/// for the rest when the search needs it).
+fn search(
+    core: &mut ClientCore,
+    index: &ClientIndex,
+    query: &str,
+    conv: Option<&str>,
+    limit: Option<u32>,
+) -> Vec<Output> {
+    match core.search_plan(query, conv, limit) {
+        Ok(plan) => {
+            let local = index.search(&plan);
+            core.search(plan, local)
+        }
+        Err(e) => vec![Output::Event(e)],
     }
 }
 
@@ -775,6 +808,8 @@ struct Wire<'a> {
     book: FileBook,
     /// Conversation streams still being read.
     reading: Arc<AtomicUsize>,
+    /// The local search index, fed with the private messages shown.
+    index: &'a mut ClientIndex,
 }
 
 /// What a session needs from the client around it.
@@ -784,6 +819,7 @@ struct SessionCtx<'a> {
     opts: &'a ClientOptions,
     identity: &'a Arc<IdentityKey>,
     files: &'a mut ClientFiles,
+    index: &'a mut ClientIndex,
     file_rx: &'a mut mpsc::UnboundedReceiver<FileMsg>,
     /// The start of the run: the core's clock counts from here.
     started: tokio::time::Instant,
@@ -868,6 +904,7 @@ impl Wire<'_> {
         events: &async_channel::Sender<ClientEvent>,
         core: &ClientCore,
     ) -> Result<(), String> {
+        self.index.note(core.user(), &outputs);
         for o in outputs {
             match o {
                 Output::Event(e) => {
@@ -941,6 +978,7 @@ async fn run_session(
         opts,
         identity,
         files,
+        index,
         file_rx,
         started,
     } = ctx;
@@ -976,6 +1014,7 @@ async fn run_session(
         me_key: user.to_ascii_lowercase(),
         tx,
         reading: Arc::new(AtomicUsize::new(0)),
+        index,
     };
     let mut closing_reason: Option<String> = None;
     let mut save_tick = tokio::time::interval(Duration::from_millis(250));
@@ -1009,6 +1048,9 @@ async fn run_session(
             cmd = cmds.recv(), if *cmds_open && !core.is_logging_out() => {
                 let outputs = match cmd {
                     Ok(Command::Streams) => vec![Output::Event(wire.streams_event(core))],
+                    Ok(Command::Search { query, conv, limit }) => {
+                        search(core, wire.index, &query, conv.as_deref(), limit)
+                    }
                     Ok(cmd) => match files.command(cmd, core) {
                         Ok(out) => out,
                         Err(cmd) => core.command(cmd),

@@ -213,6 +213,17 @@ pub enum Command {
         /// `#general`, `#room` or `@user`.
         conv: String,
     },
+    /// Find messages by words (`crate::app::search`), answered by a `search` event.
+    Search {
+        /// The words.
+        query: String,
+        /// One conversation only (`#general`, `#room`, `@user`); all when absent.
+        #[serde(default)]
+        conv: Option<String>,
+        /// At most this many results (default 50, at most 200).
+        #[serde(default)]
+        limit: Option<u32>,
+    },
 }
 
 fn public() -> Visibility {
@@ -626,6 +637,11 @@ pub enum Event {
     Receipts {
         /// On?
         on: bool,
+    },
+    /// Answer to `search`: matches in every conversation searched, newest first.
+    Search {
+        /// The matches.
+        results: Vec<super::SearchItem>,
     },
 }
 

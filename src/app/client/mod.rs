@@ -23,6 +23,7 @@ mod mentions;
 mod outbox;
 mod receipts;
 mod rooms;
+mod search;
 mod streams;
 mod typing;
 
@@ -30,6 +31,7 @@ pub use backoff::Backoff;
 pub use command::{Command, Event, HistoryItem, InvitationItem, ReactionCount, RoomItem};
 pub use keys::{from_hex, to_hex};
 pub use receipts::{SeenItem, Unread};
+pub use search::{LocalScope, SearchItem, SearchPlan};
 pub use streams::{MAX_CONV_STREAMS, STREAM_IDLE};
 pub use typing::TYPING_SHOWN;
 
@@ -128,6 +130,8 @@ pub struct ClientCore {
     max_streams: usize,
     /// Messages seen and their reactions (for edits, replies and reactions).
     known: edits::Known,
+    /// Searches waiting for the server.
+    searches: search::Searches,
     out: Vec<Output>,
     /// Read markers, unread counts, the receipts setting.
     reads: receipts::ReadState,
@@ -174,6 +178,7 @@ impl ClientCore {
             stream_idle: STREAM_IDLE.as_millis() as u64,
             max_streams: MAX_CONV_STREAMS,
             known: edits::Known::default(),
+            searches: search::Searches::default(),
             out: Vec::new(),
             reads: receipts::ReadState::default(),
             typing: typing::Typing::default(),
@@ -377,6 +382,13 @@ impl ClientCore {
             | Command::Receipts { .. }
             | Command::SeenBy { .. }
             | Command::Typing { .. }) => self.read_state_command(cmd),
+            Command::Search { query, conv, limit } => {
+                // Without the driver's local index: the server's half only.
+                match self.search_plan(&query, conv.as_deref(), limit) {
+                    Ok(plan) => return self.search(plan, Vec::new()),
+                    Err(e) => self.event(e),
+                }
+            }
             Command::SendFile { .. } | Command::Download { .. } | Command::Cancel { .. } => self
                 .event(Event::error(
                     ErrorCode::BadRequest,
@@ -482,6 +494,7 @@ impl ClientCore {
             b.waiting = 0;
             b.round = 1;
         }
+        self.searches_lost();
         std::mem::take(&mut self.out)
     }
 
@@ -513,6 +526,7 @@ impl ClientCore {
                 self.resume = Some((token, expires_ms));
                 self.dirty = true;
             }
+            ControlDown::Search { token, results } => self.search_answered(token, results),
             ControlDown::LoginOk { .. }
             | ControlDown::LoginRefused { .. }
             | ControlDown::Closing { .. } => {}

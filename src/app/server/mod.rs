@@ -8,7 +8,8 @@
 //! helpers every part uses; `session` logins, presence and the control stream; `convs`
 //! conversation streams (open, catch-up, history, send, fan-out); `delete` deletions;
 //! `rooms` rooms and their moderation; `receipts` read markers and seen receipts; `typing`
-//! typing notices; `mentions` the `@name` mentions of server-readable messages.
+//! typing notices; `mentions` the `@name` mentions of server-readable messages; `search`
+//! message search.
 
 mod api;
 mod convs;
@@ -17,6 +18,7 @@ mod edits;
 mod mentions;
 mod receipts;
 mod rooms;
+mod search;
 mod session;
 mod typing;
 

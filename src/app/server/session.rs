@@ -229,6 +229,21 @@ impl<S: Store> ServerCore<S> {
                 let name = session.name.clone();
                 self.read_state_command(conn, &name, up, now)?;
             }
+            ControlUp::Search {
+                token,
+                query,
+                conv,
+                limit,
+            } => {
+                let key = session.key.clone();
+                let req = super::search::SearchRequest {
+                    token,
+                    query,
+                    conv,
+                    limit,
+                };
+                self.search(conn, &key, req, now)?;
+            }
         }
         Ok(())
     }

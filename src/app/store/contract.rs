@@ -10,6 +10,11 @@
 pub use super::contract_edits::{
     edits_replace_the_text_once_and_keep_no_history, reactions_are_one_per_key_and_listed_in_force,
 };
+mod search;
+pub use search::{
+    search_matches_whole_words_newest_first, search_stays_in_scopes_and_skips_what_is_gone,
+};
+
 use super::{Store, StoredEvent, UserRecord};
 use crate::app::ids::{ClientMsgId, ConvId};
 use crate::app::protocol::{ConvEvent, EventKind};
@@ -487,6 +492,8 @@ macro_rules! store_contract_tests {
             edits_replace_the_text_once_and_keep_no_history,
             reactions_are_one_per_key_and_listed_in_force,
             read_markers_only_move_forward,
+            search_matches_whole_words_newest_first,
+            search_stays_in_scopes_and_skips_what_is_gone,
         );
     };
     ($make:expr) => {

@@ -9,6 +9,7 @@ use super::{
 use crate::app::ids::{ClientMsgId, ConvId, MsgId, Seq};
 use crate::app::protocol::{ConvEvent, EventKind, Hidden};
 use crate::app::rooms::{Effect, Room};
+use crate::app::search::{SearchQuery, SearchScope, is_file_body};
 
 /// A [`Store`] in memory, for tests.
 #[derive(Default, Debug)]
@@ -310,6 +311,35 @@ impl Store for MemStore {
             hseq,
         });
         Ok(Some(hseq))
+    }
+
+    fn search(
+        &mut self,
+        query: &SearchQuery,
+        scopes: &[SearchScope],
+        viewer: &str,
+        limit: usize,
+    ) -> StoreResult<Vec<StoredEvent>> {
+        let mut found: Vec<StoredEvent> = self
+            .events
+            .values()
+            .filter(|e| {
+                scopes
+                    .iter()
+                    .any(|s| s.conv == e.conv && s.conv.server_readable() && e.event.seq >= s.from)
+                    && !self.hidden_set.contains(&(viewer.to_owned(), e.event.id))
+            })
+            .filter(|e| match &e.event.kind {
+                EventKind::Message { body } | EventKind::Edited { body } => {
+                    !is_file_body(body) && std::str::from_utf8(body).is_ok_and(|t| query.matches(t))
+                }
+                _ => false,
+            })
+            .cloned()
+            .collect();
+        found.sort_by_key(|e| std::cmp::Reverse((e.event.ts, e.event.id)));
+        found.truncate(limit);
+        Ok(found)
     }
 
     fn hidden_after(&mut self, key: &str, after: u64) -> StoreResult<Vec<Hidden>> {

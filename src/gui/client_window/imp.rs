@@ -16,6 +16,7 @@ use super::message_list::LwMessageList;
 use super::new_room_dialog::LwNewRoomDialog;
 use super::room_directory::LwRoomDirectory;
 use super::room_header::LwRoomHeader;
+use super::search_panel::LwSearchPanel;
 use super::session::Session;
 use super::sidebar::LwSidebar;
 use crate::gui::models::LwConversation;
@@ -61,6 +62,10 @@ pub struct LwClientWindow {
     pub(super) toast_label: TemplateChild<gtk::Label>,
     #[template_child]
     pub(super) composer: TemplateChild<LwComposer>,
+    #[template_child]
+    pub(super) search_button: TemplateChild<gtk::ToggleButton>,
+    #[template_child]
+    pub(super) search_panel: TemplateChild<LwSearchPanel>,
 
     /// Where pins and the remembered login live.
     pub(super) config_dir: RefCell<PathBuf>,
@@ -110,6 +115,7 @@ impl ObjectSubclass for LwClientWindow {
         LwMessageList::ensure_type();
         LwComposer::ensure_type();
         LwRoomHeader::ensure_type();
+        LwSearchPanel::ensure_type();
         klass.bind_template();
         klass.bind_template_callbacks();
     }
@@ -216,6 +222,16 @@ impl LwClientWindow {
     #[template_callback]
     fn on_set_topic(&self, topic: String) {
         self.obj().set_room_topic(&topic);
+    }
+
+    #[template_callback]
+    fn on_search(&self, query: String) {
+        self.obj().run_search(&query);
+    }
+
+    #[template_callback]
+    fn on_search_result(&self, conv: String, id: i64) {
+        self.obj().open_search_result(&conv, id);
     }
 
     #[template_callback]

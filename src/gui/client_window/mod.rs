@@ -20,6 +20,8 @@
 //!   `edited` and `reaction` events).
 //! - `jump`: `win.jump-to-message (s conv, x id)`, a message shown in context.
 //! - [`rooms`]: what room events do, and the room commands the user gives.
+//! - [`search_panel`]: `LwSearchPanel`, the search bar and its results; `search` sends
+//!   searches, shows answers and jumps to a picked message.
 //! - [`user_facing`]: the words a user reads for each error.
 //!
 //! The window owns a [`ClientHandle`](crate::transport::client::ClientHandle) while logged
@@ -41,6 +43,8 @@ mod read_state;
 pub mod room_directory;
 pub mod room_header;
 pub mod rooms;
+mod search;
+pub mod search_panel;
 mod session;
 pub mod sidebar;
 pub mod user_facing;
@@ -106,6 +110,7 @@ impl LwClientWindow {
         self.add_action_entries(rooms::moderation_actions());
         self.add_action_entries(edits::edit_actions());
         self.add_action_entries([jump::jump_action()]);
+        self.setup_search();
 
         // Actions used by the message rows (context menu, download button).
         self.add_action_entries([
@@ -270,6 +275,10 @@ impl LwClientWindow {
         imp.stack
             .set_visible_child_name(if chat { "chat" } else { "connect" });
         imp.logout_button.set_visible(chat);
+        imp.search_button.set_visible(chat);
+        if !chat {
+            imp.search_panel.reset();
+        }
         imp.new_chat_button.set_visible(chat);
         imp.subtitle_label.set_visible(chat);
         if !chat {

@@ -452,6 +452,7 @@ impl LwClientWindow {
             Event::Server { .. } => {}
             // Edits and reactions: `edits.rs`.
             e @ (Event::Edited { .. } | Event::Reaction { .. }) => self.handle_edit_event(e),
+            Event::Search { results } => self.show_search_results(results),
             Event::Sync => {
                 imp.syncs.set(imp.syncs.get() + 1);
                 if let Some(s) = imp.session.borrow_mut().as_mut() {
