@@ -39,6 +39,7 @@
 //! │   └── faulty.rs        a seeded faulty UDP socket (feature `test-util`)
 //! ├── store/               backends of the `Store` trait: SQLite (mod.rs, rooms.rs), the
 //! │                        default; PostgreSQL (postgres.rs, feature `postgres`)
+//! ├── cluster.rs           starting a cluster node: the shared identity (feature `cluster`)
 //! ├── scripted.rs          the JSON-lines contract of `server --headless` and `chat`
 //! ├── paths.rs             default directories and file locations
 //! ├── cli.rs               the command line
@@ -51,6 +52,8 @@
 
 pub mod app;
 pub mod cli;
+#[cfg(feature = "cluster")]
+pub mod cluster;
 #[doc(hidden)]
 pub mod fuzzing;
 #[cfg(feature = "gui")]

@@ -229,6 +229,8 @@ pub fn run_demo(data_dir: Option<PathBuf>) -> ExitCode {
         cert: None,
         limits: Limits::default(),
         timers: crate::transport::quic::Timers::SERVER,
+        node_id: 0,
+        nats: None,
     };
     {
         let config = config.clone();

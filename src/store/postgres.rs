@@ -29,6 +29,7 @@
 //! batch is rolled back at [`Store::commit`], which then reports the failure: nothing of it
 //! was acknowledged. A lost connection is re-opened at the next [`Store::begin`].
 
+mod identity;
 mod rooms;
 
 use std::collections::HashMap;
@@ -129,6 +130,12 @@ const MIGRATIONS: &[&str] = &[
         expires BIGINT NOT NULL
      );
      CREATE INDEX resume_tokens_expires ON resume_tokens (expires);",
+    // cluster: the one certificate and key every node presents (src/store/postgres/identity.rs).
+    "CREATE TABLE server_identity (
+        id SMALLINT PRIMARY KEY CHECK (id = 1),
+        cert_pem TEXT NOT NULL,
+        key_pem TEXT NOT NULL
+     );",
 ];
 
 /// The advisory lock key that serialises migrations of nodes starting together

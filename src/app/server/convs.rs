@@ -301,9 +301,19 @@ impl<S: Store> ServerCore<S> {
         Ok(())
     }
 
-    /// Delivers an event to every member session except `skip`: on its stream if open,
-    /// else a one-time [`ControlDown::ConvActivity`].
+    /// Delivers a new event to every member session except `skip`, on this node and (in
+    /// cluster mode, once the batch commits) on the others.
     pub(super) fn fan_out(&mut self, conv: &ConvId, event: &ConvEvent, skip: Option<ConnId>) {
+        self.publish(|| super::ClusterMsg::Event {
+            conv: conv.clone(),
+            event: event.clone(),
+        });
+        self.fan_out_local(conv, event, skip);
+    }
+
+    /// Delivers an event to every member session of this node except `skip`: on its stream
+    /// if open, else a one-time [`ControlDown::ConvActivity`].
+    pub(super) fn fan_out_local(&mut self, conv: &ConvId, event: &ConvEvent, skip: Option<ConnId>) {
         let targets: Vec<ConnId> = match conv {
             // Online members only: a room of 500 is not a walk over everyone online.
             ConvId::Room(room) => match self.rooms.get(room) {

@@ -10,12 +10,14 @@
 //! `rooms` rooms and their moderation.
 
 mod api;
+mod cluster;
 mod convs;
 mod delete;
 mod rooms;
 mod session;
 
 pub use api::{Input, Output, ServerLog};
+pub use cluster::{ClusterMsg, NODE_EXPIRY_MS, ROSTER_EVERY_MS, WireEffect, WireKind};
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
@@ -115,6 +117,8 @@ pub struct ServerCore<S> {
     /// Display names by user key, looked up once.
     names: HashMap<String, String>,
     out: Vec<Output>,
+    /// The other nodes, in cluster mode (`None`: a single node).
+    cluster: Option<cluster::ClusterState>,
 }
 
 impl<S: Store> ServerCore<S> {
@@ -132,6 +136,7 @@ impl<S: Store> ServerCore<S> {
             rooms: BTreeMap::new(),
             names: HashMap::new(),
             out: Vec::new(),
+            cluster: None,
         }
     }
 
@@ -236,6 +241,9 @@ impl<S: Store> ServerCore<S> {
                 }
             }
             Input::CloseRoom { room } => self.close_room(&room)?,
+            Input::Cluster { from, msg } => self.cluster_input(from, msg, now)?,
+            Input::ClusterTick => self.cluster_tick(now),
+            Input::ClusterResync => self.cluster_resync()?,
             Input::OperatorDelete { id } => self.operator_delete(id, now)?,
             Input::Kick { conn } => {
                 if self.conns.contains_key(&conn) {
