@@ -216,6 +216,8 @@ fn main() {
             cert: None,
             limits: Limits::default(),
             timers: livewire::transport::quic::Timers::SERVER,
+            node_id: 0,
+            nats: None,
         },
     );
     server.present();

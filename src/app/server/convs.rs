@@ -163,6 +163,11 @@ impl<S: Store> ServerCore<S> {
         after: Option<u64>,
     ) -> Result<(), StoreError> {
         let from = self.visible_from(conv, key);
+        // Read before the events: on a database shared by several nodes, others commit
+        // between our statements. An event numbered above `newest` is left out here and
+        // reaches this session live, after `CaughtUp` (the client drops live events while
+        // it catches up, trusting the catch-up to hold them).
+        let newest = self.store.last_seq(conv)?;
         let (mut events, mut more) = match after {
             Some(after) => {
                 let after = after.max(from - 1);
@@ -178,6 +183,10 @@ impl<S: Store> ServerCore<S> {
                 (events, false)
             }
         };
+        if events.last().is_some_and(|e| e.seq > newest) {
+            events.retain(|e| e.seq <= newest);
+            more = false;
+        }
         // A round stays within a byte budget, so a client catching up on big messages never
         // looks like one that stopped reading; it asks for the next round when this one is in.
         let budget = self.limits.catchup_bytes;
@@ -209,7 +218,7 @@ impl<S: Store> ServerCore<S> {
         // last event sent) tells the client where it stands.
         let upto = match (more, events.last()) {
             (true, Some(e)) => e.seq,
-            _ => self.store.last_seq(conv)?,
+            _ => newest,
         };
         for e in events {
             self.conv_out(conn, conv, ConvDown::Backlog(e));

@@ -66,6 +66,7 @@ impl ClusterLink {
                         async_nats::Event::Connected => {
                             info!("cluster: connected to NATS");
                             if was_down.swap(false, Ordering::SeqCst) {
+                                info!("cluster: NATS is back; nudging every open conversation to catch up");
                                 let _ = hub.send(HubMsg::Input(Input::ClusterResync)).await;
                             }
                         }
