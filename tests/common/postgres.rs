@@ -190,6 +190,7 @@ impl PgServer {
 
     /// Stops the server (`-m fast`: sessions are cut) and keeps its data, for
     /// [`PgServer::restart`]. For tests that take PostgreSQL away from a running server.
+    #[allow(dead_code)] // only tests/cluster.rs takes PostgreSQL away
     pub fn stop(&self) -> Result<(), String> {
         let data = self.data();
         self.run(
@@ -199,6 +200,7 @@ impl PgServer {
     }
 
     /// Starts a server stopped by [`PgServer::stop`] again, on the same port.
+    #[allow(dead_code)]
     pub fn restart(&self) -> Result<(), String> {
         let options = format!(
             "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off",

@@ -1,6 +1,7 @@
 //! The chat rules tested without a network or a clock: server and client cores wired
 //! together in memory, time passed in by hand.
 
+mod cluster;
 mod resume;
 mod rooms;
 
@@ -160,7 +161,7 @@ impl World {
                     self.hold = None;
                 }
             }
-            Output::Log(_) | Output::Membership { .. } => {}
+            Output::Log(_) | Output::Membership { .. } | Output::Publish(_) => {}
         }
     }
 

@@ -333,6 +333,8 @@ impl Server {
         if let Some(link) = self.link.take() {
             link.stop().await;
         }
+        #[cfg(not(feature = "cluster"))]
+        let _: Option<Link> = self.link.take();
         let _ = self.handle.hub.send(HubMsg::Stop).await;
         if let Some(t) = self.hub_thread.take() {
             let _ = tokio::task::spawn_blocking(move || t.join()).await;
