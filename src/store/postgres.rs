@@ -803,7 +803,11 @@ impl Store for PgStore {
     }
 
     fn load_rooms(&mut self) -> StoreResult<Vec<StoredRoom>> {
-        self.run(rooms::load)
+        self.run(|c| rooms::load(c, None))
+    }
+
+    fn load_room(&mut self, key: &str) -> StoreResult<Option<StoredRoom>> {
+        self.run(|c| Ok(rooms::load(c, Some(key))?.pop()))
     }
 
     fn create_room(&mut self, room: &Room) -> StoreResult<bool> {

@@ -450,11 +450,7 @@ impl<S: Store> ServerCore<S> {
         kind: WireKind,
         effects: Vec<WireEffect>,
     ) -> Result<(), StoreError> {
-        let stored = self
-            .store
-            .load_rooms()?
-            .into_iter()
-            .find(|r| r.room.name.key() == room);
+        let stored = self.store.load_room(room)?;
         let mut effects: Vec<Effect> = effects.into_iter().map(Effect::from).collect();
         match stored {
             Some(s) => {
