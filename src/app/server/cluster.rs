@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use super::rooms::{Kind, RoomEntry};
 use super::{ConnState, Output, ServerCore};
 use crate::app::ids::{ConnId, ConvId};
-use crate::app::protocol::{ControlDown, ConvDown, ConvEvent, Hidden};
+use crate::app::protocol::{ControlDown, ConvDown, ConvEvent, Hidden, RoomUp};
 use crate::app::rooms::{Effect, Role};
 use crate::app::store::{Store, StoreError};
 
@@ -438,6 +438,36 @@ impl<S: Store> ServerCore<S> {
             .flat_map(|c| c.nodes.values())
             .flat_map(|n| n.users.iter().map(|(k, v)| (k.clone(), v.clone())))
             .collect()
+    }
+
+    /// Before a room command in cluster mode: a room this node does not know may have been
+    /// created on another node a moment ago (its announcement still on the way), so it is
+    /// looked up in the store before the command is refused.
+    pub(super) fn room_command_target(&mut self, up: &RoomUp) -> Result<(), StoreError> {
+        let room = match up {
+            RoomUp::Join { room }
+            | RoomUp::Invite { room, .. }
+            | RoomUp::Decline { room }
+            | RoomUp::Leave { room }
+            | RoomUp::Members { room }
+            | RoomUp::Topic { room, .. }
+            | RoomUp::Moderate { room, .. } => room,
+            RoomUp::Create { .. } | RoomUp::List { .. } => return Ok(()),
+        };
+        let key = room.to_ascii_lowercase();
+        if self.cluster.is_none() || self.rooms.contains_key(&key) {
+            return Ok(());
+        }
+        if let Some(s) = self.store.load_room(&key)? {
+            let entry = RoomEntry {
+                room: s.room,
+                inviters: s.inviters,
+                last_activity: s.last_activity,
+            };
+            self.rooms.insert(key.clone(), entry);
+            self.room_updated(&key);
+        }
+        Ok(())
     }
 
     /// Another node changed a room: re-read it from the store (the record), then announce

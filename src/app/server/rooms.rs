@@ -243,6 +243,7 @@ impl<S: Store> ServerCore<S> {
         up: RoomUp,
     ) -> Result<(), StoreError> {
         let me = name.key();
+        self.room_command_target(&up)?;
         let result = match up {
             RoomUp::Create {
                 name: room,

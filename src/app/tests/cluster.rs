@@ -212,3 +212,36 @@ fn a_delete_for_me_on_another_node_reaches_this_nodes_sessions() {
     );
     assert!(w.take(b).is_empty());
 }
+
+#[test]
+fn a_room_just_created_on_another_node_can_be_joined_before_its_announcement() {
+    use crate::app::rooms::{Room, RoomName, Visibility};
+    let mut w = clustered();
+    let a = w.login("alice");
+    w.take(a);
+    // The other node created #fresh; its announcement has not arrived.
+    let room = Room::new(
+        RoomName::parse_new("#fresh").unwrap(),
+        String::new(),
+        Visibility::Public,
+        "zed",
+    );
+    assert!(w.server.store_mut().create_room(&room).unwrap());
+    w.cmd(
+        a,
+        Command::Join {
+            room: "#fresh".into(),
+        },
+    );
+    let evs = w.take(a);
+    assert!(errors(&evs).is_empty(), "{evs:?}");
+    assert!(
+        evs.iter().any(|e| matches!(e, Event::Joined { .. })),
+        "{evs:?}"
+    );
+    assert!(
+        published(&w)
+            .iter()
+            .any(|m| matches!(m, ClusterMsg::Room { room, .. } if room == "#fresh"))
+    );
+}
