@@ -6,6 +6,8 @@
 #
 #   scripts/bench.sh                 # everything (~10 min), results in bench-out/
 #   BENCH_ARGS="--scenarios refs,pairs --targets livewire" scripts/bench.sh   # a subset
+#   BENCH_CLUSTER=1 BENCH_ARGS="--scenarios fanout --targets livewire,livewire-pg,livewire-2nodes" \
+#     scripts/bench.sh   # cluster mode: one node on PostgreSQL, two nodes over NATS
 #
 # Output: bench-out/results.json (every step) and bench-out/results.md (the tables in
 # docs/BENCHMARKS.md). Needs root for apt-get (skipped when the daemons are already there).
@@ -110,7 +112,34 @@ cat >"$TMP/ngircd.conf" <<EOF
 EOF
 
 echo "[bench.sh] building (release)"
-cargo build --release --no-default-features -p livewire -p livewire-bench
+# `cluster` (PostgreSQL + NATS) is only used by the cluster targets; a plain node never
+# touches it.
+cargo build --release --no-default-features --features livewire/cluster -p livewire -p livewire-bench
+
+# BENCH_CLUSTER=1: a throw-away PostgreSQL (Debian's package; as root its programs run as
+# the `postgres` user) and a nats-server on loopback, for the `livewire-pg` and
+# `livewire-2nodes` targets. PostgreSQL keeps its default durability (fsync on), like the
+# SQLite node's `synchronous=FULL`.
+CLUSTER_ARGS=()
+cluster_down() { :; }
+if [ -n "${BENCH_CLUSTER:-}" ]; then
+  PG_PORT=${PG_PORT:-15432}
+  NATS_PORT=${NATS_PORT:-14222}
+  PGBIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
+  PGDIR=$(mktemp -d /tmp/livewire-bench-pg.XXXXXX)
+  chown postgres: "$PGDIR"
+  su postgres -s /bin/sh -c "$PGBIN/initdb -D $PGDIR/data -A trust -U postgres" >/dev/null
+  su postgres -s /bin/sh -c "$PGBIN/pg_ctl -D $PGDIR/data -l $PGDIR/log -o '-p $PG_PORT -k $PGDIR -c listen_addresses=127.0.0.1' -w start" >/dev/null
+  nats-server -a 127.0.0.1 -p "$NATS_PORT" >/dev/null 2>&1 &
+  NATS_PID=$!
+  cluster_down() {
+    kill "$NATS_PID" 2>/dev/null || true
+    su postgres -s /bin/sh -c "$PGBIN/pg_ctl -D $PGDIR/data -m immediate -w stop" >/dev/null || true
+    rm -rf "$PGDIR"
+  }
+  CLUSTER_ARGS=(--livewire-database "postgres://postgres@127.0.0.1:$PG_PORT/postgres"
+                --livewire-nats "nats://127.0.0.1:$NATS_PORT")
+fi
 
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 # The generator on core 1 (the servers it starts go to core 0). The machine is shared with
@@ -122,8 +151,10 @@ if [ "$(id -u)" = 0 ]; then GEN_PIN=(nice -n -10 "${GEN_PIN[@]}"); fi
 
 # shellcheck disable=SC2086
 "${GEN_PIN[@]}" target/release/livewire-bench run \
-  --livewire-bin target/release/livewire "${TMPFS_ARGS[@]}" \
+  --livewire-bin target/release/livewire "${TMPFS_ARGS[@]}" "${CLUSTER_ARGS[@]}" \
   --mosquitto "mosquitto -c $TMP/mosquitto.conf" --mqtt-port "$MQTT_PORT" \
   --irc "ngircd -n -f $TMP/ngircd.conf" --irc-name ngircd --irc-port "$IRC_PORT" \
   --ca "$TMP/ca.pem" --server-cpu 0 --work-dir "$TMP/work" \
-  --out "$OUT/results.json" --table "$OUT/results.md" ${BENCH_ARGS:-}
+  --out "$OUT/results.json" --table "$OUT/results.md" ${BENCH_ARGS:-} || status=$?
+cluster_down
+exit "${status:-0}"

@@ -14,6 +14,7 @@ LIVEWIRE_PACKAGES=(
   systemd                          # tests/package.rs: systemd-analyze verify (the unit)
   dpkg-dev binutils                # scripts/package.sh: Depends (dpkg-shlibdeps), strip
   postgresql                       # the PostgreSQL store's tests (tests/store_postgres.rs)
+  nats-server                      # cluster mode's fan-out between nodes (tests/cluster.rs)
 )
 
 lw_sudo() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }

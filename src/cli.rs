@@ -104,6 +104,14 @@ pub struct ServerArgs {
     /// them in that order), renew it, and remove it on shutdown.
     #[arg(long, value_name = "PROTOCOL", num_args = 0..=1, default_missing_value = "auto")]
     port_mapping: Option<crate::transport::portmap::MapProtocol>,
+    /// Cluster mode: fan out to the other nodes through this NATS server
+    /// (`nats://host:port`); needs --database postgres://… shared by every node.
+    #[arg(long, env = "LIVEWIRE_NATS", value_name = "URL", requires = "database")]
+    nats: Option<String>,
+    /// This node's id in a cluster (0–255, unique per node; carried in connection IDs)
+    /// [default: random, logged].
+    #[arg(long, env = "LIVEWIRE_NODE_ID", value_name = "ID")]
+    node_id: Option<u8>,
 }
 
 impl ServerArgs {
@@ -139,7 +147,12 @@ impl ServerArgs {
                 idle_timeout: Duration::from_secs(self.idle_timeout),
                 ..Timers::SERVER
             },
-            node_id: 0,
+            node_id: self.node_id.unwrap_or_else(|| {
+                let mut b = [0u8; 1];
+                let _ = getrandom::fill(&mut b);
+                b[0]
+            }),
+            nats: self.nats.clone(),
         }
     }
 }

@@ -55,6 +55,7 @@
 //! │                        receipts.rs, search.rs and
 //! │                        postgres/blobs.rs: stored files shared by a cluster's nodes)
 //! ├── client_index.rs      the client's local search index of its private conversations
+//! ├── cluster.rs           starting a cluster node: the shared identity (feature `cluster`)
 //! ├── scripted.rs          the JSON-lines contract of `server --headless` and `chat`
 //! ├── paths.rs             default directories and file locations
 //! ├── cli.rs               the command line
@@ -70,6 +71,8 @@
 pub mod app;
 pub mod cli;
 pub mod client_index;
+#[cfg(feature = "cluster")]
+pub mod cluster;
 #[doc(hidden)]
 pub mod fuzzing;
 #[cfg(feature = "gui")]

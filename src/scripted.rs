@@ -87,6 +87,8 @@ async fn start_server(opts: ServerOptions, database: Option<String>) -> Result<S
             .await
             .map_err(|e| e.to_string())?
             .map_err(|e| format!("PostgreSQL: {e}"))?;
+            #[cfg(feature = "cluster")]
+            let (store, opts) = cluster_node(store, opts).await?;
             Server::start_with_blobs(opts, store, std::sync::Arc::new(blobs))
                 .await
                 .map_err(|e| e.to_string())
@@ -96,6 +98,23 @@ async fn start_server(opts: ServerOptions, database: Option<String>) -> Result<S
             Err("this livewire was built without PostgreSQL support (feature `postgres`)".into())
         }
     }
+}
+
+/// A node of a cluster (`--nats`) presents the cluster's one certificate, kept in its
+/// PostgreSQL (see [`crate::cluster`]); a single node on PostgreSQL keeps its own.
+#[cfg(feature = "cluster")]
+async fn cluster_node(
+    mut store: crate::store::PgStore,
+    mut opts: ServerOptions,
+) -> Result<(crate::store::PgStore, ServerOptions), String> {
+    if opts.nats.is_none() {
+        return Ok((store, opts));
+    }
+    tokio::task::spawn_blocking(move || {
+        crate::cluster::use_shared_identity(&mut store, &mut opts).map(|()| (store, opts))
+    })
+    .await
+    .map_err(|e| e.to_string())?
 }
 
 /// `livewire server --headless`: runs until SIGINT or SIGTERM, then stops gracefully.

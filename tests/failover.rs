@@ -404,6 +404,7 @@ fn connection_ids_on_the_wire_carry_the_node_id() {
             limits: Limits::default(),
             timers: quic::Timers::SERVER,
             node_id: 7,
+            nats: None,
         };
         Server::start(opts, SqliteStore::open(&data).unwrap())
             .await

@@ -220,6 +220,7 @@ fn main() {
             limits: Limits::default(),
             timers: livewire::transport::quic::Timers::SERVER,
             node_id: 0,
+            nats: None,
         },
     );
     server.present();

@@ -32,12 +32,45 @@ pub struct Livewire {
     pub bin: PathBuf,
     /// Scratch directory.
     pub dir: PathBuf,
+    /// Cluster mode: nodes on this PostgreSQL (emptied at each start), and NATS when
+    /// there are several (docs/SCALING.md part 3).
+    pub cluster: Option<Cluster>,
+}
+
+/// How a cluster target runs.
+#[derive(Clone)]
+pub struct Cluster {
+    /// `postgres://…` of a database the bench may empty.
+    pub database: String,
+    /// `nats://…`.
+    pub nats: String,
+    /// How many nodes; clients are spread over them round-robin.
+    pub nodes: usize,
+}
+
+/// Empties the database (as `psql` can: the bench has no PostgreSQL client of its own).
+fn reset_database(url: &str) -> Result<()> {
+    let out = std::process::Command::new("psql")
+        .args([
+            url,
+            "-q",
+            "-c",
+            "DROP SCHEMA public CASCADE; CREATE SCHEMA public;",
+        ])
+        .output()
+        .context("psql (postgresql-client) is needed for the cluster target")?;
+    if !out.status.success() {
+        bail!("psql: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(())
 }
 
 /// How to reach a started LiveWire server.
 pub struct Running {
     /// `127.0.0.1:PORT`.
     pub addr: String,
+    /// Every node's address (the one above first); clients are spread over them.
+    pub addrs: Vec<String>,
     /// `SHA256:…`.
     pub fingerprint: String,
     pins: PathBuf,
@@ -46,10 +79,43 @@ pub struct Running {
 impl Livewire {
     /// Starts a server with a fresh data directory and limits raised for load.
     pub async fn start(&self, pin: &Pinning, tag: &str) -> Result<(ServerProc, Running)> {
+        let Some(cluster) = &self.cluster else {
+            return self.start_node(pin, tag, &[]).await;
+        };
+        reset_database(&cluster.database)?;
+        let mut extra = vec!["--database".to_owned(), cluster.database.clone()];
+        if cluster.nodes > 1 {
+            extra.extend(["--nats".to_owned(), cluster.nats.clone()]);
+        }
+        let mut first: Option<(ServerProc, Running)> = None;
+        for i in 0..cluster.nodes.max(1) {
+            let mut args = extra.clone();
+            args.extend(["--node-id".to_owned(), i.to_string()]);
+            let (proc, running) = self.start_node(pin, &format!("{tag}-{i}"), &args).await?;
+            match &mut first {
+                None => first = Some((proc, running)),
+                Some((p, r)) => {
+                    if running.fingerprint != r.fingerprint {
+                        bail!("cluster nodes present different certificates");
+                    }
+                    r.addrs.push(running.addr);
+                    p.also.push(proc);
+                }
+            }
+        }
+        first.context("no node")
+    }
+
+    async fn start_node(
+        &self,
+        pin: &Pinning,
+        tag: &str,
+        extra: &[String],
+    ) -> Result<(ServerProc, Running)> {
         let data = self.dir.join(format!("{}-{tag}", self.name));
         let _ = std::fs::remove_dir_all(&data);
         std::fs::create_dir_all(&data)?;
-        let argv: Vec<String> = [
+        let mut argv: Vec<String> = [
             self.bin.to_str().context("binary path is not UTF-8")?,
             "server",
             "--headless",
@@ -69,6 +135,7 @@ impl Livewire {
         .iter()
         .map(|s| s.to_string())
         .collect();
+        argv.extend(extra.iter().cloned());
         let proc = ServerProc::spawn(pin, &argv, true).await?;
         let line = proc.first_line.clone().unwrap_or_default();
         let v: serde_json::Value =
@@ -82,6 +149,7 @@ impl Livewire {
             .context("no fingerprint")?
             .to_owned();
         let running = Running {
+            addrs: vec![addr.clone()],
             addr,
             fingerprint,
             pins: data.join("known-servers"),
@@ -132,6 +200,7 @@ pub async fn connect(
         }
     }
     let base = Arc::new(base);
+    let addrs = srv.addrs.clone();
     let eps = endpoints.clone();
     let setup = Arc::new(Setup {
         joined: AtomicUsize::new(0),
@@ -146,6 +215,9 @@ pub async fn connect(
             _ => format!("bench{i}"),
         };
         opts.endpoint = Some(endpoints[i / per_endpoint.max(1)].clone());
+        if let Some(addr) = addrs.get(i % addrs.len().max(1)) {
+            opts.server = addr.clone();
+        }
         let rec = rec.clone();
         let setup = shared.clone();
         async move { client(i, opts, rec, setup).await }

@@ -61,6 +61,14 @@ struct RunArgs {
     /// nothing), to tell disk waits from the rest.
     #[arg(long)]
     livewire_tmpfs: Option<PathBuf>,
+    /// Also run LiveWire on this PostgreSQL (emptied before each start): `livewire-pg`, one
+    /// node, and with --livewire-nats `livewire-2nodes`, two nodes fanning out over NATS
+    /// with the clients spread over them (docs/SCALING.md).
+    #[arg(long)]
+    livewire_database: Option<String>,
+    /// The NATS server of the two-node target (`nats://…`).
+    #[arg(long, requires = "livewire_database")]
+    livewire_nats: Option<String>,
     /// Command line that starts mosquitto (split on spaces).
     #[arg(long)]
     mosquitto: Option<String>,
@@ -307,12 +315,37 @@ async fn run(args: RunArgs) -> Result<()> {
             name: "livewire".into(),
             bin: bin.clone(),
             dir: work.clone(),
+            cluster: None,
         }));
+        if let Some(database) = &args.livewire_database {
+            let cluster = |nodes| {
+                Some(lw::Cluster {
+                    database: database.clone(),
+                    nats: args.livewire_nats.clone().unwrap_or_default(),
+                    nodes,
+                })
+            };
+            targets.push(Target::Livewire(lw::Livewire {
+                name: "livewire-pg".into(),
+                bin: bin.clone(),
+                dir: work.clone(),
+                cluster: cluster(1),
+            }));
+            if args.livewire_nats.is_some() {
+                targets.push(Target::Livewire(lw::Livewire {
+                    name: "livewire-2nodes".into(),
+                    bin: bin.clone(),
+                    dir: work.clone(),
+                    cluster: cluster(2),
+                }));
+            }
+        }
         if let Some(dir) = &args.livewire_tmpfs {
             targets.push(Target::Livewire(lw::Livewire {
                 name: "livewire-tmpfs".into(),
                 bin: bin.clone(),
                 dir: dir.clone(),
+                cluster: None,
             }));
         }
     }

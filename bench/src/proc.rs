@@ -70,6 +70,8 @@ pub struct ServerProc {
     pub pid: u32,
     /// The first stdout line, for servers that announce themselves.
     pub first_line: Option<String>,
+    /// The other nodes of a cluster target: counted in CPU and memory, stopped with it.
+    pub also: Vec<ServerProc>,
 }
 
 impl ServerProc {
@@ -102,6 +104,7 @@ impl ServerProc {
             child,
             pid,
             first_line,
+            also: Vec::new(),
         })
     }
 
@@ -126,13 +129,15 @@ impl ServerProc {
     }
 
     /// User + system CPU seconds so far (all threads).
+    /// (With its other nodes.)
     pub fn cpu_secs(&self) -> f64 {
-        cpu_secs(self.pid).unwrap_or(0.0)
+        cpu_secs(self.pid).unwrap_or(0.0) + self.also.iter().map(|p| p.cpu_secs()).sum::<f64>()
     }
 
-    /// Resident set size in KiB.
+    /// Resident set size in KiB (with its other nodes).
     pub fn rss_kb(&self) -> u64 {
         status_kb(self.pid, "VmRSS:").unwrap_or(0)
+            + self.also.iter().map(|p| p.rss_kb()).sum::<u64>()
     }
 
     /// Whether it is still running.
@@ -142,6 +147,9 @@ impl ServerProc {
 
     /// Stops it (SIGKILL: every server here keeps its state in a temporary directory).
     pub async fn stop(mut self) {
+        for other in std::mem::take(&mut self.also) {
+            Box::pin(other.stop()).await;
+        }
         let _ = self.child.start_kill();
         let _ = tokio::time::timeout(Duration::from_secs(5), self.child.wait()).await;
     }

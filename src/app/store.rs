@@ -178,6 +178,14 @@ pub trait Store {
     fn hidden_after(&mut self, key: &str, after: u64) -> StoreResult<Vec<Hidden>>;
     /// Every open room, at the server's start.
     fn load_rooms(&mut self) -> StoreResult<Vec<StoredRoom>>;
+    /// The room with key `key` (`None`: there is none, e.g. it was closed). A cluster node
+    /// re-reads a room another node changed; the default loads every room.
+    fn load_room(&mut self, key: &str) -> StoreResult<Option<StoredRoom>> {
+        Ok(self
+            .load_rooms()?
+            .into_iter()
+            .find(|r| r.room.name.key() == key))
+    }
     /// Stores a new room (its owner included); `false` if a room with its key or
     /// look-alike skeleton exists.
     fn create_room(&mut self, room: &Room) -> StoreResult<bool>;

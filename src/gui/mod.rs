@@ -233,6 +233,7 @@ pub fn run_demo(data_dir: Option<PathBuf>) -> ExitCode {
         limits: Limits::default(),
         timers: crate::transport::quic::Timers::SERVER,
         node_id: 0,
+        nats: None,
     };
     {
         let config = config.clone();

@@ -31,6 +31,7 @@
 
 mod blobs;
 mod edits;
+mod identity;
 mod receipts;
 mod rooms;
 mod search;
@@ -176,6 +177,12 @@ const MIGRATIONS: &[&str] = &[
      );",
     // 6: full-text search over #general and rooms (postgres/search.rs).
     search::MIGRATION,
+    // 7: the one certificate and key every node of a cluster presents (postgres/identity.rs).
+    "CREATE TABLE server_identity (
+        id SMALLINT PRIMARY KEY CHECK (id = 1),
+        cert_pem TEXT NOT NULL,
+        key_pem TEXT NOT NULL
+     );",
 ];
 
 /// The advisory lock key that serialises migrations of nodes starting together
@@ -843,7 +850,11 @@ impl Store for PgStore {
     }
 
     fn load_rooms(&mut self) -> StoreResult<Vec<StoredRoom>> {
-        self.run(rooms::load)
+        self.run(|c| rooms::load(c, None))
+    }
+
+    fn load_room(&mut self, key: &str) -> StoreResult<Option<StoredRoom>> {
+        self.run(|c| Ok(rooms::load(c, Some(key))?.pop()))
     }
 
     fn create_room(&mut self, room: &Room) -> StoreResult<bool> {

@@ -188,6 +188,39 @@ impl PgServer {
         }
     }
 
+    /// Stops the server (`-m fast`: sessions are cut) and keeps its data, for
+    /// [`PgServer::restart`]. For tests that take PostgreSQL away from a running server.
+    #[allow(dead_code)] // only tests/cluster.rs takes PostgreSQL away
+    pub fn stop(&self) -> Result<(), String> {
+        let data = self.data();
+        self.run(
+            "pg_ctl",
+            &["-D", path_str(&data), "-m", "fast", "-w", "stop"],
+        )
+    }
+
+    /// Starts a server stopped by [`PgServer::stop`] again, on the same port.
+    #[allow(dead_code)]
+    pub fn restart(&self) -> Result<(), String> {
+        let options = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off",
+            self.port,
+            self.dir.path().display()
+        );
+        let (data, log) = (self.data(), self.dir.path().join("log"));
+        let args = [
+            "-D",
+            path_str(&data),
+            "-l",
+            path_str(&log),
+            "-o",
+            &options,
+            "-w",
+            "start",
+        ];
+        self.run("pg_ctl", &args)
+    }
+
     /// The connection string of database `db`.
     pub fn url(&self, db: &str) -> String {
         format!("postgres://postgres@127.0.0.1:{}/{db}", self.port)

@@ -142,6 +142,7 @@ pub async fn in_process_server(data_dir: &Path, limits: Limits) -> (Server, Opti
         limits,
         timers: quic::Timers::SERVER,
         node_id: 0,
+        nats: None,
     };
     let mut server = Server::start(opts, store).await.unwrap();
     let events = server.take_events();

@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 
+use super::ClusterMsg;
 use crate::app::ids::{ClientMsgId, ConnId, ConvId, MsgId};
 use crate::app::protocol::{ControlDown, ControlUp, ConvDown, ConvUp};
 
@@ -95,6 +96,19 @@ pub enum Input {
         /// For the users.
         reason: String,
     },
+    /// Cluster mode: a message from another node (`from`: its instance id).
+    Cluster {
+        /// The sending node's instance id.
+        from: u64,
+        /// What it says.
+        msg: ClusterMsg,
+    },
+    /// Cluster mode: every [`super::ROSTER_EVERY_MS`], send this node's roster and forget
+    /// nodes that went silent.
+    ClusterTick,
+    /// Cluster mode: the link to the other nodes was down and is back (what they sent
+    /// meanwhile is lost): nudge every open conversation to catch up from the store.
+    ClusterResync,
 }
 
 /// What the core asks its driver to do.
@@ -155,6 +169,9 @@ pub enum Output {
         /// Member now?
         member: bool,
     },
+    /// Cluster mode: tell the other nodes, after the batch's commit (a durable message of
+    /// a batch whose commit failed is dropped with it, see [`ClusterMsg::is_durable`]).
+    Publish(ClusterMsg),
 }
 
 /// Events for the operator (headless JSON lines, the server window, tracing).

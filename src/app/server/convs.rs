@@ -182,6 +182,11 @@ impl<S: Store> ServerCore<S> {
         after: Option<u64>,
     ) -> Result<(), StoreError> {
         let from = self.visible_from(conv, key);
+        // Read before the events: on a database shared by several nodes, others commit
+        // between our statements. An event numbered above `newest` is left out here and
+        // reaches this session live, after `CaughtUp` (the client drops live events while
+        // it catches up, trusting the catch-up to hold them).
+        let newest = self.store.last_seq(conv)?;
         let (mut events, mut more) = match after {
             Some(after) => {
                 let after = after.max(from - 1);
@@ -197,6 +202,10 @@ impl<S: Store> ServerCore<S> {
                 (events, false)
             }
         };
+        if events.last().is_some_and(|e| e.seq > newest) {
+            events.retain(|e| e.seq <= newest);
+            more = false;
+        }
         // A round stays within a byte budget, so a client catching up on big messages never
         // looks like one that stopped reading; it asks for the next round when this one is in.
         let budget = self.limits.catchup_bytes;
@@ -223,7 +232,7 @@ impl<S: Store> ServerCore<S> {
         // last event sent) tells the client where it stands.
         let upto = match (more, events.last()) {
             (true, Some(e)) => e.seq,
-            _ => self.store.last_seq(conv)?,
+            _ => newest,
         };
         for e in events {
             let e = self.with_mentions(conv, e);
@@ -322,9 +331,19 @@ impl<S: Store> ServerCore<S> {
         Ok(())
     }
 
-    /// Delivers an event to every member session except `skip`: on its stream if open,
-    /// else a one-time [`ControlDown::ConvActivity`].
+    /// Delivers a new event to every member session except `skip`, on this node and (in
+    /// cluster mode, once the batch commits) on the others.
     pub(super) fn fan_out(&mut self, conv: &ConvId, event: &ConvEvent, skip: Option<ConnId>) {
+        self.publish(|| super::ClusterMsg::Event {
+            conv: conv.clone(),
+            event: event.clone(),
+        });
+        self.fan_out_local(conv, event, skip);
+    }
+
+    /// Delivers an event to every member session of this node except `skip`: on its stream
+    /// if open, else a one-time [`ControlDown::ConvActivity`].
+    pub(super) fn fan_out_local(&mut self, conv: &ConvId, event: &ConvEvent, skip: Option<ConnId>) {
         let annotated = self.mentions_for(conv, event);
         let event = annotated.as_ref().unwrap_or(event);
         let targets: Vec<ConnId> = match conv {

@@ -54,6 +54,10 @@ impl<S: Store> ServerCore<S> {
                 for c in targets {
                     self.control_out(c, ControlDown::Hidden(hidden.clone()));
                 }
+                if hseq.is_some() {
+                    let user = key.to_owned();
+                    self.publish(|| super::ClusterMsg::Hidden { user, hidden });
+                }
             }
             (EventKind::Erased, DeleteScope::Everyone) => {
                 self.control_error(

@@ -12,6 +12,7 @@
 //! message search.
 
 mod api;
+mod cluster;
 mod convs;
 mod delete;
 mod edits;
@@ -23,6 +24,7 @@ mod session;
 mod typing;
 
 pub use api::{Input, Output, ServerLog};
+pub use cluster::{ClusterMsg, NODE_EXPIRY_MS, ROSTER_EVERY_MS, WireEffect, WireKind};
 pub use receipts::MAX_RECEIPT_MEMBERS;
 pub use typing::TYPING_INTERVAL_MS;
 
@@ -120,6 +122,8 @@ pub struct ServerCore<S> {
     out: Vec<Output>,
     /// When typing notices were last forwarded, for their rate limit.
     typing_gate: typing::TypingGate,
+    /// The other nodes, in cluster mode (`None`: a single node).
+    cluster: Option<cluster::ClusterState>,
 }
 
 impl<S: Store> ServerCore<S> {
@@ -138,6 +142,7 @@ impl<S: Store> ServerCore<S> {
             names: HashMap::new(),
             out: Vec::new(),
             typing_gate: typing::TypingGate::default(),
+            cluster: None,
         }
     }
 
@@ -242,6 +247,9 @@ impl<S: Store> ServerCore<S> {
                 }
             }
             Input::CloseRoom { room } => self.close_room(&room)?,
+            Input::Cluster { from, msg } => self.cluster_input(from, msg, now)?,
+            Input::ClusterTick => self.cluster_tick(now),
+            Input::ClusterResync => self.cluster_resync()?,
             Input::OperatorDelete { id } => self.operator_delete(id, now)?,
             Input::Kick { conn } => {
                 if self.conns.contains_key(&conn) {

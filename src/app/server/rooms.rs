@@ -73,7 +73,7 @@ impl<S: Store> ServerCore<S> {
     }
 
     /// Tells the operator a room's member count and activity.
-    fn room_updated(&mut self, key: &str) {
+    pub(super) fn room_updated(&mut self, key: &str) {
         if let Some(e) = self.rooms.get(key) {
             let l = ServerLog::RoomUpdated {
                 room: e.room.name.as_str().to_owned(),
@@ -243,6 +243,7 @@ impl<S: Store> ServerCore<S> {
         up: RoomUp,
     ) -> Result<(), StoreError> {
         let me = name.key();
+        self.room_command_target(&up)?;
         let result = match up {
             RoomUp::Create {
                 name: room,
@@ -373,6 +374,11 @@ impl<S: Store> ServerCore<S> {
         self.room_updated(&key);
         let info = Self::info(&self.rooms[&key], me);
         self.tell_user(me, RoomDown::Joined { room: info });
+        let joined = Effect::Joined {
+            user: me.to_owned(),
+            role: Role::Owner,
+        };
+        self.publish_room(&key, me, Kind::Other, &[joined]);
         Ok(())
     }
 
@@ -464,6 +470,7 @@ impl<S: Store> ServerCore<S> {
             return Err(e.into());
         }
         self.announce_effects(key, actor, kind, &effects)?;
+        self.publish_room(key, actor, kind, &effects);
         if effects
             .iter()
             .any(|e| matches!(e, Effect::Joined { .. } | Effect::Removed { .. }))
@@ -474,7 +481,7 @@ impl<S: Store> ServerCore<S> {
     }
 
     /// Tells users what a change did, in order.
-    fn announce_effects(
+    pub(super) fn announce_effects(
         &mut self,
         key: &str,
         actor: &str,
@@ -620,6 +627,7 @@ impl<S: Store> ServerCore<S> {
         entry.room.invited.clear();
         self.store
             .room_changed(&entry.room, &effects, super::SERVER_AUTHOR)?;
+        self.publish_room(&key, super::SERVER_AUTHOR, Kind::Other, &effects);
         for u in users {
             let by = Some(super::SERVER_AUTHOR.to_owned());
             self.remove(&key, &u, MemberChange::Left, by);
@@ -649,7 +657,7 @@ impl From<StoreError> for Outcome {
 
 /// What kind of change removed someone, for the `Left` / `Member` change.
 #[derive(Clone, Copy)]
-enum Kind {
+pub(super) enum Kind {
     Kick,
     Ban,
     Other,

@@ -76,30 +76,23 @@ impl<S: Store> ServerCore<S> {
         });
     }
 
+    /// `name`'s first session came or last session went: every other user hears it
+    /// (in cluster mode, unless the user has sessions on another node).
     pub(super) fn presence(&mut self, name: &UserName, online: bool) {
-        let targets: Vec<ConnId> = self
-            .online
-            .iter()
-            .filter(|(k, _)| **k != name.key())
-            .flat_map(|(_, s)| s.iter().copied())
-            .collect();
-        for conn in targets {
-            self.control_out(
-                conn,
-                ControlDown::Presence {
-                    user: name.to_string(),
-                    online,
-                },
-            );
+        if self.presence_is_news(&name.key(), name.as_str(), online) {
+            self.tell_presence(&name.key(), name.as_str(), online);
         }
     }
 
     pub(super) fn online_names(&self) -> Vec<String> {
-        self.online
+        let mut names: Vec<String> = self
+            .online
             .values()
             .filter_map(|set| set.iter().next())
             .filter_map(|c| self.session(*c).map(|s| s.name.to_string()))
-            .collect()
+            .collect();
+        self.add_remote_names(&mut names);
+        names
     }
 
     pub(super) fn refuse_login(
@@ -370,6 +363,7 @@ impl<S: Store> ServerCore<S> {
         let account = if valid { self.store.user(&key)? } else { None };
         let Some(account) = account else {
             let addr = self.conns[&conn].addr;
+            self.publish_failed_login(&key, addr.ip());
             self.fail_account.record(key, now);
             self.fail_ip.record(addr.ip(), now);
             let msg = "resumption token refused; log in with the password".to_owned();
@@ -403,6 +397,7 @@ impl<S: Store> ServerCore<S> {
             (name.clone(), *hide_cursor, *identity_pub, *token, c.addr);
         let key = name.key();
         if !ok {
+            self.publish_failed_login(&key, addr.ip());
             self.fail_account.record(key, now);
             self.fail_ip.record(addr.ip(), now);
             let msg = "wrong username or password".to_owned();

@@ -1,6 +1,7 @@
 //! The chat rules tested without a network or a clock: server and client cores wired
 //! together in memory, time passed in by hand.
 
+mod cluster;
 mod edits;
 mod receipts;
 mod resume;
@@ -162,7 +163,7 @@ impl World {
                     self.hold = None;
                 }
             }
-            Output::Log(_) | Output::Membership { .. } => {}
+            Output::Log(_) | Output::Membership { .. } | Output::Publish(_) => {}
         }
     }
 

@@ -9,11 +9,19 @@ use crate::app::rooms::{Effect, Member, Room, RoomName, Visibility};
 use crate::app::store::StoredRoom;
 use crate::store::rooms::{role_code, role_of, visibility_code};
 
-pub(super) fn load(c: &mut Conn) -> Res<Vec<StoredRoom>> {
-    let heads = c.query(
-        "SELECT key, name, topic, visibility FROM rooms ORDER BY key",
-        &[],
-    )?;
+/// Every room, or `only` the one with that key (a cluster node re-reads a room another
+/// node changed).
+pub(super) fn load(c: &mut Conn, only: Option<&str>) -> Res<Vec<StoredRoom>> {
+    let heads = match only {
+        None => c.query(
+            "SELECT key, name, topic, visibility FROM rooms ORDER BY key",
+            &[],
+        )?,
+        Some(key) => c.query(
+            "SELECT key, name, topic, visibility FROM rooms WHERE key = $1",
+            &[&key],
+        )?,
+    };
     let mut out = Vec::with_capacity(heads.len());
     for head in heads {
         let (key, name, topic, vis): (String, String, String, i64) =

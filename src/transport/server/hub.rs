@@ -14,7 +14,7 @@ use super::operator::OperatorLog;
 use super::queue::{ConnOut, ConnQueue, QueueFull};
 use crate::app::ids::ConnId;
 use crate::app::protocol::{ConvDown, ErrorCode};
-use crate::app::server::{Input, LOGIN_REFUSED_REASON, Output, ServerCore, ServerLog};
+use crate::app::server::{ClusterMsg, Input, LOGIN_REFUSED_REASON, Output, ServerCore, ServerLog};
 use crate::app::store::Store;
 use crate::transport::auth;
 use crate::transport::files::FileStore;
@@ -108,14 +108,13 @@ pub(super) fn run<S: Store>(
 /// (the client gives up on that message and says so), otherwise `internal` (the client
 /// keeps it and sends it again after its next reconnect).
 fn unsend_batch(outputs: &mut Vec<Output>, full: bool) {
-    outputs.retain(|o| {
-        !matches!(
-            o,
-            Output::Conv {
-                down: ConvDown::Event(_),
-                ..
-            }
-        )
+    outputs.retain(|o| match o {
+        Output::Conv {
+            down: ConvDown::Event(_),
+            ..
+        } => false,
+        Output::Publish(m) => !m.is_durable(),
+        _ => true,
     });
     for o in outputs.iter_mut() {
         if let Output::Conv { down, .. } = o
@@ -157,10 +156,13 @@ pub(super) struct Router {
     pub hashers: Arc<Semaphore>,
     /// A connection's queue cap in bytes.
     pub queue_bytes: usize,
+    /// Cluster mode: the link to the other nodes (`None`: a single node).
+    pub cluster: Option<mpsc::Sender<ClusterMsg>>,
 }
 
 impl Router {
-    fn route(&mut self, out: Output) {
+    /// Delivers one output of a committed batch.
+    pub(super) fn route(&mut self, out: Output) {
         let (conn, msg) = match out {
             Output::Control { conn, down } => (conn, ConnOut::Control(down)),
             Output::Conv { conn, conv, down } => (conn, ConnOut::Conv(conv, down)),
@@ -180,6 +182,18 @@ impl Router {
             } => return self.verify_password(conn, password, phc),
             Output::Membership { room, user, member } => {
                 return self.files.set_room_member(&room, &user, member);
+            }
+            Output::Publish(msg) => {
+                // Never waits: a link far behind loses messages, which clients repair
+                // from the store like any lost publish.
+                if let Some(link) = &self.cluster
+                    && link.try_send(msg).is_err()
+                {
+                    warn!(
+                        "cluster: the link to the other nodes is behind; a message for them was dropped"
+                    );
+                }
+                return;
             }
             Output::Revoke { conn, conv } => {
                 // At once, before any later output: what is queued for that room is

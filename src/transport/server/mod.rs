@@ -17,7 +17,13 @@
 //! - `queue`: a connection's outgoing queue, capped in bytes.
 //! - `writer`: the task that writes a connection's queue.
 //! - `operator`: the operator's bounded view of the server's log.
+//! - `cluster`, `cluster_wire` (feature `cluster`): the NATS link to the other nodes of a
+//!   cluster and its payloads (docs/SCALING.md).
 
+#[cfg(feature = "cluster")]
+mod cluster;
+#[cfg(feature = "cluster")]
+mod cluster_wire;
 mod connection;
 mod context;
 mod hub;
@@ -63,10 +69,19 @@ pub struct ServerOptions {
     pub limits: Limits,
     /// QUIC timers ([`Timers::SERVER`] by default).
     pub timers: Timers,
-    /// This node's ID in a cluster (0 on a single node): the second octet of every
-    /// connection ID (see [`super::cid`]).
+    /// This node's id in a cluster: logged, named in its NATS connection, and carried in
+    /// its connection IDs. Any value on a single node.
     pub node_id: u8,
+    /// Cluster mode: the NATS server the nodes fan out through (`nats://host:port`);
+    /// `None` runs a single node. Needs the feature `cluster`.
+    pub nats: Option<String>,
 }
+
+/// The link to the other nodes of a cluster (none without the feature `cluster`).
+#[cfg(feature = "cluster")]
+type Link = cluster::ClusterLink;
+#[cfg(not(feature = "cluster"))]
+type Link = std::convert::Infallible;
 
 /// Holds the store until the hub thread takes it; a store dropped before that (the server
 /// failed to start) is dropped on a thread of its own, never on an async worker, where a
@@ -93,6 +108,9 @@ pub enum StartError {
     /// The rooms could not be loaded from the store.
     #[error("cannot load the rooms: {0}")]
     Store(#[from] crate::app::store::StoreError),
+    /// Cluster mode could not start.
+    #[error("cluster: {0}")]
+    Cluster(String),
     /// The UDP socket could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -158,6 +176,7 @@ pub struct Server {
     events: Option<ServerEvents>,
     hub_thread: Option<std::thread::JoinHandle<()>>,
     accept: tokio::task::JoinHandle<()>,
+    link: Option<Link>,
 }
 
 fn now_ms() -> u64 {
@@ -211,6 +230,8 @@ impl Server {
             opts.limits.quota_per_user,
         ));
         tokio::spawn(files.clone().sweep_parts_forever());
+        let (link, cluster) = start_link(&opts, &hub_tx).await?;
+        let clustered = cluster.is_some();
         let router = Router {
             files: files.clone(),
             outboxes: HashMap::new(),
@@ -219,6 +240,7 @@ impl Server {
             rt: tokio::runtime::Handle::current(),
             hashers: Arc::new(Semaphore::new(2)),
             queue_bytes: opts.limits.conn_queue_bytes,
+            cluster,
         };
         // The store is used only on the hub thread: a blocking client (PostgreSQL's) must
         // never run, or be dropped, on an async worker.
@@ -229,6 +251,11 @@ impl Server {
             .name("livewire-hub".into())
             .spawn(move || {
                 let mut core = ServerCore::new(store, limits);
+                let hello = if clustered {
+                    core.enable_cluster()
+                } else {
+                    Vec::new()
+                };
                 match core.load_rooms() {
                     Ok(()) => {
                         let _ = loaded_tx.send(Ok(core.room_memberships()));
@@ -238,7 +265,13 @@ impl Server {
                         return;
                     }
                 }
-                let run = std::panic::AssertUnwindSafe(|| hub::run(core, hub_rx, router));
+                let run = std::panic::AssertUnwindSafe(move || {
+                    let mut router = router;
+                    for out in hello {
+                        router.route(out);
+                    }
+                    hub::run(core, hub_rx, router)
+                });
                 if std::panic::catch_unwind(run).is_err() {
                     // Half a server is worse than none: nothing unacknowledged is lost
                     // (acks follow commits), and a supervisor restarts us.
@@ -270,6 +303,7 @@ impl Server {
             events: Some(events),
             hub_thread: Some(hub_thread),
             accept,
+            link,
         })
     }
 
@@ -309,10 +343,58 @@ impl Server {
         let _ = tokio::time::timeout(Duration::from_secs(3), self.endpoint.wait_idle()).await;
         self.endpoint
             .close(quic::code(close::SHUTDOWN), reason.as_bytes());
+        #[cfg(feature = "cluster")]
+        if let Some(link) = self.link.take() {
+            link.stop().await;
+        }
+        #[cfg(not(feature = "cluster"))]
+        let _: Option<Link> = self.link.take();
         let _ = self.handle.hub.send(HubMsg::Stop).await;
         if let Some(t) = self.hub_thread.take() {
             let _ = tokio::task::spawn_blocking(move || t.join()).await;
         }
         info!("server stopped");
+    }
+}
+
+/// Starts the link to the other nodes when the options name a NATS server: the link, and
+/// the sender the hub publishes through.
+#[cfg(feature = "cluster")]
+async fn start_link(
+    opts: &ServerOptions,
+    hub: &mpsc::Sender<HubMsg>,
+) -> Result<
+    (
+        Option<Link>,
+        Option<mpsc::Sender<crate::app::server::ClusterMsg>>,
+    ),
+    StartError,
+> {
+    let Some(url) = &opts.nats else {
+        return Ok((None, None));
+    };
+    let (link, tx) = cluster::ClusterLink::start(url, opts.node_id, hub.clone())
+        .await
+        .map_err(StartError::Cluster)?;
+    Ok((Some(link), Some(tx)))
+}
+
+/// Without the feature `cluster`, a NATS server in the options is an error.
+#[cfg(not(feature = "cluster"))]
+async fn start_link(
+    opts: &ServerOptions,
+    _hub: &mpsc::Sender<HubMsg>,
+) -> Result<
+    (
+        Option<Link>,
+        Option<mpsc::Sender<crate::app::server::ClusterMsg>>,
+    ),
+    StartError,
+> {
+    match opts.nats {
+        Some(_) => Err(StartError::Cluster(
+            "this livewire was built without cluster mode (feature `cluster`)".into(),
+        )),
+        None => Ok((None, None)),
     }
 }
