@@ -518,7 +518,7 @@ fn main() {
         t.elapsed()
     );
 
-    room_widgets(&app, tmp.path());
+    room_widgets(app.upcast_ref(), tmp.path());
 
     alice.close();
     server.close();

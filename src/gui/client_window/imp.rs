@@ -5,8 +5,8 @@ use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use adw::subclass::prelude::*;
 use gtk::prelude::*;
-use gtk::subclass::prelude::*;
 use gtk::{gio, glib};
 use gtk4 as gtk;
 
@@ -23,6 +23,16 @@ use crate::gui::models::LwConversation;
 #[derive(Default, gtk::CompositeTemplate)]
 #[template(file = "../../../ui/client_window.ui")]
 pub struct LwClientWindow {
+    #[template_child]
+    pub(super) toast_overlay: TemplateChild<adw::ToastOverlay>,
+    #[template_child]
+    pub(super) back_button: TemplateChild<gtk::Button>,
+    #[template_child]
+    pub(super) conversation_menu_button: TemplateChild<gtk::MenuButton>,
+    #[template_child]
+    pub(super) leaflet: TemplateChild<adw::Leaflet>,
+    #[template_child]
+    pub(super) content: TemplateChild<gtk::Box>,
     #[template_child]
     pub(super) title_label: TemplateChild<gtk::Label>,
     #[template_child]
@@ -56,10 +66,6 @@ pub struct LwClientWindow {
     #[template_child]
     pub(super) message_list: TemplateChild<LwMessageList>,
     #[template_child]
-    pub(super) toast: TemplateChild<gtk::Revealer>,
-    #[template_child]
-    pub(super) toast_label: TemplateChild<gtk::Label>,
-    #[template_child]
     pub(super) composer: TemplateChild<LwComposer>,
 
     /// Where pins and the remembered login live.
@@ -81,7 +87,10 @@ pub struct LwClientWindow {
     pub(super) syncs: Cell<u64>,
     /// The last error shown, in words.
     pub(super) last_error: RefCell<Option<String>>,
-    pub(super) toast_timeout: RefCell<Option<glib::SourceId>>,
+    /// The toast shown, so a new one (or logging out) replaces it.
+    pub(super) toast: RefCell<Option<adw::Toast>>,
+    /// Style, notification settings and muted conversations (`gui-settings.json`).
+    pub(super) prefs: RefCell<crate::gui::preferences::Preferences>,
     /// A private chat just started by name and not confirmed by the server yet.
     pub(super) new_chat: RefCell<Option<String>>,
     /// Pending room invitations (a `gio::ListStore` of `LwInvitation`).
@@ -99,9 +108,12 @@ pub struct LwClientWindow {
 impl ObjectSubclass for LwClientWindow {
     const NAME: &'static str = "LwClientWindow";
     type Type = super::LwClientWindow;
-    type ParentType = gtk::ApplicationWindow;
+    type ParentType = adw::ApplicationWindow;
 
     fn class_init(klass: &mut Self::Class) {
+        // libadwaita's types and style sheet (adw::Application does this on start-up;
+        // a window made with a plain GtkApplication, as in tests, needs it here).
+        crate::gui::init_adw();
         // The template names these types, so they must exist before it is parsed.
         LwConnectPage::ensure_type();
         LwSidebar::ensure_type();
@@ -140,7 +152,10 @@ impl LwClientWindow {
 
     #[template_callback]
     fn on_conversation_selected(&self, conv: &LwConversation) {
-        self.obj().show_conversation(conv);
+        let obj = self.obj();
+        obj.show_conversation(conv);
+        obj.show_content_page();
+        obj.sync_mute_action();
     }
 
     #[template_callback]
@@ -171,19 +186,19 @@ impl LwClientWindow {
     }
 
     #[template_callback]
-    fn on_logout(&self) {
-        self.obj().logout();
-    }
-
-    #[template_callback]
     fn on_new_chat(&self) {
         let name = self.new_chat_entry.text().trim().to_owned();
         self.obj().start_private_chat(&name);
     }
 
     #[template_callback]
-    fn on_toast_close(&self) {
-        self.toast.set_reveal_child(false);
+    fn on_back(&self) {
+        self.obj().show_sidebar_page();
+    }
+
+    #[template_callback]
+    fn on_fold_changed(&self) {
+        self.obj().sync_fold();
     }
 
     #[template_callback]
@@ -242,3 +257,5 @@ impl WindowImpl for LwClientWindow {
 }
 
 impl ApplicationWindowImpl for LwClientWindow {}
+
+impl AdwApplicationWindowImpl for LwClientWindow {}
