@@ -29,6 +29,11 @@ use livewire::gui::{LwClientWindow, LwServerWindow};
 use livewire::transport::client::Trust;
 use livewire::transport::server::ServerOptions;
 
+#[path = "gui/adaptive.rs"]
+mod adaptive;
+#[path = "gui/notifications.rs"]
+mod notifications;
+
 const TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Warnings that are harmless here, as (log domain, text the message contains). Each one
@@ -328,6 +333,9 @@ fn main() {
     });
     assert!(alice.current().is_some_and(|c| c.name() == "#general"));
     println!("ok: unknown user: {}", alice.last_error().unwrap());
+
+    notifications::run(&alice, &bob, &tmp.path().join("alice"));
+    adaptive::run(&alice, &tmp.path().join("alice"));
 
     // Delete for everyone: bob sees the placeholder.
     let id = find(&messages(&alice, "#general"), "hello from alice")

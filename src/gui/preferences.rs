@@ -43,6 +43,11 @@ impl Style {
     }
 }
 
+/// Whether the application is dark right now (forced, or following a dark system).
+pub fn is_dark() -> bool {
+    adw::StyleManager::default().is_dark()
+}
+
 /// The GUI settings.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]

@@ -198,7 +198,15 @@ impl LwClientWindow {
 
     #[template_callback]
     fn on_fold_changed(&self) {
-        self.obj().sync_fold();
+        // The leaflet folds while it is being allocated: showing or hiding header bar
+        // buttons right then would change sizes in the middle of a layout (GTK warns that
+        // the header bar is drawn without an allocation). Do it right after.
+        let weak = self.obj().downgrade();
+        glib::idle_add_local_once(move || {
+            if let Some(win) = weak.upgrade() {
+                win.sync_fold();
+            }
+        });
     }
 
     #[template_callback]

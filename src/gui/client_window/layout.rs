@@ -50,6 +50,11 @@ impl LwClientWindow {
         imp.leaflet.visible_child().as_ref() == Some(imp.content.upcast_ref())
     }
 
+    /// The header bar's back button is shown (narrow, on the conversation page).
+    pub fn back_button_visible(&self) -> bool {
+        self.imp().back_button.is_visible()
+    }
+
     /// Goes to the sidebar page (the back button).
     pub fn show_sidebar_page(&self) {
         let imp = self.imp();
@@ -71,10 +76,24 @@ impl LwClientWindow {
         let folded = imp.leaflet.is_folded();
         let on_content = self.shows_content_page();
         imp.back_button.set_visible(chat && folded && on_content);
+        // Narrow: the header bar keeps what the page needs (Log Out stays in the main menu).
+        imp.new_chat_button
+            .set_visible(chat && !(folded && on_content));
+        imp.logout_button.set_visible(chat && !folded);
         imp.conversation_menu_button
             .set_visible(chat && self.current().is_some() && (!folded || on_content));
-        // While folded on the sidebar page, the conversation's name is not on screen.
+        // Side by side again: the sidebar shows which conversation is open.
+        if chat
+            && !folded
+            && let Some(c) = self.current()
+        {
+            self.select_conversation(&c);
+        }
+        // While folded on the sidebar page (by the back button, Alt+Left or a swipe), the
+        // conversation's name is not on screen, and nothing is selected, so that picking
+        // the same conversation again opens it.
         if chat && folded && !on_content {
+            imp.sidebar.unselect();
             imp.title_label.set_text("LiveWire");
         } else if chat && let Some(c) = self.current() {
             imp.title_label.set_text(&c.name());

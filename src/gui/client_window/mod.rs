@@ -278,8 +278,6 @@ impl LwClientWindow {
         let imp = self.imp();
         imp.stack
             .set_visible_child_name(if chat { "chat" } else { "connect" });
-        imp.logout_button.set_visible(chat);
-        imp.new_chat_button.set_visible(chat);
         imp.subtitle_label.set_visible(chat);
         if let Some(a) = self
             .lookup_action("logout")
