@@ -32,6 +32,7 @@
 //!         └── banner, LwMessageList (GtkListView of LwMessageRow), toast, LwComposer
 //! ```
 
+pub mod a11y;
 pub mod about;
 pub mod client_window;
 pub mod i18n;

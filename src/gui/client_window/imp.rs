@@ -64,6 +64,8 @@ pub struct LwClientWindow {
     #[template_child]
     pub(super) banner_label: TemplateChild<gtk::Label>,
     #[template_child]
+    pub(super) announcer: TemplateChild<gtk::Label>,
+    #[template_child]
     pub(super) message_list: TemplateChild<LwMessageList>,
     #[template_child]
     pub(super) composer: TemplateChild<LwComposer>,

@@ -125,6 +125,24 @@ impl LwClientWindow {
         format!("livewire-{}-{}", self.id(), conv.to_lowercase())
     }
 
+    /// Puts the newest of `incoming` on the live status line, for screen readers (see
+    /// [`crate::gui::a11y`]); the focus stays where it is.
+    pub(super) fn announce_messages(&self, conv: &str, incoming: &[MessageData]) {
+        let Some(m) = incoming.iter().rev().find(|m| m.text.is_some()) else {
+            return;
+        };
+        let text = gettext("New message from {from} in {conv}: {text}")
+            .replace("{from}", &m.from)
+            .replace("{conv}", conv)
+            .replace("{text}", m.text.as_deref().unwrap_or_default());
+        self.imp().announcer.set_text(&text);
+    }
+
+    /// The live status line's text (the last announcement).
+    pub fn announcement(&self) -> String {
+        self.imp().announcer.text().to_string()
+    }
+
     /// What clicking a notification does: the window comes to the front showing `conv`.
     pub fn open_from_notification(&self, conv: &str) {
         self.present();

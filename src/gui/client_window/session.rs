@@ -169,6 +169,7 @@ impl LwClientWindow {
             if incoming.is_empty() || catching_up {
                 continue;
             }
+            self.announce_messages(&conv, &incoming);
             let visible = self.current().as_ref() == Some(&c) && self.is_active();
             if !visible {
                 c.set_unread(c.unread() + incoming.len() as u32);
