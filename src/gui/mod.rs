@@ -11,6 +11,9 @@
 //!   the session, conversations, files and user-facing error parts.
 //! - [`server_window`]: `LwServerWindow`, start/stop, clients, activity and announcements.
 //! - [`settings`]: what the client window remembers (never the password).
+//! - [`preferences`]: the GUI settings (style, notifications, muted conversations).
+//! - [`notifications`]: which messages notify, and `app.open-conversation`.
+//! - [`about`]: the About window. [`a11y`]: accessibility helpers. [`i18n`]: gettext.
 //!
 //! Widgets never do network I/O: they send commands through a `ClientHandle` or
 //! `ServerHandle` and drain events from an `async_channel` in one
@@ -23,13 +26,13 @@
 //! child widgets tell their window what the user did through their own signals.
 //!
 //! ```text
-//! LwClientWindow
-//! ├── GtkHeaderBar (new chat ▾, title, Log Out)
+//! LwClientWindow (AdwApplicationWindow) > AdwToastOverlay
+//! ├── AdwHeaderBar (back, new chat ▾, title, Log Out, conversation ⋮, main menu ☰)
 //! └── GtkStack
 //!     ├── "connect": LwConnectPage (server, port, username, password, trust card, errors)
-//!     └── "chat": GtkPaned
+//!     └── "chat": AdwLeaflet (side by side, or two pages below ~600 px)
 //!         ├── LwSidebar: GtkListBox of LwConversation (#general, @peers; dots, badges)
-//!         └── banner, LwMessageList (GtkListView of LwMessageRow), toast, LwComposer
+//!         └── banner, status line, LwMessageList (GtkListView of LwMessageRow), LwComposer
 //! ```
 
 pub mod a11y;
