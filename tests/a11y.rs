@@ -2,7 +2,8 @@
 //! (`livewire client`) against a real headless server, driven only through the AT-SPI
 //! accessibility tree by `tests/a11y/drive.py` (python3-pyatspi): the fields are found by
 //! their accessible names, alice signs in (trust card included), sends a message, and it is
-//! read back from bob's message list and his live status line.
+//! read back from bob's message list and his live status line. A third window, started in
+//! German with a test catalogue, shows the translated words (gettext, templates included).
 //!
 //! Needs a display and a session bus (the AT-SPI bus is started through it):
 //! `dbus-run-session -- xvfb-run -a cargo test --test a11y`. Without them it prints
@@ -60,12 +61,35 @@ fn a_screen_reader_user_signs_in_and_chats() {
         .expect("the address it listens on");
     let fingerprint = listening["fingerprint"].as_str().expect("its fingerprint");
 
+    // A tiny German catalogue, to see gettext at work (needs msgfmt, package `gettext`).
+    let localedir = tmp.path().join("locale");
+    let mo_dir = localedir.join("de/LC_MESSAGES");
+    std::fs::create_dir_all(&mo_dir).expect("locale dir");
+    let po = tmp.path().join("de.po");
+    std::fs::write(
+        &po,
+        "msgid \"\"\nmsgstr \"Content-Type: text/plain; charset=UTF-8\\n\"\n\n\
+         msgid \"Connect\"\nmsgstr \"Verbinden\"\n\n\
+         msgid \"_Server\"\nmsgstr \"_Server (de)\"\n",
+    )
+    .expect("write de.po");
+    let msgfmt = Command::new("msgfmt")
+        .arg("-o")
+        .arg(mo_dir.join("livewire.mo"))
+        .arg(&po)
+        .status()
+        .is_ok_and(|s| s.success());
+    if !msgfmt {
+        println!("note: no msgfmt (package gettext): the translated window is not checked");
+    }
+
     let out = Command::new("/usr/bin/python3")
         .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/a11y/drive.py"))
         .arg(bin)
         .arg(addr.port().to_string())
         .arg(fingerprint)
         .arg(tmp.path())
+        .envs(msgfmt.then(|| ("LIVEWIRE_TEST_LOCALEDIR", localedir.as_os_str())))
         .output()
         .expect("run the AT-SPI driver");
     let _ = server.kill();
