@@ -93,5 +93,11 @@ pub fn run(alice: &LwClientWindow, alice_config: &std::path::Path) {
     let about = livewire::gui::about::show_about(alice);
     wait_frames(&about, 2);
     about.close();
+    WidgetExt::activate_action(alice, "win.show-help-overlay", None).expect("the shortcuts window");
+    let shortcuts = alice.help_overlay().expect("a shortcuts window");
+    wait_until("the shortcuts window", || shortcuts.is_visible());
+    wait_frames(&shortcuts, 2);
+    shortcuts.close();
+    println!("ok: Preferences, About and Keyboard Shortcuts windows open");
     alice.open_conversation("#general");
 }

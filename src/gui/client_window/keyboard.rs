@@ -10,6 +10,7 @@
 //! | Ctrl+U | send a file (`win.attach`) |
 //! | Ctrl+Shift+L | log out (`win.logout`) |
 //! | Ctrl+, | Preferences (`win.preferences`) |
+//! | Ctrl+? | this list (`win.show-help-overlay`, `ui/client_window/shortcuts.ui`) |
 //! | F10 | the main menu (libadwaita's primary menu) |
 //! | Alt+Left | back to the conversation list when the window is narrow |
 //! | Ctrl+W | close the window |
@@ -74,7 +75,18 @@ pub(super) fn window_actions() -> Vec<gio::ActionEntry<LwClientWindow>> {
     ]
 }
 
+/// The Keyboard Shortcuts window's template.
+const SHORTCUTS_UI: &str = include_str!("../../../ui/client_window/shortcuts.ui");
+
 impl LwClientWindow {
+    /// Sets the Keyboard Shortcuts window (`win.show-help-overlay`, Ctrl+?).
+    pub(super) fn add_shortcuts_window(&self) {
+        let overlay = gtk::Builder::from_string(SHORTCUTS_UI)
+            .object::<gtk::ShortcutsWindow>("help_overlay")
+            .expect("the template makes the shortcuts window");
+        self.set_help_overlay(Some(&overlay));
+    }
+
     /// Shows the next (`step` 1) or previous (-1) conversation of the sidebar, wrapping.
     pub fn step_conversation(&self, step: i32) {
         if !self.is_logged_in() {

@@ -117,6 +117,7 @@ impl LwClientWindow {
         self.add_action_entries(keyboard::window_actions());
         self.add_action_entries([Self::mute_action()]);
         self.add_message_menu_keys();
+        self.add_shortcuts_window();
 
         // Actions used by the message rows (context menu, download button).
         self.add_action_entries([
