@@ -38,6 +38,7 @@ const ACCELS: &[(&str, &[&str])] = &[
     ("win.attach", &["<Control>u"]),
     ("win.logout", &["<Control><Shift>l"]),
     ("win.preferences", &["<Control>comma"]),
+    ("win.show-help-overlay", &["<Control>question"]),
     ("window.close", &["<Control>w"]),
 ];
 
