@@ -31,10 +31,11 @@ pub fn run(alice: &LwClientWindow, alice_config: &std::path::Path) {
     });
     // What the window holds fits in 360 px (once the header bar has dropped what a narrow
     // window does not show), and the window allows that size.
-    wait_frames(alice, 2);
     let content = alice.first_child().expect("the window's content");
-    let (min, _, _, _) = content.measure(gtk::Orientation::Horizontal, -1);
-    assert!(min <= 360, "the window's content needs {min} px");
+    let min_width = || content.measure(gtk::Orientation::Horizontal, -1).0;
+    wait_until("the window's content to fit in 360 px", || {
+        min_width() <= 360
+    });
     assert!(alice.width_request() <= 360);
     alice.open_conversation("@bob");
     wait_frames(alice, 2);

@@ -202,12 +202,14 @@ impl LwClientWindow {
     fn on_fold_changed(&self) {
         // The leaflet folds while it is being allocated: showing or hiding header bar
         // buttons right then would change sizes in the middle of a layout (GTK warns that
-        // the header bar is drawn without an allocation). Do it right after.
+        // the header bar is drawn without an allocation). Do it right after, before the
+        // next layout (GTK lays out at HIGH_IDLE + 10).
         let weak = self.obj().downgrade();
-        glib::idle_add_local_once(move || {
+        glib::idle_add_local_full(glib::Priority::HIGH_IDLE, move || {
             if let Some(win) = weak.upgrade() {
                 win.sync_fold();
             }
+            glib::ControlFlow::Break
         });
     }
 
