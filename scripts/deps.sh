@@ -5,6 +5,9 @@ set -euo pipefail
 
 LIVEWIRE_PACKAGES=(
   pkg-config libgtk-4-dev          # the GUI (feature `gui`)
+  libadwaita-1-dev                 # the GUI's GNOME widgets (libadwaita 1.2 on Debian 12)
+  gettext                          # scripts/update-po.sh (xgettext); the app uses glibc's gettext
+  at-spi2-core python3-pyatspi     # tests/a11y.rs: the accessibility bus and its Python client
   xvfb xauth                       # GUI tests under a virtual display
   dbus python3-dbusmock            # the GUI tests' session bus and notification daemon
   procps                           # `kill` (tests stop the servers they started by pid)

@@ -29,6 +29,10 @@ use livewire::gui::{LwClientWindow, LwServerWindow};
 use livewire::transport::client::Trust;
 use livewire::transport::server::ServerOptions;
 
+#[path = "gui/adaptive.rs"]
+mod adaptive;
+#[path = "gui/notifications.rs"]
+mod notifications;
 #[path = "gui/search.rs"]
 mod search_scenario;
 
@@ -400,6 +404,9 @@ fn main() {
     assert!(alice.current().is_some_and(|c| c.name() == "#general"));
     println!("ok: unknown user: {}", alice.last_error().unwrap());
 
+    notifications::run(&alice, &bob, &tmp.path().join("alice"));
+    adaptive::run(&alice, &tmp.path().join("alice"));
+
     // Delete for everyone: bob sees the placeholder.
     let id = find(&messages(&alice, "#general"), "hello from alice")
         .unwrap()
@@ -610,7 +617,7 @@ fn main() {
         t.elapsed()
     );
 
-    room_widgets(&app, tmp.path());
+    room_widgets(app.upcast_ref(), tmp.path());
 
     alice.close();
     server.close();

@@ -207,6 +207,17 @@ impl LwMessageRow {
             && now_ms().saturating_sub(d.ts) < self.imp().delete_window_ms.get()
     }
 
+    /// Opens the context menu from the keyboard (Menu, Shift+F10), pointing at the bubble.
+    pub fn open_menu(&self) {
+        let b = self.imp().bubble.allocation();
+        let (x, y) = self
+            .imp()
+            .bubble
+            .translate_coordinates(self, f64::from(b.width()) / 2.0, 0.0)
+            .unwrap_or((0.0, 0.0));
+        self.popup_menu(x, y);
+    }
+
     fn popup_menu(&self, x: f64, y: f64) {
         let Some(msg) = self.message() else { return };
         if msg.data().notice {

@@ -13,6 +13,9 @@
 //!   the session, conversations, files and user-facing error parts.
 //! - [`server_window`]: `LwServerWindow`, start/stop, clients, activity and announcements.
 //! - [`settings`]: what the client window remembers (never the password).
+//! - [`preferences`]: the GUI settings (style, notifications, muted conversations).
+//! - [`notifications`]: which messages notify, and `app.open-conversation`.
+//! - [`about`]: the About window. [`a11y`]: accessibility helpers. [`i18n`]: gettext.
 //!
 //! Widgets never do network I/O: they send commands through a `ClientHandle` or
 //! `ServerHandle` and drain events from an `async_channel` in one
@@ -25,18 +28,23 @@
 //! child widgets tell their window what the user did through their own signals.
 //!
 //! ```text
-//! LwClientWindow
-//! ├── GtkHeaderBar (new chat ▾, title, Log Out)
+//! LwClientWindow (AdwApplicationWindow) > AdwToastOverlay
+//! ├── AdwHeaderBar (back, new chat ▾, title, Log Out, conversation ⋮, main menu ☰)
 //! └── GtkStack
 //!     ├── "connect": LwConnectPage (server, port, username, password, trust card, errors)
-//!     └── "chat": GtkPaned
+//!     └── "chat": AdwLeaflet (side by side, or two pages below ~600 px)
 //!         ├── LwSidebar: GtkListBox of LwConversation (#general, @peers; dots, badges)
-//!         └── banner, LwMessageList (GtkListView of LwMessageRow), toast, LwComposer
+//!         └── banner, status line, LwMessageList (GtkListView of LwMessageRow), LwComposer
 //! ```
 
+pub mod a11y;
+pub mod about;
 pub mod client_window;
+pub mod i18n;
 pub mod message_row;
 pub mod models;
+pub mod notifications;
+pub mod preferences;
 pub mod read_models;
 pub mod room_models;
 pub mod runtime;
@@ -74,22 +82,35 @@ pub const SERVER_APP_ID: &str = "io.github.livewire.LiveWire.Server";
 /// The demo's application ID (no desktop entry: `livewire demo` is for trying it out).
 pub const DEMO_APP_ID: &str = "io.github.livewire.LiveWire.Demo";
 
-/// A `gtk::Application` that never hands over to another process (with a session bus, a
-/// second process with the same application ID would hand its window to the first and exit).
-pub fn application(id: &str) -> gtk::Application {
-    gtk::Application::builder()
+/// An `adw::Application` (it initialises libadwaita on start-up) that never hands over to
+/// another process (with a session bus, a second process with the same application ID would
+/// hand its window to the first and exit).
+pub fn application(id: &str) -> adw::Application {
+    let app = adw::Application::builder()
         .application_id(id)
         .flags(gio::ApplicationFlags::NON_UNIQUE)
-        .build()
+        .build();
+    setup_application(&app);
+    app
+}
+
+/// What every LiveWire application has: translations, the notification action
+/// (`app.open-conversation`, see [`notifications`]) and the keyboard shortcuts.
+fn setup_application(app: &adw::Application) {
+    i18n::init();
+    notifications::add_open_conversation_action(app);
+    client_window::keyboard::set_accels(app);
 }
 
 /// The client application. Launched with the default config dir (as the desktop entry
 /// does) it is unique and owns [`APP_ID`] on the session bus, so launching it again opens
 /// the new window in the running process; with another config dir (`--config-dir`,
 /// `LIVEWIRE_CONFIG_DIR`: another set of pins and logins) it runs on its own, as before.
-fn client_application(config_dir: &Path) -> gtk::Application {
+fn client_application(config_dir: &Path) -> adw::Application {
     if config_dir == crate::paths::config_dir() {
-        gtk::Application::builder().application_id(APP_ID).build()
+        let app = adw::Application::builder().application_id(APP_ID).build();
+        setup_application(&app);
+        app
     } else {
         application(APP_ID)
     }
@@ -99,6 +120,16 @@ fn client_application(config_dir: &Path) -> gtk::Application {
 /// desktop entry (`StartupWMClass`) as the Wayland app ID does.
 fn set_program_name(id: &str) {
     glib::set_prgname(Some(id));
+}
+
+/// Initialises libadwaita and the translations (idempotent; GTK must be initialised, on
+/// the main thread). The windows' `class_init` calls it, so a window works whether its
+/// application is an `adw::Application` or, as in tests, a plain `gtk::Application`.
+pub fn init_adw() {
+    i18n::init();
+    if let Err(e) = adw::init() {
+        tracing::warn!("libadwaita: {e}");
+    }
 }
 
 /// Loads `ui/style.css` for the default display (call after GTK is initialised).
@@ -115,7 +146,7 @@ pub fn load_css() {
     );
 }
 
-fn run(app: &gtk::Application) -> ExitCode {
+fn run(app: &adw::Application) -> ExitCode {
     // clap has parsed the command line already; GTK gets none of it.
     let code = app.run_with_args::<&str>(&[]);
     ExitCode::from(code.get())

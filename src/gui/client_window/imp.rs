@@ -5,8 +5,8 @@ use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use adw::subclass::prelude::*;
 use gtk::prelude::*;
-use gtk::subclass::prelude::*;
 use gtk::{gio, glib};
 use gtk4 as gtk;
 
@@ -25,6 +25,16 @@ use crate::gui::models::LwConversation;
 #[template(file = "../../../ui/client_window.ui")]
 pub struct LwClientWindow {
     #[template_child]
+    pub(super) toast_overlay: TemplateChild<adw::ToastOverlay>,
+    #[template_child]
+    pub(super) back_button: TemplateChild<gtk::Button>,
+    #[template_child]
+    pub(super) conversation_menu_button: TemplateChild<gtk::MenuButton>,
+    #[template_child]
+    pub(super) leaflet: TemplateChild<adw::Leaflet>,
+    #[template_child]
+    pub(super) content: TemplateChild<gtk::Box>,
+    #[template_child]
     pub(super) title_label: TemplateChild<gtk::Label>,
     #[template_child]
     pub(super) subtitle_label: TemplateChild<gtk::Label>,
@@ -38,8 +48,6 @@ pub struct LwClientWindow {
     pub(super) online_heading: TemplateChild<gtk::Label>,
     #[template_child]
     pub(super) online_list: TemplateChild<gtk::ListBox>,
-    #[template_child]
-    pub(super) logout_button: TemplateChild<gtk::Button>,
     #[template_child]
     pub(super) stack: TemplateChild<gtk::Stack>,
     #[template_child]
@@ -55,11 +63,9 @@ pub struct LwClientWindow {
     #[template_child]
     pub(super) banner_label: TemplateChild<gtk::Label>,
     #[template_child]
+    pub(super) announcer: TemplateChild<gtk::Label>,
+    #[template_child]
     pub(super) message_list: TemplateChild<LwMessageList>,
-    #[template_child]
-    pub(super) toast: TemplateChild<gtk::Revealer>,
-    #[template_child]
-    pub(super) toast_label: TemplateChild<gtk::Label>,
     #[template_child]
     pub(super) composer: TemplateChild<LwComposer>,
     #[template_child]
@@ -86,7 +92,10 @@ pub struct LwClientWindow {
     pub(super) syncs: Cell<u64>,
     /// The last error shown, in words.
     pub(super) last_error: RefCell<Option<String>>,
-    pub(super) toast_timeout: RefCell<Option<glib::SourceId>>,
+    /// The toast shown, so a new one (or logging out) replaces it.
+    pub(super) toast: RefCell<Option<adw::Toast>>,
+    /// Style, notification settings and muted conversations (`gui-settings.json`).
+    pub(super) prefs: RefCell<crate::gui::preferences::Preferences>,
     /// A private chat just started by name and not confirmed by the server yet.
     pub(super) new_chat: RefCell<Option<String>>,
     /// Pending room invitations (a `gio::ListStore` of `LwInvitation`).
@@ -106,9 +115,12 @@ pub struct LwClientWindow {
 impl ObjectSubclass for LwClientWindow {
     const NAME: &'static str = "LwClientWindow";
     type Type = super::LwClientWindow;
-    type ParentType = gtk::ApplicationWindow;
+    type ParentType = adw::ApplicationWindow;
 
     fn class_init(klass: &mut Self::Class) {
+        // libadwaita's types and style sheet (adw::Application does this on start-up;
+        // a window made with a plain GtkApplication, as in tests, needs it here).
+        crate::gui::init_adw();
         // The template names these types, so they must exist before it is parsed.
         LwConnectPage::ensure_type();
         LwSidebar::ensure_type();
@@ -148,7 +160,10 @@ impl LwClientWindow {
 
     #[template_callback]
     fn on_conversation_selected(&self, conv: &LwConversation) {
-        self.obj().show_conversation(conv);
+        let obj = self.obj();
+        obj.show_conversation(conv);
+        obj.show_content_page();
+        obj.sync_mute_action();
     }
 
     #[template_callback]
@@ -179,19 +194,29 @@ impl LwClientWindow {
     }
 
     #[template_callback]
-    fn on_logout(&self) {
-        self.obj().logout();
-    }
-
-    #[template_callback]
     fn on_new_chat(&self) {
         let name = self.new_chat_entry.text().trim().to_owned();
         self.obj().start_private_chat(&name);
     }
 
     #[template_callback]
-    fn on_toast_close(&self) {
-        self.toast.set_reveal_child(false);
+    fn on_back(&self) {
+        self.obj().show_sidebar_page();
+    }
+
+    #[template_callback]
+    fn on_fold_changed(&self) {
+        // The leaflet folds while it is being allocated: showing or hiding header bar
+        // buttons right then would change sizes in the middle of a layout (GTK warns that
+        // the header bar is drawn without an allocation). Do it right after, before the
+        // next layout (GTK lays out at HIGH_IDLE + 10).
+        let weak = self.obj().downgrade();
+        glib::idle_add_local_full(glib::Priority::HIGH_IDLE, move || {
+            if let Some(win) = weak.upgrade() {
+                win.sync_fold();
+            }
+            glib::ControlFlow::Break
+        });
     }
 
     #[template_callback]
@@ -260,3 +285,5 @@ impl WindowImpl for LwClientWindow {
 }
 
 impl ApplicationWindowImpl for LwClientWindow {}
+
+impl AdwApplicationWindowImpl for LwClientWindow {}

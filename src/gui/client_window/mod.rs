@@ -23,6 +23,11 @@
 //! - [`search_panel`]: `LwSearchPanel`, the search bar and its results; `search` sends
 //!   searches, shows answers and jumps to a picked message.
 //! - [`user_facing`]: the words a user reads for each error.
+//! - `layout`: the adaptive layout (an `AdwLeaflet`: sidebar and conversation side by
+//!   side, or as two pages below ~600 px) and the toasts.
+//! - `notify`: desktop notifications, Mute, and opening a conversation from a notification.
+//! - `preferences`: the Preferences window (style, notifications).
+//! - [`keyboard`]: the window's actions and their keyboard shortcuts.
 //!
 //! The window owns a [`ClientHandle`](crate::transport::client::ClientHandle) while logged
 //! in and drains the client's events in one `glib::spawn_future_local` loop. Everything
@@ -37,8 +42,12 @@ mod edits;
 mod files;
 mod imp;
 mod jump;
+pub mod keyboard;
+mod layout;
 pub mod message_list;
 pub mod new_room_dialog;
+mod notify;
+mod preferences;
 mod read_state;
 pub mod room_directory;
 pub mod room_header;
@@ -59,6 +68,7 @@ use gtk4 as gtk;
 use crate::app::client::Command;
 use crate::app::protocol::DeleteScope;
 use crate::gui::models::LwConversation;
+use crate::gui::preferences::Preferences;
 use crate::gui::settings::RememberedLogin;
 use crate::paths;
 use crate::transport::client::Trust;
@@ -68,7 +78,7 @@ use connect_page::LoginForm;
 glib::wrapper! {
     /// The chat client window.
     pub struct LwClientWindow(ObjectSubclass<imp::LwClientWindow>)
-        @extends gtk::ApplicationWindow, gtk::Window, gtk::Widget,
+        @extends adw::ApplicationWindow, gtk::ApplicationWindow, gtk::Window, gtk::Widget,
         @implements gio::ActionGroup, gio::ActionMap, gtk::Buildable,
                     gtk::ConstraintTarget, gtk::Native, gtk::Root, gtk::ShortcutManager;
 }
@@ -78,7 +88,7 @@ impl LwClientWindow {
     /// default config dir, the sync state and identity key live where `livewire chat`
     /// keeps them (`~/.local/share/livewire/client`); with any other, in its `state`
     /// subdirectory, so a custom config dir is a self-contained profile.
-    pub fn new(app: &gtk::Application, config_dir: PathBuf) -> Self {
+    pub fn new(app: &impl IsA<gtk::Application>, config_dir: PathBuf) -> Self {
         let state_dir = if config_dir == paths::config_dir() {
             paths::client_state_dir()
         } else {
@@ -88,8 +98,15 @@ impl LwClientWindow {
     }
 
     /// A client window with explicit config and state directories.
-    pub fn with_state_dir(app: &gtk::Application, config_dir: PathBuf, state_dir: PathBuf) -> Self {
+    pub fn with_state_dir(
+        app: &impl IsA<gtk::Application>,
+        config_dir: PathBuf,
+        state_dir: PathBuf,
+    ) -> Self {
         let win: Self = glib::Object::builder().property("application", app).build();
+        let prefs = Preferences::load(&config_dir);
+        prefs.style.apply();
+        win.imp().prefs.replace(prefs);
         win.imp().config_dir.replace(config_dir.clone());
         win.imp().state_dir.replace(state_dir);
         if let Some(r) = RememberedLogin::load(&config_dir) {
@@ -111,6 +128,10 @@ impl LwClientWindow {
         self.add_action_entries(edits::edit_actions());
         self.add_action_entries([jump::jump_action()]);
         self.setup_search();
+        self.add_action_entries(keyboard::window_actions());
+        self.add_action_entries([Self::mute_action()]);
+        self.add_message_menu_keys();
+        self.add_shortcuts_window();
 
         // Actions used by the message rows (context menu, download button).
         self.add_action_entries([
@@ -274,40 +295,21 @@ impl LwClientWindow {
         let imp = self.imp();
         imp.stack
             .set_visible_child_name(if chat { "chat" } else { "connect" });
-        imp.logout_button.set_visible(chat);
-        imp.search_button.set_visible(chat);
         if !chat {
             imp.search_panel.reset();
         }
-        imp.new_chat_button.set_visible(chat);
         imp.subtitle_label.set_visible(chat);
+        if let Some(a) = self
+            .lookup_action("logout")
+            .and_downcast::<gio::SimpleAction>()
+        {
+            a.set_enabled(chat);
+        }
+        self.sync_fold();
         if !chat {
             imp.title_label.set_text("LiveWire");
             self.set_title(Some("LiveWire"));
         }
-    }
-
-    /// Shows `text` at the bottom of the chat for a few seconds.
-    fn show_toast(&self, text: &str) {
-        let imp = self.imp();
-        imp.last_error.replace(Some(text.to_owned()));
-        imp.toast_label.set_text(text);
-        imp.toast.set_reveal_child(true);
-        if let Some(id) = imp.toast_timeout.take() {
-            id.remove();
-        }
-        let id = glib::timeout_add_seconds_local_once(
-            6,
-            glib::clone!(
-                #[weak(rename_to = win)]
-                self,
-                move || {
-                    win.imp().toast_timeout.replace(None);
-                    win.imp().toast.set_reveal_child(false);
-                }
-            ),
-        );
-        imp.toast_timeout.replace(Some(id));
     }
 
     /// Deletes a message (the context menu's actions).

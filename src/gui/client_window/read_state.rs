@@ -33,7 +33,7 @@ pub(super) struct ReadUi {
 }
 
 impl LwClientWindow {
-    /// Builds the status line, the window menu with its receipts toggle, and the typing
+    /// Builds the status line, the receipts toggle of the main menu, and the typing
     /// notices sent from the composer.
     pub(super) fn setup_read_state(&self) {
         let imp = self.imp();
@@ -60,17 +60,7 @@ impl LwClientWindow {
             }
         ));
         self.add_action(&receipts);
-        let menu = gio::Menu::new();
-        menu.append(Some("Send Read Receipts"), Some("win.send-receipts"));
-        let button = gtk::MenuButton::builder()
-            .icon_name("open-menu-symbolic")
-            .menu_model(&menu)
-            .tooltip_text("Main Menu")
-            .build();
-        let logout = imp.logout_button.get();
-        if let Some(parent) = logout.parent() {
-            button.insert_before(&parent, Some(&logout));
-        }
+        // The toggle is an item of the main menu (ui/client_window.ui).
 
         composer.set_mention_source(glib::clone!(
             #[weak(rename_to = win)]

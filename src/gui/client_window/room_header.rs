@@ -385,14 +385,12 @@ impl LwRoomHeader {
                 item.set_action_and_target_value(Some(action), Some(&m.user.to_variant()));
                 menu.append_item(&item);
             }
-            row.append(
-                &gtk::MenuButton::builder()
-                    .icon_name("view-more-symbolic")
-                    .tooltip_text("Moderate")
-                    .menu_model(&menu)
-                    .css_classes(["flat"])
-                    .build(),
+            let button = crate::gui::a11y::icon_menu_button(
+                "view-more-symbolic",
+                &format!("Moderate {}", m.user),
             );
+            button.set_menu_model(Some(&menu));
+            row.append(&button);
         }
         row.upcast()
     }

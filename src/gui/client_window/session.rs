@@ -176,16 +176,14 @@ impl LwClientWindow {
             if incoming.is_empty() || catching_up {
                 continue;
             }
+            self.announce_messages(&conv, &incoming);
             let visible = self.current().as_ref() == Some(&c) && self.is_active();
             if !visible {
                 c.set_unread(c.unread() + incoming.len() as u32);
             }
             self.messages_arrived(&c, &incoming, visible);
-            if !self.is_active()
-                && let Some(last) = incoming.last()
-                && let Some(text) = &last.text
-            {
-                self.notify(&conv, &last.from, text);
+            if !self.is_active() {
+                self.notify_messages(&conv, &incoming);
             }
         }
     }
@@ -228,7 +226,7 @@ impl LwClientWindow {
         imp.composer.set_read_only(None);
         imp.online.borrow_mut().clear();
         imp.banner.set_reveal_child(false);
-        imp.toast.set_reveal_child(false);
+        self.dismiss_toast();
         imp.connect_page.set_connecting(false, "");
         self.set_chat_visible(false);
         imp.connect_page.clear_password(true);
@@ -539,26 +537,5 @@ impl LwClientWindow {
             ));
         }
         imp.composer.set_online(online, reason);
-    }
-
-    /// A desktop notification for a message that arrived while the window is in the
-    /// background.
-    pub(super) fn notify(&self, conv: &str, from: &str, text: &str) {
-        let Some(app) = self.application() else {
-            return;
-        };
-        if app.dbus_connection().is_none() {
-            // No session bus (e.g. under Xvfb): no notification service to talk to.
-            return;
-        }
-        let title = if conv == GENERAL {
-            format!("{from} in {GENERAL}")
-        } else {
-            from.to_owned()
-        };
-        let n = gio::Notification::new(&title);
-        let body: String = text.chars().take(200).collect();
-        n.set_body(Some(&body));
-        app.send_notification(Some("livewire-message"), &n);
     }
 }

@@ -213,6 +213,12 @@ impl LwSidebar {
         }
     }
 
+    /// Clears the selection (the narrow layout's conversation list, so that picking the
+    /// same conversation again opens it).
+    pub fn unselect(&self) {
+        self.imp().list.unselect_all();
+    }
+
     /// Sets the "Signed in as …" line.
     pub fn set_me(&self, text: &str) {
         self.imp().me_label.set_text(text);

@@ -78,9 +78,10 @@ pub struct LwServerWindow {
 impl ObjectSubclass for LwServerWindow {
     const NAME: &'static str = "LwServerWindow";
     type Type = super::LwServerWindow;
-    type ParentType = gtk::ApplicationWindow;
+    type ParentType = adw::ApplicationWindow;
 
     fn class_init(klass: &mut Self::Class) {
+        crate::gui::init_adw();
         klass.bind_template();
         klass.bind_template_callbacks();
     }
@@ -162,3 +163,5 @@ impl WindowImpl for LwServerWindow {
 }
 
 impl ApplicationWindowImpl for LwServerWindow {}
+
+impl adw::subclass::prelude::AdwApplicationWindowImpl for LwServerWindow {}

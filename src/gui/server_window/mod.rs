@@ -24,7 +24,7 @@ use crate::transport::server::{Server, ServerEvent, ServerOptions};
 glib::wrapper! {
     /// The server window.
     pub struct LwServerWindow(ObjectSubclass<imp::LwServerWindow>)
-        @extends gtk::ApplicationWindow, gtk::Window, gtk::Widget,
+        @extends adw::ApplicationWindow, gtk::ApplicationWindow, gtk::Window, gtk::Widget,
         @implements gio::ActionGroup, gio::ActionMap, gtk::Buildable,
                     gtk::ConstraintTarget, gtk::Native, gtk::Root, gtk::ShortcutManager;
 }
@@ -47,7 +47,7 @@ fn clock(secs: i64) -> String {
 
 impl LwServerWindow {
     /// A server window; `opts` gives the initial listen address, data dir and limits.
-    pub fn new(app: &gtk::Application, opts: ServerOptions) -> Self {
+    pub fn new(app: &impl IsA<gtk::Application>, opts: ServerOptions) -> Self {
         let win: Self = glib::Object::builder().property("application", app).build();
         let imp = win.imp();
         imp.address_entry.set_text(&opts.listen.ip().to_string());
@@ -57,6 +57,11 @@ impl LwServerWindow {
     }
 
     fn setup(&self) {
+        self.add_action_entries([gio::ActionEntry::builder("about")
+            .activate(|win: &Self, _, _| {
+                crate::gui::about::show_about(win);
+            })
+            .build()]);
         let imp = self.imp();
         let clients = gio::ListStore::new::<LwClientEntry>();
         imp.clients.replace(Some(clients.clone()));
