@@ -283,32 +283,6 @@ impl LwMessageList {
         walk(self.imp().list_view.upcast_ref(), id)
     }
 
-    /// A row on screen: its message's position in `store` and its top in the view.
-    fn some_built_row(&self, store: &gio::ListStore) -> Option<(u32, f64)> {
-        fn walk(w: &gtk::Widget, out: &mut Option<LwMessageRow>) {
-            if out.is_some() {
-                return;
-            }
-            if let Some(row) = w.downcast_ref::<LwMessageRow>() {
-                if row.is_mapped() && row.message().is_some() {
-                    *out = Some(row.clone());
-                }
-                return;
-            }
-            let mut child = w.first_child();
-            while let Some(c) = child {
-                walk(&c, out);
-                child = c.next_sibling();
-            }
-        }
-        let mut found = None;
-        walk(self.imp().list_view.upcast_ref(), &mut found);
-        let row = found?;
-        let at = store.find(&row.message()?)?;
-        let (_, y) = row.translate_coordinates(&*self.imp().list_view, 0.0, 0.0)?;
-        Some((at, y))
-    }
-
     /// Scrolls message `id` of the conversation shown into the middle of the view and
     /// highlights it for a moment. `false` while its row is not built yet (the scroll
     /// moved towards it; call again on the next frame), or when it is not loaded.
@@ -327,19 +301,12 @@ impl LwMessageList {
         imp.stick_to_bottom.set(false);
         let adj = imp.scroller.vadjustment();
         let Some(row) = self.row_for(id) else {
-            // Not built: move towards it. From a row on screen, by the rows between them
-            // at the list's average height (rows differ, so this converges in steps);
-            // with nothing on screen, by its position in the list.
-            let n = store.n_items().max(1) as f64;
-            let range = (adj.upper() - adj.page_size()).max(0.0);
-            let target = match self.some_built_row(&store) {
-                Some((at, y)) => {
-                    let avg = (adj.upper() / n).max(1.0);
-                    adj.value() + y + (pos as f64 - at as f64) * avg - adj.page_size() / 2.0
-                }
-                None => range * (pos as f64 / n),
-            };
-            adj.set_value(target.clamp(0.0, range));
+            // Not built: the list view scrolls to it and builds its row (its own action,
+            // which knows the rows' real heights; setting the adjustment from an estimate
+            // can point past the rows it has and makes GtkListView warn).
+            let _ = imp
+                .list_view
+                .activate_action("list.scroll-to-item", Some(&pos.to_variant()));
             return false;
         };
         if let Some((_, y)) = row.translate_coordinates(&*imp.list_view, 0.0, 0.0) {
