@@ -20,6 +20,13 @@ pub const CHUNK: usize = 64 * 1024;
 pub const SESSION_OVERHEAD: usize = 12 + 16;
 /// Prefix of a file message's text.
 pub const MARKER: &str = "\u{1}lwfile1 ";
+
+/// Whether a stored body is a file message (search leaves these out: the text is a file
+/// description).
+pub fn is_file_body(body: &[u8]) -> bool {
+    body.starts_with(MARKER.as_bytes())
+}
+
 /// Default server limit on a file's size.
 pub const DEFAULT_MAX_FILE_SIZE: u64 = 100 * 1024 * 1024;
 /// Default storage quota per user: ten files of the largest size.

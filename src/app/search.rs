@@ -93,11 +93,6 @@ impl SearchQuery {
     }
 }
 
-/// Whether a stored body is a file message (not indexed: its text is a file description).
-pub fn is_file_body(body: &[u8]) -> bool {
-    body.starts_with(super::files::MARKER.as_bytes())
-}
-
 /// Where a server search may look: one conversation from a sequence number on (a private
 /// room's member reads from the moment they joined).
 #[derive(Debug, Clone, PartialEq, Eq)]

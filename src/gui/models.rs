@@ -101,7 +101,7 @@ mod imp {
         #[property(get, set)]
         pub mentions: Cell<u32>,
         /// Read state, typing and seen receipts (`crate::gui::read_models`).
-        pub read: RefCell<crate::gui::read_models::ReadModel>,
+        pub read: RefCell<super::ReadModel>,
     }
 
     #[glib::object_subclass]
@@ -456,4 +456,15 @@ pub fn position<T: IsA<glib::Object>>(
     pred: impl Fn(&T) -> bool,
 ) -> Option<u32> {
     (0..store.n_items()).find(|&i| store.item(i).and_downcast::<T>().is_some_and(|o| pred(&o)))
+}
+
+/// What a conversation keeps of read state (its methods: `crate::gui::read_models`).
+#[derive(Debug, Default)]
+pub struct ReadModel {
+    /// The user's read marker, once the server told it or the user read here.
+    pub(crate) upto: Option<crate::app::ids::Seq>,
+    /// Who types: user key -> (name, when the last notice came).
+    pub(crate) typists: std::collections::BTreeMap<String, (String, std::time::Instant)>,
+    /// How far the other members have read: user key -> (name, marker).
+    pub(crate) seen: std::collections::BTreeMap<String, (String, crate::app::ids::Seq)>,
 }

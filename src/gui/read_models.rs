@@ -2,7 +2,6 @@
 //! counts that follow from it, who is typing, and how far the other members have read
 //! ("seen by"). No widgets here: the window shows it (`client_window::read_state`).
 
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use gtk::prelude::*;
@@ -12,17 +11,6 @@ use gtk4 as gtk;
 use crate::app::client::TYPING_SHOWN;
 use crate::app::ids::Seq;
 use crate::gui::models::{LwConversation, LwMessage};
-
-/// What a conversation keeps of read state.
-#[derive(Debug, Default)]
-pub struct ReadModel {
-    /// The user's read marker, once the server told it or the user read here.
-    upto: Option<Seq>,
-    /// Who types: user key -> (name, when the last notice came).
-    typists: BTreeMap<String, (String, Instant)>,
-    /// How far the other members have read: user key -> (name, marker).
-    seen: BTreeMap<String, (String, Seq)>,
-}
 
 impl LwConversation {
     /// The user's read marker here, if known.

@@ -6,10 +6,11 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use super::{
     Reacted, ResumeRecord, Store, StoreError, StoreResult, StoredEvent, StoredRoom, UserRecord,
 };
+use crate::app::files::is_file_body;
 use crate::app::ids::{ClientMsgId, ConvId, MsgId, Seq};
 use crate::app::protocol::{ConvEvent, EventKind, Hidden};
 use crate::app::rooms::{Effect, Room};
-use crate::app::search::{SearchQuery, SearchScope, is_file_body};
+use crate::app::search::{SearchQuery, SearchScope};
 
 /// A [`Store`] in memory, for tests.
 #[derive(Default, Debug)]
