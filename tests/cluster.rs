@@ -291,6 +291,88 @@ fn check_all(logs: &[(String, Vec<Value>)]) {
 }
 
 #[test]
+fn read_markers_seen_receipts_and_typing_reach_sessions_on_other_nodes() {
+    let Some(cl) = Cluster::start("read_state") else {
+        return;
+    };
+    let t0 = Instant::now();
+    let nodes = [cl.node(1), cl.node(2), cl.node(3)];
+    let home = cl.home();
+    // alice on node A and node B, bob (receipts on: the default) on node C, in a small
+    // room (a private conversation would need alice's two devices to share one identity
+    // key; the receipt rules are the same for both).
+    let mut alice = ChatProc::login(&nodes[0].addr, "alice", home);
+    alice.cmd(json!({"cmd": "create_room", "room": "#pair", "topic": ""}));
+    alice.expect("joined", |v| v["event"] == "joined" && v["room"] == "#pair");
+    let mut bob = ChatProc::login(&nodes[2].addr, "bob", home);
+    bob.cmd(json!({"cmd": "join", "room": "#pair"}));
+    bob.expect("joined", |v| v["event"] == "joined" && v["room"] == "#pair");
+    let mut alice2 = ChatProc::start_with(&nodes[1].addr, "alice", {
+        let mut o = ClientOpts::new(&home.join("second"));
+        o.trust = vec!["--fingerprint".into(), nodes[0].fingerprint.clone()];
+        o
+    });
+    alice2.expect("ready", |v| v["event"] == "ready");
+    const N: usize = 3;
+    for i in 0..N {
+        bob.send("#pair", &format!("r{i}"));
+    }
+    bob.sync();
+    let last = format!("r{}", N - 1);
+    for c in [&mut alice, &mut alice2] {
+        wait_text(c, "#pair", &last);
+    }
+    let seq = events(&bob.log, "sent")
+        .iter()
+        .filter_map(|v| v["seq"].as_u64())
+        .max()
+        .expect("bob's acks");
+
+    // alice reads on node A: her session on node B follows, bob on node C sees it.
+    alice.cmd(json!({"cmd": "read", "conv": "#pair"}));
+    alice.sync();
+    wait_for(&mut alice2, "read on the other node", |v| {
+        v["event"] == "read" && v["conv"] == "#pair" && v["upto"] == seq
+    });
+    wait_for(&mut bob, "seen from another node", |v| {
+        v["event"] == "seen" && v["conv"] == "#pair" && v["user"] == "alice" && v["upto"] == seq
+    });
+    // The reading session itself is not told; the marker is the store's, so `seen_by` on
+    // node C agrees.
+    assert!(events(&alice.log, "read").is_empty(), "{:?}", alice.log);
+    bob.cmd(json!({"cmd": "seen_by", "conv": "#pair"}));
+    let seen_by = bob.expect("seen_by", |v| v["event"] == "seen_by");
+    assert_eq!(seen_by["members"], json!([{"user": "alice", "upto": seq}]));
+
+    // bob types on node C: both of alice's sessions, on A and B, show it.
+    bob.cmd(json!({"cmd": "typing", "conv": "#pair"}));
+    for c in [&mut alice, &mut alice2] {
+        wait_for(c, "typing from another node", |v| {
+            v["event"] == "typing" && v["conv"] == "#pair" && v["user"] == "bob"
+        });
+    }
+    let typed = t0.elapsed();
+    assert!(events(&bob.log, "typing").is_empty(), "not told of his own");
+
+    let logs = vec![
+        ("alice".to_owned(), alice.finish().1),
+        ("alice".to_owned(), alice2.finish().1),
+        ("bob".to_owned(), bob.finish().1),
+    ];
+    for (u, l) in &logs {
+        no_errors(u, l);
+    }
+    check_all(&logs);
+    println!(
+        "figures: 3 nodes, read -> read + seen, typing -> 2 sessions, {:.1} s",
+        typed.as_secs_f64()
+    );
+    for n in nodes {
+        n.stop();
+    }
+}
+
+#[test]
 fn nats_restarted_mid_burst_deliveries_resume_and_the_gap_is_repaired() {
     let Some(mut cl) = Cluster::start("nats_restart") else {
         return;
