@@ -6,6 +6,8 @@
 //! A marker only moves forward (the store keeps the larger), so a resent `read` is
 //! harmless by construction: exactly-once needs no ids here. Receipts are not messages:
 //! nothing is sequenced or stored but the marker itself, which is what "seen by" shows.
+//! In a cluster a moved marker is published after its commit, and every node tells its
+//! own sessions with the same rules ([`ServerCore::tell_read`]).
 
 use super::ServerCore;
 use crate::app::ids::{ConnId, ConvId, Seq, UserName};

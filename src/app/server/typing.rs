@@ -1,6 +1,8 @@
 //! Typing notices: forwarded to the conversation's other members who are online, never
 //! stored or sequenced, and rate-limited per user and conversation ([`TYPING_INTERVAL_MS`]):
-//! the excess is dropped without an error, since typing is best effort. In a private
+//! the excess is dropped without an error, since typing is best effort. In a cluster the
+//! node a notice is typed on gates it and publishes it; the other nodes only deliver it
+//! (the gate is per node, docs/SCALING.md part 5). In a private
 //! conversation a notice reveals only that someone types, which the server knows anyway
 //! from the traffic; the words stay end-to-end.
 

@@ -246,15 +246,16 @@ fn a_room_just_created_on_another_node_can_be_joined_before_its_announcement() {
     );
 }
 
-/// (conv, upto) of each `read`, (conv, user, upto) of each `seen`, (conv, user) of each
-/// `typing` among `events`.
-fn read_state(
-    events: &[Event],
-) -> (
+/// What a session was told of read state: (conv, upto) of each `read`, (conv, user,
+/// upto) of each `seen`, (conv, user) of each `typing`.
+type ReadState = (
     Vec<(String, u64)>,
     Vec<(String, String, u64)>,
     Vec<(String, String)>,
-) {
+);
+
+/// The read state among `events`.
+fn read_state(events: &[Event]) -> ReadState {
     let (mut reads, mut seens, mut typings) = (Vec::new(), Vec::new(), Vec::new());
     for e in events {
         match e {
