@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use super::rooms::{Kind, RoomEntry};
 use super::{ConnState, Output, ServerCore};
-use crate::app::ids::{ConnId, ConvId};
+use crate::app::ids::{ConnId, ConvId, Seq};
 use crate::app::protocol::{ControlDown, ConvDown, ConvEvent, Hidden, RoomUp};
 use crate::app::rooms::{Effect, Role};
 use crate::app::store::{Store, StoreError};
@@ -87,6 +87,34 @@ pub enum ClusterMsg {
         /// From where.
         ip: IpAddr,
     },
+    /// A read marker moved (stored already): the reader's sessions on every node get
+    /// `read`, the other members there `seen` (receipts rules applied by each node).
+    Read {
+        /// The reader's key.
+        user: String,
+        /// The reader's display name (what `seen` shows).
+        name: String,
+        /// The conversation read.
+        conv: ConvId,
+        /// The marker as stored.
+        upto: Seq,
+    },
+    /// Someone types (never stored; rate-limited by the sender's node only).
+    Typing {
+        /// The typist's key.
+        user: String,
+        /// The typist's display name.
+        name: String,
+        /// Where.
+        conv: ConvId,
+    },
+    /// A user turned receipts on or off (stored already): their sessions everywhere hear.
+    Receipts {
+        /// User key.
+        user: String,
+        /// The new setting.
+        on: bool,
+    },
 }
 
 impl ClusterMsg {
@@ -95,7 +123,11 @@ impl ClusterMsg {
     pub fn is_durable(&self) -> bool {
         matches!(
             self,
-            ClusterMsg::Event { .. } | ClusterMsg::Hidden { .. } | ClusterMsg::Room { .. }
+            ClusterMsg::Event { .. }
+                | ClusterMsg::Hidden { .. }
+                | ClusterMsg::Room { .. }
+                | ClusterMsg::Read { .. }
+                | ClusterMsg::Receipts { .. }
         )
     }
 }
@@ -321,6 +353,18 @@ impl<S: Store> ServerCore<S> {
             ClusterMsg::LoginFailed { account, ip } => {
                 self.fail_account.record(account, now);
                 self.fail_ip.record(ip, now);
+            }
+            ClusterMsg::Read {
+                user,
+                name,
+                conv,
+                upto,
+            } => self.tell_read(None, &user, &name, &conv, upto)?,
+            ClusterMsg::Typing { user, name, conv } => self.tell_typing(&user, &name, &conv),
+            ClusterMsg::Receipts { user, on } => {
+                for c in self.sessions_of_key(&user) {
+                    self.control_out(c, ControlDown::Receipts { on });
+                }
             }
         }
         Ok(())

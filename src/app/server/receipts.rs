@@ -6,6 +6,8 @@
 //! A marker only moves forward (the store keeps the larger), so a resent `read` is
 //! harmless by construction: exactly-once needs no ids here. Receipts are not messages:
 //! nothing is sequenced or stored but the marker itself, which is what "seen by" shows.
+//! In a cluster a moved marker is published after its commit, and every node tells its
+//! own sessions with the same rules ([`ServerCore::tell_read`]).
 
 use super::ServerCore;
 use crate::app::ids::{ConnId, ConvId, Seq, UserName};
@@ -37,6 +39,7 @@ impl<S: Store> ServerCore<S> {
                 for c in self.sessions_of_key(&key) {
                     self.control_out(c, ControlDown::Receipts { on });
                 }
+                self.publish(|| super::ClusterMsg::Receipts { user: key, on });
             }
             ControlUp::SeenBy { conv } => {
                 if let Some(conv) = self.own_conv(conn, &key, &conv)? {
@@ -107,8 +110,31 @@ impl<S: Store> ServerCore<S> {
         let Some(upto) = self.store.advance_read(&key, &conv, upto)? else {
             return Ok(());
         };
-        for c in self.sessions_of_key(&key) {
-            if c != conn {
+        let user = name.to_string();
+        self.tell_read(Some(conn), &key, &user, &conv, upto)?;
+        self.publish(|| super::ClusterMsg::Read {
+            user: key,
+            name: user,
+            conv,
+            upto,
+        });
+        Ok(())
+    }
+
+    /// `key` (display `name`) moved their marker in `conv` to `upto` (stored already):
+    /// `read` to their sessions on this node but `except` (the one that read, if here),
+    /// `seen` to the other members here if the conversation has receipts and both sides
+    /// have them on. Every node of a cluster runs this for its own sessions.
+    pub(super) fn tell_read(
+        &mut self,
+        except: Option<ConnId>,
+        key: &str,
+        name: &str,
+        conv: &ConvId,
+        upto: Seq,
+    ) -> Result<(), StoreError> {
+        for c in self.sessions_of_key(key) {
+            if Some(c) != except {
                 let down = ControlDown::Read {
                     conv: conv.clone(),
                     upto,
@@ -116,20 +142,27 @@ impl<S: Store> ServerCore<S> {
                 self.control_out(c, down);
             }
         }
-        if !self.has_receipts(&conv) || !self.store.receipts(&key)? {
+        if !self.has_receipts(conv) {
             return Ok(());
         }
-        for member in self.members_of(&conv) {
-            if member == key || !self.online.contains_key(&member) {
-                continue;
-            }
+        // Only members with a session here; none (the usual case on the other nodes of a
+        // cluster): no store look-up at all.
+        let here: Vec<String> = self
+            .members_of(conv)
+            .into_iter()
+            .filter(|m| m != key && self.online.contains_key(m))
+            .collect();
+        if here.is_empty() || !self.store.receipts(key)? {
+            return Ok(());
+        }
+        for member in here {
             if !self.store.receipts(&member)? {
                 continue;
             }
             for c in self.sessions_of_key(&member) {
                 let down = ControlDown::Seen {
                     conv: conv.clone(),
-                    user: name.to_string(),
+                    user: name.to_owned(),
                     upto,
                 };
                 self.control_out(c, down);

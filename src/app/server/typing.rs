@@ -1,6 +1,8 @@
 //! Typing notices: forwarded to the conversation's other members who are online, never
 //! stored or sequenced, and rate-limited per user and conversation ([`TYPING_INTERVAL_MS`]):
-//! the excess is dropped without an error, since typing is best effort. In a private
+//! the excess is dropped without an error, since typing is best effort. In a cluster the
+//! node a notice is typed on gates it and publishes it; the other nodes only deliver it
+//! (the gate is per node, docs/SCALING.md part 5). In a private
 //! conversation a notice reveals only that someone types, which the server knows anyway
 //! from the traffic; the words stay end-to-end.
 
@@ -42,20 +44,35 @@ impl TypingGate {
 }
 
 impl<S: Store> ServerCore<S> {
-    /// `name` types in `conv` (membership already checked).
+    /// `name` types in `conv` (membership already checked): told to the members here at
+    /// once and published for the other nodes (not stored, so nothing waits for a commit).
+    /// The rate limit is this node's: a user typing through sessions on two nodes passes
+    /// two gates, and the receiving nodes do not gate again.
     pub(super) fn typing(&mut self, name: &UserName, conv: ConvId, now: u64) {
         let key = name.key();
         if !self.typing_gate.allow(&key, &conv, now) {
             return;
         }
-        for member in self.members_of(&conv) {
+        let user = name.to_string();
+        self.tell_typing(&key, &user, &conv);
+        self.publish(|| super::ClusterMsg::Typing {
+            user: key,
+            name: user,
+            conv,
+        });
+    }
+
+    /// Tells the members of `conv` with a session on this node, but `key` (display
+    /// `name`) themself, that they type. Every node of a cluster runs this for its own.
+    pub(super) fn tell_typing(&mut self, key: &str, name: &str, conv: &ConvId) {
+        for member in self.members_of(conv) {
             if member == key {
                 continue;
             }
             for c in self.sessions_of_key(&member) {
                 let down = ControlDown::Typing {
                     conv: conv.clone(),
-                    user: name.to_string(),
+                    user: name.to_owned(),
                 };
                 self.control_out(c, down);
             }

@@ -245,3 +245,243 @@ fn a_room_just_created_on_another_node_can_be_joined_before_its_announcement() {
             .any(|m| matches!(m, ClusterMsg::Room { room, .. } if room == "#fresh"))
     );
 }
+
+/// What a session was told of read state: (conv, upto) of each `read`, (conv, user,
+/// upto) of each `seen`, (conv, user) of each `typing`.
+type ReadState = (
+    Vec<(String, u64)>,
+    Vec<(String, String, u64)>,
+    Vec<(String, String)>,
+);
+
+/// The read state among `events`.
+fn read_state(events: &[Event]) -> ReadState {
+    let (mut reads, mut seens, mut typings) = (Vec::new(), Vec::new(), Vec::new());
+    for e in events {
+        match e {
+            Event::Read { conv, upto } => reads.push((conv.clone(), *upto)),
+            Event::Seen { conv, user, upto } => seens.push((conv.clone(), user.clone(), *upto)),
+            Event::Typing { conv, user } => typings.push((conv.clone(), user.clone())),
+            _ => {}
+        }
+    }
+    (reads, seens, typings)
+}
+
+/// The other node moved `user`'s marker in `conv` in the shared store; its message.
+fn remote_read(w: &mut World, user: &str, conv: &ConvId, upto: u64) -> ClusterMsg {
+    let upto = w
+        .server
+        .store_mut()
+        .advance_read(user, conv, upto)
+        .unwrap()
+        .expect("the marker moves");
+    ClusterMsg::Read {
+        user: user.into(),
+        name: user.into(),
+        conv: conv.clone(),
+        upto,
+    }
+}
+
+#[test]
+fn a_local_read_and_receipts_change_are_published_as_durable() {
+    let mut w = clustered();
+    let (alice, bob) = (w.login("alice"), w.login("bob"));
+    w.send(bob, "@alice", "hi");
+    w.take(alice);
+    w.cmd(
+        alice,
+        Command::Read {
+            conv: "@bob".into(),
+            upto: None,
+        },
+    );
+    let dm = ConvId::Direct("alice".into(), "bob".into());
+    let read = ClusterMsg::Read {
+        user: "alice".into(),
+        name: "alice".into(),
+        conv: dm.clone(),
+        upto: 1,
+    };
+    assert!(published(&w).contains(&read), "{:?}", published(&w));
+    assert!(
+        read.is_durable(),
+        "dropped with a batch whose commit failed"
+    );
+    // A read that moves nothing is not news anywhere.
+    let before = published(&w).len();
+    w.cmd(
+        alice,
+        Command::Read {
+            conv: "@bob".into(),
+            upto: Some(1),
+        },
+    );
+    assert_eq!(published(&w).len(), before);
+    w.cmd(alice, Command::Receipts { on: false });
+    let off = ClusterMsg::Receipts {
+        user: "alice".into(),
+        on: false,
+    };
+    assert!(published(&w).contains(&off));
+    assert!(off.is_durable());
+}
+
+#[test]
+fn a_read_on_another_node_gives_read_and_seen_here_by_the_same_rules() {
+    let mut w = clustered();
+    // alice reads on the other node; here she has a session, and so do bob and carol.
+    let (alice, bob, carol) = (w.login("alice"), w.login("bob"), w.login("carol"));
+    w.send(bob, "@alice", "one");
+    for c in [alice, bob, carol] {
+        w.take(c);
+    }
+    let dm = ConvId::Direct("alice".into(), "bob".into());
+    let m = remote_read(&mut w, "alice", &dm, 1);
+    w.server_in(Input::Cluster {
+        from: OTHER,
+        msg: m,
+    });
+    let (reads, seens, _) = read_state(&w.take(alice));
+    assert_eq!(reads, [("@bob".to_owned(), 1)], "her session here follows");
+    assert!(seens.is_empty());
+    let (reads, seens, _) = read_state(&w.take(bob));
+    assert!(reads.is_empty());
+    assert_eq!(seens, [("@alice".to_owned(), "alice".to_owned(), 1)]);
+    assert!(w.take(carol).is_empty(), "not a member");
+    assert!(
+        !published(&w)
+            .iter()
+            .any(|m| matches!(m, ClusterMsg::Read { .. })),
+        "relayed, not published again"
+    );
+
+    // bob turns receipts off: he gets no seen (and the other way round, none is sent).
+    w.cmd(bob, Command::Receipts { on: false });
+    w.take(bob);
+    w.send(bob, "@alice", "two");
+    w.take(alice);
+    w.take(bob);
+    let m = remote_read(&mut w, "alice", &dm, 2);
+    w.server_in(Input::Cluster {
+        from: OTHER,
+        msg: m,
+    });
+    assert_eq!(read_state(&w.take(alice)).0, [("@bob".to_owned(), 2)]);
+    assert!(w.take(bob).is_empty(), "receipts off: no seen");
+
+    // A room of more than MAX_RECEIPT_MEMBERS members: no seen receipts at all.
+    let others: Vec<ConnId> = (0..crate::app::server::MAX_RECEIPT_MEMBERS)
+        .map(|i| w.login(&format!("user{i}")))
+        .collect();
+    w.cmd(
+        carol,
+        Command::CreateRoom {
+            room: "#big".into(),
+            topic: String::new(),
+            visibility: crate::app::protocol::Visibility::Public,
+        },
+    );
+    for c in &others {
+        w.cmd(
+            *c,
+            Command::Join {
+                room: "#big".into(),
+            },
+        );
+    }
+    w.send(others[0], "#big", "hello all");
+    for c in others.iter().chain([&alice, &bob, &carol]) {
+        w.take(*c);
+    }
+    let big = ConvId::Room("#big".into());
+    let m = remote_read(&mut w, "user1", &big, 1);
+    w.server_in(Input::Cluster {
+        from: OTHER,
+        msg: m,
+    });
+    assert_eq!(read_state(&w.take(others[1])).0, [("#big".to_owned(), 1)]);
+    for c in [others[0], carol] {
+        assert!(read_state(&w.take(c)).1.is_empty(), "no seen in a big room");
+    }
+}
+
+#[test]
+fn typing_and_the_receipts_setting_cross_nodes() {
+    let mut w = clustered();
+    let (a1, a2, bob, carol) = (
+        w.login("alice"),
+        w.login("alice"),
+        w.login("bob"),
+        w.login("carol"),
+    );
+    for c in [a1, a2, bob, carol] {
+        w.take(c);
+    }
+    // Typed here: told here at once and published, not durable (nothing is stored).
+    w.cmd(
+        bob,
+        Command::Typing {
+            conv: "@alice".into(),
+        },
+    );
+    let dm = ConvId::Direct("alice".into(), "bob".into());
+    let typing = ClusterMsg::Typing {
+        user: "bob".into(),
+        name: "bob".into(),
+        conv: dm.clone(),
+    };
+    assert_eq!(
+        published(&w).iter().filter(|m| **m == typing).count(),
+        1,
+        "{:?}",
+        published(&w)
+    );
+    assert!(!typing.is_durable());
+    for a in [a1, a2] {
+        assert_eq!(
+            read_state(&w.take(a)).2,
+            [("@bob".to_owned(), "bob".to_owned())]
+        );
+    }
+    // The gate of this node holds the next notice back: not published either.
+    w.now += 1;
+    w.cmd(
+        bob,
+        Command::Typing {
+            conv: "@alice".into(),
+        },
+    );
+    assert_eq!(published(&w).iter().filter(|m| **m == typing).count(), 1);
+    assert!(w.take(a1).is_empty());
+
+    // Typed on the other node: both of alice's sessions here hear it, carol does not,
+    // and this node does not gate it again (the sending node did).
+    w.take(bob);
+    for _ in 0..2 {
+        w.server_in(Input::Cluster {
+            from: OTHER,
+            msg: typing.clone(),
+        });
+    }
+    for a in [a1, a2] {
+        assert_eq!(read_state(&w.take(a)).2.len(), 2);
+    }
+    assert!(w.take(bob).is_empty(), "not told of their own typing");
+    assert!(w.take(carol).is_empty());
+
+    // alice turns receipts off on the other node: her sessions here hear it.
+    w.server.store_mut().set_receipts("alice", false).unwrap();
+    w.server_in(Input::Cluster {
+        from: OTHER,
+        msg: ClusterMsg::Receipts {
+            user: "alice".into(),
+            on: false,
+        },
+    });
+    for a in [a1, a2] {
+        assert_eq!(w.take(a), [Event::Receipts { on: false }]);
+    }
+    assert!(w.take(bob).is_empty());
+}

@@ -2,7 +2,9 @@
 //! version byte, the sending node's instance id and node id, then the message in postcard.
 //!
 //! Subjects: `livewire.conv.<conv>` for events, `livewire.room.<room>` for room changes,
-//! `livewire.user.<user>` for a user's deletes-for-me, `livewire.login` for failed logins,
+//! `livewire.user.<user>` for a user's deletes-for-me and receipts setting,
+//! `livewire.read.<conv>` for read markers, `livewire.typing.<conv>` for typing notices,
+//! `livewire.login` for failed logins,
 //! `livewire.presence` for presence, rosters, hellos and byes. Every node subscribes to
 //! `livewire.>` once (docs/SCALING.md says why not per conversation).
 
@@ -11,7 +13,9 @@ use crate::app::server::ClusterMsg;
 
 /// The payload's first byte. A node refuses other versions (a mixed-version cluster is
 /// an upgrade in progress: its nodes ignore each other's fan-out, and their clients still
-/// catch up from the store).
+/// catch up from the store). New kinds of message are appended to [`ClusterMsg`], so the
+/// old ones keep their bytes without a new version: a node older than a kind logs it as
+/// undecodable and carries on (read markers and typing then stay on their node, as before).
 pub const VERSION: u8 = 1;
 
 /// The subject every node subscribes to.
@@ -79,6 +83,9 @@ pub fn subject(msg: &ClusterMsg) -> String {
         ClusterMsg::Room { room, .. } => format!("livewire.room.{}", token(room)),
         ClusterMsg::Hidden { user, .. } => format!("livewire.user.{}", token(user)),
         ClusterMsg::LoginFailed { .. } => "livewire.login".into(),
+        ClusterMsg::Read { conv, .. } => format!("livewire.read.{}", conv_token(conv)),
+        ClusterMsg::Typing { conv, .. } => format!("livewire.typing.{}", conv_token(conv)),
+        ClusterMsg::Receipts { user, .. } => format!("livewire.user.{}", token(user)),
         ClusterMsg::Presence { .. }
         | ClusterMsg::Roster { .. }
         | ClusterMsg::Hello
@@ -166,5 +173,39 @@ mod tests {
         };
         assert_eq!(subject(&dm), "livewire.conv.dm-a~2a-b~3e");
         assert_eq!(subject(&ClusterMsg::Hello), "livewire.presence");
+    }
+
+    #[test]
+    fn read_state_variants_are_appended_and_old_encodings_stay() {
+        // Variant indexes 0..=7 are what nodes of this version already exchange: the
+        // read-state variants come after them, so those bytes never change.
+        let body = |m: &ClusterMsg| encode(9, 9, m)[HEADER..].to_vec();
+        assert_eq!(body(&ClusterMsg::Hello), [3]);
+        assert_eq!(body(&ClusterMsg::Bye), [4]);
+        let dm = ConvId::Direct("alice".into(), "bob".into());
+        let read = ClusterMsg::Read {
+            user: "alice".into(),
+            name: "Alice".into(),
+            conv: dm.clone(),
+            upto: 300,
+        };
+        let typing = ClusterMsg::Typing {
+            user: "bob".into(),
+            name: "Bob".into(),
+            conv: ConvId::Room("#r.s".into()),
+        };
+        let receipts = ClusterMsg::Receipts {
+            user: "alice".into(),
+            on: false,
+        };
+        assert_eq!(body(&read)[0], 8);
+        assert_eq!(body(&typing)[0], 9);
+        assert_eq!(body(&receipts)[0], 10);
+        for m in [&read, &typing, &receipts] {
+            assert_eq!(&decode(&encode(1, 2, m)).unwrap().msg, m);
+        }
+        assert_eq!(subject(&read), "livewire.read.dm-alice-bob");
+        assert_eq!(subject(&typing), "livewire.typing.room-~23r~2es");
+        assert_eq!(subject(&receipts), "livewire.user.alice");
     }
 }
