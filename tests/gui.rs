@@ -342,6 +342,12 @@ fn main() {
             .status();
         println!("screenshot {path}: {shot:?}");
     }
+    // The toggle decides from bob's own copy: wait until his reaction came back to him
+    // too (alice may see it first), or the second click would add it again.
+    wait_until("bob to see his own reaction", || {
+        find(&messages(&bob, "#general"), "hello, edited")
+            .is_some_and(|m| m.reactions.iter().any(|r| r.users == ["bob"]))
+    });
     gtk::prelude::ActionGroupExt::activate_action(
         &bob,
         "toggle-reaction",
