@@ -32,3 +32,13 @@ pub fn init() {
 pub fn gettext(msgid: &str) -> String {
     gettextrs::gettext(msgid)
 }
+
+/// The translation of `msgid` with its `{name}` placeholders filled in. Placeholders are
+/// named (not positional) so a translation may put them in any order.
+pub fn gettext_with(msgid: &str, args: &[(&str, &dyn std::fmt::Display)]) -> String {
+    let mut text = gettext(msgid);
+    for (name, value) in args {
+        text = text.replace(&format!("{{{name}}}"), &value.to_string());
+    }
+    text
+}

@@ -151,9 +151,9 @@ impl LwNewRoomDialog {
             format!("#{typed}")
         };
         if let Err(e) = RoomName::parse_new(&name) {
-            return self.show_error(&format!(
-                "“{name}” cannot be a room name: {}.",
-                room_name_problem(&e)
+            return self.show_error(&crate::gui::i18n::gettext_with(
+                "“{name}” cannot be a room name: {problem}.",
+                &[("name", &name), ("problem", &room_name_problem(&e))],
             ));
         }
         let topic = imp.topic_entry.text().trim().to_owned();

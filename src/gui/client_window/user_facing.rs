@@ -3,6 +3,7 @@
 
 use crate::app::ids::NameError;
 use crate::app::protocol::ErrorCode;
+use crate::gui::i18n::{gettext, gettext_with};
 use crate::transport::client::Fatal;
 
 /// What to tell the user about a server or client error with this code. The words come
@@ -11,49 +12,68 @@ use crate::transport::client::Fatal;
 pub fn user_facing(code: ErrorCode, message: &str) -> String {
     match code {
         ErrorCode::RateLimited => {
-            "You are sending messages too fast. Wait a moment and try again.".into()
+            gettext("You are sending messages too fast. Wait a moment and try again.")
         }
-        ErrorCode::TooLarge => format!("That message is too long ({message})."),
-        ErrorCode::UnknownUser => format!("There is no such user. ({message})"),
-        ErrorCode::NotAuthor => "Only the author of a message can delete it for everyone.".into(),
-        ErrorCode::DeleteWindowExpired => {
-            "That message is too old to be deleted for everyone; you can still delete it for yourself."
-                .into()
-        }
-        ErrorCode::NotFound => "That message no longer exists.".into(),
-        ErrorCode::Internal => format!("The server had a problem and changed nothing: {message}"),
-        ErrorCode::ServerFull => {
-            "The server is out of storage space, so that was not sent. Reading still works; try again later."
-                .into()
-        }
-        ErrorCode::QuotaExceeded => format!("You have no storage space left on this server: {message}"),
-        ErrorCode::Exists => format!("That file already exists: {message}"),
-        ErrorCode::NotMember => format!("You are not a member of that room. ({message})"),
-        ErrorCode::NotAllowed => {
-            format!("Your role in that room does not allow that. ({message})")
-        }
-        ErrorCode::Banned => "You are banned from that room.".into(),
-        ErrorCode::RoomExists => {
-            "A room with that name (or one that looks the same) already exists. Pick another name, or find it with Browse."
-                .into()
-        }
-        ErrorCode::NoSuchRoom => format!("There is no such room. ({message})"),
+        ErrorCode::TooLarge => gettext_with(
+            "That message is too long ({message}).",
+            &[("message", &message)],
+        ),
+        ErrorCode::UnknownUser => gettext_with(
+            "There is no such user. ({message})",
+            &[("message", &message)],
+        ),
+        ErrorCode::NotAuthor => gettext("Only the author of a message can delete it for everyone."),
+        ErrorCode::DeleteWindowExpired => gettext(
+            "That message is too old to be deleted for everyone; you can still delete it for yourself.",
+        ),
+        ErrorCode::NotFound => gettext("That message no longer exists."),
+        ErrorCode::Internal => gettext_with(
+            "The server had a problem and changed nothing: {message}",
+            &[("message", &message)],
+        ),
+        ErrorCode::ServerFull => gettext(
+            "The server is out of storage space, so that was not sent. Reading still works; try again later.",
+        ),
+        ErrorCode::QuotaExceeded => gettext_with(
+            "You have no storage space left on this server: {message}",
+            &[("message", &message)],
+        ),
+        ErrorCode::Exists => gettext_with(
+            "That file already exists: {message}",
+            &[("message", &message)],
+        ),
+        ErrorCode::NotMember => gettext_with(
+            "You are not a member of that room. ({message})",
+            &[("message", &message)],
+        ),
+        ErrorCode::NotAllowed => gettext_with(
+            "Your role in that room does not allow that. ({message})",
+            &[("message", &message)],
+        ),
+        ErrorCode::Banned => gettext("You are banned from that room."),
+        ErrorCode::RoomExists => gettext(
+            "A room with that name (or one that looks the same) already exists. Pick another name, or find it with Browse.",
+        ),
+        ErrorCode::NoSuchRoom => gettext_with(
+            "There is no such room. ({message})",
+            &[("message", &message)],
+        ),
         ErrorCode::NotInvited => {
-            "That room is invite-only: ask one of its members for an invitation.".into()
+            gettext("That room is invite-only: ask one of its members for an invitation.")
         }
-        ErrorCode::AlreadyMember => "You are already in that room.".into(),
+        ErrorCode::AlreadyMember => gettext("You are already in that room."),
         // The rest (and codes a newer server may add) explain themselves in `message`.
         _ => sentence(message),
     }
 }
 
 /// Why a name cannot be a room's name, in words (the name rules are the user names').
-pub fn room_name_problem(e: &NameError) -> &'static str {
+pub fn room_name_problem(e: &NameError) -> String {
     match e {
-        NameError::Length => "a room name has 1 to 32 characters after the “#”",
-        NameError::Charset => "use only letters, digits, “_”, “-” and “.” after the “#”",
-        NameError::NoLetter => "a room name needs at least one letter or digit",
-        NameError::Reserved => "that name belongs to the server's own room",
+        NameError::Length => gettext("a room name has 1 to 32 characters after the “#”"),
+        NameError::Charset => gettext("use only letters, digits, “_”, “-” and “.” after the “#”"),
+        NameError::NoLetter => gettext("a room name needs at least one letter or digit"),
+        NameError::Reserved => gettext("that name belongs to the server's own room"),
     }
 }
 
@@ -71,8 +91,9 @@ fn sentence(message: &str) -> String {
 pub fn user_facing_fatal(f: &Fatal) -> (String, bool) {
     match f {
         Fatal::LoginRefused(msg) => (
-            format!(
-                "The server refused to sign you in: {msg}. Check your username and password; a new username is registered with the password you give on its first sign-in."
+            gettext_with(
+                "The server refused to sign you in: {msg}. Check your username and password; a new username is registered with the password you give on its first sign-in.",
+                &[("msg", &msg)],
             ),
             false,
         ),
@@ -80,7 +101,10 @@ pub fn user_facing_fatal(f: &Fatal) -> (String, bool) {
             server,
             fingerprint,
         } => (
-            format!("{server} is not a known server (certificate {fingerprint})."),
+            gettext_with(
+                "{server} is not a known server (certificate {fingerprint}).",
+                &[("server", &server), ("fingerprint", &fingerprint)],
+            ),
             false,
         ),
         Fatal::CertMismatch {
@@ -89,18 +113,28 @@ pub fn user_facing_fatal(f: &Fatal) -> (String, bool) {
             got,
             pin_file,
         } => (
-            format!(
-                "⚠ The identity of {server} has changed!\n\nSomeone may be intercepting your connection, so LiveWire did not connect.\n\nKnown fingerprint:\n{expected}\n\nPresented now:\n{got}\n\nIf the server's operator confirms the certificate really changed, remove the line for {server} from {pin_file} and connect again."
+            gettext_with(
+                "⚠ The identity of {server} has changed!\n\nSomeone may be intercepting your connection, so LiveWire did not connect.\n\nKnown fingerprint:\n{expected}\n\nPresented now:\n{got}\n\nIf the server's operator confirms the certificate really changed, remove the line for {server} from {pin_file} and connect again.",
+                &[
+                    ("server", &server),
+                    ("expected", &expected),
+                    ("got", &got),
+                    ("pin_file", &pin_file),
+                ],
             ),
             true,
         ),
         Fatal::Connection(msg) => (
-            format!(
-                "Could not connect: {msg}.\nCheck the server address and port, and that the server is running."
+            gettext_with(
+                "Could not connect: {msg}.\nCheck the server address and port, and that the server is running.",
+                &[("msg", &msg)],
             ),
             false,
         ),
-        Fatal::Config(msg) => (format!("A local settings problem: {msg}."), false),
+        Fatal::Config(msg) => (
+            gettext_with("A local settings problem: {msg}.", &[("msg", &msg)]),
+            false,
+        ),
     }
 }
 
