@@ -222,10 +222,21 @@ impl LwMessageList {
     }
 
     /// Scrolls to the newest message and keeps it in view as messages arrive.
+    ///
+    /// Right after the model changed (another conversation shown), the adjustment still
+    /// has the old list's height: a value taken from it can point past the new rows, and
+    /// GtkListView then warns that it "failed to scroll to given position". So the list
+    /// view scrolls to its last item itself, and `on_grown` keeps the bottom in view as
+    /// the rows' real heights come in.
     pub fn scroll_to_newest(&self) {
-        self.imp().stick_to_bottom.set(true);
-        let adj = self.imp().scroller.vadjustment();
-        adj.set_value(adj.upper() - adj.page_size());
+        let imp = self.imp();
+        imp.stick_to_bottom.set(true);
+        let n = imp.selection.borrow().as_ref().map_or(0, |s| s.n_items());
+        if n > 0 {
+            let _ = imp
+                .list_view
+                .activate_action("list.scroll-to-item", Some(&(n - 1).to_variant()));
+        }
     }
 
     /// Keeps the newest message in view as messages arrive (after sending one).
