@@ -226,18 +226,7 @@ pub trait Store {
     /// reaction already there, removing one that is not) stores nothing.
     ///
     /// [`EventKind::Reaction`]: super::protocol::EventKind::Reaction
-    #[allow(clippy::too_many_arguments)]
-    fn react(
-        &mut self,
-        conv: &ConvId,
-        target: MsgId,
-        user: &str,
-        cmid: ClientMsgId,
-        key: &[u8],
-        on: bool,
-        body: &[u8],
-        ts: u64,
-    ) -> StoreResult<Reacted>;
+    fn react(&mut self, change: &ReactionChange<'_>) -> StoreResult<Reacted>;
     /// The reaction events in force (added and not removed since) for these messages of
     /// `conv`, oldest first: what a history page needs to show counts.
     fn reactions(&mut self, conv: &ConvId, targets: &[MsgId]) -> StoreResult<Vec<ConvEvent>>;
@@ -264,6 +253,28 @@ pub trait Store {
         viewer_key: &str,
         limit: usize,
     ) -> StoreResult<Vec<StoredEvent>>;
+}
+
+/// A reaction added or taken back, for [`Store::react`].
+#[derive(Debug, Clone, Copy)]
+pub struct ReactionChange<'a> {
+    /// The conversation of the message.
+    pub conv: &'a ConvId,
+    /// The message reacted to.
+    pub target: MsgId,
+    /// Who reacts (as registered).
+    pub user: &'a str,
+    /// The reacting client's id for this change (exactly-once).
+    pub cmid: ClientMsgId,
+    /// What "one of each emoji" is decided on: the emoji, or in a private conversation a
+    /// keyed hash of it the server cannot invert.
+    pub key: &'a [u8],
+    /// Added (`true`) or taken back.
+    pub on: bool,
+    /// The event's body: the emoji (sealed in a private conversation).
+    pub body: &'a [u8],
+    /// Server time, Unix ms.
+    pub ts: u64,
 }
 
 /// What [`Store::react`] did.

@@ -14,7 +14,7 @@ use rusqlite::{OptionalExtension, params};
 use super::{SqliteStore, err};
 use crate::app::ids::{ClientMsgId, ConvId, MsgId};
 use crate::app::protocol::{ConvEvent, EventKind};
-use crate::app::store::{Reacted, StoreError, StoreResult};
+use crate::app::store::{Reacted, ReactionChange, StoreError, StoreResult};
 
 /// The `kind`, `body` and `target` columns of an event.
 pub(super) fn kind_columns(kind: &EventKind) -> (i64, Option<&[u8]>, Option<i64>) {
@@ -109,18 +109,17 @@ impl SqliteStore {
         Ok(())
     }
 
-    #[allow(clippy::too_many_arguments)]
-    pub(super) fn react_impl(
-        &mut self,
-        conv: &ConvId,
-        target: MsgId,
-        user: &str,
-        cmid: ClientMsgId,
-        key: &[u8],
-        on: bool,
-        body: &[u8],
-        ts: u64,
-    ) -> StoreResult<Reacted> {
+    pub(super) fn react_impl(&mut self, change: &ReactionChange<'_>) -> StoreResult<Reacted> {
+        let ReactionChange {
+            conv,
+            target,
+            user,
+            cmid,
+            key,
+            on,
+            body,
+            ts,
+        } = *change;
         if let Some(e) = self.by_cmid(user, cmid)? {
             return Ok(Reacted::Resent(e));
         }

@@ -21,7 +21,8 @@ use rusqlite::{Connection, OptionalExtension, params};
 use crate::app::ids::{ClientMsgId, ConvId, MsgId, Seq, skeleton_of};
 use crate::app::protocol::{ConvEvent, EventKind, Hidden};
 use crate::app::store::{
-    Reacted, ResumeRecord, Store, StoreError, StoreResult, StoredEvent, StoredRoom, UserRecord,
+    Reacted, ReactionChange, ResumeRecord, Store, StoreError, StoreResult, StoredEvent, StoredRoom,
+    UserRecord,
 };
 
 mod edits;
@@ -794,18 +795,8 @@ impl Store for SqliteStore {
         self.erase_edits_impl(target)
     }
 
-    fn react(
-        &mut self,
-        conv: &ConvId,
-        target: MsgId,
-        user: &str,
-        cmid: ClientMsgId,
-        key: &[u8],
-        on: bool,
-        body: &[u8],
-        ts: u64,
-    ) -> StoreResult<Reacted> {
-        self.react_impl(conv, target, user, cmid, key, on, body, ts)
+    fn react(&mut self, change: &ReactionChange<'_>) -> StoreResult<Reacted> {
+        self.react_impl(change)
     }
 
     fn reactions(&mut self, conv: &ConvId, targets: &[MsgId]) -> StoreResult<Vec<ConvEvent>> {

@@ -48,7 +48,8 @@ use crate::app::ids::{ClientMsgId, ConvId, MsgId, Seq};
 use crate::app::protocol::{ConvEvent, EventKind, Hidden};
 use crate::app::rooms::{Effect, Room};
 use crate::app::store::{
-    Reacted, ResumeRecord, Store, StoreError, StoreResult, StoredEvent, StoredRoom, UserRecord,
+    Reacted, ReactionChange, ResumeRecord, Store, StoreError, StoreResult, StoredEvent, StoredRoom,
+    UserRecord,
 };
 
 /// Schema migrations, applied in order; the one row of `livewire_schema` counts those
@@ -884,18 +885,8 @@ impl Store for PgStore {
         self.run(|c| edits::erase_edits(c, target))
     }
 
-    fn react(
-        &mut self,
-        conv: &ConvId,
-        target: MsgId,
-        user: &str,
-        cmid: ClientMsgId,
-        key: &[u8],
-        on: bool,
-        body: &[u8],
-        ts: u64,
-    ) -> StoreResult<Reacted> {
-        self.run(|c| edits::react(c, conv, target, user, cmid, key, on, body, ts))
+    fn react(&mut self, change: &ReactionChange<'_>) -> StoreResult<Reacted> {
+        self.run(|c| edits::react(c, change))
     }
 
     fn reactions(&mut self, conv: &ConvId, targets: &[MsgId]) -> StoreResult<Vec<ConvEvent>> {

@@ -14,7 +14,7 @@ use crate::app::files::MARKER as FILE_MARKER;
 use crate::app::ids::{ClientMsgId, ConnId, ConvId, MsgId, UserName};
 use crate::app::limits::TokenBucket;
 use crate::app::protocol::{ConvDown, ConvEvent, E2E_OVERHEAD, ErrorCode, EventKind};
-use crate::app::store::{Reacted, Store, StoreError, StoredEvent};
+use crate::app::store::{Reacted, ReactionChange, Store, StoreError, StoredEvent};
 
 /// An edit request as it came off the stream.
 pub(super) struct EditReq {
@@ -230,9 +230,16 @@ impl<S: Store> ServerCore<S> {
         if !self.take_token(conn, conv, name, cmid, now) {
             return Ok(());
         }
-        let reacted = self
-            .store
-            .react(conv, target, name.as_str(), cmid, &rkey, on, &body, now)?;
+        let reacted = self.store.react(&ReactionChange {
+            conv,
+            target,
+            user: name.as_str(),
+            cmid,
+            key: &rkey,
+            on,
+            body: &body,
+            ts: now,
+        })?;
         match reacted {
             Reacted::Applied(event) => {
                 self.ack(conn, conv, cmid, &event);

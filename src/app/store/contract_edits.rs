@@ -1,7 +1,7 @@
 //! The [`Store`] contract for edits and reactions (part of [`contract`](super::contract),
 //! run by the same macro against every backend).
 
-use super::{Reacted, Store};
+use super::{Reacted, ReactionChange, Store};
 use crate::app::ids::{ClientMsgId, ConvId};
 use crate::app::protocol::{ConvEvent, EventKind};
 
@@ -85,8 +85,17 @@ pub fn reactions_are_one_per_key_and_listed_in_force<S: Store>(s: &mut S) {
     let m = post(s, &conv, "alice", 1, b"sealed");
     let other = post(s, &conv, "bob", 2, b"sealed too");
     let react = |s: &mut S, user: &str, n: u8, key: &[u8], on: bool| {
-        s.react(&conv, m.id, user, cmid(n), key, on, b"sealed emoji", 5_000)
-            .unwrap()
+        s.react(&ReactionChange {
+            conv: &conv,
+            target: m.id,
+            user,
+            cmid: cmid(n),
+            key,
+            on,
+            body: b"sealed emoji",
+            ts: 5_000,
+        })
+        .unwrap()
     };
     let Reacted::Applied(a) = react(s, "alice", 10, b"k1", true) else {
         panic!("a new reaction is stored");

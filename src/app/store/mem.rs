@@ -4,7 +4,8 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use super::{
-    Reacted, ResumeRecord, Store, StoreError, StoreResult, StoredEvent, StoredRoom, UserRecord,
+    Reacted, ReactionChange, ResumeRecord, Store, StoreError, StoreResult, StoredEvent, StoredRoom,
+    UserRecord,
 };
 use crate::app::files::is_file_body;
 use crate::app::ids::{ClientMsgId, ConvId, MsgId, Seq};
@@ -431,17 +432,17 @@ impl Store for MemStore {
         Ok(())
     }
 
-    fn react(
-        &mut self,
-        conv: &ConvId,
-        target: MsgId,
-        user: &str,
-        cmid: ClientMsgId,
-        key: &[u8],
-        on: bool,
-        body: &[u8],
-        ts: u64,
-    ) -> StoreResult<Reacted> {
+    fn react(&mut self, change: &ReactionChange<'_>) -> StoreResult<Reacted> {
+        let ReactionChange {
+            conv,
+            target,
+            user,
+            cmid,
+            key,
+            on,
+            body,
+            ts,
+        } = *change;
         let by = (user.to_ascii_lowercase(), cmid);
         if let Some(id) = self.by_cmid.get(&by) {
             return Ok(Reacted::Resent(self.events[id].event.clone()));

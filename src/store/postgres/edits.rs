@@ -5,7 +5,7 @@
 use super::{Conn, Fail, Res, append, big, by_cmid, event, row_event};
 use crate::app::ids::{ClientMsgId, ConvId, MsgId};
 use crate::app::protocol::{ConvEvent, EventKind};
-use crate::app::store::{Reacted, StoreError};
+use crate::app::store::{Reacted, ReactionChange, StoreError};
 
 pub(super) fn edit_message(
     c: &mut Conn,
@@ -47,18 +47,17 @@ pub(super) fn erase_edits(c: &mut Conn, target: MsgId) -> Res<()> {
     Ok(())
 }
 
-#[allow(clippy::too_many_arguments)]
-pub(super) fn react(
-    c: &mut Conn,
-    conv: &ConvId,
-    target: MsgId,
-    user: &str,
-    cmid: ClientMsgId,
-    key: &[u8],
-    on: bool,
-    body: &[u8],
-    ts: u64,
-) -> Res<Reacted> {
+pub(super) fn react(c: &mut Conn, change: &ReactionChange<'_>) -> Res<Reacted> {
+    let ReactionChange {
+        conv,
+        target,
+        user,
+        cmid,
+        key,
+        on,
+        body,
+        ts,
+    } = *change;
     let user_key = user.to_ascii_lowercase();
     if let Some(e) = by_cmid(c, &user_key, &cmid.0)? {
         return Ok(Reacted::Resent(e));
