@@ -326,29 +326,8 @@ fn reactions_add_remove_once_each_with_counts_in_history() {
 fn private_edits_and_emoji_never_reach_the_servers_disk_or_logs() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("srv");
-    let log_path = dir.path().join("server.log");
-    let mut server = std::process::Command::new(bin())
-        .args([
-            "server",
-            "--headless",
-            "--listen",
-            "127.0.0.1:0",
-            "--data-dir",
-        ])
-        .arg(&data)
-        .env("RUST_LOG", "trace")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::fs::File::create(&log_path).unwrap())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(server.stdout.as_mut().unwrap()),
-        &mut line,
-    )
-    .unwrap();
-    let listening: Value = serde_json::from_str(&line).unwrap();
-    let addr = listening["addr"].as_str().unwrap().to_owned();
+    let server = ServerProc::start_traced(&data, "127.0.0.1:0");
+    let addr = server.addr.clone();
     let mut alice = ChatProc::login(&addr, "alice", dir.path());
     let mut bob = ChatProc::login(&addr, "bob", dir.path());
     let id = post(&mut alice, "@bob", "before the edit", None);
@@ -371,18 +350,10 @@ fn private_edits_and_emoji_never_reach_the_servers_disk_or_logs() {
     );
     alice.finish_ok();
     bob.finish_ok();
-    let _ = std::process::Command::new("kill")
-        .arg("-TERM")
-        .arg(server.id().to_string())
-        .status();
-    assert!(wait_child(&mut server).success());
+    server.stop();
     let mut files = files_under(&data);
-    files.push(log_path);
-    let contains = |needle: &[u8]| {
-        files
-            .iter()
-            .any(|f| std::fs::read(f).is_ok_and(|b| b.windows(needle.len()).any(|w| w == needle)))
-    };
+    files.push(stderr_path(&data));
+    let contains = |needle: &[u8]| any_contains(&files, needle);
     assert!(
         contains(b"canary-public-edit-77aa"),
         "the search finds an edited room text (the server reads #general)"

@@ -18,7 +18,6 @@ use livewire::transport::envelope::{Aad, Direction, EXPORTER_LABEL, Ephemeral, S
 use livewire::transport::quic::{self, Connection, Endpoint, RecvStream, SendStream};
 use livewire::transport::tls::{self, Identity, PinningVerifier, SERVER_NAME};
 use rustls::pki_types::ServerName;
-use serde_json::json;
 
 const MAX: usize = 64 * 1024;
 
@@ -566,28 +565,8 @@ fn connections_per_address_are_limited() {
 fn private_canary_never_reaches_the_servers_disk_or_logs() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("srv");
-    let mut server = std::process::Command::new(bin())
-        .args([
-            "server",
-            "--headless",
-            "--listen",
-            "127.0.0.1:0",
-            "--data-dir",
-        ])
-        .arg(&data)
-        .env("RUST_LOG", "trace")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::fs::File::create(dir.path().join("server.log")).unwrap())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(server.stdout.as_mut().unwrap()),
-        &mut line,
-    )
-    .unwrap();
-    let listening: serde_json::Value = serde_json::from_str(&line).unwrap();
-    let addr = listening["addr"].as_str().unwrap().to_owned();
+    let server = ServerProc::start_traced(&data, "127.0.0.1:0");
+    let addr = server.addr.clone();
     let mut alice = ChatProc::login(&addr, "alice", dir.path());
     let mut bob = ChatProc::login(&addr, "bob", dir.path());
     alice.send("@bob", "canary-private-d41d8cd9");
@@ -609,22 +588,10 @@ fn private_canary_never_reaches_the_servers_disk_or_logs() {
     drop(bob2);
     drop(alice);
     drop(bob);
-    let _ = std::process::Command::new("kill")
-        .arg("-TERM")
-        .arg(server.id().to_string())
-        .status();
-    assert!(wait_child(&mut server).success());
-    let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(&data)
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .collect();
-    files.push(dir.path().join("server.log"));
-    let contains = |needle: &[u8]| {
-        files
-            .iter()
-            .any(|f| std::fs::read(f).is_ok_and(|b| b.windows(needle.len()).any(|w| w == needle)))
-    };
+    server.stop();
+    let mut files = files_under(&data);
+    files.push(stderr_path(&data));
+    let contains = |needle: &[u8]| any_contains(&files, needle);
     assert!(
         contains(b"canary-public-00e4c3"),
         "the search finds room text (server reads #general)"
@@ -633,5 +600,4 @@ fn private_canary_never_reaches_the_servers_disk_or_logs() {
         !contains(b"canary-private-d41d8cd9"),
         "private text reached the server's disk or logs"
     );
-    let _ = json!(null);
 }

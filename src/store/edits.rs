@@ -51,7 +51,11 @@ pub(super) fn kind_of(kind: i64, body: Option<Vec<u8>>, target: Option<i64>) -> 
 
 impl SqliteStore {
     /// The stored event `(sender, cmid)` (a message, edit or reaction), if any.
-    fn by_cmid(&mut self, sender: &str, cmid: ClientMsgId) -> StoreResult<Option<ConvEvent>> {
+    pub(super) fn by_cmid(
+        &mut self,
+        sender: &str,
+        cmid: ClientMsgId,
+    ) -> StoreResult<Option<ConvEvent>> {
         Ok(self
             .db
             .prepare_cached(

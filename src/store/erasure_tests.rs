@@ -4,7 +4,9 @@ use super::*;
 
 const CANARY: &[u8] = b"canary-7f3a9c-erased-text";
 
-fn files_containing(dir: &Path, needle: &[u8]) -> Vec<String> {
+/// The files directly in `dir` whose bytes contain `needle` (also used by the search
+/// index's erasure tests).
+pub(super) fn files_containing(dir: &Path, needle: &[u8]) -> Vec<String> {
     std::fs::read_dir(dir)
         .unwrap()
         .filter_map(|e| {

@@ -554,19 +554,7 @@ impl Store for SqliteStore {
         body: &[u8],
         ts: u64,
     ) -> StoreResult<(ConvEvent, bool)> {
-        let existing = self
-            .db
-            .prepare_cached(
-                "SELECT * FROM events WHERE sender_key = ?1 AND cmid = ?2 AND kind != 2",
-            )
-            .map_err(err)?
-            .query_row(
-                params![sender.to_ascii_lowercase(), &cmid.0[..]],
-                Self::row_event,
-            )
-            .optional()
-            .map_err(err)?;
-        if let Some((_, e)) = existing {
+        if let Some(e) = self.by_cmid(sender, cmid)? {
             return Ok((e, true));
         }
         let e = self.append(

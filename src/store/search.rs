@@ -124,19 +124,7 @@ mod tests {
     use crate::app::ids::ClientMsgId;
     use crate::app::store::Store;
 
-    fn files_containing(dir: &std::path::Path, needle: &[u8]) -> Vec<String> {
-        std::fs::read_dir(dir)
-            .unwrap()
-            .filter_map(|e| {
-                let path = e.unwrap().path();
-                let bytes = std::fs::read(&path).unwrap_or_default();
-                bytes
-                    .windows(needle.len())
-                    .any(|w| w == needle)
-                    .then(|| path.display().to_string())
-            })
-            .collect()
-    }
+    use crate::store::erasure_tests::files_containing;
 
     /// One word (FTS5 stores words, so a canary of several words would never be found
     /// whole in the index even if it were left there).

@@ -34,3 +34,10 @@ pub fn parts_under(dir: &Path) -> Vec<PathBuf> {
         .filter(|p| p.extension().is_some_and(|x| x == "part"))
         .collect()
 }
+
+/// Whether any of `files` contains `needle` (a file that cannot be read counts as not).
+pub fn any_contains(files: &[PathBuf], needle: &[u8]) -> bool {
+    files
+        .iter()
+        .any(|f| std::fs::read(f).is_ok_and(|b| b.windows(needle.len()).any(|w| w == needle)))
+}

@@ -24,7 +24,7 @@ use serde_json::Value;
 #[allow(unused_imports)]
 pub use chat::{ChatProc, ClientOpts};
 #[allow(unused_imports)]
-pub use disk::{files_containing, files_under, parts_under};
+pub use disk::{any_contains, files_containing, files_under, parts_under};
 #[allow(unused_imports)]
 pub use props::{Record, Tally, check_conversation, check_properties};
 #[allow(unused_imports)]

@@ -54,13 +54,29 @@ impl ServerProc {
         Self::start_under(&[], data_dir, listen, extra)
     }
 
+    /// [`ServerProc::start`] logging everything (`RUST_LOG=trace`, to [`stderr_path`]): for
+    /// the canary tests, which look for private text in the server's files and logs.
+    pub fn start_traced(data_dir: &Path, listen: &str) -> Self {
+        Self::spawn(&[], data_dir, listen, &[], "trace")
+    }
+
     /// [`ServerProc::start`] under a command prefix (e.g. `ip netns exec NS`).
     pub fn start_under(prefix: &[String], data_dir: &Path, listen: &str, extra: &[&str]) -> Self {
+        Self::spawn(prefix, data_dir, listen, extra, "livewire=info")
+    }
+
+    fn spawn(
+        prefix: &[String],
+        data_dir: &Path,
+        listen: &str,
+        extra: &[&str],
+        rust_log: &str,
+    ) -> Self {
         let mut child = command(prefix)
             .args(["server", "--headless", "--listen", listen, "--data-dir"])
             .arg(data_dir)
             .args(extra)
-            .env("RUST_LOG", "livewire=info")
+            .env("RUST_LOG", rust_log)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
