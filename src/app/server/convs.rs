@@ -290,14 +290,7 @@ impl<S: Store> ServerCore<S> {
             self.conv_error(conn, conv, ErrorCode::BadRequest, msg, Some(cmid));
             return Ok(());
         }
-        let (burst, rate) = (self.limits.msg_burst, self.limits.msg_per_sec);
-        let bucket = self
-            .buckets
-            .entry(name.key())
-            .or_insert_with(|| TokenBucket::new(burst, now));
-        if let Err(ms) = bucket.take(burst, rate, now) {
-            let msg = format!("sending too fast; retry in {ms} ms");
-            self.conv_error(conn, conv, ErrorCode::RateLimited, msg, Some(cmid));
+        if !self.take_token(conn, conv, name, cmid, now) {
             return Ok(());
         }
         let (event, dup) = self
@@ -329,6 +322,28 @@ impl<S: Store> ServerCore<S> {
             });
         }
         Ok(())
+    }
+
+    /// Takes one token of the user's message budget (messages, edits and reactions share it); `false` (and the error sent) if none.
+    pub(super) fn take_token(
+        &mut self,
+        conn: ConnId,
+        conv: &ConvId,
+        name: &UserName,
+        cmid: ClientMsgId,
+        now: u64,
+    ) -> bool {
+        let (burst, rate) = (self.limits.msg_burst, self.limits.msg_per_sec);
+        let bucket = self
+            .buckets
+            .entry(name.key())
+            .or_insert_with(|| TokenBucket::new(burst, now));
+        if let Err(ms) = bucket.take(burst, rate, now) {
+            let msg = format!("sending too fast; retry in {ms} ms");
+            self.conv_error(conn, conv, ErrorCode::RateLimited, msg, Some(cmid));
+            return false;
+        }
+        true
     }
 
     /// Delivers a new event to every member session except `skip`, on this node and (in

@@ -10,9 +10,8 @@
 
 use super::ServerCore;
 use crate::app::edits::{MAX_EMOJI, REACTION_TAG, check_emoji, split_reply};
-use crate::app::files::MARKER as FILE_MARKER;
+use crate::app::files::is_file_body;
 use crate::app::ids::{ClientMsgId, ConnId, ConvId, MsgId, UserName};
-use crate::app::limits::TokenBucket;
 use crate::app::protocol::{ConvDown, ConvEvent, E2E_OVERHEAD, ErrorCode, EventKind};
 use crate::app::store::{Reacted, ReactionChange, Store, StoreError, StoredEvent};
 
@@ -45,28 +44,6 @@ impl<S: Store> ServerCore<S> {
             .event(target)?
             .filter(|s| &s.conv == conv && self.can_read(&s.conv, key, s.event.seq));
         Ok(found.ok_or_else(|| format!("no message {target} in this conversation")))
-    }
-
-    /// Takes one token of the user's message budget; `false` (and the error sent) if none.
-    fn take_token(
-        &mut self,
-        conn: ConnId,
-        conv: &ConvId,
-        name: &UserName,
-        cmid: ClientMsgId,
-        now: u64,
-    ) -> bool {
-        let (burst, rate) = (self.limits.msg_burst, self.limits.msg_per_sec);
-        let bucket = self
-            .buckets
-            .entry(name.key())
-            .or_insert_with(|| TokenBucket::new(burst, now));
-        if let Err(ms) = bucket.take(burst, rate, now) {
-            let msg = format!("sending too fast; retry in {ms} ms");
-            self.conv_error(conn, conv, ErrorCode::RateLimited, msg, Some(cmid));
-            return false;
-        }
-        true
     }
 
     fn ack(&mut self, conn: ConnId, conv: &ConvId, cmid: ClientMsgId, e: &ConvEvent) {
@@ -106,7 +83,7 @@ impl<S: Store> ServerCore<S> {
         }
         if conv.server_readable() {
             match std::str::from_utf8(&body) {
-                Ok(t) if t.starts_with(FILE_MARKER) => {
+                Ok(t) if is_file_body(t.as_bytes()) => {
                     let msg = "an edit cannot turn a message into a file".to_owned();
                     return fail(self, ErrorCode::BadRequest, msg);
                 }
@@ -120,7 +97,7 @@ impl<S: Store> ServerCore<S> {
         };
         match &stored.event.kind {
             EventKind::Message { body } | EventKind::Edited { body } => {
-                if conv.server_readable() && body.starts_with(FILE_MARKER.as_bytes()) {
+                if conv.server_readable() && is_file_body(body) {
                     let msg = "a file message cannot be edited".to_owned();
                     return fail(self, ErrorCode::BadRequest, msg);
                 }
