@@ -467,4 +467,8 @@ pub struct ReadModel {
     pub(crate) typists: std::collections::BTreeMap<String, (String, std::time::Instant)>,
     /// How far the other members have read: user key -> (name, marker).
     pub(crate) seen: std::collections::BTreeMap<String, (String, crate::app::ids::Seq)>,
+    /// A `read` went out less than `READ_EVERY` ago (`client_window::read_state`).
+    pub(crate) read_throttled: bool,
+    /// The marker moved while throttled: a `read` is owed when the throttle ends.
+    pub(crate) read_owed: bool,
 }

@@ -28,6 +28,28 @@ impl LwConversation {
         true
     }
 
+    /// Whether a `read` may go out now; if one went out recently, notes that one is owed.
+    pub fn read_send_now(&self) -> bool {
+        let mut r = self.imp().read.borrow_mut();
+        if r.read_throttled {
+            r.read_owed = true;
+            return false;
+        }
+        r.read_throttled = true;
+        true
+    }
+
+    /// The throttle after a `read` ended: whether one is owed (then the throttle goes on
+    /// for it), else the next `read` may go out at once.
+    pub fn read_throttle_ended(&self) -> bool {
+        let mut r = self.imp().read.borrow_mut();
+        if std::mem::take(&mut r.read_owed) {
+            return true;
+        }
+        r.read_throttled = false;
+        false
+    }
+
     /// The newest sequence number of a message shown (notices aside).
     pub fn last_message_seq(&self) -> Option<Seq> {
         let store = self.messages();
@@ -133,5 +155,23 @@ impl LwConversation {
         } else {
             format!("Seen by {}", names.join(", "))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The first `read` goes out at once; later ones wait for the throttle to end, and
+    /// only one is owed however many came meanwhile.
+    #[test]
+    fn reads_are_throttled_to_one_owed() {
+        let c = LwConversation::new("#general");
+        assert!(c.read_send_now(), "the first goes out");
+        assert!(!c.read_send_now(), "held");
+        assert!(!c.read_send_now(), "held again");
+        assert!(c.read_throttle_ended(), "one is owed");
+        assert!(!c.read_throttle_ended(), "and only one");
+        assert!(c.read_send_now(), "free again");
     }
 }

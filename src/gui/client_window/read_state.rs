@@ -19,6 +19,10 @@ use crate::app::server::{MAX_RECEIPT_MEMBERS, TYPING_INTERVAL_MS};
 use crate::gui::models::{LwConversation, MessageData};
 use crate::gui::room_models::LwMemberEntry;
 
+/// At most one `read` per conversation this often (the first at once, the newest at the
+/// end of the interval).
+const READ_EVERY: Duration = Duration::from_secs(1);
+
 /// The widgets and timers of the window's read state.
 #[derive(Debug)]
 pub(super) struct ReadUi {
@@ -173,12 +177,37 @@ impl LwClientWindow {
         let Some(last) = c.last_message_seq() else {
             return;
         };
-        if self.is_online() && c.advance_read(last) {
+        if self.is_online() && c.advance_read(last) && c.read_send_now() {
+            self.send_read(c);
+        }
+    }
+
+    /// Tells the server `c`'s read marker, then holds further ones for [`READ_EVERY`]:
+    /// a busy room open on every member's screen would otherwise send one `read` (a store
+    /// write and a fan-out) per message per member. The newest marker goes out at the end.
+    fn send_read(&self, c: &LwConversation) {
+        if let Some(upto) = c.read_upto()
+            && self.is_online()
+        {
             self.send_command(Command::Read {
                 conv: c.name(),
-                upto: Some(last),
+                upto: Some(upto),
             });
         }
+        glib::timeout_add_local_once(
+            READ_EVERY,
+            glib::clone!(
+                #[weak(rename_to = win)]
+                self,
+                #[weak]
+                c,
+                move || {
+                    if c.read_throttle_ended() {
+                        win.send_read(&c);
+                    }
+                }
+            ),
+        );
     }
 
     /// The user typed in the composer: tell the conversation shown, at most once per
