@@ -104,13 +104,7 @@ impl Preferences {
 
     /// Saves the settings (written to a temporary file, then renamed); failures are logged.
     pub fn save(&self, config_dir: &Path) {
-        let write = || -> std::io::Result<()> {
-            std::fs::create_dir_all(config_dir)?;
-            let tmp = path(config_dir).with_extension("tmp");
-            std::fs::write(&tmp, serde_json::to_vec_pretty(self)?)?;
-            std::fs::rename(tmp, path(config_dir))
-        };
-        if let Err(e) = write() {
+        if let Err(e) = super::settings::save_json(&path(config_dir), self) {
             tracing::warn!("cannot save the GUI settings: {e}");
         }
     }

@@ -29,16 +29,21 @@ impl RememberedLogin {
 
     /// Saves the form; failures are only logged (remembering is a convenience).
     pub fn save(&self, config_dir: &Path) {
-        let write = || -> std::io::Result<()> {
-            std::fs::create_dir_all(config_dir)?;
-            let tmp = path(config_dir).with_extension("tmp");
-            std::fs::write(&tmp, serde_json::to_vec_pretty(self)?)?;
-            std::fs::rename(tmp, path(config_dir))
-        };
-        if let Err(e) = write() {
+        if let Err(e) = save_json(&path(config_dir), self) {
             tracing::warn!("cannot remember the login form: {e}");
         }
     }
+}
+
+/// Writes `value` as JSON to `path` whole or not at all (a temporary file, then renamed),
+/// creating its directory.
+pub(crate) fn save_json(path: &Path, value: &impl Serialize) -> std::io::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, serde_json::to_vec_pretty(value)?)?;
+    std::fs::rename(tmp, path)
 }
 
 #[cfg(test)]
