@@ -24,6 +24,7 @@ xgettext --from-code=UTF-8 --package-name=livewire --package-version=0.1 \
   --sort-by-file -o "$tmp/livewire.pot" "${ui[@]}" \
   2> >(grep -v 'fallback ITS rule file' >&2)
 xgettext --from-code=UTF-8 --language=C --keyword= --keyword=gettext --keyword=gettext_with:1 \
+  --keyword=ngettext_with:1,2 --keyword=n_ \
   --add-comments=Translators --sort-by-file --join-existing -o "$tmp/livewire.pot" "${rs[@]}"
 # No creation date and a UTF-8 charset: regenerating without changes changes nothing.
 sed -e '/^"POT-Creation-Date:/d' -e 's/charset=CHARSET/charset=UTF-8/' "$tmp/livewire.pot" > "$out"

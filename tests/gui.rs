@@ -29,6 +29,8 @@ use livewire::gui::{LwClientWindow, LwServerWindow};
 use livewire::transport::client::Trust;
 use livewire::transport::server::ServerOptions;
 
+#[path = "gui/accounts.rs"]
+mod accounts;
 #[path = "gui/adaptive.rs"]
 mod adaptive;
 #[path = "gui/notifications.rs"]
@@ -409,6 +411,31 @@ fn main() {
     });
     assert!(alice.current().is_some_and(|c| c.name() == "#general"));
     println!("ok: unknown user: {}", alice.last_error().unwrap());
+
+    // Several accounts in one window: a second server, and carol on both.
+    let server2 = LwServerWindow::new(
+        &app,
+        ServerOptions {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            data_dir: tmp.path().join("server2"),
+            cert: None,
+            limits: Limits::default(),
+            timers: livewire::transport::quic::Timers::SERVER,
+            node_id: 0,
+            nats: None,
+        },
+    );
+    server2.present();
+    server2.start_button().emit_clicked();
+    wait_until("server 2 to start", || server2.running().is_some());
+    accounts::run(
+        app.upcast_ref(),
+        &tmp.path().join("carol-accounts"),
+        (&server, &fingerprint),
+        &server2,
+        &bob,
+    );
+    server2.close();
 
     notifications::run(&alice, &bob, &tmp.path().join("alice"));
     adaptive::run(&alice, &tmp.path().join("alice"));

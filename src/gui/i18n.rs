@@ -42,3 +42,24 @@ pub fn gettext_with(msgid: &str, args: &[(&str, &dyn std::fmt::Display)]) -> Str
     }
     text
 }
+
+/// The translation of `singular` or `plural`, as the language's rules say for `n`, with
+/// its `{name}` placeholders filled in.
+pub fn ngettext_with(
+    singular: &str,
+    plural: &str,
+    n: u32,
+    args: &[(&str, &dyn std::fmt::Display)],
+) -> String {
+    let mut text = gettextrs::ngettext(singular, plural, n);
+    for (name, value) in args {
+        text = text.replace(&format!("{{{name}}}"), &value.to_string());
+    }
+    text
+}
+
+/// Marks `msgid` for the catalogue without translating it (a constant translated where it
+/// is shown, with [`gettext`]).
+pub const fn n_(msgid: &'static str) -> &'static str {
+    msgid
+}

@@ -10,11 +10,12 @@ use gtk::subclass::prelude::*;
 use gtk::{gdk, gio, glib};
 use gtk4 as gtk;
 
+use super::i18n::{gettext, gettext_with, n_};
 use super::models::LwMessage;
 use crate::app::server::SERVER_AUTHOR;
 
 /// Shown instead of the text of a message deleted for everyone.
-pub const DELETED_TEXT: &str = "This message was deleted";
+pub const DELETED_TEXT: &str = n_("This message was deleted");
 
 mod imp {
     use super::*;
@@ -156,7 +157,7 @@ impl LwMessageRow {
             Some(t) => imp.body.set_text(t),
             None => {
                 bubble.add_css_class("deleted");
-                imp.body.set_text(DELETED_TEXT);
+                imp.body.set_text(&gettext(DELETED_TEXT));
             }
         }
         imp.time.set_text(&format_time(d.ts));
@@ -171,7 +172,7 @@ impl LwMessageRow {
                     .set_action_target_value(Some(&d.id.to_variant()));
                 imp.download.set_action_name(Some("win.download-file"));
                 imp.download
-                    .set_tooltip_text(Some(&format!("Download {}", f.name)));
+                    .set_tooltip_text(Some(&gettext_with("Download {name}", &[("name", &f.name)])));
             }
             None => {
                 imp.download.set_action_name(None);
@@ -225,11 +226,11 @@ impl LwMessageRow {
         }
         let id = msg.id();
         let menu = gio::Menu::new();
-        let me = gio::MenuItem::new(Some("Delete for Me"), None);
+        let me = gio::MenuItem::new(Some(&gettext("Delete for Me")), None);
         me.set_action_and_target_value(Some("win.delete-for-me"), Some(&id.to_variant()));
         menu.append_item(&me);
         if self.can_delete_for_everyone() {
-            let all = gio::MenuItem::new(Some("Delete for Everyone"), None);
+            let all = gio::MenuItem::new(Some(&gettext("Delete for Everyone")), None);
             all.set_action_and_target_value(
                 Some("win.delete-for-everyone"),
                 Some(&id.to_variant()),
@@ -237,7 +238,7 @@ impl LwMessageRow {
             menu.append_item(&all);
         }
         if let Some(text) = msg.text() {
-            let copy = gio::MenuItem::new(Some("Copy Text"), None);
+            let copy = gio::MenuItem::new(Some(&gettext("Copy Text")), None);
             copy.set_action_and_target_value(Some("win.copy-text"), Some(&text.to_variant()));
             menu.prepend_item(&copy);
         }
@@ -300,7 +301,7 @@ impl LwMessageRow {
                     .set_action_target_value(Some(&(conv.name(), target as i64).to_variant()));
                 imp.quote.set_action_name(Some("win.jump-to-message"));
                 imp.quote
-                    .set_tooltip_text(Some("Show the original message"));
+                    .set_tooltip_text(Some(&gettext("Show the original message")));
                 imp.quote.set_visible(true);
             }
             _ => {
@@ -355,11 +356,11 @@ impl LwMessageRow {
             return;
         }
         let id = msg.id().to_variant();
-        let reply = gio::MenuItem::new(Some("Reply"), None);
+        let reply = gio::MenuItem::new(Some(&gettext("Reply")), None);
         reply.set_action_and_target_value(Some("win.reply-to"), Some(&id));
         menu.prepend_item(&reply);
         if self.can_edit() {
-            let edit = gio::MenuItem::new(Some("Edit"), None);
+            let edit = gio::MenuItem::new(Some(&gettext("Edit")), None);
             edit.set_action_and_target_value(Some("win.edit-message"), Some(&id));
             menu.append_item(&edit);
         }
@@ -370,6 +371,6 @@ impl LwMessageRow {
             item.set_action_and_target_value(Some("win.toggle-reaction"), Some(&target));
             react.append_item(&item);
         }
-        menu.append_submenu(Some("React"), &react);
+        menu.append_submenu(Some(&gettext("React")), &react);
     }
 }

@@ -8,8 +8,9 @@
 //!   token, matched by the look-alike skeleton of account names (`@B0B` reaches bob),
 //!   never an e-mail address.
 //! - **Clicking** a notification activates its default action, `app.open-conversation`,
-//!   with the target `(window id, conversation)`: the window (an app can hold several
-//!   client windows, as `livewire demo` does) comes to the front showing that conversation.
+//!   with the target `(window id, account, conversation)`: the window (an app can hold
+//!   several client windows, as `livewire demo` does) comes to the front, shows the
+//!   account (a window can hold several: `user@host:port`) and opens that conversation.
 //!   The window id is the `GtkApplicationWindow` id, unique in the process.
 
 use gtk::prelude::*;
@@ -33,11 +34,12 @@ pub fn should_notify(prefs: &Preferences, private: bool, muted: bool, mention: b
     !muted && (private || prefs.notify_all_room_messages)
 }
 
-/// The notification's default action: `app.open-conversation((window id, conversation))`.
-pub fn default_action(window_id: u32, conv: &str) -> (String, glib::Variant) {
+/// The notification's default action:
+/// `app.open-conversation((window id, account, conversation))`.
+pub fn default_action(window_id: u32, account: &str, conv: &str) -> (String, glib::Variant) {
     (
         format!("app.{OPEN_CONVERSATION}"),
-        (window_id, conv.to_owned()).to_variant(),
+        (window_id, account.to_owned(), conv.to_owned()).to_variant(),
     )
 }
 
@@ -45,13 +47,14 @@ pub fn default_action(window_id: u32, conv: &str) -> (String, glib::Variant) {
 pub fn add_open_conversation_action(app: &impl IsA<gtk::Application>) {
     let action = gio::SimpleAction::new(
         OPEN_CONVERSATION,
-        Some(&<(u32, String)>::static_variant_type()),
+        Some(&<(u32, String, String)>::static_variant_type()),
     );
     let weak = app.as_ref().downgrade();
     action.connect_activate(move |_, param| {
-        let (Some(app), Some((id, conv))) =
-            (weak.upgrade(), param.and_then(|p| p.get::<(u32, String)>()))
-        else {
+        let (Some(app), Some((id, account, conv))) = (
+            weak.upgrade(),
+            param.and_then(|p| p.get::<(u32, String, String)>()),
+        ) else {
             return;
         };
         // The window that sent it; if it was closed since, the first client window.
@@ -64,7 +67,7 @@ pub fn add_open_conversation_action(app: &impl IsA<gtk::Application>) {
                     .find_map(|w| w.downcast::<LwClientWindow>().ok())
             });
         if let Some(win) = win {
-            win.open_from_notification(&conv);
+            win.open_from_notification(&account, &conv);
         }
     });
     app.as_ref().add_action(&action);

@@ -153,7 +153,7 @@ impl LwConversation {
         if names.is_empty() {
             String::new()
         } else {
-            format!("Seen by {}", names.join(", "))
+            crate::gui::i18n::gettext_with("Seen by {names}", &[("names", &names.join(", "))])
         }
     }
 }

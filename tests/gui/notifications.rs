@@ -21,8 +21,8 @@ const MOCK: &str = "org.freedesktop.DBus.Mock";
 
 /// One `Notify` call the daemon received, with the id it answered.
 #[derive(Debug, Clone)]
-struct Notified {
-    id: u32,
+pub struct Notified {
+    pub id: u32,
     summary: String,
     body: String,
     actions: Vec<String>,
@@ -78,8 +78,20 @@ fn notified(bus: &gio::DBusConnection) -> Vec<Notified> {
     out
 }
 
+/// Clicks notification `id` as a desktop does (the daemon's `ActionInvoked`, "default").
+pub fn click(bus: &gio::DBusConnection, id: u32) {
+    let args = (
+        "org.freedesktop.Notifications",
+        "ActionInvoked",
+        "us",
+        vec![id.to_variant(), "default".to_variant()],
+    )
+        .to_variant();
+    mock_call(bus, "EmitSignal", Some(&args));
+}
+
 /// Waits for a notification whose body is `body`.
-fn wait_notified(bus: &gio::DBusConnection, body: &str) -> Notified {
+pub fn wait_notified(bus: &gio::DBusConnection, body: &str) -> Notified {
     let mut found = None;
     wait_until(&format!("a notification “{body}”"), || {
         found = notified(bus).into_iter().rev().find(|n| n.body == body);
@@ -122,14 +134,7 @@ pub fn run(alice: &LwClientWindow, bob: &LwClientWindow, alice_config: &std::pat
 
     // Clicking it (the daemon's ActionInvoked) opens that conversation.
     assert!(alice.current().is_some_and(|c| c.name() == "#general"));
-    let args = (
-        "org.freedesktop.Notifications",
-        "ActionInvoked",
-        "us",
-        vec![n.id.to_variant(), "default".to_variant()],
-    )
-        .to_variant();
-    mock_call(&bus, "EmitSignal", Some(&args));
+    click(&bus, n.id);
     wait_until("the click to bring alice's window up showing @bob", || {
         alice.current().is_some_and(|c| c.name() == "@bob") && alice.is_active()
     });

@@ -15,6 +15,8 @@ use gtk::subclass::prelude::*;
 use gtk::{gdk, glib};
 use gtk4 as gtk;
 
+use crate::gui::i18n::{gettext, gettext_with};
+
 mod imp {
     use super::*;
 
@@ -167,9 +169,12 @@ impl LwComposer {
 
     /// Turns the composer on (online) or off, with the reason shown while off.
     pub fn set_online(&self, online: bool, reason: &str) {
-        self.imp()
-            .offline
-            .replace((!online).then(|| format!("You can't send while offline: {reason}")));
+        self.imp().offline.replace((!online).then(|| {
+            gettext_with(
+                "You can't send while offline: {reason}",
+                &[("reason", &reason)],
+            )
+        }));
         self.refresh();
     }
 
@@ -216,13 +221,14 @@ impl LwComposer {
         } else {
             bytes as f64 / total as f64
         };
-        let verb = if direction == "up" {
-            "Sending"
+        let percent = format!("{:.0}", fraction * 100.0);
+        let text = if direction == "up" {
+            gettext_with("Sending… {percent} %", &[("percent", &percent)])
         } else {
-            "Downloading"
+            gettext_with("Downloading… {percent} %", &[("percent", &percent)])
         };
         bar.set_fraction(fraction.clamp(0.0, 1.0));
-        bar.set_text(Some(&format!("{verb}… {:.0} %", fraction * 100.0)));
+        bar.set_text(Some(&text));
         bar.set_visible(bytes < total);
     }
 
@@ -274,14 +280,17 @@ impl LwComposer {
         if self.mode_is_edit() {
             self.imp().text_view.buffer().set_text("");
         }
-        self.set_mode(ComposeMode::Reply { id }, &format!("Replying to {quote}"));
+        self.set_mode(
+            ComposeMode::Reply { id },
+            &gettext_with("Replying to {quote}", &[("quote", &quote)]),
+        );
         self.focus();
     }
 
     /// Edits message `id`: its text goes into the field; Enter saves, Escape cancels.
     pub fn start_edit(&self, id: u64, text: &str) {
         self.imp().text_view.buffer().set_text(text);
-        self.set_mode(ComposeMode::Edit { id }, "Editing your message");
+        self.set_mode(ComposeMode::Edit { id }, &gettext("Editing your message"));
         self.focus();
     }
 

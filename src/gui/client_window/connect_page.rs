@@ -2,8 +2,8 @@
 //! "trust this server?" card of a first contact, progress and errors.
 //!
 //! It only reads and shows the form; the window starts sessions when it emits `connect`
-//! (the Connect button, or Enter in the username or password field), `trust-accepted` or
-//! `trust-cancelled`.
+//! (the Connect button, or Enter in the username or password field), `trust-accepted`,
+//! `trust-cancelled` or `cancel-add` (*Back to Your Accounts*, while adding an account).
 
 use std::sync::OnceLock;
 
@@ -14,6 +14,7 @@ use gtk::subclass::prelude::*;
 use gtk4 as gtk;
 
 use crate::app::ids::UserName;
+use crate::gui::i18n::{gettext, gettext_with};
 
 /// The login form as typed (the password stays in memory only).
 #[derive(Debug, Clone, Default)]
@@ -66,6 +67,8 @@ mod imp {
         pub(super) trust_accept: TemplateChild<gtk::Button>,
         #[template_child]
         pub(super) connect_error: TemplateChild<gtk::Label>,
+        #[template_child]
+        pub(super) cancel_add_button: TemplateChild<gtk::Button>,
     }
 
     #[glib::object_subclass]
@@ -100,6 +103,11 @@ mod imp {
         fn on_trust_cancel(&self) {
             self.obj().emit_by_name::<()>("trust-cancelled", &[]);
         }
+
+        #[template_callback]
+        fn on_cancel_add_clicked(&self) {
+            self.obj().emit_by_name::<()>("cancel-add", &[]);
+        }
     }
 
     impl ObjectImpl for LwConnectPage {
@@ -113,6 +121,8 @@ mod imp {
                     Signal::builder("trust-accepted").build(),
                     // The user does not trust it.
                     Signal::builder("trust-cancelled").build(),
+                    // Back to the accounts signed in (the page was opened by Add Account…).
+                    Signal::builder("cancel-add").build(),
                 ]
             })
         }
@@ -135,7 +145,7 @@ impl LwConnectPage {
         let imp = self.imp();
         let host = imp.host_entry.text().trim().to_owned();
         if host.is_empty() {
-            return Err("Enter the server's address.".into());
+            return Err(gettext("Enter the server's address."));
         }
         let port: u16 = imp
             .port_entry
@@ -144,14 +154,17 @@ impl LwConnectPage {
             .parse()
             .ok()
             .filter(|p| *p > 0)
-            .ok_or("The port is a number between 1 and 65535.")?;
+            .ok_or_else(|| gettext("The port is a number between 1 and 65535."))?;
         let user = imp.user_entry.text().trim().to_owned();
         if let Err(e) = UserName::parse(&user) {
-            return Err(format!("That username cannot be used: {e}."));
+            return Err(gettext_with(
+                "That username cannot be used: {reason}.",
+                &[("reason", &e)],
+            ));
         }
         let password = imp.password_entry.text().to_string();
         if password.is_empty() {
-            return Err("Enter your password.".into());
+            return Err(gettext("Enter your password."));
         }
         Ok(LoginForm {
             host,
@@ -212,8 +225,10 @@ impl LwConnectPage {
     /// Shows the "First connection to …" card with the server's fingerprint.
     pub fn show_trust(&self, server: &str, fingerprint: &str) {
         let imp = self.imp();
-        imp.trust_title
-            .set_text(&format!("First connection to {server}"));
+        imp.trust_title.set_text(&gettext_with(
+            "First connection to {server}",
+            &[("server", &server)],
+        ));
         imp.trust_fingerprint.set_text(fingerprint);
         imp.trust_box.set_visible(true);
         imp.trust_accept.grab_focus();
@@ -230,6 +245,24 @@ impl LwConnectPage {
         imp.trust_box
             .is_visible()
             .then(|| imp.trust_fingerprint.text().to_string())
+    }
+
+    /// Shows or hides *Back to Your Accounts* (while other accounts are signed in).
+    pub fn set_can_cancel(&self, can: bool) {
+        self.imp().cancel_add_button.set_visible(can);
+    }
+
+    /// Whether *Back to Your Accounts* is shown.
+    pub fn can_cancel(&self) -> bool {
+        self.imp().cancel_add_button.is_visible()
+    }
+
+    /// Empties the form for another account and puts the cursor in the server field.
+    pub fn clear_form(&self) {
+        self.set_form("", 0, "", "");
+        let imp = self.imp();
+        imp.port_entry.set_text("");
+        imp.host_entry.grab_focus();
     }
 
     /// The Connect button.

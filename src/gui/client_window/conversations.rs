@@ -9,6 +9,7 @@ use gtk4 as gtk;
 use super::LwClientWindow;
 use crate::app::client::Command;
 use crate::app::ids::{GENERAL, UserName};
+use crate::gui::i18n::{gettext, gettext_with};
 use crate::gui::models::LwConversation;
 
 impl LwClientWindow {
@@ -135,11 +136,14 @@ impl LwClientWindow {
             return;
         }
         if let Err(e) = UserName::parse(name) {
-            self.show_toast(&format!("“{name}” is not a valid username: {e}."));
+            self.show_toast(&gettext_with(
+                "“{name}” is not a valid username: {reason}.",
+                &[("name", &name), ("reason", &e)],
+            ));
             return;
         }
         if self.me().is_some_and(|me| me.eq_ignore_ascii_case(name)) {
-            self.show_toast("That is you. Pick someone else to chat with.");
+            self.show_toast(&gettext("That is you. Pick someone else to chat with."));
             return;
         }
         self.imp().new_chat_popover.popdown();
@@ -183,6 +187,7 @@ impl LwClientWindow {
             .set_read_only(conv.is_read_only().then(|| conv.removed()).as_deref());
         imp.title_label.set_text(&conv.name());
         self.conversation_shown(conv);
+        self.refresh_accounts();
         let own_history = conv.is_private() || (conv.is_room() && !conv.is_general());
         if own_history && !conv.is_read_only() && conv.is_empty() && conv.begin_history_request() {
             self.send_command(Command::History {

@@ -9,6 +9,7 @@ use gtk4 as gtk;
 
 use super::LwClientWindow;
 use crate::app::client::Command;
+use crate::gui::i18n::gettext;
 
 impl LwClientWindow {
     /// Sends the file at `path` to the current conversation (the attach button, a drop).
@@ -22,11 +23,11 @@ impl LwClientWindow {
 
     pub(super) fn choose_attachment(&self) {
         let chooser = gtk::FileChooserNative::new(
-            Some("Send a File"),
+            Some(&gettext("Send a File")),
             Some(self),
             gtk::FileChooserAction::Open,
-            Some("Send"),
-            Some("Cancel"),
+            Some(&gettext("Send")),
+            Some(&gettext("Cancel")),
         );
         chooser.connect_response(glib::clone!(
             #[weak(rename_to = win)]
@@ -61,11 +62,11 @@ impl LwClientWindow {
             .map(|f| f.name)
             .unwrap_or_else(|| "download".into());
         let chooser = gtk::FileChooserNative::new(
-            Some("Save File"),
+            Some(&gettext("Save File")),
             Some(self),
             gtk::FileChooserAction::Save,
-            Some("Save"),
-            Some("Cancel"),
+            Some(&gettext("Save")),
+            Some(&gettext("Cancel")),
         );
         chooser.set_current_name(&name);
         chooser.connect_response(glib::clone!(

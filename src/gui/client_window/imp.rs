@@ -109,6 +109,18 @@ pub struct LwClientWindow {
     pub(super) directory: RefCell<Option<LwRoomDirectory>>,
     /// Read state, typing and receipts (`read_state.rs`).
     pub(super) read_ui: RefCell<Option<super::read_state::ReadUi>>,
+    /// The accounts signed in but not shown (`accounts.rs`), the most recently shown last.
+    pub(super) parked: RefCell<Vec<super::accounts::Account>>,
+    /// The ids (generations) of the signed-in accounts, in the order they signed in: the
+    /// switcher's order and Ctrl+Alt+1…9.
+    pub(super) account_order: RefCell<Vec<u64>>,
+    /// The last generation handed out (each session, and each "nothing shown", gets a new
+    /// one, so an id is never reused).
+    pub(super) last_generation: Cell<u64>,
+    /// Events of a background account are being applied (no second notification).
+    pub(super) replaying: Cell<bool>,
+    /// What the account switcher shows (its accounts, and whether one is signed in).
+    pub(super) shown_accounts: RefCell<Option<(Vec<super::accounts::AccountSummary>, bool)>>,
 }
 
 #[glib::object_subclass]
@@ -149,6 +161,11 @@ impl LwClientWindow {
     #[template_callback]
     fn on_trust_accepted(&self) {
         self.obj().accept_trust();
+    }
+
+    #[template_callback]
+    fn on_cancel_add(&self) {
+        self.obj().cancel_add_account();
     }
 
     #[template_callback]
@@ -279,6 +296,7 @@ impl WidgetImpl for LwClientWindow {}
 
 impl WindowImpl for LwClientWindow {
     fn close_request(&self) -> glib::Propagation {
+        self.obj().end_parked_sessions();
         self.obj().end_session();
         self.parent_close_request()
     }

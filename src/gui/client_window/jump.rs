@@ -61,7 +61,9 @@ impl LwClientWindow {
                         return glib::ControlFlow::Continue;
                     }
                     if !c.more_history() || !win.is_online() {
-                        win.show_toast("That message is not available any more.");
+                        win.show_toast(&crate::gui::i18n::gettext(
+                            "That message is not available any more.",
+                        ));
                         return glib::ControlFlow::Break;
                     }
                     if c.begin_history_request() {

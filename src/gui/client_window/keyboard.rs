@@ -8,7 +8,8 @@
 //! | Ctrl+Page Up, Alt+Up | previous conversation (`win.previous-conversation`) |
 //! | Menu, Shift+F10 | the focused message's menu (on the message list) |
 //! | Ctrl+U | send a file (`win.attach`) |
-//! | Ctrl+Shift+L | log out (`win.logout`) |
+//! | Ctrl+Shift+L | log out the account shown (`win.logout`) |
+//! | Ctrl+Alt+1 … 9 | show the first … ninth account (`win.switch-account`) |
 //! | Ctrl+, | Preferences (`win.preferences`) |
 //! | Ctrl+? | this list (`win.show-help-overlay`, `ui/client_window/shortcuts.ui`) |
 //! | F10 | the main menu (libadwaita's primary menu) |
@@ -46,6 +47,12 @@ const ACCELS: &[(&str, &[&str])] = &[
 pub fn set_accels(app: &impl IsA<gtk::Application>) {
     for (action, keys) in ACCELS {
         app.set_accels_for_action(action, keys);
+    }
+    for i in 0..super::accounts::SWITCH_KEYS {
+        app.set_accels_for_action(
+            &format!("win.switch-account(uint32 {i})"),
+            &[&format!("<Control><Alt>{}", i + 1)],
+        );
     }
 }
 

@@ -28,6 +28,8 @@
 //! - `notify`: desktop notifications, Mute, and opening a conversation from a notification.
 //! - `preferences`: the Preferences window (style, notifications).
 //! - [`keyboard`]: the window's actions and their keyboard shortcuts.
+//! - `accounts`: several accounts in one window (the switcher, Add Account…, the
+//!   accounts in the background).
 //!
 //! The window owns a [`ClientHandle`](crate::transport::client::ClientHandle) while logged
 //! in and drains the client's events in one `glib::spawn_future_local` loop. Everything
@@ -35,6 +37,7 @@
 //! child widgets never talk to the client: they emit signals that the window's template
 //! routes to its handlers.
 
+mod accounts;
 pub mod composer;
 pub mod connect_page;
 mod conversations;
@@ -74,6 +77,8 @@ use crate::paths;
 use crate::transport::client::Trust;
 
 use connect_page::LoginForm;
+
+pub use accounts::{AccountSummary, account_key};
 
 glib::wrapper! {
     /// The chat client window.
@@ -160,6 +165,7 @@ impl LwClientWindow {
             }
         });
         self.setup_read_state();
+        self.setup_accounts();
         self.set_chat_visible(false);
     }
 
@@ -237,7 +243,9 @@ impl LwClientWindow {
     // ----- connect screen -----
 
     /// Fills the form and connects (the demo and tests use this).
+    /// With an account shown, the new one is added beside it (as *Add Account…* does).
     pub fn connect_to(&self, host: &str, port: u16, user: &str, password: &str, trust: Trust) {
+        self.add_account();
         self.set_form(host, port, user, password);
         let form = LoginForm {
             host: host.to_owned(),
@@ -245,6 +253,9 @@ impl LwClientWindow {
             user: user.to_owned(),
             password: password.to_owned(),
         };
+        if self.show_if_signed_in(&form.user, &form.server()) {
+            return;
+        }
         self.start_session(form, trust);
     }
 
@@ -254,6 +265,7 @@ impl LwClientWindow {
             return;
         }
         match self.imp().connect_page.read_form() {
+            Ok(form) if self.show_if_signed_in(&form.user, &form.server()) => {}
             Ok(form) => self.start_session(form, Trust::PinnedOnly),
             Err(e) => self.show_connect_error(&e, false),
         }

@@ -8,6 +8,7 @@ use gtk::subclass::prelude::*;
 use gtk4 as gtk;
 
 use super::LwClientWindow;
+use super::accounts::account_key;
 use crate::app::ids::GENERAL;
 use crate::gui::i18n::gettext;
 use crate::gui::models::MessageData;
@@ -93,9 +94,26 @@ impl LwClientWindow {
         }
     }
 
-    /// Sends a desktop notification about `conv` (replacing the previous one of that
-    /// conversation); clicking it opens the conversation in this window.
+    /// The [`account_key`] of the account shown ("" when none is signed in).
+    fn shown_account_key(&self) -> String {
+        self.imp()
+            .session
+            .borrow()
+            .as_ref()
+            .and_then(|s| Some(account_key(s.user.as_deref()?, &s.form.server())))
+            .unwrap_or_default()
+    }
+
+    /// Sends a desktop notification about `conv` of the account shown (replacing the
+    /// previous one of that conversation); clicking it opens the conversation here.
     pub(super) fn notify(&self, conv: &str, from: &str, text: &str) {
+        self.notify_account(&self.shown_account_key(), conv, from, text);
+    }
+
+    /// Sends a desktop notification about `conv` of `account` ([`account_key`]), replacing
+    /// the previous one of that conversation; clicking it shows the account and opens the
+    /// conversation in this window.
+    pub(super) fn notify_account(&self, account: &str, conv: &str, from: &str, text: &str) {
         let Some(app) = self.application() else {
             return;
         };
@@ -115,14 +133,14 @@ impl LwClientWindow {
         let body: String = text.chars().take(200).collect();
         n.set_body(Some(&body));
         let target = if conv.is_empty() { GENERAL } else { conv };
-        let (action, target) = default_action(self.id(), target);
+        let (action, target) = default_action(self.id(), account, target);
         n.set_default_action_and_target_value(&action, Some(&target));
-        app.send_notification(Some(&self.notification_id(conv)), &n);
+        app.send_notification(Some(&self.notification_id(account, conv)), &n);
     }
 
-    /// One notification per window and conversation.
-    fn notification_id(&self, conv: &str) -> String {
-        format!("livewire-{}-{}", self.id(), conv.to_lowercase())
+    /// One notification per window, account and conversation.
+    fn notification_id(&self, account: &str, conv: &str) -> String {
+        format!("livewire-{}-{account}-{}", self.id(), conv.to_lowercase())
     }
 
     /// Puts the newest of `incoming` on the live status line, for screen readers (see
@@ -143,14 +161,21 @@ impl LwClientWindow {
         self.imp().announcer.text().to_string()
     }
 
-    /// What clicking a notification does: the window comes to the front showing `conv`.
-    pub fn open_from_notification(&self, conv: &str) {
+    /// What clicking a notification does: the window comes to the front showing `conv`
+    /// of `account` ([`account_key`]; switched to first if it is in the background, the
+    /// account shown if empty).
+    pub fn open_from_notification(&self, account: &str, conv: &str) {
         self.present();
+        if !account.is_empty() && account != self.shown_account_key() {
+            self.switch_to_account(account);
+        }
         if self.is_logged_in() && !conv.is_empty() {
             let c = self.open_conversation(conv);
             self.show_content_page();
             if let Some(app) = self.application() {
-                app.withdraw_notification(&self.notification_id(&c.name()));
+                app.withdraw_notification(
+                    &self.notification_id(&self.shown_account_key(), &c.name()),
+                );
             }
         }
     }

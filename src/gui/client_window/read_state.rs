@@ -301,6 +301,14 @@ impl LwClientWindow {
             .unwrap_or(true)
     }
 
+    /// Sets the "Send Read Receipts" toggle without telling the server (an account shown
+    /// again: the server has its setting already).
+    pub(super) fn set_receipts_state(&self, on: bool) {
+        if let Some(ui) = self.imp().read_ui.borrow().as_ref() {
+            ui.receipts.set_state(&on.to_variant());
+        }
+    }
+
     /// The names `@` completes in the conversation shown: the peer of a private
     /// conversation, a room's members (as its header last listed them), or everyone online
     /// in `#general`; the user's own name left out.

@@ -16,6 +16,7 @@ use gtk::{gio, glib};
 use gtk4 as gtk;
 
 use crate::app::client::RoomItem;
+use crate::gui::i18n::{gettext, ngettext_with};
 use crate::gui::room_models::{LwRoomEntry, replace_all};
 
 mod imp {
@@ -165,13 +166,17 @@ impl LwRoomDirectory {
             parts.name.set_text(&r.room);
             parts.topic.set_text(&r.topic);
             parts.topic.set_visible(!r.topic.is_empty());
-            parts.members.set_text(&match r.members {
-                1 => "1 member".to_owned(),
-                n => format!("{n} members"),
+            parts.members.set_text(&ngettext_with(
+                "{count} member",
+                "{count} members",
+                r.members,
+                &[("count", &r.members)],
+            ));
+            parts.button.set_label(&if r.role.is_some() {
+                gettext("Open")
+            } else {
+                gettext("Join")
             });
-            parts
-                .button
-                .set_label(if r.role.is_some() { "Open" } else { "Join" });
         });
         let view = &self.imp().list_view;
         view.set_factory(Some(&factory));
@@ -193,7 +198,7 @@ impl LwRoomDirectory {
             .css_classes(["dim-label", "caption"])
             .build();
         let button = gtk::Button::builder()
-            .label("Join")
+            .label(gettext("Join"))
             .valign(gtk::Align::Center)
             .css_classes(["suggested-action"])
             .build();

@@ -21,6 +21,7 @@ use gtk4 as gtk;
 
 use crate::app::protocol::MemberInfo;
 use crate::app::rooms::Role;
+use crate::gui::i18n::{gettext, gettext_with, n_, ngettext_with};
 use crate::gui::models::LwConversation;
 use crate::gui::room_models::{LwMemberEntry, replace_all};
 
@@ -160,25 +161,25 @@ pub fn allowed_actions(mine: Option<Role>, theirs: Role) -> Vec<(&'static str, &
     let Some(mine) = mine else { return Vec::new() };
     let mut actions = Vec::new();
     if mine == Role::Owner && theirs == Role::Member {
-        actions.push(("Make Moderator", "win.room-promote"));
+        actions.push((n_("Make Moderator"), "win.room-promote"));
     }
     if mine == Role::Owner && theirs == Role::Moderator {
-        actions.push(("Make Member", "win.room-demote"));
+        actions.push((n_("Make Member"), "win.room-demote"));
     }
     if mine >= Role::Moderator && mine > theirs {
-        actions.push(("Remove from Room", "win.room-kick"));
-        actions.push(("Ban", "win.room-ban"));
+        actions.push((n_("Remove from Room"), "win.room-kick"));
+        actions.push((n_("Ban"), "win.room-ban"));
     }
     actions
 }
 
 /// A role in words.
-pub fn role_name(role: Role) -> &'static str {
-    match role {
-        Role::Owner => "Owner",
-        Role::Moderator => "Moderator",
-        Role::Member => "Member",
-    }
+pub fn role_name(role: Role) -> String {
+    gettext(match role {
+        Role::Owner => n_("Owner"),
+        Role::Moderator => n_("Moderator"),
+        Role::Member => n_("Member"),
+    })
 }
 
 impl LwRoomHeader {
@@ -245,7 +246,7 @@ impl LwRoomHeader {
         let topic = if conv.is_read_only() {
             conv.removed()
         } else if conv.is_general() && conv.topic().is_empty() {
-            "Everyone on this server".to_owned()
+            gettext("Everyone on this server")
         } else {
             conv.topic()
         };
@@ -253,8 +254,7 @@ impl LwRoomHeader {
         imp.topic_label.set_visible(!topic.is_empty());
         imp.members_label.set_text(&match conv.members() {
             0 => String::new(),
-            1 => "1 member".to_owned(),
-            n => format!("{n} members"),
+            n => ngettext_with("{count} member", "{count} members", n, &[("count", &n)]),
         });
         let member = !conv.is_read_only() && !conv.is_general();
         imp.members_button.set_visible(!conv.is_read_only());
@@ -263,14 +263,17 @@ impl LwRoomHeader {
             .set_visible(member && conv.role().is_some_and(|r| r >= Role::Moderator));
         imp.topic_entry.set_text(&conv.topic());
         imp.leave_button.set_visible(member);
-        imp.leave_label.set_text(&format!(
-            "Leave {name}? You stop receiving its messages, in every session.{}",
-            if conv.role() == Some(Role::Owner) {
-                " You own it: a moderator (or the longest member) becomes its owner."
-            } else {
-                ""
-            }
-        ));
+        imp.leave_label.set_text(&if conv.role() == Some(Role::Owner) {
+            gettext_with(
+                "Leave {name}? You stop receiving its messages, in every session. You own it: a moderator (or the longest member) becomes its owner.",
+                &[("name", &name)],
+            )
+        } else {
+            gettext_with(
+                "Leave {name}? You stop receiving its messages, in every session.",
+                &[("name", &name)],
+            )
+        });
         imp.my_role.set(conv.role());
     }
 
@@ -356,7 +359,11 @@ impl LwRoomHeader {
         let dot = gtk::Box::builder()
             .valign(gtk::Align::Center)
             .css_classes(["dot"])
-            .tooltip_text(if m.online { "Online" } else { "Offline" })
+            .tooltip_text(if m.online {
+                gettext("Online")
+            } else {
+                gettext("Offline")
+            })
             .build();
         if m.online {
             dot.add_css_class("online");
@@ -372,7 +379,7 @@ impl LwRoomHeader {
         if m.role != Role::Member {
             row.append(
                 &gtk::Label::builder()
-                    .label(role_name(m.role))
+                    .label(role_name(m.role).as_str())
                     .css_classes(["dim-label", "caption"])
                     .build(),
             );
@@ -381,13 +388,13 @@ impl LwRoomHeader {
         if !actions.is_empty() {
             let menu = gio::Menu::new();
             for (label, action) in actions {
-                let item = gio::MenuItem::new(Some(label), None);
+                let item = gio::MenuItem::new(Some(&gettext(label)), None);
                 item.set_action_and_target_value(Some(action), Some(&m.user.to_variant()));
                 menu.append_item(&item);
             }
             let button = crate::gui::a11y::icon_menu_button(
                 "view-more-symbolic",
-                &format!("Moderate {}", m.user),
+                &gettext_with("Moderate {user}", &[("user", &m.user)]),
             );
             button.set_menu_model(Some(&menu));
             row.append(&button);

@@ -22,6 +22,7 @@ use crate::app::client::{Command, Event, InvitationItem, RoomItem};
 use crate::app::ids::GENERAL;
 use crate::app::protocol::{ErrorCode, MemberChange};
 use crate::app::rooms::{Role, Visibility};
+use crate::gui::i18n::{gettext, gettext_with};
 use crate::gui::models::LwConversation;
 use crate::gui::room_models::{LwInvitation, replace_all};
 
@@ -93,7 +94,13 @@ impl LwClientWindow {
             Event::Topic { room, topic, by } => {
                 if let Some(c) = self.conversation(&room) {
                     c.set_topic(topic.as_str());
-                    c.add_notice(&format!("{by} set the topic: {topic}"), now_ms());
+                    c.add_notice(
+                        &gettext_with(
+                            "{by} set the topic: {topic}",
+                            &[("by", &by), ("topic", &topic)],
+                        ),
+                        now_ms(),
+                    );
                 }
             }
             Event::Members { room, members } => {
@@ -177,11 +184,20 @@ impl LwClientWindow {
                 self.remove_conversation(&c);
                 return;
             }
-            MemberChange::Kicked => format!("{by} removed you from {room}."),
-            MemberChange::Banned => format!("{by} banned you from {room}."),
-            _ => format!("You are no longer in {room}."),
+            MemberChange::Kicked => gettext_with(
+                "{by} removed you from {room}.",
+                &[("by", &by), ("room", &room)],
+            ),
+            MemberChange::Banned => gettext_with(
+                "{by} banned you from {room}.",
+                &[("by", &by), ("room", &room)],
+            ),
+            _ => gettext_with("You are no longer in {room}.", &[("room", &room)]),
         };
-        let text = format!("{why} You can still read what was said; you can no longer write here.");
+        let text = gettext_with(
+            "{why} You can still read what was said; you can no longer write here.",
+            &[("why", &why)],
+        );
         c.set_role(None);
         c.set_removed(text.as_str());
         c.add_notice(&text, now_ms());
@@ -208,14 +224,15 @@ impl LwClientWindow {
             MemberChange::Demoted if is_me => c.set_role(Some(Role::Member)),
             _ => {}
         }
-        let by = by.unwrap_or("a moderator");
+        let by = by.map_or_else(|| gettext("a moderator"), str::to_owned);
+        let args: &[(&str, &dyn std::fmt::Display)] = &[("user", &user), ("by", &by)];
         let notice = match change {
-            MemberChange::Joined => Some(format!("{user} joined")),
-            MemberChange::Left => Some(format!("{user} left")),
-            MemberChange::Kicked => Some(format!("{by} removed {user}")),
-            MemberChange::Banned => Some(format!("{by} banned {user}")),
-            MemberChange::Promoted => Some(format!("{user} is now a moderator")),
-            MemberChange::Owner => Some(format!("{user} is now the owner")),
+            MemberChange::Joined => Some(gettext_with("{user} joined", args)),
+            MemberChange::Left => Some(gettext_with("{user} left", args)),
+            MemberChange::Kicked => Some(gettext_with("{by} removed {user}", args)),
+            MemberChange::Banned => Some(gettext_with("{by} banned {user}", args)),
+            MemberChange::Promoted => Some(gettext_with("{user} is now a moderator", args)),
+            MemberChange::Owner => Some(gettext_with("{user} is now the owner", args)),
             _ => None,
         };
         if let Some(n) = notice {
@@ -230,7 +247,10 @@ impl LwClientWindow {
 
     fn add_invitation(&self, inv: InvitationItem) {
         self.remove_invitation(&inv.room);
-        let text = format!("{} invited you to {}", inv.by, inv.room);
+        let text = gettext_with(
+            "{by} invited you to {room}",
+            &[("by", &inv.by), ("room", &inv.room)],
+        );
         self.invitations().append(&LwInvitation::new(inv));
         if !self.is_active() {
             self.notify("", "LiveWire", &text);

@@ -17,6 +17,7 @@ use gtk::subclass::prelude::*;
 use gtk4 as gtk;
 
 use crate::app::client::SearchItem;
+use crate::gui::i18n::{gettext, ngettext_with};
 use crate::gui::message_row::format_time;
 
 mod imp {
@@ -208,9 +209,13 @@ impl LwSearchPanel {
         }
         imp.results_scroll.set_visible(!items.is_empty());
         let status = match items.len() {
-            0 => "No messages found".to_owned(),
-            1 => "1 message".to_owned(),
-            n => format!("{n} messages"),
+            0 => gettext("No messages found"),
+            n => ngettext_with(
+                "{count} message",
+                "{count} messages",
+                n as u32,
+                &[("count", &n)],
+            ),
         };
         imp.status_label.set_text(&status);
         imp.status_label

@@ -12,6 +12,7 @@ use super::user_facing::{user_facing, user_facing_fatal};
 use crate::app::client::{Command, Event, SavedState};
 use crate::app::ids::{ConvId, GENERAL};
 use crate::app::protocol::{DeleteScope, ErrorCode};
+use crate::gui::i18n::{gettext, gettext_with};
 use crate::gui::models::MessageData;
 use crate::gui::runtime;
 use crate::gui::settings::RememberedLogin;
@@ -28,6 +29,10 @@ pub(super) struct Session {
     pub(super) online: bool,
     /// The first catch-up after login is running (no unread counts or notifications).
     pub(super) catching_up: bool,
+    /// How long the server lets its users delete their messages (from `Ready`).
+    pub(super) delete_window_secs: u64,
+    /// Why the connection was lost, while reconnecting (the banner's words).
+    pub(super) offline_reason: String,
 }
 
 fn now_ms() -> u64 {
@@ -42,13 +47,15 @@ impl LwClientWindow {
     pub(super) fn start_session(&self, form: LoginForm, trust: Trust) {
         self.end_session();
         let imp = self.imp();
-        let generation = imp.generation.get() + 1;
+        let generation = self.new_generation();
         imp.generation.set(generation);
         imp.connect_page.hide_trust();
         self.show_connect_error("", false);
         imp.last_error.replace(None);
-        imp.connect_page
-            .set_connecting(true, &format!("Connecting to {}…", form.server()));
+        imp.connect_page.set_connecting(
+            true,
+            &gettext_with("Connecting to {server}…", &[("server", &form.server())]),
+        );
         let config_dir = imp.config_dir.borrow().clone();
         let state_file = paths::state_file(&imp.state_dir.borrow(), &form.server(), &form.user);
         let opts = ClientOptions {
@@ -72,6 +79,8 @@ impl LwClientWindow {
             user: None,
             online: false,
             catching_up: true,
+            delete_window_secs: 0,
+            offline_reason: String::new(),
         }));
         let weak = self.downgrade();
         glib::spawn_future_local(async move {
@@ -86,10 +95,11 @@ impl LwClientWindow {
                     }
                 }
                 let Some(win) = weak.upgrade() else { break };
-                if win.imp().generation.get() != generation {
+                // The account shown handles them; one in the background keeps them
+                // (`accounts.rs`); a session logged out drops them.
+                if !win.route_events(batch, generation) {
                     break;
                 }
-                win.handle_events(batch, generation);
             }
         });
     }
@@ -176,13 +186,18 @@ impl LwClientWindow {
             if incoming.is_empty() || catching_up {
                 continue;
             }
-            self.announce_messages(&conv, &incoming);
+            // Events kept while the account was in the background were announced and
+            // notified when they came.
+            let replaying = imp.replaying.get();
+            if !replaying {
+                self.announce_messages(&conv, &incoming);
+            }
             let visible = self.current().as_ref() == Some(&c) && self.is_active();
             if !visible {
                 c.set_unread(c.unread() + incoming.len() as u32);
             }
             self.messages_arrived(&c, &incoming, visible);
-            if !self.is_active() {
+            if !self.is_active() && !replaying {
                 self.notify_messages(&conv, &incoming);
             }
         }
@@ -191,16 +206,39 @@ impl LwClientWindow {
     /// Logs out (if logged in) and forgets the session; events still queued are dropped.
     pub(super) fn end_session(&self) {
         let imp = self.imp();
-        imp.generation.set(imp.generation.get() + 1);
+        imp.generation.set(self.new_generation());
         if let Some(s) = imp.session.take() {
             s.handle.send(Command::Logout);
             s.handle.close();
         }
     }
 
-    /// Logs out and returns to the connect screen.
+    /// Logs the account shown out: another account of the window is shown if there is
+    /// one, else the connect screen.
     pub fn logout(&self) {
+        let gone = self.imp().generation.get();
         self.end_session();
+        self.clear_account_view();
+        self.forget_account(gone);
+        if !self.show_parked_account() {
+            self.show_connect_page();
+        }
+    }
+
+    /// The connect screen, empty but for the remembered login.
+    pub(super) fn show_connect_page(&self) {
+        let imp = self.imp();
+        imp.connect_page.set_connecting(false, "");
+        imp.connect_page
+            .set_can_cancel(!imp.parked.borrow().is_empty());
+        self.set_chat_visible(false);
+        imp.connect_page.clear_password(true);
+        self.refresh_accounts();
+    }
+
+    /// Empties what the window shows of an account (sidebar, conversation, dialogs,
+    /// banner, toast); the account's models are not touched.
+    pub(super) fn clear_account_view(&self) {
         let imp = self.imp();
         self.conversations().remove_all();
         self.invitations().remove_all();
@@ -225,11 +263,10 @@ impl LwClientWindow {
         imp.room_header.set_conversation(None);
         imp.composer.set_read_only(None);
         imp.online.borrow_mut().clear();
+        imp.new_chat.replace(None);
         imp.banner.set_reveal_child(false);
+        imp.search_panel.reset();
         self.dismiss_toast();
-        imp.connect_page.set_connecting(false, "");
-        self.set_chat_visible(false);
-        imp.connect_page.clear_password(true);
     }
 
     /// One event of the client driver other than a message.
@@ -253,6 +290,12 @@ impl LwClientWindow {
         let was_chat = imp.stack.visible_child_name().as_deref() == Some("chat");
         if was_chat {
             self.logout();
+            if self.is_logged_in() {
+                // Another account of the window is shown now: say why this one went.
+                let (text, _) = user_facing_fatal(&f);
+                self.show_toast(&text);
+                return;
+            }
         }
         imp.connect_page.set_connecting(false, "");
         if let (
@@ -286,6 +329,7 @@ impl LwClientWindow {
                     s.user = Some(user.clone());
                     s.online = true;
                     s.catching_up = true;
+                    s.delete_window_secs = delete_window_secs;
                     s.form.password.clear();
                     RememberedLogin {
                         host: s.form.host.clone(),
@@ -300,13 +344,9 @@ impl LwClientWindow {
                 self.set_online_users(online);
                 imp.connect_page.set_connecting(false, "");
                 let general = self.conversation_for(GENERAL);
-                self.set_chat_visible(true);
-                imp.title_label.set_text("LiveWire");
-                imp.subtitle_label.set_text(&format!("{user} on {server}"));
-                imp.sidebar
-                    .set_me(&format!("Signed in as {user} · {server}"));
-                self.set_title(Some(&format!("LiveWire — {user}")));
+                self.show_account_chrome(&user, &server);
                 self.set_connection_state(true, "");
+                self.account_signed_in();
                 self.select_conversation(&general);
                 self.show_conversation(&general);
                 self.refill_from_history(&user);
@@ -362,13 +402,15 @@ impl LwClientWindow {
             }
             Event::KeyChanged { user, new, .. } => {
                 let short: String = new.chars().take(16).collect();
-                let text = format!(
-                    "{user}'s safety key changed (now {short}…). This happens when {user} reinstalls LiveWire or signs in on a new device — but it can also mean someone is intercepting. If in doubt, check with {user} in person."
+                let text = gettext_with(
+                    "{user}'s safety key changed (now {key}…). This happens when {user} reinstalls LiveWire or signs in on a new device — but it can also mean someone is intercepting. If in doubt, check with {user} in person.",
+                    &[("user", &user), ("key", &short)],
                 );
                 let c = self.conversation_for(&format!("@{user}"));
                 c.add_notice(&text, now_ms());
-                self.show_toast(&format!(
-                    "{user}'s safety key changed: see your conversation with {user}."
+                self.show_toast(&gettext_with(
+                    "{user}'s safety key changed: see your conversation with {user}.",
+                    &[("user", &user)],
                 ));
             }
             Event::Deleted { conv, id, scope } => {
@@ -480,12 +522,12 @@ impl LwClientWindow {
             } => imp.composer.show_transfer(&direction, bytes, total),
             Event::Downloaded { path, .. } => {
                 imp.composer.hide_transfer();
-                self.show_toast(&format!("Downloaded {path}"));
+                self.show_toast(&gettext_with("Downloaded {path}", &[("path", &path)]));
                 // Open it with the desktop's default application, where there is one.
                 let uri = gio::File::for_path(&path).uri();
                 let _ = gio::AppInfo::launch_default_for_uri(&uri, None::<&gio::AppLaunchContext>);
             }
-            Event::Cancelled { .. } => self.show_toast("Transfer cancelled"),
+            Event::Cancelled { .. } => self.show_toast(&gettext("Transfer cancelled")),
         }
     }
 
@@ -523,17 +565,35 @@ impl LwClientWindow {
         }
     }
 
+    /// The chat with the window's title, subtitle and sidebar line of `user` on `server`.
+    pub(super) fn show_account_chrome(&self, user: &str, server: &str) {
+        let imp = self.imp();
+        self.set_chat_visible(true);
+        imp.title_label.set_text("LiveWire");
+        imp.subtitle_label.set_text(&gettext_with(
+            "{user} on {server}",
+            &[("user", &user), ("server", &server)],
+        ));
+        imp.sidebar.set_me(&gettext_with(
+            "Signed in as {user} · {server}",
+            &[("user", &user), ("server", &server)],
+        ));
+        self.set_title(Some(&gettext_with("LiveWire — {user}", &[("user", &user)])));
+    }
+
     /// Online or reconnecting: the banner and the composer follow.
     pub(super) fn set_connection_state(&self, online: bool, reason: &str) {
         let imp = self.imp();
         if let Some(s) = imp.session.borrow_mut().as_mut() {
             s.online = online;
+            s.offline_reason = reason.to_owned();
         }
         imp.banner.set_reveal_child(!online);
         imp.banner_spinner.set_spinning(!online);
         if !online {
-            imp.banner_label.set_text(&format!(
-                "Connection lost ({reason}). Reconnecting… Messages you sent are kept and delivered once the connection is back."
+            imp.banner_label.set_text(&gettext_with(
+                "Connection lost ({reason}). Reconnecting… Messages you sent are kept and delivered once the connection is back.",
+                &[("reason", &reason)],
             ));
         }
         imp.composer.set_online(online, reason);

@@ -17,6 +17,7 @@ use gtk::subclass::prelude::*;
 use gtk::{gio, glib};
 use gtk4 as gtk;
 
+use crate::gui::i18n::{gettext, gettext_with, ngettext_with};
 use crate::gui::models::LwConversation;
 use crate::gui::room_models::LwInvitation;
 
@@ -30,6 +31,12 @@ mod imp {
         pub(super) list: TemplateChild<gtk::ListBox>,
         #[template_child]
         pub(super) me_label: TemplateChild<gtk::Label>,
+        #[template_child]
+        pub(super) account_button: TemplateChild<gtk::MenuButton>,
+        #[template_child]
+        pub(super) account_label: TemplateChild<gtk::Label>,
+        #[template_child]
+        pub(super) account_badge: TemplateChild<gtk::Label>,
         #[template_child]
         pub(super) invitations_revealer: TemplateChild<gtk::Revealer>,
         #[template_child]
@@ -136,8 +143,8 @@ impl LwSidebar {
             let Some(conv) = at(row) else { return };
             let prev_private = before.and_then(at).map(|c| c.is_private());
             let heading = match (conv.is_private(), prev_private) {
-                (false, None) => Some("Rooms"),
-                (true, None | Some(false)) => Some("Direct messages"),
+                (false, None) => Some(gettext("Rooms")),
+                (true, None | Some(false)) => Some(gettext("Direct messages")),
                 _ => None,
             };
             match heading {
@@ -223,6 +230,31 @@ impl LwSidebar {
     pub fn set_me(&self, text: &str) {
         self.imp().me_label.set_text(text);
     }
+
+    /// The account switcher shows `label` (the account shown), a badge with the unread
+    /// messages of the other accounts (none: no badge), and `menu` when opened.
+    pub fn set_accounts(&self, label: &str, others_unread: u32, menu: &gio::MenuModel) {
+        let imp = self.imp();
+        imp.account_label.set_text(label);
+        imp.account_badge.set_text(&others_unread.to_string());
+        imp.account_badge.set_visible(others_unread > 0);
+        imp.account_button.set_menu_model(Some(menu));
+    }
+
+    /// The account switcher's button (the keyboard and the tests open it).
+    pub fn account_button(&self) -> gtk::MenuButton {
+        self.imp().account_button.get()
+    }
+
+    /// The unread count the account switcher's badge shows (0 when hidden).
+    pub fn account_badge(&self) -> u32 {
+        let badge = &self.imp().account_badge;
+        if badge.is_visible() {
+            badge.text().parse().unwrap_or(0)
+        } else {
+            0
+        }
+    }
 }
 
 /// One row: `#` or `@`, the name, the unread badge and (private chats) the presence dot.
@@ -260,7 +292,12 @@ fn row(conv: &LwConversation) -> gtk::Widget {
         let b = mention_badge.clone();
         move |c: &LwConversation| {
             b.set_text(&format!("@{}", c.mentions()));
-            b.set_tooltip_text(Some(&format!("{} unread mentions of you", c.mentions())));
+            b.set_tooltip_text(Some(&ngettext_with(
+                "{count} unread mention of you",
+                "{count} unread mentions of you",
+                c.mentions(),
+                &[("count", &c.mentions())],
+            )));
             b.set_visible(c.mentions() > 0);
         }
     };
@@ -282,7 +319,11 @@ fn row(conv: &LwConversation) -> gtk::Widget {
             } else {
                 dot.remove_css_class("online");
             }
-            dot.set_tooltip_text(Some(if c.online() { "Online" } else { "Offline" }));
+            dot.set_tooltip_text(Some(&if c.online() {
+                gettext("Online")
+            } else {
+                gettext("Offline")
+            }));
             badge.set_text(&c.unread().to_string());
             badge.set_visible(c.unread() > 0);
         }
@@ -317,7 +358,10 @@ fn row(conv: &LwConversation) -> gtk::Widget {
 fn invitation_row(sidebar: &LwSidebar, inv: &LwInvitation) -> gtk::Widget {
     let data = inv.data();
     let text = gtk::Label::builder()
-        .label(format!("{} invited you to {}", data.by, data.room))
+        .label(gettext_with(
+            "{by} invited you to {room}",
+            &[("by", &data.by), ("room", &data.room)],
+        ))
         .xalign(0.0)
         .wrap(true)
         .css_classes(["heading"])
@@ -343,8 +387,8 @@ fn invitation_row(sidebar: &LwSidebar, inv: &LwInvitation) -> gtk::Widget {
         button
     };
     let buttons = gtk::Box::new(gtk::Orientation::Horizontal, 6);
-    buttons.append(&answer("Decline", false));
-    buttons.append(&answer("Accept", true));
+    buttons.append(&answer(&gettext("Decline"), false));
+    buttons.append(&answer(&gettext("Accept"), true));
     let card = gtk::Box::builder()
         .orientation(gtk::Orientation::Vertical)
         .spacing(6)
