@@ -10,6 +10,7 @@ LIVEWIRE_PACKAGES=(
   at-spi2-core python3-pyatspi     # tests/a11y.rs: the accessibility bus and its Python client
   xvfb xauth                       # GUI tests under a virtual display
   dbus python3-dbusmock            # the GUI tests' session bus and notification daemon
+  xdotool                          # tests/gui.rs's keyboard-only scenario: real key presses (XTEST)
   procps                           # `kill` (tests stop the servers they started by pid)
   iproute2 nftables conntrack      # the NAT lab (tests/natlab.rs)
   miniupnpd                        # port-mapping test in the NAT lab

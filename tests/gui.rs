@@ -33,6 +33,8 @@ use livewire::transport::server::ServerOptions;
 mod accounts;
 #[path = "gui/adaptive.rs"]
 mod adaptive;
+#[path = "gui/keyboard.rs"]
+mod keyboard;
 #[path = "gui/notifications.rs"]
 mod notifications;
 #[path = "gui/search.rs"]
@@ -208,6 +210,10 @@ fn main() {
     // test display's doing, not the app's; no blinking, no timer, no false warning.
     if let Some(settings) = gtk::Settings::default() {
         settings.set_gtk_cursor_blink(false);
+        // The keyboard scenario picks a file in GTK's file chooser, which would add it to
+        // the desktop's "recently used" list (~/.local/share/recently-used.xbel): a test
+        // leaves the user's history alone.
+        settings.set_gtk_recent_files_enabled(false);
     }
     let _notifications = NotificationDaemon::start();
     let tmp = tempfile::tempdir().expect("temp dir");
@@ -648,6 +654,14 @@ fn main() {
     println!(
         "ok: jumped to a message 70 000 rows up in {:?}",
         t.elapsed()
+    );
+
+    keyboard::run(
+        app.upcast_ref(),
+        &tmp.path().join("erin"),
+        addr.port(),
+        &fingerprint,
+        &alice,
     );
 
     room_widgets(app.upcast_ref(), tmp.path());

@@ -98,6 +98,8 @@ pub fn application(id: &str) -> adw::Application {
 /// (`app.open-conversation`, see [`notifications`]) and the keyboard shortcuts.
 fn setup_application(app: &adw::Application) {
     i18n::init();
+    // The name GTK gives the files it adds to "recently used" (the file chooser does).
+    glib::set_application_name("LiveWire");
     notifications::add_open_conversation_action(app);
     client_window::keyboard::set_accels(app);
 }

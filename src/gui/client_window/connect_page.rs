@@ -192,6 +192,25 @@ impl LwConnectPage {
         imp.password_entry.grab_focus();
     }
 
+    /// Puts the cursor in the first empty field (the server's on a first start, the
+    /// password's with a remembered login), so typing starts the sign-in.
+    pub fn focus_form(&self) {
+        let imp = self.imp();
+        let entries: [&gtk::Widget; 3] = [
+            imp.host_entry.upcast_ref(),
+            imp.port_entry.upcast_ref(),
+            imp.user_entry.upcast_ref(),
+        ];
+        let empty = entries.into_iter().find(|e| {
+            e.downcast_ref::<gtk::Entry>()
+                .is_some_and(|e| e.text().is_empty())
+        });
+        match empty {
+            Some(e) => e.grab_focus(),
+            None => imp.password_entry.grab_focus(),
+        };
+    }
+
     /// Empties the password field and puts the cursor there.
     pub fn clear_password(&self, focus: bool) {
         self.imp().password_entry.set_text("");

@@ -39,9 +39,13 @@ impl LwClientWindow {
                     win.attach_file(&path);
                 }
                 chooser.destroy();
+                win.imp().file_chooser.replace(None);
             }
         ));
         chooser.show();
+        // A native dialog nobody holds is gone before it shows: the window keeps it
+        // until it answers.
+        self.imp().file_chooser.replace(Some(chooser));
     }
 
     /// Downloads the file of message `id` to `path` (the download button, after the dialog).
@@ -79,9 +83,13 @@ impl LwClientWindow {
                     win.download_to(id, &path);
                 }
                 chooser.destroy();
+                win.imp().file_chooser.replace(None);
             }
         ));
         chooser.show();
+        // A native dialog nobody holds is gone before it shows: the window keeps it
+        // until it answers.
+        self.imp().file_chooser.replace(Some(chooser));
     }
 
     /// The transfer progress bar: (visible, fraction).

@@ -119,6 +119,8 @@ pub struct LwClientWindow {
     pub(super) last_generation: Cell<u64>,
     /// Events of a background account are being applied (no second notification).
     pub(super) replaying: Cell<bool>,
+    /// The file chooser open (Send a File, Save File), kept until it answers.
+    pub(super) file_chooser: RefCell<Option<gtk::FileChooserNative>>,
     /// What the account switcher shows (its accounts, and whether one is signed in).
     pub(super) shown_accounts: RefCell<Option<(Vec<super::accounts::AccountSummary>, bool)>>,
 }

@@ -115,6 +115,27 @@ impl LwClientWindow {
         }
     }
 
+    /// Whether the keyboard focus is in the message list (a message row).
+    pub fn focus_in_messages(&self) -> bool {
+        gtk::prelude::GtkWindowExt::focus(self)
+            .is_some_and(|f| f.is_ancestor(&*self.imp().message_list))
+    }
+
+    /// The type and accessible role of the widget with the keyboard focus, e.g.
+    /// `GtkText (text-box)` (tests print it when a step goes wrong).
+    pub fn focus_description(&self) -> String {
+        gtk::prelude::GtkWindowExt::focus(self).map_or_else(
+            || "nothing".to_owned(),
+            |f| {
+                format!(
+                    "{} ({:?})",
+                    f.type_().name(),
+                    f.property::<gtk::AccessibleRole>("accessible-role")
+                )
+            },
+        )
+    }
+
     /// Opens the menu of the message that has the keyboard focus (Menu, Shift+F10).
     /// Returns whether there was one.
     pub fn open_focused_message_menu(&self) -> bool {

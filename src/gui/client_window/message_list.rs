@@ -142,7 +142,11 @@ impl LwMessageList {
             if let Some(item) = item.downcast_ref::<gtk::ListItem>() {
                 item.set_activatable(false);
                 item.set_selectable(false);
-                item.set_child(Some(&LwMessageRow::new()));
+                // The row takes the keyboard focus (Tab into the list, Up and Down between
+                // messages, Menu or Shift+F10 for its menu), with a visible focus ring.
+                let row = LwMessageRow::new();
+                row.set_focusable(true);
+                item.set_child(Some(&row));
             }
         });
         factory.connect_bind(glib::clone!(

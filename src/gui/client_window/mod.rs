@@ -119,6 +119,7 @@ impl LwClientWindow {
                 .connect_page
                 .set_remembered(&r.host, r.port, &r.user);
         }
+        win.imp().connect_page.focus_form();
         win
     }
 
