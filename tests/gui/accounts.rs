@@ -141,15 +141,37 @@ pub fn run(
     if let Ok(path) = std::env::var("LIVEWIRE_GUI_SHOT_ACCOUNTS") {
         bob.compose_and_send("and a second one");
         carol.switch_account(1);
+        // Popovers need their window focused (a window manager would give it the focus).
+        let _ = std::process::Command::new("sh")
+            .arg("-c")
+            .arg("xdotool search --name 'LiveWire — carol' | head -1 | xargs xdotool windowfocus --sync")
+            .status();
+        wait_until("carol's window active", || carol.is_active());
+        wait_until("the unread count in the switcher", || {
+            carol.switcher_badge() == 1
+        });
         carol.switcher_button().popup();
+        // Past the page's crossfade and the popover's transition.
+        let start = std::time::Instant::now();
+        wait_until("the switcher to open", || {
+            start.elapsed() > std::time::Duration::from_millis(800)
+        });
         wait_frames(&carol, 4);
+        // The popover is a window of its own: capture the screen where carol's window is.
         let shot = std::process::Command::new("sh")
             .arg("-c")
             .arg(format!(
-                "import -window \"$(xdotool search --name 'LiveWire — carol' | head -1)\" '{path}'"
+                "eval \"$(xdotool search --name 'LiveWire — carol' | head -1 | xargs xdotool getwindowgeometry --shell)\" \
+                 && import -window root -crop \"${{WIDTH}}x${{HEIGHT}}+${{X}}+${{Y}}\" +repage '{path}'"
             ))
             .status();
-        println!("screenshot {path}: {shot:?}");
+        println!(
+            "screenshot {path}: {shot:?} (switcher open: {})",
+            carol
+                .switcher_button()
+                .popover()
+                .is_some_and(|p| p.is_visible())
+        );
         carol.switcher_button().popdown();
         carol.switch_account(0);
     }

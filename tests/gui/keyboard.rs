@@ -168,6 +168,9 @@ pub fn run(
     let dir = tempfile::tempdir().expect("temp dir");
     let file = dir.path().join("keyboard.txt");
     std::fs::write(&file, b"sent without a mouse\n").unwrap();
+    wait_until("the menu to close", || {
+        !win.focus_description().starts_with("GtkModelButton")
+    });
     key(&win, &["ctrl+u"]);
     focus_window("Send a File");
     key(&win, &["ctrl+l"]);

@@ -143,6 +143,14 @@ impl LwClientWindow {
                 .activate(|win: &Self, _, _| win.add_account())
                 .build(),
         ]);
+        let menu = gio::Menu::new();
+        let list = gio::Menu::new();
+        menu.append_section(None, &list);
+        let more = gio::Menu::new();
+        more.append(Some(&gettext("_Add Account…")), Some("win.add-account"));
+        menu.append_section(None, &more);
+        self.imp().sidebar.set_accounts_menu(menu.upcast_ref());
+        self.imp().account_menu.replace(Some(list));
         self.refresh_accounts();
     }
 
@@ -151,15 +159,18 @@ impl LwClientWindow {
         let accounts = self.accounts();
         let logged_in = self.is_logged_in();
         {
-            // Unchanged: the menu stays (a new model would close it while open).
+            // Unchanged: nothing to redo (an event batch calls this).
             let mut last = self.imp().shown_accounts.borrow_mut();
             if last.as_ref() == Some(&(accounts.clone(), logged_in)) {
                 return;
             }
             last.replace((accounts.clone(), logged_in));
         }
-        let menu = gio::Menu::new();
-        let list = gio::Menu::new();
+        // One menu for the window's life, changed in place: an open switcher follows.
+        let Some(list) = self.imp().account_menu.borrow().clone() else {
+            return;
+        };
+        list.remove_all();
         let mut active_index = 0u32;
         for (i, a) in accounts.iter().enumerate() {
             let label = if a.unread > 0 {
@@ -193,10 +204,6 @@ impl LwClientWindow {
                 active_index = i as u32;
             }
         }
-        menu.append_section(None, &list);
-        let more = gio::Menu::new();
-        more.append(Some(&gettext("_Add Account…")), Some("win.add-account"));
-        menu.append_section(None, &more);
         let shown = accounts.iter().find(|a| a.active);
         let label = shown.map_or_else(
             || gettext("Adding an account"),
@@ -212,9 +219,7 @@ impl LwClientWindow {
             .filter(|a| !a.active)
             .map(|a| a.unread)
             .sum();
-        self.imp()
-            .sidebar
-            .set_accounts(&label, others, menu.upcast_ref());
+        self.imp().sidebar.set_accounts(&label, others);
         if let Some(action) = self
             .lookup_action("switch-account")
             .and_downcast::<gio::SimpleAction>()

@@ -121,6 +121,8 @@ pub struct LwClientWindow {
     pub(super) replaying: Cell<bool>,
     /// The file chooser open (Send a File, Save File), kept until it answers.
     pub(super) file_chooser: RefCell<Option<gtk::FileChooserNative>>,
+    /// The accounts section of the switcher's menu (`accounts.rs` keeps it current).
+    pub(super) account_menu: RefCell<Option<gio::Menu>>,
     /// What the account switcher shows (its accounts, and whether one is signed in).
     pub(super) shown_accounts: RefCell<Option<(Vec<super::accounts::AccountSummary>, bool)>>,
 }

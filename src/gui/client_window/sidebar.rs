@@ -231,14 +231,18 @@ impl LwSidebar {
         self.imp().me_label.set_text(text);
     }
 
-    /// The account switcher shows `label` (the account shown), a badge with the unread
-    /// messages of the other accounts (none: no badge), and `menu` when opened.
-    pub fn set_accounts(&self, label: &str, others_unread: u32, menu: &gio::MenuModel) {
+    /// The account switcher shows `label` (the account shown) and a badge with the unread
+    /// messages of the other accounts (none: no badge).
+    pub fn set_accounts(&self, label: &str, others_unread: u32) {
         let imp = self.imp();
         imp.account_label.set_text(label);
         imp.account_badge.set_text(&others_unread.to_string());
         imp.account_badge.set_visible(others_unread > 0);
-        imp.account_button.set_menu_model(Some(menu));
+    }
+
+    /// The account switcher opens `menu`.
+    pub fn set_accounts_menu(&self, menu: &gio::MenuModel) {
+        self.imp().account_button.set_menu_model(Some(menu));
     }
 
     /// The account switcher's button (the keyboard and the tests open it).
