@@ -2,7 +2,8 @@
 //! server, adds an account on the second through *Add Account…* (the connect page and the
 //! trust card), a message for her first account raises its unread count in the switcher
 //! and sends a notification; clicking it switches accounts and opens the conversation;
-//! switching back and forth reconnects nothing; logging one account out keeps the other;
+//! switching back and forth with Ctrl+Alt+2 / Ctrl+Alt+1 (real key presses) reconnects
+//! nothing; logging one account out keeps the other;
 //! the remembered logins hold both and no password.
 
 use gtk::prelude::*;
@@ -11,6 +12,7 @@ use gtk4 as gtk;
 use livewire::gui::{LwClientWindow, LwServerWindow};
 use livewire::transport::client::Trust;
 
+use super::keyboard::{focus_window, key};
 use super::notifications::{click, wait_notified};
 use super::{find, messages, password, sync, wait_frames, wait_until};
 
@@ -115,19 +117,23 @@ pub fn run(
     assert_eq!(carol.switcher_badge(), 0);
     println!("ok: clicking the notification showed server 1's account and the conversation");
 
-    // Ctrl+Alt+2 / Ctrl+Alt+1 (win.switch-account): nothing reconnects.
-    WidgetExt::activate_action(&carol, "win.switch-account", Some(&1u32.to_variant()))
-        .expect("the action exists");
-    assert!(carol.accounts()[1].active);
+    // Ctrl+Alt+2 / Ctrl+Alt+1, pressed for real (win.switch-account): nothing reconnects.
+    focus_window("LiveWire — carol");
+    wait_until("carol's window active", || carol.is_active());
+    key(&carol, &["ctrl+alt+2"]);
+    wait_until("Ctrl+Alt+2 to show server 2's account", || {
+        carol.accounts()[1].active
+    });
     assert!(carol.conversation("@bob").is_none());
     carol.open_conversation("#general");
     carol.compose_and_send("hello server two");
     wait_until("carol's message on server 2", || {
         find(&messages(&carol, "#general"), "hello server two").is_some_and(|m| m.own)
     });
-    WidgetExt::activate_action(&carol, "win.switch-account", Some(&0u32.to_variant()))
-        .expect("the action exists");
-    assert!(carol.accounts()[0].active);
+    key(&carol, &["ctrl+alt+1"]);
+    wait_until("Ctrl+Alt+1 to show server 1's account", || {
+        carol.accounts()[0].active
+    });
     assert!(find(&messages(&carol, "@bob"), "carol, on server one").is_some());
     assert!(find(&messages(&carol, "#general"), "hello server two").is_none());
     sync(&carol);
@@ -136,16 +142,15 @@ pub fn run(
         Some(conn1),
         "switching accounts reconnects nothing"
     );
-    println!("ok: switching shows each account's own conversations; nothing reconnects");
+    println!(
+        "ok: Ctrl+Alt+2 / Ctrl+Alt+1 show each account's own conversations; nothing reconnects"
+    );
     // `LIVEWIRE_GUI_SHOT_ACCOUNTS=path.png` captures the window with the switcher open.
     if let Ok(path) = std::env::var("LIVEWIRE_GUI_SHOT_ACCOUNTS") {
         bob.compose_and_send("and a second one");
         carol.switch_account(1);
         // Popovers need their window focused (a window manager would give it the focus).
-        let _ = std::process::Command::new("sh")
-            .arg("-c")
-            .arg("xdotool search --name 'LiveWire — carol' | head -1 | xargs xdotool windowfocus --sync")
-            .status();
+        focus_window("LiveWire — carol");
         wait_until("carol's window active", || carol.is_active());
         wait_until("the unread count in the switcher", || {
             carol.switcher_badge() == 1

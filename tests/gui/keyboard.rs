@@ -29,7 +29,7 @@ fn xdotool(args: &[&str]) -> String {
 }
 
 /// Presses keys, e.g. `key(&["ctrl+Next"])`, then lets the window handle them.
-fn key(win: &LwClientWindow, keys: &[&str]) {
+pub fn key(win: &LwClientWindow, keys: &[&str]) {
     let mut args = vec!["key", "--clearmodifiers", "--delay", "40"];
     args.extend_from_slice(keys);
     xdotool(&args);
@@ -44,7 +44,7 @@ fn type_text(win: &LwClientWindow, text: &str) {
 
 /// Gives the X input focus to the window titled `title` (without a window manager nothing
 /// else would).
-fn focus_window(title: &str) {
+pub fn focus_window(title: &str) {
     let mut id = String::new();
     wait_until(&format!("the X window “{title}”"), || {
         id = Command::new("xdotool")
