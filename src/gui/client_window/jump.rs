@@ -32,7 +32,10 @@ impl LwClientWindow {
     /// loading older history as needed.
     pub fn jump_to_message(&self, conv: &str, id: u64) {
         let Some(c) = self.conversation(conv) else {
-            self.show_toast(&format!("{conv} is not one of your conversations."));
+            self.show_toast(&crate::gui::i18n::gettext_with(
+                "{conv} is not one of your conversations.",
+                &[("conv", &conv)],
+            ));
             return;
         };
         if self.current().as_ref() != Some(&c) {

@@ -143,7 +143,7 @@ impl LwNewRoomDialog {
         let imp = self.imp();
         let typed = imp.name_entry.text().trim().to_owned();
         if typed.is_empty() {
-            return self.show_error("Give the room a name.");
+            return self.show_error(&crate::gui::i18n::gettext("Give the room a name."));
         }
         let name = if typed.starts_with('#') {
             typed

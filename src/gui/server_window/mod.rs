@@ -16,6 +16,7 @@ use gtk4 as gtk;
 
 use crate::app::ids::ConnId;
 use crate::app::server::ServerLog;
+use crate::gui::i18n::{gettext, gettext_with};
 use crate::gui::models::{ClientEntryData, LwClientEntry, position};
 use crate::gui::runtime;
 use crate::store::SqliteStore;
@@ -91,10 +92,14 @@ impl LwServerWindow {
             col.set_resizable(true);
             col
         };
-        view.append_column(&text_column("User", true, |d| d.user.clone()));
-        view.append_column(&text_column("Address", true, |d| d.addr.clone()));
-        view.append_column(&text_column("Connected since", false, |d| clock(d.since)));
-        view.append_column(&text_column("Messages", false, |d| d.messages.to_string()));
+        view.append_column(&text_column(&gettext("User"), true, |d| d.user.clone()));
+        view.append_column(&text_column(&gettext("Address"), true, |d| d.addr.clone()));
+        view.append_column(&text_column(&gettext("Connected since"), false, |d| {
+            clock(d.since)
+        }));
+        view.append_column(&text_column(&gettext("Messages"), false, |d| {
+            d.messages.to_string()
+        }));
         let kick = gtk::SignalListItemFactory::new();
         kick.connect_setup(glib::clone!(
             #[weak(rename_to = win)]
@@ -104,7 +109,7 @@ impl LwServerWindow {
                     return;
                 };
                 let button = gtk::Button::builder()
-                    .label("Disconnect")
+                    .label(gettext("Disconnect"))
                     .css_classes(["flat", "destructive-action"])
                     .build();
                 let weak_item = item.downgrade();
@@ -205,14 +210,14 @@ impl LwServerWindow {
     fn listen_address(&self) -> Result<SocketAddr, String> {
         let imp = self.imp();
         let ip: IpAddr = imp.address_entry.text().trim().parse().map_err(|_| {
-            "The listen address must be an IP address, like 0.0.0.0 or 127.0.0.1.".to_owned()
+            gettext("The listen address must be an IP address, like 0.0.0.0 or 127.0.0.1.")
         })?;
         let port: u16 = imp
             .port_entry
             .text()
             .trim()
             .parse()
-            .map_err(|_| "The port is a number between 0 and 65535.".to_owned())?;
+            .map_err(|_| gettext("The port is a number between 0 and 65535."))?;
         Ok(SocketAddr::new(ip, port))
     }
 
@@ -232,7 +237,10 @@ impl LwServerWindow {
         opts.listen = listen;
         imp.busy.set(true);
         self.set_running_ui(false);
-        self.set_status(&format!("Starting on {listen}…"), false);
+        self.set_status(
+            &gettext_with("Starting on {address}…", &[("address", &listen)]),
+            false,
+        );
         let generation = imp.generation.get() + 1;
         imp.generation.set(generation);
         let weak = self.downgrade();
@@ -247,11 +255,17 @@ impl LwServerWindow {
             match result {
                 Ok(Ok(server)) => win.started(server, generation),
                 Ok(Err(e)) => {
-                    win.set_status(&format!("Could not start: {e}"), false);
+                    win.set_status(
+                        &gettext_with("Could not start: {error}", &[("error", &e)]),
+                        false,
+                    );
                     win.set_running_ui(false);
                 }
                 Err(e) => {
-                    win.set_status(&format!("Could not start: {e}"), false);
+                    win.set_status(
+                        &gettext_with("Could not start: {error}", &[("error", &e)]),
+                        false,
+                    );
                     win.set_running_ui(false);
                 }
             }
@@ -266,7 +280,10 @@ impl LwServerWindow {
         // Show the port really bound (port 0 picks one), so Start after Stop reuses it and
         // clients find the server again.
         self.set_listen(addr);
-        self.set_status(&format!("Running on {addr}"), true);
+        self.set_status(
+            &gettext_with("Running on {address}", &[("address", &addr)]),
+            true,
+        );
         self.log(&format!("Server started on {addr}"));
         if let Some(mut events) = server.take_events() {
             // Bounded: a busy window holds the server's own bounded log back, which then
@@ -318,7 +335,7 @@ impl LwServerWindow {
         imp.generation.set(imp.generation.get() + 1);
         imp.busy.set(true);
         self.set_running_ui(false);
-        self.set_status("Stopping…", false);
+        self.set_status(&gettext("Stopping…"), false);
         let weak = self.downgrade();
         glib::spawn_future_local(async move {
             let _ = runtime::spawn(server.shutdown("the server was stopped by its operator")).await;
@@ -326,7 +343,7 @@ impl LwServerWindow {
             win.imp().busy.set(false);
             win.clients().remove_all();
             win.update_clients_heading();
-            win.set_status("Stopped", false);
+            win.set_status(&gettext("Stopped"), false);
             win.log("Server stopped");
             win.set_running_ui(false);
         });
@@ -386,9 +403,8 @@ impl LwServerWindow {
     fn update_clients_heading(&self) {
         let n = self.clients().n_items();
         self.imp().clients_heading.set_text(&match n {
-            0 => "Connected clients — none".to_owned(),
-            1 => "Connected clients — 1".to_owned(),
-            n => format!("Connected clients — {n}"),
+            0 => gettext("Connected clients — none"),
+            n => gettext_with("Connected clients — {count}", &[("count", &n)]),
         });
     }
 

@@ -17,6 +17,7 @@ use super::{LwServerWindow, clock, now_secs};
 use crate::app::ids::GENERAL;
 use crate::app::rooms::Visibility;
 use crate::app::server::{SERVER_AUTHOR, ServerLog};
+use crate::gui::i18n::{gettext, gettext_with};
 use crate::gui::models::position;
 use crate::gui::room_models::{LwServerRoom, ServerRoomData};
 use crate::gui::runtime;
@@ -62,16 +63,15 @@ impl LwServerWindow {
             col.set_resizable(true);
             col
         };
-        view.append_column(&text_column("Room", true, |d| d.room.clone()));
-        view.append_column(&text_column("Visibility", false, |d| {
+        view.append_column(&text_column(&gettext("Room"), true, |d| d.room.clone()));
+        view.append_column(&text_column(&gettext("Visibility"), false, |d| {
             match d.visibility {
-                Visibility::Public => "Public",
-                Visibility::Private => "Private",
+                Visibility::Public => gettext("Public"),
+                Visibility::Private => gettext("Private"),
             }
-            .to_owned()
         }));
-        view.append_column(&text_column("Created by", true, |d| d.by.clone()));
-        view.append_column(&text_column("Members", false, |d| {
+        view.append_column(&text_column(&gettext("Created by"), true, |d| d.by.clone()));
+        view.append_column(&text_column(&gettext("Members"), false, |d| {
             // `#general` has every user; its count is not tracked here.
             if d.room == GENERAL {
                 "everyone".to_owned()
@@ -79,7 +79,7 @@ impl LwServerWindow {
                 d.members.to_string()
             }
         }));
-        view.append_column(&text_column("Last activity", false, |d| {
+        view.append_column(&text_column(&gettext("Last activity"), false, |d| {
             if d.last_activity == 0 {
                 "—".to_owned()
             } else {
@@ -115,11 +115,13 @@ impl LwServerWindow {
     /// A Close button whose popover asks for confirmation.
     fn close_button(&self, item: &gtk::ListItem) -> gtk::Widget {
         let confirm = gtk::Button::builder()
-            .label("Close Room")
+            .label(gettext("Close Room"))
             .css_classes(["destructive-action"])
             .build();
         let text = gtk::Label::builder()
-            .label("Close this room for everyone? Its members are removed and it leaves the directory.")
+            .label(gettext(
+                "Close this room for everyone? Its members are removed and it leaves the directory.",
+            ))
             .wrap(true)
             .max_width_chars(32)
             .xalign(0.0)
@@ -153,7 +155,7 @@ impl LwServerWindow {
             }
         ));
         gtk::MenuButton::builder()
-            .label("Close…")
+            .label(gettext("Close…"))
             .popover(&popover)
             .css_classes(["flat"])
             .build()
@@ -217,7 +219,9 @@ impl LwServerWindow {
 
     fn update_rooms_heading(&self) {
         let n = self.rooms().n_items();
-        self.imp().rooms_heading.set_text(&format!("Rooms — {n}"));
+        self.imp()
+            .rooms_heading
+            .set_text(&gettext_with("Rooms — {count}", &[("count", &n)]));
     }
 
     /// A message went to `to`: a room's activity column moves.
