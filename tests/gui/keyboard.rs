@@ -148,6 +148,17 @@ pub fn run(
         win.focus_description()
     );
     key(&win, &["End"]);
+    // `LIVEWIRE_GUI_SHOT_KEYBOARD=path.png` captures the focused message (its focus ring).
+    if let Ok(path) = std::env::var("LIVEWIRE_GUI_SHOT_KEYBOARD") {
+        wait_frames(&win, 4);
+        let shot = Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "import -window \"$(xdotool search --name 'LiveWire — erin' | head -1)\" '{path}'"
+            ))
+            .status();
+        println!("screenshot {path}: {shot:?}");
+    }
     key(&win, &["Menu"]);
     // The menu opens with its first item focused: Reply, Copy Text, Delete for Me, …
     wait_until("the message menu to take the focus", || {
