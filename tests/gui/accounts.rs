@@ -94,6 +94,14 @@ pub fn run(
     });
     assert_eq!(carol.switcher_badge(), 1, "the switcher shows it");
     assert!(
+        carol
+            .announcement()
+            .starts_with(&format!("New message for {key1} from bob"))
+            && carol.announcement().ends_with("carol, on server one"),
+        "screen readers hear of it: {}",
+        carol.announcement()
+    );
+    assert!(
         carol.conversation("@bob").is_none(),
         "server 1's conversations are not shown while server 2's account is"
     );

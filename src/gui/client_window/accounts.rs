@@ -8,7 +8,9 @@
 //! keep running (nothing reconnects on a switch) and the events they bring wait in the
 //! account, in order, until it is shown again and they are applied as if they had just
 //! come. Meanwhile a parked account counts the messages from others that arrive
-//! (the switcher's unread total per account) and sends their desktop notifications,
+//! (the switcher's unread total per account), puts them on the live status line for
+//! screen readers ("New message for carol@host:port from bob in @bob: …") and sends their
+//! desktop notifications,
 //! whose target names the account, so clicking one switches to it first.
 //!
 //! The switcher is the menu button at the top of the sidebar: one radio item per account
@@ -302,6 +304,7 @@ impl LwClientWindow {
             return false;
         }
         let mut notify = None;
+        let mut announce = None;
         {
             let mut parked = imp.parked.borrow_mut();
             let Some(a) = parked.iter_mut().find(|a| a.id == id) else {
@@ -319,6 +322,15 @@ impl LwClientWindow {
                     if !from.eq_ignore_ascii_case(&me) {
                         a.unread += 1;
                         if let Some(text) = text {
+                            announce = Some(gettext_with(
+                                "New message for {account} from {from} in {conv}: {text}",
+                                &[
+                                    ("account", &session_key(&a.session)),
+                                    ("from", from),
+                                    ("conv", conv),
+                                    ("text", text),
+                                ],
+                            ));
                             let muted = imp.prefs.borrow().is_muted(&mute_key(
                                 &me,
                                 &a.session.form.server(),
@@ -342,6 +354,10 @@ impl LwClientWindow {
                 _ => {}
             }
             a.queued.push(ev);
+        }
+        // Screen readers hear of it on the live status line, as of the account shown.
+        if let Some(text) = announce {
+            imp.announcer.set_text(&text);
         }
         if let Some((account, conv, from, text)) = notify {
             self.notify_account(&account, &conv, &from, &text);
