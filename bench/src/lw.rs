@@ -185,8 +185,8 @@ impl Livewire {
     }
 }
 
-/// Logins completed (`Ready` events) by every client of this process, first logins and
-/// reconnects alike: the reconnect storm counts the clients coming back with it.
+/// Logins completed (`Ready` and `Reconnected` events) by every client of this process, first
+/// logins and reconnects alike: the reconnect storm counts the clients coming back with it.
 pub static READY: AtomicUsize = AtomicUsize::new(0);
 
 /// Connects `n` clients. In `Room` and `Pairs` mode client `i` is user `bench{i}`; idle
@@ -359,7 +359,7 @@ async fn client(
     let task = tokio::spawn(async move {
         while let Ok(ev) = events.recv().await {
             match ev {
-                ClientEvent::App(Event::Ready { .. }) => {
+                ClientEvent::App(Event::Ready { .. } | Event::Reconnected { .. }) => {
                     READY.fetch_add(1, Ordering::Relaxed);
                 }
                 ClientEvent::App(Event::Message {
