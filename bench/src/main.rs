@@ -92,7 +92,8 @@ struct RunArgs {
     /// that are configured.
     #[arg(long, default_value = "")]
     targets: String,
-    /// Scenarios to run, comma-separated: refs,fanout,sweep,pairs,rooms,idle.
+    /// Scenarios to run, comma-separated: refs,fanout,sweep,pairs,rooms,idle (and storm,
+    /// the reconnect storm, only when named).
     #[arg(long, default_value = "refs,fanout,sweep,pairs,rooms,idle")]
     scenarios: String,
     /// Room members for fan-out and the sweep.
