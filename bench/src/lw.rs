@@ -106,21 +106,48 @@ impl Livewire {
         first.context("no node")
     }
 
+    /// Starts a single node again on `listen` with the data directory of the last
+    /// [`Livewire::start`] of `tag` (the reconnect storm).
+    pub async fn restart(
+        &self,
+        pin: &Pinning,
+        tag: &str,
+        listen: &str,
+    ) -> Result<(ServerProc, Running)> {
+        if self.cluster.is_some() {
+            bail!("a restart is for a single node");
+        }
+        self.node(pin, tag, &[], listen, false).await
+    }
+
     async fn start_node(
         &self,
         pin: &Pinning,
         tag: &str,
         extra: &[String],
     ) -> Result<(ServerProc, Running)> {
+        self.node(pin, tag, extra, "127.0.0.1:0", true).await
+    }
+
+    async fn node(
+        &self,
+        pin: &Pinning,
+        tag: &str,
+        extra: &[String],
+        listen: &str,
+        fresh: bool,
+    ) -> Result<(ServerProc, Running)> {
         let data = self.dir.join(format!("{}-{tag}", self.name));
-        let _ = std::fs::remove_dir_all(&data);
+        if fresh {
+            let _ = std::fs::remove_dir_all(&data);
+        }
         std::fs::create_dir_all(&data)?;
         let mut argv: Vec<String> = [
             self.bin.to_str().context("binary path is not UTF-8")?,
             "server",
             "--headless",
             "--listen",
-            "127.0.0.1:0",
+            listen,
             "--data-dir",
             data.to_str().context("path is not UTF-8")?,
             "--msg-burst",
@@ -158,6 +185,10 @@ impl Livewire {
     }
 }
 
+/// Logins completed (`Ready` and `Reconnected` events) by every client of this process, first
+/// logins and reconnects alike: the reconnect storm counts the clients coming back with it.
+pub static READY: AtomicUsize = AtomicUsize::new(0);
+
 /// Connects `n` clients. In `Room` and `Pairs` mode client `i` is user `bench{i}`; idle
 /// clients share a few accounts (multi-session) and `per_endpoint` clients share one UDP
 /// socket.
@@ -167,6 +198,18 @@ pub async fn connect(
     mode: Mode,
     rec: Arc<Recorder>,
     per_endpoint: usize,
+) -> Result<Fleet> {
+    connect_with(srv, n, mode, rec, per_endpoint, false).await
+}
+
+/// [`connect`], with clients that reconnect by themselves when `reconnect`.
+pub async fn connect_with(
+    srv: &Running,
+    n: usize,
+    mode: Mode,
+    rec: Arc<Recorder>,
+    per_endpoint: usize,
+    reconnect: bool,
 ) -> Result<Fleet> {
     let pins = PinStore::new(srv.pins.clone());
     let mut endpoints = Vec::new();
@@ -181,7 +224,7 @@ pub async fn connect(
         trust: Trust::Fingerprint(srv.fingerprint.clone()),
         pins,
         state_file: None,
-        reconnect: false,
+        reconnect,
         endpoint: None,
         timers: livewire::transport::quic::Timers::CLIENT,
         stream_idle: livewire::transport::client::STREAM_IDLE,
@@ -311,10 +354,14 @@ async fn client(
 ) -> Result<(crate::load::SendFn, Vec<tokio::task::JoinHandle<()>>)> {
     let (handle, events) = start(opts);
     wait_ready(&events).await?;
+    READY.fetch_add(1, Ordering::Relaxed);
     setup.handles.lock().expect("poisoned")[i] = Some(handle.clone());
     let task = tokio::spawn(async move {
         while let Ok(ev) = events.recv().await {
             match ev {
+                ClientEvent::App(Event::Ready { .. } | Event::Reconnected { .. }) => {
+                    READY.fetch_add(1, Ordering::Relaxed);
+                }
                 ClientEvent::App(Event::Message {
                     text: Some(text), ..
                 }) => rec.deliver(i, text.as_bytes()),
@@ -338,7 +385,11 @@ async fn client(
             Dest::User(j) => format!("@bench{j}"),
             Dest::Channel(r) => RoomLayout::channel(r),
         };
-        handle.send(Command::Send { to, text });
+        handle.send(Command::Send {
+            to,
+            text,
+            reply_to: None,
+        });
         true
     });
     Ok((send, vec![task]))

@@ -17,6 +17,7 @@ mod refs;
 mod report;
 mod rooms;
 mod stats;
+mod storm;
 mod tlsconf;
 
 use std::path::PathBuf;
@@ -91,7 +92,8 @@ struct RunArgs {
     /// that are configured.
     #[arg(long, default_value = "")]
     targets: String,
-    /// Scenarios to run, comma-separated: refs,fanout,sweep,pairs,rooms,idle.
+    /// Scenarios to run, comma-separated: refs,fanout,sweep,pairs,rooms,idle (and storm,
+    /// the reconnect storm, only when named).
     #[arg(long, default_value = "refs,fanout,sweep,pairs,rooms,idle")]
     scenarios: String,
     /// Room members for fan-out and the sweep.
@@ -121,6 +123,10 @@ struct RunArgs {
     /// Idle clients.
     #[arg(long, default_value_t = 10_000)]
     idle: usize,
+    /// Clients of the reconnect storm (scenario `storm`, not in the default list: LiveWire
+    /// targets only, logged in once, then the server is restarted and they come back).
+    #[arg(long, default_value_t = 10_000)]
+    storm: usize,
     /// Seconds the idle clients are watched once all are connected (> the 15 s keep-alive).
     #[arg(long, default_value_t = 16)]
     idle_hold: u64,
@@ -467,6 +473,27 @@ async fn run(args: RunArgs) -> Result<()> {
             }
         }
     }
+    if want("storm") {
+        for target in &targets {
+            let Target::Livewire(l) = target else {
+                continue;
+            };
+            if l.name == "livewire-tmpfs" {
+                continue;
+            }
+            log(format!(
+                "{}: reconnect storm, {} clients",
+                l.name, args.storm
+            ));
+            match storm::run(l, args.storm, &pin).await {
+                Ok(r) => report.storm.push(r),
+                Err(e) => {
+                    log(format!("{}: storm failed: {e:#}", l.name));
+                    report.failures.push(format!("{} storm: {e:#}", l.name));
+                }
+            }
+        }
+    }
     report.total_secs = t_all.elapsed().as_secs_f64();
     std::fs::write(&args.out, serde_json::to_string_pretty(&report)?)?;
     let table = report.markdown();
@@ -493,6 +520,7 @@ fn args_summary(a: &RunArgs) -> serde_json::Value {
         "rooms_rate": a.rooms_rate,
         "idle": a.idle,
         "idle_hold_s": a.idle_hold,
+        "storm": a.storm,
         "warmup_s": a.warmup,
         "measure_s": a.measure,
         "sweep_start": a.sweep_start,

@@ -146,6 +146,20 @@ impl ServerProc {
     }
 
     /// Stops it (SIGKILL: every server here keeps its state in a temporary directory).
+    /// Stops it gracefully (SIGTERM; SIGKILL after 20 s) and waits until it exited.
+    pub async fn terminate(mut self) {
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &self.pid.to_string()])
+            .status();
+        if tokio::time::timeout(Duration::from_secs(20), self.child.wait())
+            .await
+            .is_err()
+        {
+            self.stop().await;
+        }
+    }
+
+    /// Kills it (and its other nodes) and waits a moment for it to exit.
     pub async fn stop(mut self) {
         for other in std::mem::take(&mut self.also) {
             Box::pin(other.stop()).await;

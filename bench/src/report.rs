@@ -59,6 +59,8 @@ pub struct Report {
     pub udp: Option<UdpResult>,
     /// Idle scaling.
     pub idle: Vec<IdleResult>,
+    /// Reconnect storms.
+    pub storm: Vec<crate::storm::StormResult>,
     /// Scenarios that could not run.
     pub failures: Vec<String>,
     /// Wall time of the run.
@@ -146,6 +148,7 @@ impl Report {
             steps: Vec::new(),
             udp: None,
             idle: Vec::new(),
+            storm: Vec::new(),
             failures: Vec::new(),
             total_secs: 0.0,
         }
@@ -396,6 +399,32 @@ impl Report {
                     )),
                     i.connect_retries,
                     i.errors
+                );
+            }
+            out.push('\n');
+        }
+
+        if !self.storm.is_empty() {
+            let _ = writeln!(
+                out,
+                "### Reconnect storm: the server restarted (SIGTERM, same port and data) under its logged-in clients\n"
+            );
+            let _ = writeln!(
+                out,
+                "| target | clients | first logins s | their server CPU s | stop s | back | back s | new server CPU s |\n|---|---|---|---|---|---|---|---|"
+            );
+            for r in &self.storm {
+                let _ = writeln!(
+                    out,
+                    "| {} | {} | {:.1} | {:.1} | {:.1} | {} | {:.1} | {:.1} |",
+                    r.target,
+                    r.clients,
+                    r.first_login_secs,
+                    r.first_login_cpu_secs,
+                    r.stop_secs,
+                    r.back,
+                    r.back_secs,
+                    r.back_cpu_secs
                 );
             }
             out.push('\n');

@@ -83,6 +83,10 @@ fn transport(timers: &Timers, bidi_streams: u32) -> Arc<TransportConfig> {
     t.keep_alive_interval(timers.keep_alive);
     t.max_concurrent_bidi_streams(VarInt::from_u32(bidi_streams));
     t.max_concurrent_uni_streams(VarInt::from_u32(0));
+    // LiveWire sends no QUIC datagrams: advertise none, so a peer cannot make this side
+    // buffer any (quinn's defaults accept 1.25 MB of them per connection).
+    t.datagram_receive_buffer_size(None);
+    t.datagram_send_buffer_size(0);
     Arc::new(t)
 }
 

@@ -1,9 +1,14 @@
 //! One task per connection: the accept loop with its per-address limit, the login within
 //! the deadline and the session key agreement, then the connection's life (its writer, its
-//! readers, migration reports) until it closes. Everything a connection's tasks share is in
-//! one [`ConnCtx`], as mini-redis's `Handler`.
+//! control stream and the streams it opens) until it closes. Everything a connection's
+//! tasks share is in one [`ConnCtx`], as mini-redis's `Handler`.
+//!
+//! Address changes (a NAT rebinding, a client switching networks) are found by one sweep
+//! over every connection each [`SWEEP`], not by a timer per connection: an idle server with
+//! 10 000 clients used to wake 20 000 times a second for it (docs/BENCHMARKS.md, finding 3).
 
 use std::collections::HashMap;
+use std::future::IntoFuture;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -38,12 +43,29 @@ pub(super) struct Shared {
     pub per_ip: Mutex<HashMap<IpAddr, usize>>,
     /// The next connection id.
     pub next_id: AtomicU64,
+    /// Every connection between `Connected` and its end, with the address last reported to
+    /// the hub: what the migration sweep looks at.
+    pub links: Mutex<HashMap<ConnId, Link>>,
 }
+
+/// A connection as the migration sweep sees it.
+pub(super) struct Link {
+    conn: Connection,
+    /// The remote address last reported to the hub.
+    addr: SocketAddr,
+}
+
+/// How often the migration sweep compares every connection's remote address with the one
+/// last reported. quinn follows a migrated client by itself; this only tells the core (the
+/// operator's log and the address it shows), so a second's delay is fine.
+pub(super) const SWEEP: Duration = Duration::from_secs(1);
 
 /// Accepts connections until the endpoint closes. An address already at its limit is
 /// refused here, before any handshake work, and the count is taken here too: however many
 /// connections arrive at once, no more than `conns_per_ip` from one address are ever open.
 pub(super) async fn accept_loop(endpoint: Endpoint, shared: Arc<Shared>) {
+    // Ends with this loop, also when the loop is aborted (the server stops).
+    let _sweep = AbortOnDrop(tokio::spawn(migration_sweep(shared.clone())));
     while let Some(incoming) = endpoint.accept().await {
         let remote = incoming.remote_address();
         let Some(slot) = IpSlot::take(&shared, remote.ip()) else {
@@ -52,6 +74,68 @@ pub(super) async fn accept_loop(endpoint: Endpoint, shared: Arc<Shared>) {
             continue;
         };
         tokio::spawn(serve(incoming, slot, shared.clone()));
+    }
+}
+
+/// Aborts a task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Reports every connection whose remote address changed since the last report, each
+/// [`SWEEP`], until the hub is gone. One task and one timer for all connections.
+async fn migration_sweep(shared: Arc<Shared>) {
+    let mut tick = tokio::time::interval(SWEEP);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut moved = Vec::new();
+    loop {
+        tick.tick().await;
+        if let Ok(mut links) = shared.links.lock() {
+            for (id, link) in links.iter_mut() {
+                let now = link.conn.remote_address();
+                if now != link.addr {
+                    link.addr = now;
+                    moved.push((*id, now));
+                }
+            }
+        }
+        for (conn, addr) in moved.drain(..) {
+            let input = HubMsg::Input(Input::Migrated { conn, addr });
+            if shared.hub.send(input).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// A connection's entry in [`Shared::links`]; removed on drop.
+struct LinkSlot {
+    shared: Arc<Shared>,
+    id: ConnId,
+}
+
+impl LinkSlot {
+    fn add(shared: &Arc<Shared>, id: ConnId, conn: &Connection, addr: SocketAddr) -> Self {
+        if let Ok(mut links) = shared.links.lock() {
+            let conn = conn.clone();
+            links.insert(id, Link { conn, addr });
+        }
+        Self {
+            shared: shared.clone(),
+            id,
+        }
+    }
+}
+
+impl Drop for LinkSlot {
+    fn drop(&mut self) {
+        if let Ok(mut links) = self.shared.links.lock() {
+            links.remove(&self.id);
+        }
     }
 }
 
@@ -93,8 +177,10 @@ impl Drop for IpSlot {
 async fn serve(incoming: Incoming, _slot: IpSlot, shared: Arc<Shared>) {
     let remote = incoming.remote_address();
     // Awaiting the handshake (instead of `into_0rtt`) means 0-RTT data is never accepted,
-    // so a replayed packet can never run a command.
-    let conn = match incoming.await {
+    // so a replayed packet can never run a command. Boxed, as the login below: the task
+    // keeps its future's largest state for the connection's whole life, and these two are
+    // only needed at its start (docs/BENCHMARKS.md, "Issue 14 — idle").
+    let conn = match Box::pin(incoming.into_future()).await {
         Ok(c) => c,
         Err(e) => {
             debug!(%remote, "handshake failed: {e}");
@@ -139,7 +225,10 @@ async fn run(conn: Connection, id: ConnId, shared: Arc<Shared>) {
     {
         return;
     }
-    let session = match start_session(&conn, id, &shared, queue).await {
+    // From here on the sweep reports this connection's moves (after `Connected`, so the
+    // core knows it; a report racing `Disconnected` is ignored by the core).
+    let _link = LinkSlot::add(&shared, id, &conn, addr);
+    let session = match Box::pin(start_session(&conn, id, &shared, queue)).await {
         Ok(s) => s,
         Err(Refused(code, why)) => {
             info!("no session: {why}");
@@ -172,32 +261,27 @@ async fn run(conn: Connection, id: ConnId, shared: Arc<Shared>) {
         Err(_) => Input::Control { conn: id, up },
     };
     let _ = ctx.to_hub(input).await;
-    let control = streams::control_reader(ctx.clone(), session.control_recv);
-    let reader = tokio::spawn(control.in_current_span());
-    serve_streams(&ctx, addr).await;
-    reader.abort();
+    serve_streams(&ctx, session.control_recv).await;
     writer.abort();
     debug!("connection closed: {:?}", conn.close_reason());
     let _ = ctx.to_hub(Input::Disconnected { conn: id }).await;
 }
 
-/// Accepts the client's streams and reports address changes until the connection closes.
-async fn serve_streams(ctx: &Arc<ConnCtx>, addr: SocketAddr) {
-    let mut last_addr = addr;
-    let mut tick = tokio::time::interval(Duration::from_millis(500));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+/// Reads the control stream and accepts the client's other streams until the connection
+/// closes. The control stream is read here rather than in a task of its own: one task less
+/// per connection. Its reader future lives across the loop (reading a frame is not
+/// cancel-safe); once it ends (the client finished the stream, or a bad frame queued the
+/// close) only the accepting goes on.
+async fn serve_streams(ctx: &Arc<ConnCtx>, control: RecvStream) {
     let closed = ctx.conn.closed();
     tokio::pin!(closed);
+    let control = streams::control_reader(ctx.clone(), control);
+    tokio::pin!(control);
+    let mut reading = true;
     loop {
         tokio::select! {
             _ = &mut closed => return,
-            _ = tick.tick() => {
-                let now = ctx.conn.remote_address();
-                if now != last_addr {
-                    last_addr = now;
-                    let _ = ctx.to_hub(Input::Migrated { conn: ctx.id, addr: now }).await;
-                }
-            }
+            () = &mut control, if reading => reading = false,
             stream = ctx.conn.accept_bi() => match stream {
                 Ok((send, recv)) => {
                     let task = streams::conv_stream(ctx.clone(), send, recv);

@@ -292,6 +292,7 @@ impl Server {
             limits: opts.limits,
             per_ip: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
+            links: Mutex::new(HashMap::new()),
         });
         let accept = tokio::spawn(connection::accept_loop(endpoint.clone(), shared));
         info!(%addr, %fingerprint, "listening");

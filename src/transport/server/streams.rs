@@ -37,7 +37,9 @@ pub(super) async fn conv_stream(ctx: Arc<ConnCtx>, send: SendStream, mut recv: R
         Ok(Some(ConvUp::File(req))) => {
             let user = ctx.logged_in.get().cloned();
             let (keys, store) = (ctx.keys.clone(), ctx.files.clone());
-            return files::serve(req, send, recv, user, keys, store).await;
+            // Boxed: a transfer's state is large, and a conversation stream's task would
+            // otherwise carry it for its whole life.
+            return Box::pin(files::serve(req, send, recv, user, keys, store)).await;
         }
         Ok(Some(ConvUp::Open { conv, after })) => {
             // Register the stream with the writer before the hub can answer on it.
