@@ -13,14 +13,16 @@
 //! state dir (mode 0600) after every change. openmls draws its randomness from the OS RNG
 //! itself.
 //!
-//! `wire` is the body format in conversation frames; `device` the member state machine;
+//! `client` is the layer between the chat core and the wire on a device; `wire` is the body format in conversation frames; `device` the member state machine;
 //! `safety` the safety codes users compare to verify each other's devices.
 
+mod client;
 mod device;
 mod provider;
 mod safety;
 mod wire;
 
+pub use client::{MlsClient, MlsOut, UNREADABLE, UPDATE_EVERY};
 pub use device::{Device, DeviceInfo, MlsError, Received};
 pub use safety::safety_code;
 pub use wire::{FrameInfo, MLS_TAG, MlsBody, frame_info};
