@@ -276,12 +276,28 @@ async fn run(
     .unwrap_or_else(|_| ClientIndex::in_memory())
     .ignoring(UNREADABLE);
     let result = drive(
-        &opts, core, &identity, &mut files, &mut index, &mut mls, cmds, events,
+        &opts,
+        core,
+        &identity,
+        &mut files,
+        Local {
+            index: &mut index,
+            mls: &mut mls,
+        },
+        cmds,
+        events,
     )
     .await;
     super::mls_state::save(opts.state_file.as_deref(), &mut mls).await;
     files.close().await;
     result
+}
+
+/// What a device keeps for itself across sessions: the search index of what it
+/// decrypted, and its MLS state.
+struct Local<'a> {
+    index: &'a mut ClientIndex,
+    mls: &'a mut MlsClient,
 }
 
 /// Connects, runs sessions and reconnects until the run ends.
@@ -290,11 +306,11 @@ async fn drive(
     mut core: ClientCore,
     identity: &Arc<IdentityKey>,
     files: &mut ClientFiles,
-    index: &mut ClientIndex,
-    mls: &mut MlsClient,
+    local: Local<'_>,
     cmds: async_channel::Receiver<Command>,
     events: &async_channel::Sender<ClientEvent>,
 ) -> Result<(), Fatal> {
+    let Local { index, mls } = local;
     let mut file_rx = files.take_rx();
     let mut backoff = Backoff::default();
     let mut ever_connected = false;

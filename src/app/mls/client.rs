@@ -71,7 +71,14 @@ struct ConvState {
 struct Saved {
     device: Vec<u8>,
     verified: BTreeMap<String, String>,
+    #[serde(default)]
+    texts: BTreeMap<MsgId, Vec<u8>>,
 }
+
+/// Private texts this device keeps (what it sent or decrypted), newest by server id: MLS
+/// deletes a message's key once used, so history and catch-up pages from the server are
+/// shown from here.
+const MAX_KEPT_TEXTS: usize = 10_000;
 
 /// A pending `safety_code` or `verify`.
 #[derive(Debug)]
@@ -96,6 +103,8 @@ pub struct MlsClient {
     counter: u64,
     dirty: bool,
     e2e: HashSet<MsgId>,
+    /// See [`MAX_KEPT_TEXTS`].
+    texts: BTreeMap<MsgId, Vec<u8>>,
 }
 
 impl std::fmt::Debug for MlsClient {
@@ -119,11 +128,9 @@ impl MlsClient {
     pub fn load(bytes: &[u8], seed: [u8; 16]) -> Result<Self, MlsError> {
         let saved: Saved =
             postcard::from_bytes(bytes).map_err(|e| MlsError::Damaged(e.to_string()))?;
-        Ok(Self::with(
-            Device::restore(&saved.device)?,
-            saved.verified,
-            seed,
-        ))
+        let mut client = Self::with(Device::restore(&saved.device)?, saved.verified, seed);
+        client.texts = saved.texts;
+        Ok(client)
     }
 
     fn with(device: Device, verified: BTreeMap<String, String>, seed: [u8; 16]) -> Self {
@@ -139,6 +146,7 @@ impl MlsClient {
             counter: 0,
             dirty: true,
             e2e: HashSet::new(),
+            texts: BTreeMap::new(),
         }
     }
 
@@ -147,6 +155,7 @@ impl MlsClient {
         let saved = Saved {
             device: self.device.snapshot(),
             verified: self.verified.clone(),
+            texts: self.texts.clone(),
         };
         postcard::to_allocvec(&saved).unwrap_or_default()
     }
@@ -321,7 +330,7 @@ impl MlsClient {
     fn reaction_key(&self, conv: &str, target: MsgId, emoji: &[u8]) -> Result<Vec<u8>, MlsError> {
         let secret = self.device.exporter(conv, "livewire reactions", 32)?;
         let hk = Hkdf::<Sha256>::new(Some(&target.to_be_bytes()), &secret);
-        let mut out = [0u8; 32];
+        let mut out = [0u8; crate::app::edits::REACTION_TAG];
         hk.expand(emoji, &mut out)
             .map_err(|e| MlsError::Mls(e.to_string()))?;
         Ok(out.to_vec())
@@ -615,7 +624,16 @@ impl MlsClient {
                     out.extend(self.flush(conv));
                     return (out, true);
                 }
-                self.inflight.remove(cmid);
+                if let (Some((_, up, _)), ConvDown::Ack { id, .. }) = (self.inflight.remove(cmid), down) {
+                    match up {
+                        ConvUp::Send { body, .. } | ConvUp::React { body, .. } => self.keep(*id, body),
+                        ConvUp::Edit { target, body, .. } => {
+                            self.keep(target, body.clone());
+                            self.keep(*id, body);
+                        }
+                        _ => {}
+                    }
+                }
                 (Vec::new(), true)
             }
             ConvDown::Error {
@@ -677,6 +695,10 @@ impl MlsClient {
         };
         let mut joined = false;
         for e in events {
+            if let EventKind::Tombstone { target } = e.kind {
+                // Deleted for everyone: gone from this device's copy too.
+                self.dirty |= self.texts.remove(&target).is_some();
+            }
             let Some(body) = e.kind.body_mut() else {
                 continue;
             };
@@ -684,8 +706,18 @@ impl MlsClient {
                 continue;
             };
             handled.insert(e.id);
-            match self.open_one(conv, e, &mls) {
+            let mut opened = self.open_one(conv, e, &mls);
+            if !matches!(opened, Opened::Text(_) | Opened::Joined(_))
+                && let Some(text) = self.texts.get(&e.id)
+            {
+                opened = Opened::Text(text.clone());
+            }
+            match opened {
                 Opened::Text(text) => {
+                    self.keep(e.id, text.clone());
+                    if let EventKind::Edit { target, .. } = e.kind {
+                        self.keep(target, text.clone());
+                    }
                     if let Some(b) = e.kind.body_mut() {
                         *b = text;
                     }
@@ -750,6 +782,14 @@ impl MlsClient {
                 }
             }
         }
+    }
+
+    fn keep(&mut self, id: MsgId, text: Vec<u8>) {
+        self.texts.insert(id, text);
+        while self.texts.len() > MAX_KEPT_TEXTS {
+            self.texts.pop_first();
+        }
+        self.dirty = true;
     }
 
     /// Marks `message` events this layer decrypted as end-to-end.
