@@ -152,4 +152,3 @@ fn safety_codes_match_verify_checks_them_and_a_new_device_breaks_verification() 
     let again = alice.expect("safety_code", |v| v["event"] == "safety_code");
     assert_ne!(again["code"], code, "a new device changes the code");
 }
-

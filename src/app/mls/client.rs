@@ -624,9 +624,13 @@ impl MlsClient {
                     out.extend(self.flush(conv));
                     return (out, true);
                 }
-                if let (Some((_, up, _)), ConvDown::Ack { id, .. }) = (self.inflight.remove(cmid), down) {
+                if let (Some((_, up, _)), ConvDown::Ack { id, .. }) =
+                    (self.inflight.remove(cmid), down)
+                {
                     match up {
-                        ConvUp::Send { body, .. } | ConvUp::React { body, .. } => self.keep(*id, body),
+                        ConvUp::Send { body, .. } | ConvUp::React { body, .. } => {
+                            self.keep(*id, body)
+                        }
                         ConvUp::Edit { target, body, .. } => {
                             self.keep(target, body.clone());
                             self.keep(*id, body);

@@ -234,3 +234,266 @@ fn safety_codes_match_on_both_sides_and_change_with_any_device() {
     assert_ne!(code, safety_code("alice", &a[..1], "bob", &b));
     assert_ne!(code, safety_code("alice", &a, "bob", &[vec![4u8; 32]]));
 }
+
+mod layer {
+    //! The client's MLS layer between core and wire, with the server played by hand.
+
+    use super::super::{MlsClient, MlsOut};
+    use crate::app::client::Command;
+    use crate::app::ids::{ClientMsgId, ConvId};
+    use crate::app::protocol::{
+        ControlDown, ControlUp, ConvDown, ConvEvent, ConvUp, DeviceKey, ErrorCode, EventKind,
+    };
+
+    fn dm() -> ConvId {
+        ConvId::Direct("alice".into(), "bob".into())
+    }
+
+    fn key_packages(c: &mut MlsClient) -> Vec<Vec<u8>> {
+        match c.logged_in().remove(0) {
+            MlsOut::Control(ControlUp::MlsDevice { key_packages, .. }) => key_packages,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn listed(c: &MlsClient) -> DeviceKey {
+        DeviceKey {
+            device: c.device_id().to_owned(),
+            key: c.device().info().key,
+        }
+    }
+
+    fn sent(out: &[MlsOut]) -> (ClientMsgId, Vec<u8>) {
+        match out {
+            [MlsOut::Conv(_, ConvUp::Send { cmid, body })] => (*cmid, body.clone()),
+            other => panic!("expected one send: {other:?}"),
+        }
+    }
+
+    fn event(seq: u64, sender: &str, cmid: ClientMsgId, body: Vec<u8>) -> ConvDown {
+        ConvDown::Event(ConvEvent {
+            seq,
+            id: seq,
+            ts: 0,
+            sender: sender.into(),
+            cmid,
+            kind: EventKind::Message { body },
+            mentions: vec![],
+        })
+    }
+
+    fn ack(cmid: ClientMsgId, seq: u64) -> ConvDown {
+        ConvDown::Ack {
+            cmid,
+            id: seq,
+            seq,
+            ts: 0,
+        }
+    }
+
+    #[test]
+    fn a_first_send_waits_for_the_group_then_goes_encrypted_and_the_peer_joins_and_reads() {
+        let mut alice = MlsClient::new("alice", [1; 16]).unwrap();
+        let mut bob = MlsClient::new("bob", [2; 16]).unwrap();
+        key_packages(&mut alice);
+        let bob_kps = key_packages(&mut bob);
+        let msg = ConvUp::Send {
+            cmid: ClientMsgId([9; 16]),
+            body: b"hi bob".to_vec(),
+        };
+        let out = alice.outgoing(dm(), msg);
+        assert_eq!(out.len(), 2, "claims for both users: {out:?}");
+        assert!(
+            out.iter()
+                .all(|o| matches!(o, MlsOut::Control(ControlUp::ClaimKeyPackages { .. })))
+        );
+        // A barrier behind the held send waits too (order is kept).
+        assert!(alice.outgoing(dm(), ConvUp::Sync { token: 1 }).is_empty());
+        let answer = |user: &str, devices, packages| ControlDown::KeyPackages {
+            conv: dm(),
+            user: user.into(),
+            devices,
+            packages,
+        };
+        assert!(
+            alice
+                .control(&answer("alice", vec![], vec![]))
+                .unwrap()
+                .is_empty()
+        );
+        let out = alice
+            .control(&answer("bob", vec![listed(&bob)], vec![bob_kps[0].clone()]))
+            .unwrap();
+        let (commit_id, commit) = sent(&out);
+        let (out, pass) = alice.answer(&dm(), &ack(commit_id, 1));
+        assert!(pass);
+        assert_eq!(out.len(), 2, "the send, then the barrier: {out:?}");
+        let MlsOut::Conv(_, ConvUp::Send { cmid, body }) = &out[0] else {
+            panic!("{out:?}")
+        };
+        assert!(!body.windows(6).any(|w| w == b"hi bob"));
+        assert!(matches!(out[1], MlsOut::Conv(_, ConvUp::Sync { token: 1 })));
+
+        let mut down = event(1, "alice", commit_id, commit);
+        let (_, handled) = bob.open(&dm(), &mut down);
+        assert_eq!(handled.len(), 1);
+        assert!(matches!(&down, ConvDown::Event(e) if e.kind == EventKind::Handshake));
+        let mut down = event(2, "alice", *cmid, body.clone());
+        bob.open(&dm(), &mut down);
+        let ConvDown::Event(e) = &down else { panic!() };
+        assert_eq!(
+            e.kind,
+            EventKind::Message {
+                body: b"hi bob".to_vec()
+            }
+        );
+        // A page of history later: the key is gone, the kept text shows.
+        let mut again = event(2, "alice", *cmid, body.clone());
+        bob.open(&dm(), &mut again);
+        assert_eq!(again, down);
+
+        // Saved and loaded, bob answers in the same group.
+        let mut bob = MlsClient::load(&bob.save(), [3; 16]).unwrap();
+        let reply = ConvUp::Send {
+            cmid: ClientMsgId([8; 16]),
+            body: b"hi alice".to_vec(),
+        };
+        let out = bob.outgoing(dm(), reply);
+        assert!(
+            matches!(&out[..], [MlsOut::Control(_), MlsOut::Control(_)]),
+            "{out:?}"
+        );
+        bob.control(&ControlDown::KeyPackages {
+            conv: dm(),
+            user: "bob".into(),
+            devices: vec![],
+            packages: vec![],
+        });
+        let out = bob
+            .control(&ControlDown::KeyPackages {
+                conv: dm(),
+                user: "alice".into(),
+                devices: vec![listed(&alice)],
+                packages: vec![],
+            })
+            .unwrap();
+        let (cmid, body) = sent(&out);
+        let mut down = event(3, "bob", cmid, body);
+        alice.open(&dm(), &mut down);
+        let ConvDown::Event(e) = &down else { panic!() };
+        assert_eq!(
+            e.kind,
+            EventKind::Message {
+                body: b"hi alice".to_vec()
+            }
+        );
+    }
+
+    #[test]
+    fn a_message_refused_for_a_stale_epoch_is_encrypted_again() {
+        let mut alice = MlsClient::new("alice", [4; 16]).unwrap();
+        let mut bob = MlsClient::new("bob", [5; 16]).unwrap();
+        key_packages(&mut alice);
+        let kps = key_packages(&mut bob);
+        let first = ConvUp::Send {
+            cmid: ClientMsgId([7; 16]),
+            body: b"one".to_vec(),
+        };
+        alice.outgoing(dm(), first);
+        alice.control(&ControlDown::KeyPackages {
+            conv: dm(),
+            user: "alice".into(),
+            devices: vec![],
+            packages: vec![],
+        });
+        let out = alice
+            .control(&ControlDown::KeyPackages {
+                conv: dm(),
+                user: "bob".into(),
+                devices: vec![listed(&bob)],
+                packages: vec![kps[0].clone()],
+            })
+            .unwrap();
+        let (commit_id, _) = sent(&out);
+        let (out, _) = alice.answer(&dm(), &ack(commit_id, 1));
+        let (cmid, body) = sent(&out);
+        let refused = ConvDown::Error {
+            code: ErrorCode::StaleEpoch,
+            message: "stale".into(),
+            cmid: Some(cmid),
+        };
+        let (out, pass) = alice.answer(&dm(), &refused);
+        assert!(!pass, "the core never sees the refusal");
+        let (again, body2) = sent(&out);
+        assert_eq!(again, cmid);
+        assert_ne!(body2, body, "encrypted again");
+    }
+
+    #[test]
+    fn verify_accepts_only_the_code_and_a_device_change_breaks_it() {
+        let mut alice = MlsClient::new("alice", [6; 16]).unwrap();
+        let bob = MlsClient::new("bob", [7; 16]).unwrap();
+        let lists = |c: &mut MlsClient, who: &MlsClient| {
+            let mut out = Vec::new();
+            for (user, d) in [("alice", listed(who)), ("bob", listed(&bob))] {
+                let d = if user == "alice" { listed(c) } else { d };
+                out.extend(
+                    c.control(&ControlDown::Devices {
+                        user: user.into(),
+                        devices: vec![d],
+                    })
+                    .unwrap(),
+                );
+            }
+            out
+        };
+        alice
+            .command(Command::SafetyCode { user: "bob".into() })
+            .unwrap();
+        let bob_ref = MlsClient::load(&bob.save(), [0; 16]).unwrap();
+        let out = lists(&mut alice, &bob_ref);
+        let code = out
+            .iter()
+            .find_map(|o| match o {
+                MlsOut::Event(crate::app::client::Event::SafetyCode { code, .. }) => {
+                    Some(code.clone())
+                }
+                _ => None,
+            })
+            .expect("a code");
+        alice
+            .command(Command::Verify {
+                user: "bob".into(),
+                code: "00000 ".repeat(12),
+            })
+            .unwrap();
+        let out = lists(&mut alice, &bob_ref);
+        assert!(
+            out.iter()
+                .any(|o| matches!(o, MlsOut::Event(crate::app::client::Event::Error { .. })))
+        );
+        assert!(!alice.is_verified("bob"));
+        alice
+            .command(Command::Verify {
+                user: "@Bob".into(),
+                code: code.replace(' ', ""),
+            })
+            .unwrap();
+        lists(&mut alice, &bob_ref);
+        assert!(alice.is_verified("bob"));
+        let out = alice
+            .control(&ControlDown::DeviceAdded {
+                user: "bob".into(),
+                device: DeviceKey {
+                    device: "evil".into(),
+                    key: vec![1; 32],
+                },
+            })
+            .unwrap();
+        assert!(out.iter().any(|o| matches!(
+            o,
+            MlsOut::Event(crate::app::client::Event::VerificationBroken { user }) if user == "bob"
+        )));
+        assert!(!alice.is_verified("bob"));
+    }
+}
