@@ -38,6 +38,7 @@
 pub mod composer;
 pub mod connect_page;
 mod conversations;
+mod e2e;
 mod edits;
 mod files;
 mod imp;
