@@ -13,6 +13,20 @@ fn message_with(text: &'static str) -> impl Fn(&Value) -> bool {
     move |v| v["event"] == "message" && v["text"] == text
 }
 
+/// Asks for `user`'s devices until the server lists `n` (a device announces itself
+/// right after its login, on its own connection).
+fn wait_listed(c: &mut ChatProc, user: &str, n: usize) {
+    for _ in 0..100 {
+        c.cmd(json!({"cmd": "devices", "user": user}));
+        let d = c.expect("devices", |v| v["event"] == "devices");
+        if d["devices"].as_array().map_or(0, Vec::len) == n {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    panic!("{user} never had {n} devices");
+}
+
 #[test]
 fn direct_messages_are_mls_across_devices_and_never_reach_the_server_in_clear() {
     let dir = tempfile::tempdir().unwrap();
@@ -24,6 +38,9 @@ fn direct_messages_are_mls_across_devices_and_never_reach_the_server_in_clear() 
     let home_b2 = dir.path().join("b2");
     let mut alice = ChatProc::login(&addr, "alice", &home_a);
     let mut bob = ChatProc::login(&addr, "bob", &home_b1);
+    // Bob's device is announced right after his login; a send that finds none falls back to
+    // the first scheme (see the last test), so wait until the server lists it.
+    wait_listed(&mut alice, "bob", 1);
 
     alice.send("@bob", "canary-mls-7f3a91 first");
     let m = bob.expect("alice's message", message_with("canary-mls-7f3a91 first"));
@@ -117,6 +134,8 @@ fn safety_codes_match_verify_checks_them_and_a_new_device_breaks_verification() 
     let addr = server.addr.clone();
     let mut alice = ChatProc::login(&addr, "alice", &dir.path().join("a"));
     let mut bob = ChatProc::login(&addr, "bob", &dir.path().join("b1"));
+    wait_listed(&mut alice, "bob", 1);
+    wait_listed(&mut bob, "alice", 1);
     alice.send("@bob", "hello");
     bob.expect("hello", message_with("hello"));
 
@@ -151,4 +170,42 @@ fn safety_codes_match_verify_checks_them_and_a_new_device_breaks_verification() 
     alice.cmd(json!({"cmd": "safety_code", "user": "bob"}));
     let again = alice.expect("safety_code", |v| v["event"] == "safety_code");
     assert_ne!(again["code"], code, "a new device changes the code");
+}
+
+#[test]
+fn a_peer_without_an_mls_device_gets_the_first_scheme_and_it_still_opens() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("srv");
+    let server = ServerProc::start(&data, "127.0.0.1:0", &[]);
+    let (home_a, home_b) = (dir.path().join("a"), dir.path().join("b"));
+    // Both have an account and an identity key; then bob's MLS device is gone, as for a
+    // user whose only client is of the first release.
+    let alice = ChatProc::login(&server.addr, "alice", &home_a);
+    let bob = ChatProc::login(&server.addr, "bob", &home_b);
+    alice.finish_ok();
+    bob.finish_ok();
+    // The same address again: a client's state (and first-scheme identity key) is kept
+    // per server address.
+    let listen = format!("127.0.0.1:{}", server.port());
+    server.stop();
+    let db = rusqlite::Connection::open(data.join("livewire.db")).unwrap();
+    let n = db
+        .execute("DELETE FROM mls_devices WHERE user_key = 'bob'", [])
+        .unwrap();
+    assert_eq!(n, 1, "bob had one device");
+    drop(db);
+
+    let server = ServerProc::start(&data, &listen, &[]);
+    let mut alice = ChatProc::login(&server.addr, "alice", &home_a);
+    alice.send("@bob", "first scheme, for an old client");
+    alice.expect("sent", |v| v["event"] == "sent");
+    alice.sync();
+    let mut bob = ChatProc::login(&server.addr, "bob", &home_b);
+    let m = bob.expect(
+        "the message",
+        message_with("first scheme, for an old client"),
+    );
+    assert_eq!(m.get("e2e"), None, "not MLS: {m}");
+    let errors: Vec<&Value> = bob.log.iter().filter(|v| v["event"] == "error").collect();
+    assert!(errors.is_empty(), "{errors:#?}");
 }

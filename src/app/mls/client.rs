@@ -58,8 +58,6 @@ struct ConvState {
     answers: Vec<(String, Vec<DeviceKey>, Vec<Vec<u8>>)>,
     /// The group's devices were checked against the server's lists this session.
     checked: bool,
-    /// The peer has no MLS device: the first scheme.
-    legacy: bool,
     /// Messages sent since this device's last update.
     sent: u32,
     /// A commit of this device whose answer a lost connection took: sent again before
@@ -230,9 +228,6 @@ impl MlsClient {
         }
         let ready = self.ready(&conv);
         let st = self.convs.entry(conv.clone()).or_default();
-        if st.legacy {
-            return vec![MlsOut::Legacy(conv, up)];
-        }
         if let Some(commit) = st.resend.take() {
             st.waiting.push_back(up);
             return vec![MlsOut::Conv(conv, commit)];
@@ -378,8 +373,8 @@ impl MlsClient {
             .map(|(_, d, _)| d.len())
             .sum::<usize>();
         if peer != me && peer_devices == 0 && !self.device.has_group(&key) {
-            // A peer of the first release: the first scheme, for this session.
-            st.legacy = true;
+            // A peer of the first release (or one whose device the server has not heard
+            // of yet): the first scheme for what waited; the next send asks again.
             let waiting: Vec<ConvUp> = st.waiting.drain(..).collect();
             return waiting
                 .into_iter()
