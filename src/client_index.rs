@@ -365,6 +365,7 @@ mod tests {
             edited: false,
             mentions: Vec::new(),
             mentions_me: false,
+            e2e: false,
         })
     }
 

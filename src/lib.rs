@@ -20,6 +20,9 @@
 //! │   │                    receipts (markers, unread counts), typing, mentions
 //! │   ├── edits.rs         what edits, replies and reactions mean on the wire
 //! │   ├── mentions.rs      `@name` tokens and their members, for both cores
+//! │   ├── mls/             end-to-end encryption with MLS (openmls): a device's state
+//! │   │                    (device), the client's layer between core and wire (client),
+//! │   │                    body format (wire), safety codes (safety)
 //! │   ├── files.rs         file messages and chunk arithmetic
 //! │   ├── blobs.rs         the `FileBlobs` trait: where stored files' bytes live
 //! │   ├── limits.rs        configurable limits, token buckets, backoff
@@ -34,7 +37,8 @@
 //! │   ├── tls.rs           certificates, pinning (TOFU), the custom verifier
 //! │   ├── codec.rs         length-prefixed postcard frames with a size limit
 //! │   ├── envelope.rs      AES-256-GCM-SIV session envelopes, seal/open of event bodies
-//! │   ├── identity.rs      end-to-end keys of private conversations
+//! │   ├── identity.rs      end-to-end keys of the first scheme (before MLS)
+//! │   ├── mls_state.rs     where a device's MLS state file lives (0600)
 //! │   ├── sealing.rs       what the client seals in a send, an edit or a reaction
 //! │   ├── auth.rs          Argon2id password hashing
 //! │   ├── save.rs          atomic file writes off the async threads

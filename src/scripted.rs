@@ -372,6 +372,7 @@ mod tests {
             edited: false,
             mentions: vec![],
             mentions_me: false,
+            e2e: false,
         });
         assert_eq!(
             v,

@@ -714,6 +714,7 @@ fn room_widgets(app: &gtk::Application, dir: &std::path::Path) {
         edited: false,
         mentions: vec![],
         mentions_me: false,
+        e2e: false,
     });
     wait_frames(&win, 2);
     let fed = t.elapsed();

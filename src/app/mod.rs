@@ -9,6 +9,7 @@ pub mod files;
 pub mod ids;
 pub mod limits;
 pub mod mentions;
+pub mod mls;
 pub mod protocol;
 pub mod rooms;
 pub mod search;

@@ -89,6 +89,9 @@ pub enum ErrorCode {
     /// A request on a conversation stream that was never opened (or whose opening failed,
     /// which was reported already).
     NotOpen,
+    /// An MLS message made in an epoch that is not the conversation's current one (another
+    /// commit came first): the client catches up and tries again.
+    StaleEpoch,
     /// A code this build does not know, from a newer peer. Kept so that a newer server's
     /// new code still reaches an older client as an error (its message says what went
     /// wrong) instead of making the whole frame undecodable. Never sent.
@@ -125,6 +128,7 @@ impl ErrorCode {
             ErrorCode::NotInvited => "not_invited",
             ErrorCode::AlreadyMember => "already_member",
             ErrorCode::NotOpen => "not_open",
+            ErrorCode::StaleEpoch => "stale_epoch",
             ErrorCode::Unknown => "unknown",
         }
     }
@@ -248,6 +252,49 @@ pub enum ControlUp {
         /// At most this many results (capped by the server).
         limit: u32,
     },
+    /// MLS (`crate::app::mls`): this device and fresh key packages of it, sent after every
+    /// login. The server checks that each package's credential is this user and device;
+    /// a new device (or a new key for it) is announced with [`ControlDown::DeviceAdded`].
+    MlsDevice {
+        /// The device id.
+        device: String,
+        /// TLS-encoded MLS key packages (at most [`MAX_KEY_PACKAGES_UP`]).
+        key_packages: Vec<Vec<u8>>,
+    },
+    /// A user's devices (answered by [`ControlDown::Devices`]).
+    Devices {
+        /// The user.
+        user: String,
+    },
+    /// One key package of each device of `user` but the asking one, to add them to the
+    /// group of `conv` (answered by [`ControlDown::KeyPackages`]).
+    ClaimKeyPackages {
+        /// The private conversation (the asking user and `user` must be in it).
+        conv: ConvId,
+        /// Whose devices.
+        user: String,
+    },
+    /// Forget one of this user's own devices (peers see [`ControlDown::DeviceRemoved`]).
+    RemoveDevice {
+        /// The device id.
+        device: String,
+    },
+}
+
+/// At most this many key packages in one [`ControlUp::MlsDevice`].
+pub const MAX_KEY_PACKAGES_UP: usize = 10;
+
+/// Room for the MLS framing of a private body (signature, headers, padding) and for the
+/// welcome a commit carries.
+pub const MLS_OVERHEAD: usize = 8 * 1024;
+
+/// A device of a user as the server lists it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceKey {
+    /// The device id.
+    pub device: String,
+    /// Its MLS signature public key.
+    pub key: Vec<u8>,
 }
 
 /// Server to client, on the control stream.
@@ -372,6 +419,40 @@ pub enum ControlDown {
         token: u64,
         /// The matches, or the refusal: code and words for a person.
         results: Result<Vec<crate::app::search::SearchHit>, (ErrorCode, String)>,
+    },
+    /// Answer to [`ControlUp::Devices`].
+    Devices {
+        /// The user.
+        user: String,
+        /// Their devices, by id.
+        devices: Vec<DeviceKey>,
+    },
+    /// Answer to [`ControlUp::ClaimKeyPackages`]: every device of `user` (but the asking
+    /// one) and one key package for each device that had one left.
+    KeyPackages {
+        /// The conversation it was asked for.
+        conv: ConvId,
+        /// The user.
+        user: String,
+        /// Their devices (without the asking one).
+        devices: Vec<DeviceKey>,
+        /// Key packages (TLS-encoded), each handed out once.
+        packages: Vec<Vec<u8>>,
+    },
+    /// A user this user shares a private conversation with (or this user) has a new device,
+    /// or a new key for one.
+    DeviceAdded {
+        /// The user.
+        user: String,
+        /// The device.
+        device: DeviceKey,
+    },
+    /// A device was removed.
+    DeviceRemoved {
+        /// The user.
+        user: String,
+        /// The device id.
+        device: String,
     },
 }
 
@@ -613,6 +694,10 @@ pub enum EventKind {
         /// The emoji (sealed like a message body).
         body: Vec<u8>,
     },
+    /// Never sent by the server: what a client's MLS layer makes of an event with nothing
+    /// to show — a commit, or a message from before this device joined (see
+    /// `crate::app::mls`). Its sequence number still counts.
+    Handshake,
 }
 
 impl EventKind {
@@ -623,7 +708,7 @@ impl EventKind {
             | EventKind::Edited { body }
             | EventKind::Edit { body, .. }
             | EventKind::Reaction { body, .. } => Some(body),
-            EventKind::Erased | EventKind::Tombstone { .. } => None,
+            EventKind::Erased | EventKind::Tombstone { .. } | EventKind::Handshake => None,
         }
     }
 
@@ -634,7 +719,7 @@ impl EventKind {
             | EventKind::Edited { body }
             | EventKind::Edit { body, .. }
             | EventKind::Reaction { body, .. } => body.len(),
-            EventKind::Erased | EventKind::Tombstone { .. } => 0,
+            EventKind::Erased | EventKind::Tombstone { .. } | EventKind::Handshake => 0,
         }
     }
 }

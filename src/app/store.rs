@@ -253,7 +253,32 @@ pub trait Store {
         viewer_key: &str,
         limit: usize,
     ) -> StoreResult<Vec<StoredEvent>>;
+    /// MLS devices (`crate::app::mls`): records `user`'s device `device` with its signature
+    /// key; `true` when it is new or its key changed.
+    fn put_device(&mut self, user: &str, device: &str, key: &[u8]) -> StoreResult<bool>;
+    /// Forgets a device and its key packages; `true` if it was there.
+    fn remove_device(&mut self, user: &str, device: &str) -> StoreResult<bool>;
+    /// A user's devices with their signature keys, by device id.
+    fn devices(&mut self, user: &str) -> StoreResult<Vec<(String, Vec<u8>)>>;
+    /// Adds key packages of a device (each handed out once), keeping its newest
+    /// [`MAX_KEY_PACKAGES`].
+    fn add_key_packages(
+        &mut self,
+        user: &str,
+        device: &str,
+        packages: &[Vec<u8>],
+    ) -> StoreResult<()>;
+    /// Takes (and deletes) a device's oldest key package.
+    fn claim_key_package(&mut self, user: &str, device: &str) -> StoreResult<Option<Vec<u8>>>;
+    /// A private conversation's MLS epoch (0 before its first commit) and the client id of
+    /// the commit that made it.
+    fn mls_epoch(&mut self, conv: &ConvId) -> StoreResult<(u64, Option<ClientMsgId>)>;
+    /// Records the epoch a commit (`cmid`) moved the conversation to.
+    fn set_mls_epoch(&mut self, conv: &ConvId, epoch: u64, cmid: ClientMsgId) -> StoreResult<()>;
 }
+
+/// Key packages kept per device (older ones are dropped as new ones arrive).
+pub const MAX_KEY_PACKAGES: usize = 20;
 
 /// A reaction added or taken back, for [`Store::react`].
 #[derive(Debug, Clone, Copy)]

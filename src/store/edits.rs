@@ -21,7 +21,8 @@ pub(super) fn kind_columns(kind: &EventKind) -> (i64, Option<&[u8]>, Option<i64>
     let id = |t: &MsgId| Some(*t.min(&(i64::MAX as u64)) as i64);
     match kind {
         EventKind::Message { body } => (0, Some(body.as_slice()), None),
-        EventKind::Erased => (1, None, None),
+        // Never stored (a client-side kind): as an erased message if it ever were.
+        EventKind::Erased | EventKind::Handshake => (1, None, None),
         EventKind::Tombstone { target } => (2, None, id(target)),
         EventKind::Edited { body } => (3, Some(body.as_slice()), None),
         EventKind::Edit { target, body } => (4, Some(body.as_slice()), id(target)),

@@ -26,6 +26,7 @@ use crate::app::store::{
 };
 
 mod edits;
+mod mls;
 #[cfg(feature = "postgres")]
 mod postgres;
 mod receipts;
@@ -145,6 +146,8 @@ const MIGRATIONS: &[&str] = &[
      );",
     // 8: full-text search over #general and rooms (src/store/search.rs).
     search::MIGRATION,
+    // 9: MLS devices, key packages and group epochs (src/store/mls.rs).
+    mls::MIGRATION,
 ];
 
 /// The migration after which every stored skeleton is [`skeleton_of`] its name.
@@ -809,6 +812,39 @@ impl Store for SqliteStore {
 
     fn receipts(&mut self, key: &str) -> StoreResult<bool> {
         receipts::get(&self.db, key)
+    }
+
+    fn put_device(&mut self, user: &str, device: &str, key: &[u8]) -> StoreResult<bool> {
+        mls::put_device(&self.db, user, device, key)
+    }
+
+    fn remove_device(&mut self, user: &str, device: &str) -> StoreResult<bool> {
+        mls::remove_device(&self.db, user, device)
+    }
+
+    fn devices(&mut self, user: &str) -> StoreResult<Vec<(String, Vec<u8>)>> {
+        mls::devices(&self.db, user)
+    }
+
+    fn add_key_packages(
+        &mut self,
+        user: &str,
+        device: &str,
+        packages: &[Vec<u8>],
+    ) -> StoreResult<()> {
+        mls::add_key_packages(&self.db, user, device, packages)
+    }
+
+    fn claim_key_package(&mut self, user: &str, device: &str) -> StoreResult<Option<Vec<u8>>> {
+        mls::claim_key_package(&self.db, user, device)
+    }
+
+    fn mls_epoch(&mut self, conv: &ConvId) -> StoreResult<(u64, Option<ClientMsgId>)> {
+        mls::epoch(&self.db, conv)
+    }
+
+    fn set_mls_epoch(&mut self, conv: &ConvId, epoch: u64, cmid: ClientMsgId) -> StoreResult<()> {
+        mls::set_epoch(&self.db, conv, epoch, cmid)
     }
 }
 

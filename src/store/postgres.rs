@@ -32,6 +32,7 @@
 mod blobs;
 mod edits;
 mod identity;
+mod mls;
 mod receipts;
 mod rooms;
 mod search;
@@ -184,6 +185,8 @@ const MIGRATIONS: &[&str] = &[
         cert_pem TEXT NOT NULL,
         key_pem TEXT NOT NULL
      );",
+    // 8: MLS devices, key packages and group epochs (postgres/mls.rs).
+    mls::MIGRATION,
 ];
 
 /// The advisory lock key that serialises migrations of nodes starting together
@@ -913,5 +916,40 @@ impl Store for PgStore {
 
     fn receipts(&mut self, key: &str) -> StoreResult<bool> {
         self.run(|c| receipts::get(c, key))
+    }
+
+    fn put_device(&mut self, user: &str, device: &str, key: &[u8]) -> StoreResult<bool> {
+        self.run(|c| mls::put_device(c, user, device, key))
+    }
+
+    fn remove_device(&mut self, user: &str, device: &str) -> StoreResult<bool> {
+        self.run(|c| mls::remove_device(c, user, device))
+    }
+
+    fn devices(&mut self, user: &str) -> StoreResult<Vec<(String, Vec<u8>)>> {
+        self.run(|c| mls::devices(c, user))
+    }
+
+    fn add_key_packages(
+        &mut self,
+        user: &str,
+        device: &str,
+        packages: &[Vec<u8>],
+    ) -> StoreResult<()> {
+        self.run(|c| mls::add_key_packages(c, user, device, packages))
+    }
+
+    fn claim_key_package(&mut self, user: &str, device: &str) -> StoreResult<Option<Vec<u8>>> {
+        self.run(|c| mls::claim_key_package(c, user, device))
+    }
+
+    fn mls_epoch(&mut self, conv: &ConvId) -> StoreResult<(u64, Option<ClientMsgId>)> {
+        let conv = conv.storage_key();
+        self.run(|c| mls::epoch(c, &conv))
+    }
+
+    fn set_mls_epoch(&mut self, conv: &ConvId, epoch: u64, cmid: ClientMsgId) -> StoreResult<()> {
+        let conv = conv.storage_key();
+        self.run(|c| mls::set_epoch(c, &conv, epoch, cmid))
     }
 }

@@ -20,11 +20,12 @@ use super::files::{ClientFiles, FileBook, FileMsg, note_event};
 use super::identity::IdentityKey;
 use super::quic::{self, Connection, Endpoint, RecvStream, SendStream};
 use super::save::{read_file, write_atomic};
-use super::sealing::{SealError, seal_up};
+use super::sealing::{SealError, seal_session, seal_up};
 use super::tls::{PinStore, PinningVerifier, SERVER_NAME};
 pub use crate::app::client::STREAM_IDLE;
 use crate::app::client::{Backoff, ClientCore, Command, Event, Output, SavedState};
-use crate::app::ids::ConvId;
+use crate::app::ids::{ConvId, MsgId};
+use crate::app::mls::{MlsClient, MlsOut};
 use crate::app::protocol::{
     ControlDown, ControlUp, ConvDown, ConvEvent, ConvUp, ErrorCode, PROTOCOL_VERSION,
 };
@@ -261,6 +262,9 @@ async fn run(
         }
         None => IdentityKey::generate(),
     });
+    let mut mls = super::mls_state::load(opts.state_file.as_deref(), &opts.user, random_bytes())
+        .await
+        .map_err(|e| Fatal::Config(format!("cannot load this device's MLS state: {e}")))?;
     let mut files =
         ClientFiles::new(&opts.user, identity.clone(), opts.state_file.as_deref()).await;
     let state_file = opts.state_file.clone();
@@ -271,9 +275,29 @@ async fn run(
     .await
     .unwrap_or_else(|_| ClientIndex::in_memory())
     .ignoring(UNREADABLE);
-    let result = drive(&opts, core, &identity, &mut files, &mut index, cmds, events).await;
+    let result = drive(
+        &opts,
+        core,
+        &identity,
+        &mut files,
+        Local {
+            index: &mut index,
+            mls: &mut mls,
+        },
+        cmds,
+        events,
+    )
+    .await;
+    super::mls_state::save(opts.state_file.as_deref(), &mut mls).await;
     files.close().await;
     result
+}
+
+/// What a device keeps for itself across sessions: the search index of what it
+/// decrypted, and its MLS state.
+struct Local<'a> {
+    index: &'a mut ClientIndex,
+    mls: &'a mut MlsClient,
 }
 
 /// Connects, runs sessions and reconnects until the run ends.
@@ -282,10 +306,11 @@ async fn drive(
     mut core: ClientCore,
     identity: &Arc<IdentityKey>,
     files: &mut ClientFiles,
-    index: &mut ClientIndex,
+    local: Local<'_>,
     cmds: async_channel::Receiver<Command>,
     events: &async_channel::Sender<ClientEvent>,
 ) -> Result<(), Fatal> {
+    let Local { index, mls } = local;
     let mut file_rx = files.take_rx();
     let mut backoff = Backoff::default();
     let mut ever_connected = false;
@@ -322,6 +347,7 @@ async fn drive(
                     identity,
                     files,
                     index,
+                    mls: &mut *mls,
                     file_rx: &mut file_rx,
                     started,
                 };
@@ -797,6 +823,14 @@ async fn control_reader(mut recv: RecvStream, tx: mpsc::Sender<Incoming>) {
     }
 }
 
+/// How a conversation frame's body is sealed end to end before the session envelope.
+enum Seal {
+    /// The first scheme (`identity`) in a private conversation; none elsewhere.
+    Legacy,
+    /// Already sealed by the MLS layer.
+    Session,
+}
+
 struct Wire<'a> {
     conn: &'a Connection,
     control: &'a mut SendStream,
@@ -810,6 +844,8 @@ struct Wire<'a> {
     reading: Arc<AtomicUsize>,
     /// The local search index, fed with the private messages shown.
     index: &'a mut ClientIndex,
+    /// The MLS layer of private conversations.
+    mls: &'a mut MlsClient,
 }
 
 /// What a session needs from the client around it.
@@ -820,13 +856,14 @@ struct SessionCtx<'a> {
     identity: &'a Arc<IdentityKey>,
     files: &'a mut ClientFiles,
     index: &'a mut ClientIndex,
+    mls: &'a mut MlsClient,
     file_rx: &'a mut mpsc::UnboundedReceiver<FileMsg>,
     /// The start of the run: the core's clock counts from here.
     started: tokio::time::Instant,
 }
 
 /// The text shown in place of a private message that does not open.
-const UNREADABLE: &str = "🔒 This message could not be decrypted on this device.";
+const UNREADABLE: &str = crate::app::mls::UNREADABLE;
 
 /// Opens the end-to-end layer of a private conversation's messages in place. A message
 /// that does not open is replaced by a notice (so it is not lost from the sequence) and
@@ -836,6 +873,7 @@ fn open_private(
     identity: &IdentityKey,
     conv: &ConvId,
     down: &mut ConvDown,
+    handled: &std::collections::HashSet<MsgId>,
 ) -> Vec<Output> {
     let me = core.user().to_ascii_lowercase();
     let Some(peer) = conv.peer_of(&me).map(str::to_owned) else {
@@ -844,6 +882,10 @@ fn open_private(
     let conv_key = conv.storage_key();
     let mut out = Vec::new();
     let mut open_one = |core: &mut ClientCore, e: &mut ConvEvent| {
+        if handled.contains(&e.id) {
+            // Opened by the MLS layer.
+            return;
+        }
         let e2e_id = super::sealing::e2e_open_id(e);
         let Some(body) = e.kind.body_mut() else {
             return;
@@ -916,16 +958,73 @@ impl Wire<'_> {
                         .await
                         .map_err(|e| e.to_string())?;
                 }
-                Output::Conv(conv, mut up) => {
+                Output::Conv(conv, up) if conv.peer_of(&self.me_key).is_some() => {
+                    let outs = self.mls.outgoing(conv, up);
+                    self.apply_mls(outs, events, core).await?;
+                }
+                Output::Conv(conv, up) => {
+                    self.write_conv(conv, up, Seal::Legacy, events, core)
+                        .await?
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Carries out what the MLS layer asks for.
+    async fn apply_mls(
+        &mut self,
+        outs: Vec<MlsOut>,
+        events: &async_channel::Sender<ClientEvent>,
+        core: &ClientCore,
+    ) -> Result<(), String> {
+        for o in outs {
+            match o {
+                MlsOut::Conv(conv, up) => {
+                    self.write_conv(conv, up, Seal::Session, events, core)
+                        .await?
+                }
+                MlsOut::Legacy(conv, up) => {
+                    self.write_conv(conv, up, Seal::Legacy, events, core)
+                        .await?
+                }
+                MlsOut::Control(up) => {
+                    codec::write_frame(self.control, &up, MAX_UP_FRAME)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                }
+                MlsOut::Event(e) => {
+                    let _ = events.send(ClientEvent::App(e)).await;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Seals a conversation frame and writes it, opening the stream on first use.
+    async fn write_conv(
+        &mut self,
+        conv: ConvId,
+        mut up: ConvUp,
+        seal: Seal,
+        events: &async_channel::Sender<ClientEvent>,
+        core: &ClientCore,
+    ) -> Result<(), String> {
+        {
+            {
+                {
                     let peer_key = conv.peer_of(&self.me_key).and_then(|p| core.peer_key(p));
-                    let sealed = seal_up(
-                        &self.identity,
-                        &self.keys,
-                        peer_key,
-                        &conv,
-                        &self.me_key,
-                        &mut up,
-                    );
+                    let sealed = match seal {
+                        Seal::Legacy => seal_up(
+                            &self.identity,
+                            &self.keys,
+                            peer_key,
+                            &conv,
+                            &self.me_key,
+                            &mut up,
+                        ),
+                        Seal::Session => seal_session(&self.keys, &conv, &self.me_key, &mut up),
+                    };
                     match sealed {
                         Ok(()) => {}
                         Err(e @ SealError::NoPeerKey(_)) => {
@@ -933,7 +1032,7 @@ impl Wire<'_> {
                             let _ = events
                                 .send(ClientEvent::App(Event::error(ErrorCode::Internal, msg)))
                                 .await;
-                            continue;
+                            return Ok(());
                         }
                         Err(e) => return Err(e.to_string()),
                     }
@@ -979,6 +1078,7 @@ async fn run_session(
         identity,
         files,
         index,
+        mls,
         file_rx,
         started,
     } = ctx;
@@ -1015,6 +1115,7 @@ async fn run_session(
         tx,
         reading: Arc::new(AtomicUsize::new(0)),
         index,
+        mls,
     };
     let mut closing_reason: Option<String> = None;
     let mut save_tick = tokio::time::interval(Duration::from_millis(250));
@@ -1032,7 +1133,13 @@ async fn run_session(
             server: via.entry,
         }),
     );
-    let mut result = wire.apply(outputs, events, core).await;
+    // This device and fresh key packages of it, before anything the user sees: a peer
+    // told `ready` finds this device listed.
+    let outs = wire.mls.logged_in();
+    let mut result = wire.apply_mls(outs, events, core).await;
+    if result.is_ok() {
+        result = wire.apply(outputs, events, core).await;
+    }
     let end = loop {
         if let Err(e) = std::mem::replace(&mut result, Ok(())) {
             debug!("write failed: {e}");
@@ -1050,6 +1157,11 @@ async fn run_session(
                     Ok(Command::Streams) => vec![Output::Event(wire.streams_event(core))],
                     Ok(Command::Search { query, conv, limit }) => {
                         search(core, wire.index, &query, conv.as_deref(), limit)
+                    }
+                    Ok(cmd @ (Command::Devices { .. } | Command::SafetyCode { .. } | Command::Verify { .. })) => {
+                        let outs = wire.mls.command(cmd).unwrap_or_default();
+                        result = wire.apply_mls(outs, events, core).await;
+                        continue;
                     }
                     Ok(cmd) => match files.command(cmd, core) {
                         Ok(out) => out,
@@ -1077,11 +1189,36 @@ async fn run_session(
                         closing_reason = Some(reason);
                         Vec::new()
                     }
-                    Incoming::Control(down) => core.control(down),
+                    Incoming::Control(down) => match wire.mls.control(&down) {
+                        Some(outs) => {
+                            result = wire.apply_mls(outs, events, core).await;
+                            continue;
+                        }
+                        None => core.control(down),
+                    },
                     Incoming::Conv(conv, mut down) => {
-                        let mut out = open_private(core, identity, &conv, &mut down);
-                        out.extend(core.conv(conv, down));
-                        out
+                        let (outs, pass) = wire.mls.answer(&conv, &down);
+                        let (opened, handled) = if pass {
+                            wire.mls.open(&conv, &mut down)
+                        } else {
+                            (Vec::new(), Default::default())
+                        };
+                        let mut mls_outs = outs;
+                        mls_outs.extend(opened);
+                        let mut out = Vec::new();
+                        if pass {
+                            out = open_private(core, identity, &conv, &mut down, &handled);
+                            let mut from_core = core.conv(conv, down);
+                            wire.mls.mark_e2e(&mut from_core);
+                            out.extend(from_core);
+                        }
+                        // The core's events first (a joined group's news after the message
+                        // that brought it), then what the MLS layer sends.
+                        result = wire.apply(out, events, core).await;
+                        if result.is_ok() {
+                            result = wire.apply_mls(mls_outs, events, core).await;
+                        }
+                        continue;
                     }
                     Incoming::Warn(e) => vec![Output::Event(e)],
                 };
@@ -1091,6 +1228,7 @@ async fn run_session(
                 if let Some(state) = core.take_saved_state() {
                     save_state(&opts.state_file, &state).await;
                 }
+                super::mls_state::save(opts.state_file.as_deref(), wire.mls).await;
                 // Idle streams close on this tick, so within a quarter second of their time.
                 let outputs = core.tick(started.elapsed());
                 result = wire.apply(outputs, events, core).await;

@@ -15,6 +15,7 @@ pub mod failover;
 pub mod faulty;
 pub mod files;
 pub mod identity;
+pub mod mls_state;
 pub mod portmap;
 pub mod quic;
 pub mod save;

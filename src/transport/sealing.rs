@@ -74,3 +74,22 @@ pub fn e2e_open_id(e: &ConvEvent) -> ClientMsgId {
         _ => e.cmid,
     }
 }
+
+/// Seals, in place, only the session layer of a frame whose body the MLS layer sealed end
+/// to end already (`crate::app::mls::MlsClient`).
+pub fn seal_session(
+    keys: &SessionKeys,
+    conv: &ConvId,
+    me_key: &str,
+    up: &mut ConvUp,
+) -> Result<(), SealError> {
+    let Some(cmid) = up.cmid() else {
+        return Ok(());
+    };
+    if let Some(body) = up.body_mut() {
+        *body = keys
+            .seal_sent_body(&conv.storage_key(), me_key, cmid, body)
+            .map_err(|e| SealError::Envelope(e.to_string()))?;
+    }
+    Ok(())
+}

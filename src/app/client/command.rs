@@ -224,6 +224,24 @@ pub enum Command {
         #[serde(default)]
         limit: Option<u32>,
     },
+    /// A user's devices (answered by `devices`).
+    Devices {
+        /// The user (`bob` or `@bob`).
+        user: String,
+    },
+    /// The safety code you and `user` compare (answered by `safety_code`).
+    SafetyCode {
+        /// The user.
+        user: String,
+    },
+    /// Mark `user` verified if `code` is your safety code with them (answered by
+    /// `verified`, or an error when it does not match).
+    Verify {
+        /// The user.
+        user: String,
+        /// The code they read to you (spaces ignored).
+        code: String,
+    },
 }
 
 fn public() -> Visibility {
@@ -417,6 +435,9 @@ pub enum Event {
         /// Whether it names you (omitted when not).
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         mentions_me: bool,
+        /// End-to-end encrypted with MLS (omitted when not).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        e2e: bool,
     },
     /// Progress of a file transfer (throttled: about every MiB, and at the end).
     Transfer {
@@ -642,6 +663,46 @@ pub enum Event {
     Search {
         /// The matches.
         results: Vec<super::SearchItem>,
+    },
+    /// Answer to `devices`: a user's devices (MLS members), by id.
+    Devices {
+        /// The user.
+        user: String,
+        /// Device ids.
+        devices: Vec<String>,
+    },
+    /// A user you talk to privately (or you) has a new device: it is added to your private
+    /// conversations with them and reads from then on.
+    DeviceAdded {
+        /// The user.
+        user: String,
+        /// The device id.
+        device: String,
+    },
+    /// A device was removed: it reads nothing more.
+    DeviceRemoved {
+        /// The user.
+        user: String,
+        /// The device id.
+        device: String,
+    },
+    /// Answer to `safety_code`: the code to compare with the user (the same on both
+    /// sides; it changes when either user's devices change).
+    SafetyCode {
+        /// The user.
+        user: String,
+        /// 12 groups of 5 digits.
+        code: String,
+    },
+    /// Answer to `verify`: the code matched, the user is verified.
+    Verified {
+        /// The user.
+        user: String,
+    },
+    /// A verified user's devices (or yours) changed: compare the safety code again.
+    VerificationBroken {
+        /// The user.
+        user: String,
     },
 }
 

@@ -47,6 +47,17 @@ impl ClientCore {
                 }
             }
             ConvDown::Ack { cmid, id, seq, ts } => {
+                let ours = self.outbox.iter().any(|p| p.cmid == cmid);
+                if !ours
+                    && let Some(s) = self.convs.get_mut(&conv)
+                    && s.stream == Stream::Open
+                    && s.last_seq.is_some_and(|l| l + 1 == seq)
+                {
+                    // A frame the transport sent itself (an MLS commit): its number is
+                    // ours, no event of it will come on this stream.
+                    s.last_seq = Some(seq);
+                    self.dirty = true;
+                }
                 if let Some(i) = self.outbox.iter().position(|p| p.cmid == cmid) {
                     let p = self.outbox.remove(i);
                     self.shown.insert(id);
@@ -165,6 +176,8 @@ impl ClientCore {
         self.dirty = true;
         let label = self.label(conv);
         match e.kind {
+            // An MLS commit, or a message not for this device: only its number counts.
+            EventKind::Handshake => {}
             EventKind::Tombstone { target } => {
                 self.forget_unread(conv, target);
                 self.event(Event::Deleted {
@@ -223,6 +236,7 @@ impl ClientCore {
                     edited,
                     mentions,
                     mentions_me,
+                    e2e: false,
                 });
             }
         }

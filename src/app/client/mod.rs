@@ -394,6 +394,11 @@ impl ClientCore {
                     ErrorCode::BadRequest,
                     "file transfers are handled by the transport",
                 )),
+            Command::Devices { .. } | Command::SafetyCode { .. } | Command::Verify { .. } => self
+                .event(Event::error(
+                    ErrorCode::BadRequest,
+                    "devices and safety codes need a connection to the server",
+                )),
             room => {
                 if let Some(up) = room_up(room) {
                     if self.online {
@@ -530,6 +535,11 @@ impl ClientCore {
             ControlDown::LoginOk { .. }
             | ControlDown::LoginRefused { .. }
             | ControlDown::Closing { .. } => {}
+            // MLS: the transport's MLS layer (`crate::app::mls::MlsClient`) handles these.
+            ControlDown::Devices { .. }
+            | ControlDown::KeyPackages { .. }
+            | ControlDown::DeviceAdded { .. }
+            | ControlDown::DeviceRemoved { .. } => {}
             down @ (ControlDown::ReadState { .. }
             | ControlDown::Read { .. }
             | ControlDown::Seen { .. }

@@ -4,7 +4,9 @@
 use super::{ServerCore, ServerLog};
 use crate::app::ids::{ClientMsgId, ConnId, ConvId, UserName};
 use crate::app::limits::TokenBucket;
-use crate::app::protocol::{ControlDown, ConvDown, ConvEvent, ConvUp, E2E_OVERHEAD, ErrorCode};
+use crate::app::protocol::{
+    ControlDown, ConvDown, ConvEvent, ConvUp, E2E_OVERHEAD, ErrorCode, MLS_OVERHEAD,
+};
 use crate::app::store::{Store, StoreError};
 
 impl<S: Store> ServerCore<S> {
@@ -253,7 +255,7 @@ impl<S: Store> ServerCore<S> {
     ) -> Result<(), StoreError> {
         let limit = match conv {
             ConvId::General | ConvId::Room(_) => self.limits.max_body,
-            ConvId::Direct(..) => self.limits.max_body + E2E_OVERHEAD,
+            ConvId::Direct(..) => self.limits.max_body + E2E_OVERHEAD.max(MLS_OVERHEAD),
         };
         if body.len() > limit {
             let msg = format!("message is {} bytes; the limit is {limit}", body.len());
@@ -290,12 +292,20 @@ impl<S: Store> ServerCore<S> {
             self.conv_error(conn, conv, ErrorCode::BadRequest, msg, Some(cmid));
             return Ok(());
         }
+        let next_epoch = match self.mls_gate(conn, conv, cmid, &body)? {
+            super::mls::Gate::Refused => return Ok(()),
+            super::mls::Gate::Mls(next) => next,
+            super::mls::Gate::Plain => None,
+        };
         if !self.take_token(conn, conv, name, cmid, now) {
             return Ok(());
         }
         let (event, dup) = self
             .store
             .insert_message(conv, name.as_str(), cmid, &body, now)?;
+        if let (Some(epoch), false) = (next_epoch, dup) {
+            self.store.set_mls_epoch(conv, epoch, cmid)?;
+        }
         self.conv_out(
             conn,
             conv,

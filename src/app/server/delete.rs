@@ -31,7 +31,10 @@ impl<S: Store> ServerCore<S> {
         let conv = stored.conv;
         match (&stored.event.kind, scope) {
             (
-                EventKind::Tombstone { .. } | EventKind::Edit { .. } | EventKind::Reaction { .. },
+                EventKind::Tombstone { .. }
+                | EventKind::Edit { .. }
+                | EventKind::Reaction { .. }
+                | EventKind::Handshake,
                 _,
             ) => {
                 self.control_error(conn, ErrorCode::NotFound, format!("{id} is not a message"));

@@ -12,7 +12,7 @@ use super::ServerCore;
 use crate::app::edits::{MAX_EMOJI, REACTION_TAG, check_emoji, split_reply};
 use crate::app::files::is_file_body;
 use crate::app::ids::{ClientMsgId, ConnId, ConvId, MsgId, UserName};
-use crate::app::protocol::{ConvDown, ConvEvent, E2E_OVERHEAD, ErrorCode, EventKind};
+use crate::app::protocol::{ConvDown, ConvEvent, E2E_OVERHEAD, ErrorCode, EventKind, MLS_OVERHEAD};
 use crate::app::store::{Reacted, ReactionChange, Store, StoreError, StoredEvent};
 
 /// An edit request as it came off the stream.
@@ -72,7 +72,7 @@ impl<S: Store> ServerCore<S> {
         };
         let limit = match conv {
             ConvId::General | ConvId::Room(_) => self.limits.max_body,
-            ConvId::Direct(..) => self.limits.max_body + E2E_OVERHEAD,
+            ConvId::Direct(..) => self.limits.max_body + E2E_OVERHEAD.max(MLS_OVERHEAD),
         };
         if body.len() > limit {
             let msg = format!("the new text is {} bytes; the limit is {limit}", body.len());
@@ -176,7 +176,7 @@ impl<S: Store> ServerCore<S> {
                 }
             } else if rkey.len() != REACTION_TAG {
                 Err(format!("a private reaction key has {REACTION_TAG} bytes"))
-            } else if body.is_empty() || body.len() > MAX_EMOJI + E2E_OVERHEAD {
+            } else if body.is_empty() || body.len() > MAX_EMOJI + E2E_OVERHEAD.max(MLS_OVERHEAD) {
                 Err("a sealed emoji has the wrong size".into())
             } else {
                 Ok(())

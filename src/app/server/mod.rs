@@ -17,6 +17,7 @@ mod convs;
 mod delete;
 mod edits;
 mod mentions;
+mod mls;
 mod receipts;
 mod rooms;
 mod search;
@@ -124,6 +125,8 @@ pub struct ServerCore<S> {
     typing_gate: typing::TypingGate,
     /// The other nodes, in cluster mode (`None`: a single node).
     cluster: Option<cluster::ClusterState>,
+    /// The MLS device of each session that announced one (`mls.rs`).
+    mls_devices: HashMap<ConnId, String>,
 }
 
 impl<S: Store> ServerCore<S> {
@@ -143,6 +146,7 @@ impl<S: Store> ServerCore<S> {
             out: Vec::new(),
             typing_gate: typing::TypingGate::default(),
             cluster: None,
+            mls_devices: HashMap::new(),
         }
     }
 

@@ -52,6 +52,7 @@ impl<S: Store> ServerCore<S> {
     }
 
     pub(super) fn disconnected(&mut self, conn: ConnId) {
+        self.mls_devices.remove(&conn);
         let Some(c) = self.conns.remove(&conn) else {
             return;
         };
@@ -236,6 +237,13 @@ impl<S: Store> ServerCore<S> {
                     limit,
                 };
                 self.search(conn, &key, req, now)?;
+            }
+            up @ (ControlUp::MlsDevice { .. }
+            | ControlUp::Devices { .. }
+            | ControlUp::ClaimKeyPackages { .. }
+            | ControlUp::RemoveDevice { .. }) => {
+                let key = session.key.clone();
+                self.mls_command(conn, &key, up)?;
             }
         }
         Ok(())

@@ -34,6 +34,12 @@ pub struct MemStore {
     reads: BTreeMap<(String, ConvId), Seq>,
     /// Users who turned seen receipts off.
     receipts_off: HashSet<String>,
+    /// MLS devices by user: device id → signature key.
+    devices: BTreeMap<String, BTreeMap<String, Vec<u8>>>,
+    /// Key packages by (user, device), oldest first.
+    key_packages: BTreeMap<(String, String), Vec<Vec<u8>>>,
+    /// MLS epochs of private conversations.
+    mls_epochs: BTreeMap<String, (u64, ClientMsgId)>,
 }
 
 impl MemStore {
@@ -484,5 +490,67 @@ impl Store for MemStore {
 
     fn receipts(&mut self, key: &str) -> StoreResult<bool> {
         Ok(!self.receipts_off.contains(key))
+    }
+
+    fn put_device(&mut self, user: &str, device: &str, key: &[u8]) -> StoreResult<bool> {
+        let old = self
+            .devices
+            .entry(user.to_owned())
+            .or_default()
+            .insert(device.to_owned(), key.to_vec());
+        Ok(old.as_deref() != Some(key))
+    }
+
+    fn remove_device(&mut self, user: &str, device: &str) -> StoreResult<bool> {
+        self.key_packages
+            .remove(&(user.to_owned(), device.to_owned()));
+        Ok(self
+            .devices
+            .get_mut(user)
+            .and_then(|d| d.remove(device))
+            .is_some())
+    }
+
+    fn devices(&mut self, user: &str) -> StoreResult<Vec<(String, Vec<u8>)>> {
+        Ok(self
+            .devices
+            .get(user)
+            .map(|d| d.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+            .unwrap_or_default())
+    }
+
+    fn add_key_packages(
+        &mut self,
+        user: &str,
+        device: &str,
+        packages: &[Vec<u8>],
+    ) -> StoreResult<()> {
+        let kps = self
+            .key_packages
+            .entry((user.to_owned(), device.to_owned()))
+            .or_default();
+        kps.extend(packages.iter().cloned());
+        let extra = kps.len().saturating_sub(super::MAX_KEY_PACKAGES);
+        kps.drain(..extra);
+        Ok(())
+    }
+
+    fn claim_key_package(&mut self, user: &str, device: &str) -> StoreResult<Option<Vec<u8>>> {
+        let kps = self
+            .key_packages
+            .get_mut(&(user.to_owned(), device.to_owned()));
+        Ok(kps.and_then(|k| (!k.is_empty()).then(|| k.remove(0))))
+    }
+
+    fn mls_epoch(&mut self, conv: &ConvId) -> StoreResult<(u64, Option<ClientMsgId>)> {
+        Ok(match self.mls_epochs.get(&conv.storage_key()) {
+            Some((e, c)) => (*e, Some(*c)),
+            None => (0, None),
+        })
+    }
+
+    fn set_mls_epoch(&mut self, conv: &ConvId, epoch: u64, cmid: ClientMsgId) -> StoreResult<()> {
+        self.mls_epochs.insert(conv.storage_key(), (epoch, cmid));
+        Ok(())
     }
 }

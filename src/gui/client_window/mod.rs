@@ -41,6 +41,7 @@ mod accounts;
 pub mod composer;
 pub mod connect_page;
 mod conversations;
+mod e2e;
 mod edits;
 mod files;
 mod imp;

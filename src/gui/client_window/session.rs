@@ -400,6 +400,12 @@ impl LwClientWindow {
                 m.mention = mentions_me;
                 self.flush_messages(vec![(conv, vec![m])]);
             }
+            e @ (Event::Devices { .. }
+            | Event::DeviceAdded { .. }
+            | Event::DeviceRemoved { .. }
+            | Event::SafetyCode { .. }
+            | Event::Verified { .. }
+            | Event::VerificationBroken { .. }) => self.handle_e2e_event(e),
             Event::KeyChanged { user, new, .. } => {
                 let short: String = new.chars().take(16).collect();
                 let text = gettext_with(

@@ -1,0 +1,499 @@
+//! The MLS engine with real openmls state: groups of several devices per user, joins,
+//! removals, forward secrecy and post-compromise security with copies of saved state.
+
+use super::*;
+
+const CONV: &str = "@alice:bob";
+
+fn dev(user: &str, device: &str) -> Device {
+    Device::new(user, device).expect("device")
+}
+
+/// `from` commits `body`; the server orders it; every other device applies it.
+fn deliver(from: &mut Device, body: &MlsBody, others: &mut [&mut Device]) -> Vec<Received> {
+    from.commit_accepted(CONV).expect("merge own commit");
+    others
+        .iter_mut()
+        .map(|d| d.receive(CONV, body).expect("receive"))
+        .collect()
+}
+
+fn text(r: Received) -> Vec<u8> {
+    match r {
+        Received::App { data, .. } => data,
+        other => panic!("not an application message: {other:?}"),
+    }
+}
+
+#[test]
+fn a_dm_of_three_devices_carries_messages_both_ways_and_names_the_sending_device() {
+    let mut a1 = dev("alice", "a1");
+    let mut a2 = dev("alice", "a2");
+    let mut b1 = dev("bob", "b1");
+    a1.create_group(CONV).unwrap();
+    let kps = vec![a2.key_package().unwrap(), b1.key_package().unwrap()];
+    let add = a1.add(CONV, &kps).unwrap();
+    let got = deliver(&mut a1, &add, &mut [&mut a2, &mut b1]);
+    assert!(
+        got.iter()
+            .all(|r| matches!(r, Received::Commit { joined: true, .. }))
+    );
+    assert_eq!(a1.members(CONV), b1.members(CONV));
+    assert_eq!(a1.members(CONV).len(), 3);
+
+    let m = b1.encrypt(CONV, b"hello alice").unwrap();
+    for d in [&mut a1, &mut a2] {
+        match d.receive(CONV, &m).unwrap() {
+            Received::App { from, data } => {
+                assert_eq!((from.user.as_str(), from.device.as_str()), ("bob", "b1"));
+                assert_eq!(data, b"hello alice");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    // The body on the wire does not contain the text.
+    let wire = m.encode();
+    assert!(!wire.windows(5).any(|w| w == b"hello"));
+    let info = frame_info(&wire).unwrap();
+    assert_eq!(
+        info,
+        FrameInfo {
+            epoch: 1,
+            commit: false
+        }
+    );
+    // Replaying the same ciphertext is refused (its key was deleted after use).
+    assert!(a1.receive(CONV, &m).is_err());
+}
+
+#[test]
+fn a_device_added_later_reads_from_then_on_and_a_removed_device_reads_nothing_more() {
+    let mut a1 = dev("alice", "a1");
+    let mut b1 = dev("bob", "b1");
+    a1.create_group(CONV).unwrap();
+    let add = a1.add(CONV, &[b1.key_package().unwrap()]).unwrap();
+    deliver(&mut a1, &add, &mut [&mut b1]);
+    let early = a1.encrypt(CONV, b"before b2").unwrap();
+    assert_eq!(text(b1.receive(CONV, &early).unwrap()), b"before b2");
+
+    let mut b2 = dev("bob", "b2");
+    // Bob's own device adds his new one.
+    let add = b1.add(CONV, &[b2.key_package().unwrap()]).unwrap();
+    assert!(frame_info(&add.encode()).unwrap().commit);
+    let got = deliver(&mut b1, &add, &mut [&mut a1, &mut b2]);
+    match &got[0] {
+        Received::Commit { added, joined, .. } => {
+            assert!(!joined);
+            assert_eq!(added.len(), 1);
+            assert_eq!(added[0].device, "b2");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(b2.receive(CONV, &early).is_err(), "history before the join");
+    let later = a1.encrypt(CONV, b"after b2").unwrap();
+    assert_eq!(text(b2.receive(CONV, &later).unwrap()), b"after b2");
+    assert_eq!(text(b1.receive(CONV, &later).unwrap()), b"after b2");
+
+    // Remove b2: it can no longer read.
+    let rm = a1.remove(CONV, &[b2.info()]).unwrap();
+    let got = deliver(&mut a1, &rm, &mut [&mut b1, &mut b2]);
+    assert!(matches!(&got[1], Received::Commit { removed, .. } if removed[0].device == "b2"));
+    assert!(!b2.has_group(CONV));
+    let after = a1.encrypt(CONV, b"without b2").unwrap();
+    assert_eq!(text(b1.receive(CONV, &after).unwrap()), b"without b2");
+    assert!(b2.receive(CONV, &after).is_err());
+}
+
+#[test]
+fn forward_secrecy_a_copy_taken_now_cannot_read_messages_from_before_the_last_update() {
+    let mut a1 = dev("alice", "a1");
+    let mut b1 = dev("bob", "b1");
+    a1.create_group(CONV).unwrap();
+    let add = a1.add(CONV, &[b1.key_package().unwrap()]).unwrap();
+    deliver(&mut a1, &add, &mut [&mut b1]);
+    // A message bob received and one still in flight when he updates.
+    let old = a1.encrypt(CONV, b"old secret").unwrap();
+    let in_flight = a1.encrypt(CONV, b"in flight").unwrap();
+    assert_eq!(text(b1.receive(CONV, &old).unwrap()), b"old secret");
+    let upd = b1.self_update(CONV).unwrap();
+    deliver(&mut b1, &upd, &mut [&mut a1]);
+    // The attacker copies bob's saved state now.
+    let stolen = Device::restore(&b1.snapshot()).unwrap();
+    for m in [&old, &in_flight] {
+        let mut copy = Device::restore(&stolen.snapshot()).unwrap();
+        assert!(
+            copy.receive(CONV, m).is_err(),
+            "an old epoch's message opened"
+        );
+    }
+    // ...while the copy does read the current epoch (so the failure above is the
+    // deleted secrets, not a broken restore).
+    let now = a1.encrypt(CONV, b"current").unwrap();
+    let mut copy = Device::restore(&stolen.snapshot()).unwrap();
+    assert_eq!(text(copy.receive(CONV, &now).unwrap()), b"current");
+}
+
+#[test]
+fn post_compromise_a_copy_taken_before_an_update_cannot_read_after_it() {
+    let mut a1 = dev("alice", "a1");
+    let mut b1 = dev("bob", "b1");
+    a1.create_group(CONV).unwrap();
+    let add = a1.add(CONV, &[b1.key_package().unwrap()]).unwrap();
+    deliver(&mut a1, &add, &mut [&mut b1]);
+    // The attacker copies bob's state, and sees every later frame.
+    let mut stolen = Device::restore(&b1.snapshot()).unwrap();
+    let before = a1.encrypt(CONV, b"before the update").unwrap();
+    // Bob updates his leaf with fresh randomness; the copy gets the same commit.
+    let upd = b1.self_update(CONV).unwrap();
+    deliver(&mut b1, &upd, &mut [&mut a1]);
+    let after = a1.encrypt(CONV, b"after the update").unwrap();
+    assert_eq!(text(b1.receive(CONV, &after).unwrap()), b"after the update");
+    assert_eq!(
+        text(stolen.receive(CONV, &before).unwrap()),
+        b"before the update",
+        "the copy was a working state"
+    );
+    // The copy cannot apply the update (it is bob's own commit, made from randomness the
+    // copy never had): it stays in the old epoch and reads nothing after.
+    let _ = stolen.receive(CONV, &upd);
+    assert!(stolen.receive(CONV, &after).is_err());
+}
+
+#[test]
+fn saved_state_restores_and_goes_on() {
+    let mut a1 = dev("alice", "a1");
+    let mut b1 = dev("bob", "b1");
+    a1.create_group(CONV).unwrap();
+    let add = a1.add(CONV, &[b1.key_package().unwrap()]).unwrap();
+    deliver(&mut a1, &add, &mut [&mut b1]);
+    let mut b1 = Device::restore(&b1.snapshot()).unwrap();
+    let mut a1 = Device::restore(&a1.snapshot()).unwrap();
+    let m = a1.encrypt(CONV, b"after restart").unwrap();
+    assert_eq!(text(b1.receive(CONV, &m).unwrap()), b"after restart");
+    assert_eq!(b1.epoch(CONV), Some(1));
+    assert!(Device::restore(b"garbage").is_err());
+}
+
+#[test]
+fn a_refused_commit_is_dropped_and_the_winner_s_welcome_is_joined() {
+    // Alice and bob both start the conversation's group; the server orders alice's first.
+    let mut a1 = dev("alice", "a1");
+    let mut b1 = dev("bob", "b1");
+    a1.create_group(CONV).unwrap();
+    b1.create_group(CONV).unwrap();
+    let a_add = a1.add(CONV, &[b1.key_package().unwrap()]).unwrap();
+    let b_add = b1.add(CONV, &[a1.key_package().unwrap()]).unwrap();
+    assert_eq!(frame_info(&a_add.encode()).unwrap().epoch, 0);
+    assert_eq!(frame_info(&b_add.encode()).unwrap().epoch, 0);
+    a1.commit_accepted(CONV).unwrap();
+    b1.commit_refused(CONV).unwrap();
+    assert!(matches!(
+        b1.receive(CONV, &a_add).unwrap(),
+        Received::Commit { joined: true, .. }
+    ));
+    let m = b1.encrypt(CONV, b"one group").unwrap();
+    assert_eq!(text(a1.receive(CONV, &m).unwrap()), b"one group");
+    // The same exporter secret on both sides.
+    assert_eq!(
+        a1.exporter(CONV, "reactions", 32).unwrap(),
+        b1.exporter(CONV, "reactions", 32).unwrap()
+    );
+}
+
+#[test]
+fn key_packages_name_their_device_and_bad_ones_are_refused() {
+    let mut b2 = dev("bob", "b2");
+    let kp = b2.key_package().unwrap();
+    let info = DeviceInfo::of_key_package(&kp).unwrap();
+    assert_eq!((info.user.as_str(), info.device.as_str()), ("bob", "b2"));
+    assert_eq!(info.key, b2.info().key);
+    let mut bad = kp.clone();
+    let n = bad.len();
+    bad[n - 3] ^= 1;
+    assert!(DeviceInfo::of_key_package(&bad).is_err());
+    assert!(DeviceInfo::of_key_package(b"\x00\x01").is_err());
+    assert!(Device::new("bob", "a/b").is_err());
+    assert_eq!(frame_info(b"\x01abc"), None);
+    assert_eq!(frame_info(&[MLS_TAG, 0, 1]), None);
+}
+
+#[test]
+fn safety_codes_match_on_both_sides_and_change_with_any_device() {
+    let a = vec![vec![1u8; 32], vec![2u8; 32]];
+    let b = vec![vec![3u8; 32]];
+    let code = safety_code("alice", &a, "Bob", &b);
+    assert_eq!(
+        code,
+        safety_code("bob", &b, "alice", &[a[1].clone(), a[0].clone()])
+    );
+    assert_eq!(code.len(), 60 + 11);
+    assert!(
+        code.split(' ')
+            .all(|g| g.len() == 5 && g.bytes().all(|c| c.is_ascii_digit()))
+    );
+    assert_ne!(code, safety_code("alice", &a[..1], "bob", &b));
+    assert_ne!(code, safety_code("alice", &a, "bob", &[vec![4u8; 32]]));
+}
+
+mod layer {
+    //! The client's MLS layer between core and wire, with the server played by hand.
+
+    use super::super::{MlsClient, MlsOut};
+    use crate::app::client::Command;
+    use crate::app::ids::{ClientMsgId, ConvId};
+    use crate::app::protocol::{
+        ControlDown, ControlUp, ConvDown, ConvEvent, ConvUp, DeviceKey, ErrorCode, EventKind,
+    };
+
+    fn dm() -> ConvId {
+        ConvId::Direct("alice".into(), "bob".into())
+    }
+
+    fn key_packages(c: &mut MlsClient) -> Vec<Vec<u8>> {
+        match c.logged_in().remove(0) {
+            MlsOut::Control(ControlUp::MlsDevice { key_packages, .. }) => key_packages,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn listed(c: &MlsClient) -> DeviceKey {
+        DeviceKey {
+            device: c.device_id().to_owned(),
+            key: c.device().info().key,
+        }
+    }
+
+    fn sent(out: &[MlsOut]) -> (ClientMsgId, Vec<u8>) {
+        match out {
+            [MlsOut::Conv(_, ConvUp::Send { cmid, body })] => (*cmid, body.clone()),
+            other => panic!("expected one send: {other:?}"),
+        }
+    }
+
+    fn event(seq: u64, sender: &str, cmid: ClientMsgId, body: Vec<u8>) -> ConvDown {
+        ConvDown::Event(ConvEvent {
+            seq,
+            id: seq,
+            ts: 0,
+            sender: sender.into(),
+            cmid,
+            kind: EventKind::Message { body },
+            mentions: vec![],
+        })
+    }
+
+    fn ack(cmid: ClientMsgId, seq: u64) -> ConvDown {
+        ConvDown::Ack {
+            cmid,
+            id: seq,
+            seq,
+            ts: 0,
+        }
+    }
+
+    #[test]
+    fn a_first_send_waits_for_the_group_then_goes_encrypted_and_the_peer_joins_and_reads() {
+        let mut alice = MlsClient::new("alice", [1; 16]).unwrap();
+        let mut bob = MlsClient::new("bob", [2; 16]).unwrap();
+        key_packages(&mut alice);
+        let bob_kps = key_packages(&mut bob);
+        let msg = ConvUp::Send {
+            cmid: ClientMsgId([9; 16]),
+            body: b"hi bob".to_vec(),
+        };
+        let out = alice.outgoing(dm(), msg);
+        assert_eq!(out.len(), 2, "claims for both users: {out:?}");
+        assert!(
+            out.iter()
+                .all(|o| matches!(o, MlsOut::Control(ControlUp::ClaimKeyPackages { .. })))
+        );
+        // A barrier behind the held send waits too (order is kept).
+        assert!(alice.outgoing(dm(), ConvUp::Sync { token: 1 }).is_empty());
+        let answer = |user: &str, devices, packages| ControlDown::KeyPackages {
+            conv: dm(),
+            user: user.into(),
+            devices,
+            packages,
+        };
+        assert!(
+            alice
+                .control(&answer("alice", vec![], vec![]))
+                .unwrap()
+                .is_empty()
+        );
+        let out = alice
+            .control(&answer("bob", vec![listed(&bob)], vec![bob_kps[0].clone()]))
+            .unwrap();
+        let (commit_id, commit) = sent(&out);
+        let (out, pass) = alice.answer(&dm(), &ack(commit_id, 1));
+        assert!(pass);
+        assert_eq!(out.len(), 2, "the send, then the barrier: {out:?}");
+        let MlsOut::Conv(_, ConvUp::Send { cmid, body }) = &out[0] else {
+            panic!("{out:?}")
+        };
+        assert!(!body.windows(6).any(|w| w == b"hi bob"));
+        assert!(matches!(out[1], MlsOut::Conv(_, ConvUp::Sync { token: 1 })));
+
+        let mut down = event(1, "alice", commit_id, commit);
+        let (_, handled) = bob.open(&dm(), &mut down);
+        assert_eq!(handled.len(), 1);
+        assert!(matches!(&down, ConvDown::Event(e) if e.kind == EventKind::Handshake));
+        let mut down = event(2, "alice", *cmid, body.clone());
+        bob.open(&dm(), &mut down);
+        let ConvDown::Event(e) = &down else { panic!() };
+        assert_eq!(
+            e.kind,
+            EventKind::Message {
+                body: b"hi bob".to_vec()
+            }
+        );
+        // A page of history later: the key is gone, the kept text shows.
+        let mut again = event(2, "alice", *cmid, body.clone());
+        bob.open(&dm(), &mut again);
+        assert_eq!(again, down);
+
+        // Saved and loaded, bob answers in the same group.
+        let mut bob = MlsClient::load(&bob.save(), [3; 16]).unwrap();
+        let reply = ConvUp::Send {
+            cmid: ClientMsgId([8; 16]),
+            body: b"hi alice".to_vec(),
+        };
+        let out = bob.outgoing(dm(), reply);
+        assert!(
+            matches!(&out[..], [MlsOut::Control(_), MlsOut::Control(_)]),
+            "{out:?}"
+        );
+        bob.control(&ControlDown::KeyPackages {
+            conv: dm(),
+            user: "bob".into(),
+            devices: vec![],
+            packages: vec![],
+        });
+        let out = bob
+            .control(&ControlDown::KeyPackages {
+                conv: dm(),
+                user: "alice".into(),
+                devices: vec![listed(&alice)],
+                packages: vec![],
+            })
+            .unwrap();
+        let (cmid, body) = sent(&out);
+        let mut down = event(3, "bob", cmid, body);
+        alice.open(&dm(), &mut down);
+        let ConvDown::Event(e) = &down else { panic!() };
+        assert_eq!(
+            e.kind,
+            EventKind::Message {
+                body: b"hi alice".to_vec()
+            }
+        );
+    }
+
+    #[test]
+    fn a_message_refused_for_a_stale_epoch_is_encrypted_again() {
+        let mut alice = MlsClient::new("alice", [4; 16]).unwrap();
+        let mut bob = MlsClient::new("bob", [5; 16]).unwrap();
+        key_packages(&mut alice);
+        let kps = key_packages(&mut bob);
+        let first = ConvUp::Send {
+            cmid: ClientMsgId([7; 16]),
+            body: b"one".to_vec(),
+        };
+        alice.outgoing(dm(), first);
+        alice.control(&ControlDown::KeyPackages {
+            conv: dm(),
+            user: "alice".into(),
+            devices: vec![],
+            packages: vec![],
+        });
+        let out = alice
+            .control(&ControlDown::KeyPackages {
+                conv: dm(),
+                user: "bob".into(),
+                devices: vec![listed(&bob)],
+                packages: vec![kps[0].clone()],
+            })
+            .unwrap();
+        let (commit_id, _) = sent(&out);
+        let (out, _) = alice.answer(&dm(), &ack(commit_id, 1));
+        let (cmid, body) = sent(&out);
+        let refused = ConvDown::Error {
+            code: ErrorCode::StaleEpoch,
+            message: "stale".into(),
+            cmid: Some(cmid),
+        };
+        let (out, pass) = alice.answer(&dm(), &refused);
+        assert!(!pass, "the core never sees the refusal");
+        let (again, body2) = sent(&out);
+        assert_eq!(again, cmid);
+        assert_ne!(body2, body, "encrypted again");
+    }
+
+    #[test]
+    fn verify_accepts_only_the_code_and_a_device_change_breaks_it() {
+        let mut alice = MlsClient::new("alice", [6; 16]).unwrap();
+        let bob = MlsClient::new("bob", [7; 16]).unwrap();
+        let lists = |c: &mut MlsClient, who: &MlsClient| {
+            let mut out = Vec::new();
+            for (user, d) in [("alice", listed(who)), ("bob", listed(&bob))] {
+                let d = if user == "alice" { listed(c) } else { d };
+                out.extend(
+                    c.control(&ControlDown::Devices {
+                        user: user.into(),
+                        devices: vec![d],
+                    })
+                    .unwrap(),
+                );
+            }
+            out
+        };
+        alice
+            .command(Command::SafetyCode { user: "bob".into() })
+            .unwrap();
+        let bob_ref = MlsClient::load(&bob.save(), [0; 16]).unwrap();
+        let out = lists(&mut alice, &bob_ref);
+        let code = out
+            .iter()
+            .find_map(|o| match o {
+                MlsOut::Event(crate::app::client::Event::SafetyCode { code, .. }) => {
+                    Some(code.clone())
+                }
+                _ => None,
+            })
+            .expect("a code");
+        alice
+            .command(Command::Verify {
+                user: "bob".into(),
+                code: "00000 ".repeat(12),
+            })
+            .unwrap();
+        let out = lists(&mut alice, &bob_ref);
+        assert!(
+            out.iter()
+                .any(|o| matches!(o, MlsOut::Event(crate::app::client::Event::Error { .. })))
+        );
+        assert!(!alice.is_verified("bob"));
+        alice
+            .command(Command::Verify {
+                user: "@Bob".into(),
+                code: code.replace(' ', ""),
+            })
+            .unwrap();
+        lists(&mut alice, &bob_ref);
+        assert!(alice.is_verified("bob"));
+        let out = alice
+            .control(&ControlDown::DeviceAdded {
+                user: "bob".into(),
+                device: DeviceKey {
+                    device: "evil".into(),
+                    key: vec![1; 32],
+                },
+            })
+            .unwrap();
+        assert!(out.iter().any(|o| matches!(
+            o,
+            MlsOut::Event(crate::app::client::Event::VerificationBroken { user }) if user == "bob"
+        )));
+        assert!(!alice.is_verified("bob"));
+    }
+}

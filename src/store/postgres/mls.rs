@@ -1,0 +1,112 @@
+//! MLS delivery-service state in PostgreSQL: the same tables and rules as SQLite's
+//! (src/store/mls.rs). Claiming a key package deletes it in one statement, so two nodes
+//! never hand out the same one.
+
+use super::{Conn, Res, big};
+use crate::app::ids::ClientMsgId;
+use crate::app::store::MAX_KEY_PACKAGES;
+
+/// Migration 8.
+pub(super) const MIGRATION: &str = "CREATE TABLE mls_devices (
+        user_key TEXT NOT NULL,
+        device TEXT NOT NULL,
+        sig_key BYTEA NOT NULL,
+        PRIMARY KEY (user_key, device)
+     );
+     CREATE TABLE mls_key_packages (
+        id BIGSERIAL PRIMARY KEY,
+        user_key TEXT NOT NULL,
+        device TEXT NOT NULL,
+        package BYTEA NOT NULL
+     );
+     CREATE INDEX mls_key_packages_device ON mls_key_packages (user_key, device, id);
+     CREATE TABLE mls_epochs (
+        conv TEXT PRIMARY KEY,
+        epoch BIGINT NOT NULL,
+        cmid BYTEA NOT NULL
+     );";
+
+pub(super) fn put_device(c: &mut Conn, user: &str, device: &str, key: &[u8]) -> Res<bool> {
+    let n = c.execute(
+        "INSERT INTO mls_devices (user_key, device, sig_key) VALUES ($1, $2, $3)
+         ON CONFLICT (user_key, device) DO UPDATE SET sig_key = excluded.sig_key
+         WHERE excluded.sig_key <> mls_devices.sig_key",
+        &[&user, &device, &key],
+    )?;
+    Ok(n > 0)
+}
+
+pub(super) fn remove_device(c: &mut Conn, user: &str, device: &str) -> Res<bool> {
+    c.execute(
+        "DELETE FROM mls_key_packages WHERE user_key = $1 AND device = $2",
+        &[&user, &device],
+    )?;
+    let n = c.execute(
+        "DELETE FROM mls_devices WHERE user_key = $1 AND device = $2",
+        &[&user, &device],
+    )?;
+    Ok(n > 0)
+}
+
+pub(super) fn devices(c: &mut Conn, user: &str) -> Res<Vec<(String, Vec<u8>)>> {
+    let rows = c.query(
+        "SELECT device, sig_key FROM mls_devices WHERE user_key = $1 ORDER BY device",
+        &[&user],
+    )?;
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+}
+
+pub(super) fn add_key_packages(
+    c: &mut Conn,
+    user: &str,
+    device: &str,
+    packages: &[Vec<u8>],
+) -> Res<()> {
+    for p in packages {
+        c.execute(
+            "INSERT INTO mls_key_packages (user_key, device, package) VALUES ($1, $2, $3)",
+            &[&user, &device, p],
+        )?;
+    }
+    c.execute(
+        "DELETE FROM mls_key_packages WHERE user_key = $1 AND device = $2 AND id NOT IN
+         (SELECT id FROM mls_key_packages WHERE user_key = $1 AND device = $2
+          ORDER BY id DESC LIMIT $3)",
+        &[&user, &device, &(MAX_KEY_PACKAGES as i64)],
+    )?;
+    Ok(())
+}
+
+pub(super) fn claim_key_package(c: &mut Conn, user: &str, device: &str) -> Res<Option<Vec<u8>>> {
+    let row = c.query_opt(
+        "DELETE FROM mls_key_packages WHERE id =
+         (SELECT id FROM mls_key_packages WHERE user_key = $1 AND device = $2
+          ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED)
+         RETURNING package",
+        &[&user, &device],
+    )?;
+    Ok(row.map(|r| r.get(0)))
+}
+
+pub(super) fn epoch(c: &mut Conn, conv: &str) -> Res<(u64, Option<ClientMsgId>)> {
+    let row = c.query_opt(
+        "SELECT epoch, cmid FROM mls_epochs WHERE conv = $1",
+        &[&conv],
+    )?;
+    Ok(match row {
+        Some(r) => (
+            r.get::<_, i64>(0) as u64,
+            r.get::<_, Vec<u8>>(1).try_into().ok().map(ClientMsgId),
+        ),
+        None => (0, None),
+    })
+}
+
+pub(super) fn set_epoch(c: &mut Conn, conv: &str, epoch: u64, cmid: ClientMsgId) -> Res<()> {
+    c.execute(
+        "INSERT INTO mls_epochs (conv, epoch, cmid) VALUES ($1, $2, $3)
+         ON CONFLICT (conv) DO UPDATE SET epoch = excluded.epoch, cmid = excluded.cmid",
+        &[&conv, &big(epoch), &&cmid.0[..]],
+    )?;
+    Ok(())
+}

@@ -1,0 +1,211 @@
+//! End-to-end encryption with MLS through a real server and real scripted clients: a
+//! device is a state dir, so each user here runs with two homes. Direct messages are MLS
+//! groups of every device of both users; a new device is added and reads from then on;
+//! peers are told of devices; safety codes match on both sides, `verify` checks them and a
+//! device change breaks the verification; the text never reaches the server's disk or log.
+
+mod common;
+
+use common::{ChatProc, ServerProc, any_contains, files_under, stderr_path};
+use serde_json::{Value, json};
+
+fn message_with(text: &'static str) -> impl Fn(&Value) -> bool {
+    move |v| v["event"] == "message" && v["text"] == text
+}
+
+/// Asks for `user`'s devices until the server lists `n` (a device announces itself
+/// right after its login, on its own connection).
+fn wait_listed(c: &mut ChatProc, user: &str, n: usize) {
+    for _ in 0..100 {
+        c.cmd(json!({"cmd": "devices", "user": user}));
+        let d = c.expect("devices", |v| v["event"] == "devices");
+        if d["devices"].as_array().map_or(0, Vec::len) == n {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    panic!("{user} never had {n} devices");
+}
+
+#[test]
+fn direct_messages_are_mls_across_devices_and_never_reach_the_server_in_clear() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("srv");
+    let server = ServerProc::start_traced(&data, "127.0.0.1:0");
+    let addr = server.addr.clone();
+    let home_a = dir.path().join("a");
+    let home_b1 = dir.path().join("b1");
+    let home_b2 = dir.path().join("b2");
+    let mut alice = ChatProc::login(&addr, "alice", &home_a);
+    let mut bob = ChatProc::login(&addr, "bob", &home_b1);
+    // Bob's device is announced right after his login; a send that finds none falls back to
+    // the first scheme (see the last test), so wait until the server lists it.
+    wait_listed(&mut alice, "bob", 1);
+
+    alice.send("@bob", "canary-mls-7f3a91 first");
+    let m = bob.expect("alice's message", message_with("canary-mls-7f3a91 first"));
+    assert_eq!(m["e2e"], true, "{m}");
+    assert_eq!(m["from"], "alice");
+    bob.send("@alice", "canary-mls-7f3a91 reply");
+    let m = alice.expect("bob's reply", message_with("canary-mls-7f3a91 reply"));
+    assert_eq!(m["e2e"], true, "{m}");
+    alice.sync();
+    bob.sync();
+
+    // A second device of bob's: alice is told, and it reads what comes after it joined.
+    let mut bob2 = ChatProc::login(&addr, "bob", &home_b2);
+    let added = alice.expect("device_added", |v| v["event"] == "device_added");
+    assert_eq!(added["user"], "bob");
+    bob.expect("device_added on bob's other device", |v| {
+        v["event"] == "device_added" && v["user"] == "bob"
+    });
+    alice.cmd(json!({"cmd": "devices", "user": "bob"}));
+    let devices = alice.expect("devices", |v| v["event"] == "devices");
+    assert_eq!(devices["devices"].as_array().unwrap().len(), 2, "{devices}");
+
+    alice.send("@bob", "canary-mls-7f3a91 to both devices");
+    let m = bob2.expect(
+        "on the new device",
+        message_with("canary-mls-7f3a91 to both devices"),
+    );
+    assert_eq!(m["e2e"], true);
+    bob.expect(
+        "on the first device",
+        message_with("canary-mls-7f3a91 to both devices"),
+    );
+    // The new device's own messages reach alice and bob's other device.
+    bob2.send("@alice", "canary-mls-7f3a91 from the second device");
+    alice.expect(
+        "from bob2",
+        message_with("canary-mls-7f3a91 from the second device"),
+    );
+    bob.expect(
+        "bob's other device sees it",
+        message_with("canary-mls-7f3a91 from the second device"),
+    );
+    let seen_b2 = bob2.sync();
+    alice.sync();
+    bob.sync();
+    // History from before the device joined is not for it (and is not shown as noise).
+    assert!(
+        !bob2
+            .log
+            .iter()
+            .any(|v| v["text"] == "canary-mls-7f3a91 first"),
+        "bob2 read a message from before it joined: {seen_b2:?}"
+    );
+    assert!(
+        !bob2.log.iter().any(|v| v["event"] == "error"),
+        "bob2: {:#?}",
+        bob2.log
+    );
+
+    // Both devices' restarts keep their MLS state: the conversation goes on.
+    let (_, _) = bob.finish_ok();
+    let mut bob = ChatProc::login(&addr, "bob", &home_b1);
+    alice.send("@bob", "canary-mls-7f3a91 after restart");
+    let m = bob.expect(
+        "after restart",
+        message_with("canary-mls-7f3a91 after restart"),
+    );
+    assert_eq!(m["e2e"], true);
+    bob2.expect("bob2 too", message_with("canary-mls-7f3a91 after restart"));
+    for c in [&mut alice, &mut bob, &mut bob2] {
+        let errors: Vec<&Value> = c.log.iter().filter(|v| v["event"] == "error").collect();
+        assert!(errors.is_empty(), "{}: {errors:#?}", c.user);
+    }
+    drop(bob2);
+    drop(bob);
+    drop(alice);
+    server.stop();
+    let mut files = files_under(&data);
+    files.push(stderr_path(&data));
+    assert!(
+        !any_contains(&files, b"canary-mls-7f3a91"),
+        "private text reached the server's disk or logs"
+    );
+}
+
+#[test]
+fn safety_codes_match_verify_checks_them_and_a_new_device_breaks_verification() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("srv");
+    let server = ServerProc::start(&data, "127.0.0.1:0", &[]);
+    let addr = server.addr.clone();
+    let mut alice = ChatProc::login(&addr, "alice", &dir.path().join("a"));
+    let mut bob = ChatProc::login(&addr, "bob", &dir.path().join("b1"));
+    wait_listed(&mut alice, "bob", 1);
+    wait_listed(&mut bob, "alice", 1);
+    alice.send("@bob", "hello");
+    bob.expect("hello", message_with("hello"));
+
+    alice.cmd(json!({"cmd": "safety_code", "user": "bob"}));
+    let a = alice.expect("safety_code", |v| v["event"] == "safety_code");
+    bob.cmd(json!({"cmd": "safety_code", "user": "@alice"}));
+    let b = bob.expect("safety_code", |v| v["event"] == "safety_code");
+    assert_eq!(a["code"], b["code"], "both sides compute the same code");
+    let code = a["code"].as_str().unwrap().to_owned();
+    assert_eq!(code.split(' ').count(), 12, "{code}");
+
+    let mut wrong: Vec<u8> = code.clone().into_bytes();
+    wrong[0] = if wrong[0] == b'1' { b'2' } else { b'1' };
+    alice.cmd(json!({"cmd": "verify", "user": "bob", "code": String::from_utf8(wrong).unwrap()}));
+    let e = alice.expect("mismatch", |v| {
+        v["event"] == "error" || v["event"] == "verified"
+    });
+    assert_eq!(e["event"], "error", "{e}");
+    alice.cmd(json!({"cmd": "verify", "user": "bob", "code": code}));
+    let v = alice.expect("verified", |v| {
+        v["event"] == "verified" || v["event"] == "error"
+    });
+    assert_eq!(v["event"], "verified", "{v}");
+    assert_eq!(v["user"], "bob");
+
+    // A new device of bob's (or one a server invents): alice's verification breaks.
+    let _bob2 = ChatProc::login(&addr, "bob", &dir.path().join("b2"));
+    let broken = alice.expect("verification_broken", |v| {
+        v["event"] == "verification_broken"
+    });
+    assert_eq!(broken["user"], "bob");
+    alice.cmd(json!({"cmd": "safety_code", "user": "bob"}));
+    let again = alice.expect("safety_code", |v| v["event"] == "safety_code");
+    assert_ne!(again["code"], code, "a new device changes the code");
+}
+
+#[test]
+fn a_peer_without_an_mls_device_gets_the_first_scheme_and_it_still_opens() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("srv");
+    let server = ServerProc::start(&data, "127.0.0.1:0", &[]);
+    let (home_a, home_b) = (dir.path().join("a"), dir.path().join("b"));
+    // Both have an account and an identity key; then bob's MLS device is gone, as for a
+    // user whose only client is of the first release.
+    let alice = ChatProc::login(&server.addr, "alice", &home_a);
+    let bob = ChatProc::login(&server.addr, "bob", &home_b);
+    alice.finish_ok();
+    bob.finish_ok();
+    // The same address again: a client's state (and first-scheme identity key) is kept
+    // per server address.
+    let listen = format!("127.0.0.1:{}", server.port());
+    server.stop();
+    let db = rusqlite::Connection::open(data.join("livewire.db")).unwrap();
+    let n = db
+        .execute("DELETE FROM mls_devices WHERE user_key = 'bob'", [])
+        .unwrap();
+    assert_eq!(n, 1, "bob had one device");
+    drop(db);
+
+    let server = ServerProc::start(&data, &listen, &[]);
+    let mut alice = ChatProc::login(&server.addr, "alice", &home_a);
+    alice.send("@bob", "first scheme, for an old client");
+    alice.expect("sent", |v| v["event"] == "sent");
+    alice.sync();
+    let mut bob = ChatProc::login(&server.addr, "bob", &home_b);
+    let m = bob.expect(
+        "the message",
+        message_with("first scheme, for an old client"),
+    );
+    assert_eq!(m.get("e2e"), None, "not MLS: {m}");
+    let errors: Vec<&Value> = bob.log.iter().filter(|v| v["event"] == "error").collect();
+    assert!(errors.is_empty(), "{errors:#?}");
+}
