@@ -338,7 +338,11 @@ async fn client(
             Dest::User(j) => format!("@bench{j}"),
             Dest::Channel(r) => RoomLayout::channel(r),
         };
-        handle.send(Command::Send { to, text });
+        handle.send(Command::Send {
+            to,
+            text,
+            reply_to: None,
+        });
         true
     });
     Ok((send, vec![task]))
