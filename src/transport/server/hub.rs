@@ -9,17 +9,12 @@
 //! committer thread and handles the next one at once. The committer takes every batch
 //! queued for it, makes them durable with one sync (each of their commits returned before
 //! it began), then routes them in order — so batches leave in the order they were handled
-//! (the order per conversation is kept) and never before they are durable. When syncs are
-//! fast (under [`FAST_SYNC`]: tmpfs, a fast SSD) and nothing is with the committer, the
-//! hub syncs and routes the batch itself: the hop would cost a wake-up and overlap
-//! nothing. Other stores
+//! (the order per conversation is kept) and never before they are durable. Other stores
 //! (PostgreSQL) commit durably on the hub thread, which then routes, as before.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::sync::mpsc as std_mpsc;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
 use tokio::sync::{Semaphore, mpsc};
 use tracing::{info, warn};
@@ -75,39 +70,6 @@ struct Batch {
     outputs: Vec<Output>,
 }
 
-/// A sync that took less than this (tmpfs, a fast SSD) lets the hub sync and route a batch
-/// itself while nothing is with the committer: handing it over would cost a thread wake-up
-/// and gain no overlap.
-const FAST_SYNC: Duration = Duration::from_micros(500);
-
-/// What the hub and the committer share: the router and the syncer (each used by one
-/// thread at a time), and how many batches are with the committer.
-struct Pipeline {
-    router: Mutex<Router>,
-    durability: Mutex<Box<dyn Durability>>,
-    /// Batches sent to the committer and not yet routed.
-    in_flight: AtomicUsize,
-    /// The last sync was faster than [`FAST_SYNC`].
-    fast: AtomicBool,
-}
-
-impl Pipeline {
-    /// Syncs (aborting on failure) and notes whether it was fast.
-    fn sync(&self) {
-        let mut d = self.durability.lock().unwrap_or_else(|e| e.into_inner());
-        let t = Instant::now();
-        sync_or_abort(d.as_mut());
-        self.fast.store(t.elapsed() < FAST_SYNC, Ordering::Relaxed);
-    }
-
-    fn release(&self, batches: impl IntoIterator<Item = Batch>) {
-        let mut router = self.router.lock().unwrap_or_else(|e| e.into_inner());
-        for b in batches {
-            router.release(b);
-        }
-    }
-}
-
 /// Where committed batches go: routed on the hub thread (after a sync there, if the store
 /// split it off and no committer thread could be started), or handed to the committer
 /// thread that makes them durable first.
@@ -115,7 +77,6 @@ enum Release {
     Inline(Router, Option<Box<dyn Durability>>),
     Committer {
         tx: std_mpsc::SyncSender<Batch>,
-        shared: Arc<Pipeline>,
         thread: std::thread::JoinHandle<()>,
     },
 }
@@ -126,32 +87,29 @@ impl Release {
             return Release::Inline(router, None);
         };
         let (tx, rx) = std_mpsc::sync_channel(PIPELINE);
-        let shared = Arc::new(Pipeline {
-            router: Mutex::new(router),
-            durability: Mutex::new(durability),
-            in_flight: AtomicUsize::new(0),
-            fast: AtomicBool::new(false),
-        });
-        let theirs = shared.clone();
+        // The router and the syncer come back if the thread cannot start.
+        let parts = Arc::new(std::sync::Mutex::new(Some((router, durability))));
+        let theirs = parts.clone();
         let spawned = std::thread::Builder::new()
             .name("livewire-commit".into())
             .spawn(move || {
-                let run = std::panic::AssertUnwindSafe(move || committer(rx, &theirs));
+                let taken = theirs.lock().unwrap_or_else(|e| e.into_inner()).take();
+                let Some((router, durability)) = taken else {
+                    return;
+                };
+                let run = std::panic::AssertUnwindSafe(move || committer(rx, router, durability));
                 if std::panic::catch_unwind(run).is_err() {
                     eprintln!("livewire: internal error in the server's committer; exiting");
                     std::process::abort();
                 }
             });
         match spawned {
-            Ok(thread) => Release::Committer { tx, shared, thread },
+            Ok(thread) => Release::Committer { tx, thread },
             Err(e) => {
                 warn!("cannot start the committer thread ({e}): the hub waits for the disk");
-                let Ok(p) = Arc::try_unwrap(shared) else {
-                    unreachable!("the thread that would share it never started")
-                };
-                let router = p.router.into_inner().unwrap_or_else(|e| e.into_inner());
-                let d = p.durability.into_inner().unwrap_or_else(|e| e.into_inner());
-                Release::Inline(router, Some(d))
+                let taken = parts.lock().unwrap_or_else(|e| e.into_inner()).take();
+                let (router, durability) = taken.expect("the thread never started");
+                Release::Inline(router, Some(durability))
             }
         }
     }
@@ -164,17 +122,7 @@ impl Release {
                 }
                 router.release(batch);
             }
-            Release::Committer { tx, shared, .. } => {
-                // Nothing with the committer (every batch before this one is routed) and
-                // syncs are fast: sync and route here, in order, without the hop.
-                if shared.fast.load(Ordering::Relaxed)
-                    && shared.in_flight.load(Ordering::Acquire) == 0
-                {
-                    shared.sync();
-                    shared.release([batch]);
-                    return;
-                }
-                shared.in_flight.fetch_add(1, Ordering::AcqRel);
+            Release::Committer { tx, .. } => {
                 if tx.send(batch).is_err() {
                     // The committer only ends by aborting the process.
                     warn!("the committer thread is gone");
@@ -185,7 +133,7 @@ impl Release {
 
     /// Waits until every batch sent is routed.
     fn finish(self) {
-        if let Release::Committer { tx, thread, .. } = self {
+        if let Release::Committer { tx, thread } = self {
             drop(tx);
             let _ = thread.join();
         }
@@ -204,17 +152,21 @@ fn sync_or_abort(durability: &mut dyn Durability) {
 }
 
 /// The committer thread: one sync for everything queued, then the routing, in order.
-fn committer(rx: std_mpsc::Receiver<Batch>, shared: &Pipeline) {
+fn committer(
+    rx: std_mpsc::Receiver<Batch>,
+    mut router: Router,
+    mut durability: Box<dyn Durability>,
+) {
     let mut group = Vec::new();
     while let Ok(first) = rx.recv() {
         group.push(first);
         while let Ok(b) = rx.try_recv() {
             group.push(b);
         }
-        let n = group.len();
-        shared.sync();
-        shared.release(group.drain(..));
-        shared.in_flight.fetch_sub(n, Ordering::AcqRel);
+        sync_or_abort(durability.as_mut());
+        for batch in group.drain(..) {
+            router.release(batch);
+        }
     }
 }
 
