@@ -275,6 +275,23 @@ pub trait Store {
     fn mls_epoch(&mut self, conv: &ConvId) -> StoreResult<(u64, Option<ClientMsgId>)>;
     /// Records the epoch a commit (`cmid`) moved the conversation to.
     fn set_mls_epoch(&mut self, conv: &ConvId, epoch: u64, cmid: ClientMsgId) -> StoreResult<()>;
+    /// Moves the wait for the disk off the committing thread (pipelined group commit): from
+    /// now on [`Store::commit`] makes a batch visible to later batches but not yet durable,
+    /// and the returned [`Durability`] makes every batch committed before a
+    /// [`Durability::sync`] call durable when that call returns. The hub calls this once,
+    /// before its first batch, and releases a batch's acknowledgements only after a sync
+    /// that began after the batch's commit. `None` (the default): each commit is durable
+    /// by itself.
+    fn split_durability(&mut self) -> StoreResult<Option<Box<dyn Durability>>> {
+        Ok(None)
+    }
+}
+
+/// Makes committed batches durable on a thread of its own (see [`Store::split_durability`]).
+pub trait Durability: Send {
+    /// Returns once every batch committed before this call is durable. An error means
+    /// nothing committed since the last successful sync may be assumed durable.
+    fn sync(&mut self) -> StoreResult<()>;
 }
 
 /// Key packages kept per device (older ones are dropped as new ones arrive).

@@ -9,7 +9,9 @@
 //! until it is checkpointed and truncated; a server killed before that truncates it on
 //! its next start). Temporary tables and sorts stay in memory (`temp_store=MEMORY`).
 //! The hub wraps each batch of core calls in [`SqliteStore::begin`] / [`SqliteStore::commit`]
-//! (group commit) and acknowledges only after the commit.
+//! (group commit) and acknowledges only after the commit is durable: the server moves the
+//! WAL's sync to its committer thread ([`SqliteStore::split_durability`], pipelined group
+//! commit) so the hub handles the next batch meanwhile.
 //!
 //! With the `postgres` feature, [`PgStore`] keeps the same data in PostgreSQL for cluster
 //! mode, where several nodes share one database (docs/SCALING.md).
@@ -21,8 +23,8 @@ use rusqlite::{Connection, OptionalExtension, params};
 use crate::app::ids::{ClientMsgId, ConvId, MsgId, Seq, skeleton_of};
 use crate::app::protocol::{ConvEvent, EventKind, Hidden};
 use crate::app::store::{
-    Reacted, ReactionChange, ResumeRecord, Store, StoreError, StoreResult, StoredEvent, StoredRoom,
-    UserRecord,
+    Durability, Reacted, ReactionChange, ResumeRecord, Store, StoreError, StoreResult, StoredEvent,
+    StoredRoom, UserRecord,
 };
 
 mod edits;
@@ -32,6 +34,7 @@ mod postgres;
 mod receipts;
 mod rooms;
 mod search;
+mod wal_sync;
 
 pub use search::fts5_match;
 
@@ -286,7 +289,22 @@ impl SqliteStore {
         Ok(())
     }
 
-    /// Commits the batch (durable once this returns).
+    /// Switches to pipelined group commit (see [`Store::split_durability`]): commits
+    /// stop waiting for the disk (`synchronous = NORMAL`) and the returned [`WalSync`]
+    /// syncs the WAL on the caller's committer thread. `None` for an in-memory database.
+    pub fn split_durability(&mut self) -> StoreResult<Option<Box<dyn Durability>>> {
+        let Some(path) = self.db.path().filter(|p| !p.is_empty()) else {
+            return Ok(None);
+        };
+        let path = std::path::PathBuf::from(path);
+        self.db
+            .execute_batch("PRAGMA synchronous = NORMAL")
+            .map_err(err)?;
+        Ok(Some(Box::new(wal_sync::WalSync::new(path))))
+    }
+
+    /// Commits the batch (durable once this returns, unless [`Self::split_durability`]
+    /// moved that to its [`Durability`]).
     pub fn commit(&mut self) -> StoreResult<()> {
         if self.in_tx {
             self.in_tx = false;
@@ -432,6 +450,10 @@ impl Store for SqliteStore {
 
     fn checkpoint(&mut self) -> StoreResult<()> {
         SqliteStore::checkpoint(self)
+    }
+
+    fn split_durability(&mut self) -> StoreResult<Option<Box<dyn Durability>>> {
+        SqliteStore::split_durability(self)
     }
 
     fn user(&mut self, key: &str) -> StoreResult<Option<UserRecord>> {

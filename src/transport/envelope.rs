@@ -1,18 +1,27 @@
 //! Application-level sealing: AES-256-GCM-SIV envelopes and the session key schedule.
 //!
-//! An envelope is `nonce (12 bytes, OS RNG) || ciphertext || tag (16 bytes)`. The AAD binds
+//! An envelope is `nonce (12 bytes) || ciphertext || tag (16 bytes)`. A session key's
+//! nonces are a random 32-bit prefix drawn when the key is derived followed by a 64-bit
+//! counter (each session key is used by one side in one direction only, so no nonce
+//! repeats under a key, and no system call is made per message); any other key (the
+//! long-lived end-to-end keys, which both peers seal with) takes 96 random bits from the OS
+//! per envelope. AES-GCM-SIV would survive a repeated nonce anyway (it would only show
+//! that two envelopes hold the same text under the same AAD). The AAD binds
 //! the protocol version, the direction, the conversation, the author and the author's
 //! message id, so a ciphertext moved to another conversation, author or message fails to
 //! open. Session keys come from an ephemeral X25519 exchange in the login, run through
 //! HKDF-SHA256 salted with the QUIC TLS exporter: they are bound to that one connection.
 
-use aes_gcm_siv::aead::{Aead, KeyInit, Payload};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use aes_gcm_siv::aead::{Aead, AeadInOut, KeyInit, Payload};
 use aes_gcm_siv::{Aes256GcmSiv, Nonce};
 use hkdf::Hkdf;
 use sha2::Sha256;
 
 use crate::app::ids::ClientMsgId;
-use crate::app::protocol::{ConvEvent, PROTOCOL_VERSION};
+use crate::app::protocol::{ConvEvent, EventKind, PROTOCOL_VERSION};
 
 /// Nonce length.
 pub const NONCE_LEN: usize = 12;
@@ -33,6 +42,9 @@ pub enum EnvelopeError {
     /// The OS random generator failed.
     #[error("no randomness: {0}")]
     Rng(String),
+    /// A session key sealed 2^64 envelopes: it is never used again.
+    #[error("this session key is used up")]
+    Exhausted,
 }
 
 /// Which way a sealed body travels (part of the AAD, so a reflected envelope fails).
@@ -75,21 +87,48 @@ impl<'a> Aad<'a> {
         v.extend_from_slice(b"livewire");
         v.extend_from_slice(&PROTOCOL_VERSION.to_be_bytes());
         v.push(self.dir as u8);
-        for part in [
-            self.conv.as_bytes(),
-            self.sender.to_ascii_lowercase().as_bytes(),
-        ] {
-            v.extend_from_slice(&(part.len() as u32).to_be_bytes());
-            v.extend_from_slice(part);
-        }
+        v.extend_from_slice(&(self.conv.len() as u32).to_be_bytes());
+        v.extend_from_slice(self.conv.as_bytes());
+        v.extend_from_slice(&(self.sender.len() as u32).to_be_bytes());
+        v.extend(self.sender.bytes().map(|b| b.to_ascii_lowercase()));
         v.extend_from_slice(&self.cmid.0);
         v
     }
 }
 
+/// How a key picks its nonces.
+enum Nonces {
+    /// 96 random bits from the OS per envelope.
+    Random,
+    /// `prefix || counter` (big-endian), the counter shared by every clone of the key.
+    Counter { prefix: [u8; 4], next: AtomicU64 },
+}
+
+impl Nonces {
+    fn next(&self) -> Result<[u8; NONCE_LEN], EnvelopeError> {
+        let mut nonce = [0u8; NONCE_LEN];
+        match self {
+            Nonces::Random => {
+                getrandom::fill(&mut nonce).map_err(|e| EnvelopeError::Rng(e.to_string()))?
+            }
+            Nonces::Counter { prefix, next } => {
+                let n = next.fetch_add(1, Ordering::Relaxed);
+                if n == u64::MAX {
+                    // Stays exhausted: the counter never wraps back to a used value.
+                    next.store(u64::MAX, Ordering::Relaxed);
+                    return Err(EnvelopeError::Exhausted);
+                }
+                nonce[..4].copy_from_slice(prefix);
+                nonce[4..].copy_from_slice(&n.to_be_bytes());
+            }
+        }
+        Ok(nonce)
+    }
+}
+
 /// One AES-256-GCM-SIV key.
 #[derive(Clone)]
-pub struct SealingKey(Aes256GcmSiv);
+pub struct SealingKey(Aes256GcmSiv, Arc<Nonces>);
 
 impl std::fmt::Debug for SealingKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -98,33 +137,44 @@ impl std::fmt::Debug for SealingKey {
 }
 
 impl SealingKey {
-    /// From 32 key bytes.
+    /// From 32 key bytes, with a random nonce per envelope (for a key that more than one
+    /// sealer uses, or that outlives a process).
     pub fn new(key: &[u8; 32]) -> Self {
-        Self(Aes256GcmSiv::new(key.into()))
+        Self(Aes256GcmSiv::new(key.into()), Arc::new(Nonces::Random))
     }
 
-    /// Seals with a fresh random nonce.
+    /// From 32 key bytes that only this process seals with, in one direction, for one
+    /// session: counter nonces after a random prefix (random nonces if the OS has no
+    /// randomness to give now; sealing then says so).
+    pub fn session(key: &[u8; 32]) -> Self {
+        let mut prefix = [0u8; 4];
+        let nonces = match getrandom::fill(&mut prefix) {
+            Ok(()) => Nonces::Counter {
+                prefix,
+                next: AtomicU64::new(0),
+            },
+            Err(_) => Nonces::Random,
+        };
+        Self(Aes256GcmSiv::new(key.into()), Arc::new(nonces))
+    }
+
+    /// Seals with the key's next nonce.
     pub fn seal(&self, aad: &Aad<'_>, plaintext: &[u8]) -> Result<Vec<u8>, EnvelopeError> {
-        let mut nonce = [0u8; NONCE_LEN];
-        getrandom::fill(&mut nonce).map_err(|e| EnvelopeError::Rng(e.to_string()))?;
+        let nonce = self.1.next()?;
         Ok(self.seal_with_nonce(aad, plaintext, nonce))
     }
 
+    /// One allocation: the nonce, the plaintext encrypted in place, the tag.
     fn seal_with_nonce(&self, aad: &Aad<'_>, plaintext: &[u8], nonce: [u8; NONCE_LEN]) -> Vec<u8> {
         let aad = aad.encode();
-        let ct = self
-            .0
-            .encrypt(
-                &Nonce::from(nonce),
-                Payload {
-                    msg: plaintext,
-                    aad: &aad,
-                },
-            )
-            .expect("AES-GCM-SIV encryption of an in-memory buffer cannot fail");
-        let mut out = Vec::with_capacity(NONCE_LEN + ct.len());
+        let mut out = Vec::with_capacity(NONCE_LEN + plaintext.len() + TAG_LEN);
         out.extend_from_slice(&nonce);
-        out.extend_from_slice(&ct);
+        out.extend_from_slice(plaintext);
+        let tag = self
+            .0
+            .encrypt_inout_detached(&Nonce::from(nonce), &aad, (&mut out[NONCE_LEN..]).into())
+            .expect("AES-GCM-SIV encryption of an in-memory buffer cannot fail");
+        out.extend_from_slice(&tag);
         out
     }
 
@@ -171,8 +221,8 @@ impl SessionKeys {
         let up: [u8; 32] = okm[..32].try_into().expect("32 bytes");
         let down: [u8; 32] = okm[32..].try_into().expect("32 bytes");
         Self {
-            up: SealingKey::new(&up),
-            down: SealingKey::new(&down),
+            up: SealingKey::session(&up),
+            down: SealingKey::session(&down),
         }
     }
 }
@@ -191,6 +241,37 @@ impl SessionKeys {
             )?;
         }
         Ok(())
+    }
+
+    /// A copy of `e` with its body sealed, for a message event shared by many recipients
+    /// (the server's side): the clear body is only read, the event only copied without it.
+    pub fn sealed_event(&self, conv_key: &str, e: &ConvEvent) -> Result<ConvEvent, EnvelopeError> {
+        let aad = Aad::event(Direction::Down, conv_key, &e.sender, e.cmid);
+        let seal = |body: &[u8]| self.down.seal(&aad, body);
+        let kind = match &e.kind {
+            EventKind::Message { body } => EventKind::Message { body: seal(body)? },
+            EventKind::Edited { body } => EventKind::Edited { body: seal(body)? },
+            EventKind::Edit { target, body } => EventKind::Edit {
+                target: *target,
+                body: seal(body)?,
+            },
+            EventKind::Reaction { target, on, body } => EventKind::Reaction {
+                target: *target,
+                on: *on,
+                body: seal(body)?,
+            },
+            EventKind::Erased => EventKind::Erased,
+            EventKind::Tombstone { target } => EventKind::Tombstone { target: *target },
+        };
+        Ok(ConvEvent {
+            seq: e.seq,
+            id: e.id,
+            ts: e.ts,
+            sender: e.sender.clone(),
+            cmid: e.cmid,
+            kind,
+            mentions: e.mentions.clone(),
+        })
     }
 
     /// Opens, in place, the body of a message event from the server (the client's side).
@@ -336,6 +417,46 @@ mod tests {
     }
 
     #[test]
+    fn session_keys_count_their_nonces_and_clones_share_the_count() {
+        let k = SealingKey::session(&[9; 32]);
+        let clone = k.clone();
+        let a = k.seal(&aad("#general"), b"hello").unwrap();
+        let b = clone.seal(&aad("#general"), b"hello").unwrap();
+        assert_eq!(a[..4], b[..4], "one prefix per key");
+        assert_eq!(a[4..NONCE_LEN], 0u64.to_be_bytes());
+        assert_eq!(b[4..NONCE_LEN], 1u64.to_be_bytes());
+        assert_ne!(a, b);
+        assert_eq!(k.open(&aad("#general"), &b).unwrap(), b"hello");
+        // A second key (another session) draws another prefix.
+        let other = SealingKey::session(&[9; 32]).seal(&aad("#general"), b"x");
+        let mut prefixes = std::collections::HashSet::new();
+        prefixes.insert(a[..4].to_vec());
+        for _ in 0..8 {
+            let o = SealingKey::session(&[9; 32]).seal(&aad("#general"), b"x");
+            prefixes.insert(o.unwrap()[..4].to_vec());
+        }
+        assert!(other.is_ok() && prefixes.len() > 1, "prefixes are random");
+    }
+
+    #[test]
+    fn an_exhausted_counter_refuses_to_seal() {
+        let k = SealingKey::session(&[9; 32]);
+        if let Nonces::Counter { next, .. } = &*k.1 {
+            next.store(u64::MAX - 1, Ordering::Relaxed);
+        }
+        let last = k.seal(&aad("#general"), b"x").unwrap();
+        assert_eq!(last[4..NONCE_LEN], (u64::MAX - 1).to_be_bytes());
+        assert_eq!(
+            k.seal(&aad("#general"), b"x"),
+            Err(EnvelopeError::Exhausted)
+        );
+        assert_eq!(
+            k.seal(&aad("#general"), b"x"),
+            Err(EnvelopeError::Exhausted)
+        );
+    }
+
+    #[test]
     fn tamper_and_transplant_fail() {
         let k = key(9);
         let env = k.seal(&aad("#general"), b"hello").unwrap();
@@ -404,6 +525,13 @@ mod tests {
             },
             mentions: Vec::new(),
         };
+        let mut shared = keys.sealed_event("general", &event).unwrap();
+        assert_ne!(shared, event);
+        keys.open_event_body("general", &mut shared).unwrap();
+        assert_eq!(
+            shared, event,
+            "a shared event seals like one sealed in place"
+        );
         let mut e = event.clone();
         keys.seal_event_body("general", &mut e).unwrap();
         assert_ne!(e, event);

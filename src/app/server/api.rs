@@ -2,10 +2,11 @@
 //! operator's log lines, [`ServerLog`]).
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use super::ClusterMsg;
 use crate::app::ids::{ClientMsgId, ConnId, ConvId, MsgId};
-use crate::app::protocol::{ControlDown, ControlUp, ConvDown, ConvUp};
+use crate::app::protocol::{ControlDown, ControlUp, ConvDown, ConvEvent, ConvUp};
 
 /// Everything that can happen to the server.
 #[derive(Debug, Clone)]
@@ -172,6 +173,32 @@ pub enum Output {
     /// Cluster mode: tell the other nodes, after the batch's commit (a durable message of
     /// a batch whose commit failed is dropped with it, see [`ClusterMsg::is_durable`]).
     Publish(ClusterMsg),
+    /// A new live event on `conv`'s stream of `conn`: [`Output::Conv`] with
+    /// [`ConvDown::Event`], but one event shared by every recipient of a fan-out, so the
+    /// driver seals its body for each session without copying the event per recipient.
+    Event {
+        /// Connection.
+        conn: ConnId,
+        /// Conversation.
+        conv: ConvId,
+        /// The event, as every recipient gets it (body in clear).
+        event: Arc<ConvEvent>,
+    },
+}
+
+impl Output {
+    /// The same output with a shared event written out as an [`Output::Conv`] (for a
+    /// driver or a test that does not share bodies).
+    pub fn unshared(self) -> Output {
+        match self {
+            Output::Event { conn, conv, event } => Output::Conv {
+                conn,
+                conv,
+                down: ConvDown::Event(Arc::unwrap_or_clone(event)),
+            },
+            other => other,
+        }
+    }
 }
 
 /// Events for the operator (headless JSON lines, the server window, tracing).

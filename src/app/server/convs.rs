@@ -1,7 +1,7 @@
 //! Conversation streams: opening (membership checked), catch-up within a byte budget,
 //! history pages, sending (rate-limited, exactly once) and the fan-out to members.
 
-use super::{ServerCore, ServerLog};
+use super::{Output, ServerCore, ServerLog};
 use crate::app::ids::{ClientMsgId, ConnId, ConvId, UserName};
 use crate::app::limits::TokenBucket;
 use crate::app::protocol::{
@@ -398,12 +398,20 @@ impl<S: Store> ServerCore<S> {
                 .filter(|c| Some(*c) != skip)
                 .collect(),
         };
+        // One copy of the event for every recipient: the transport seals the body per
+        // session from it.
+        let mut shared: Option<std::sync::Arc<ConvEvent>> = None;
         for conn in targets {
             let Some(s) = self.session_mut(conn) else {
                 continue;
             };
             if s.open.contains(conv) {
-                self.conv_out(conn, conv, ConvDown::Event(event.clone()));
+                let event = shared.get_or_insert_with(|| std::sync::Arc::new(event.clone()));
+                self.out.push(Output::Event {
+                    conn,
+                    conv: conv.clone(),
+                    event: event.clone(),
+                });
             } else if s.notified.insert(conv.clone()) {
                 self.control_out(conn, ControlDown::ConvActivity { conv: conv.clone() });
             }

@@ -82,7 +82,10 @@ impl World {
     }
 
     fn server_in(&mut self, input: Input) {
-        let outs = self.server.handle(input, self.now);
+        // As the transport sees them, with every shared event written out.
+        let outs: Vec<Output> = (self.server.handle(input, self.now).into_iter())
+            .map(Output::unshared)
+            .collect();
         self.trace.extend(outs.iter().cloned());
         for o in outs {
             self.route(o);
@@ -163,6 +166,7 @@ impl World {
                     self.hold = None;
                 }
             }
+            o @ Output::Event { .. } => self.route(o.unshared()),
             Output::Log(_) | Output::Membership { .. } | Output::Publish(_) => {}
         }
     }

@@ -1,11 +1,20 @@
 //! The hub: one thread that owns the [`ServerCore`] and its store. It handles a batch of
-//! inputs inside one store transaction, commits, and only then routes the outputs (acks
-//! included): an acknowledged message is durable. The [`Router`] delivers each output to a
-//! connection's bounded queue without waiting; a connection whose queue is full is cut off,
-//! so a client that stops reading cannot slow anyone else.
+//! inputs inside one store transaction, commits, and routes the outputs (acks included)
+//! only once the batch is durable: an acknowledged message is durable. The [`Router`]
+//! delivers each output to a connection's bounded queue without waiting; a connection
+//! whose queue is full is cut off, so a client that stops reading cannot slow anyone else.
+//!
+//! Pipelined group commit: where the store can leave the wait for the disk to another
+//! thread ([`Store::split_durability`], SQLite), the hub hands each committed batch to a
+//! committer thread and handles the next one at once. The committer takes every batch
+//! queued for it, makes them durable with one sync (each of their commits returned before
+//! it began), then routes them in order — so batches leave in the order they were handled
+//! (the order per conversation is kept) and never before they are durable. Other stores
+//! (PostgreSQL) commit durably on the hub thread, which then routes, as before.
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::mpsc as std_mpsc;
 
 use tokio::sync::{Semaphore, mpsc};
 use tracing::{info, warn};
@@ -15,13 +24,17 @@ use super::queue::{ConnOut, ConnQueue, QueueFull};
 use crate::app::ids::ConnId;
 use crate::app::protocol::{ConvDown, ErrorCode};
 use crate::app::server::{ClusterMsg, Input, LOGIN_REFUSED_REASON, Output, ServerCore, ServerLog};
-use crate::app::store::Store;
+use crate::app::store::{Durability, Store};
 use crate::transport::auth;
 use crate::transport::files::FileStore;
 use crate::transport::quic::{self, Connection, close};
 
 /// Inputs handled per store transaction at most.
 const BATCH: usize = 256;
+
+/// Committed batches waiting for the committer at most; the hub waits beyond (the disk is
+/// that far behind).
+const PIPELINE: usize = 64;
 
 /// What the hub receives.
 pub(super) enum HubMsg {
@@ -42,12 +55,133 @@ pub(super) struct Outbox {
     pub conn: Connection,
 }
 
+/// A connection appearing or gone, in the order the hub saw it.
+enum ConnChange {
+    /// Registered.
+    Register(ConnId, Outbox),
+    /// Disconnected: nothing more is routed to it.
+    Gone(ConnId),
+}
+
+/// One handled and committed batch: its connection changes (applied first, in order, as
+/// the hub handled them), then its outputs.
+struct Batch {
+    conns: Vec<ConnChange>,
+    outputs: Vec<Output>,
+}
+
+/// Where committed batches go: routed on the hub thread (after a sync there, if the store
+/// split it off and no committer thread could be started), or handed to the committer
+/// thread that makes them durable first.
+enum Release {
+    Inline(Router, Option<Box<dyn Durability>>),
+    Committer {
+        tx: std_mpsc::SyncSender<Batch>,
+        thread: std::thread::JoinHandle<()>,
+    },
+}
+
+impl Release {
+    fn new(router: Router, durability: Option<Box<dyn Durability>>) -> Self {
+        let Some(durability) = durability else {
+            return Release::Inline(router, None);
+        };
+        let (tx, rx) = std_mpsc::sync_channel(PIPELINE);
+        // The router and the syncer come back if the thread cannot start.
+        let parts = Arc::new(std::sync::Mutex::new(Some((router, durability))));
+        let theirs = parts.clone();
+        let spawned = std::thread::Builder::new()
+            .name("livewire-commit".into())
+            .spawn(move || {
+                let taken = theirs.lock().unwrap_or_else(|e| e.into_inner()).take();
+                let Some((router, durability)) = taken else {
+                    return;
+                };
+                let run = std::panic::AssertUnwindSafe(move || committer(rx, router, durability));
+                if std::panic::catch_unwind(run).is_err() {
+                    eprintln!("livewire: internal error in the server's committer; exiting");
+                    std::process::abort();
+                }
+            });
+        match spawned {
+            Ok(thread) => Release::Committer { tx, thread },
+            Err(e) => {
+                warn!("cannot start the committer thread ({e}): the hub waits for the disk");
+                let taken = parts.lock().unwrap_or_else(|e| e.into_inner()).take();
+                let (router, durability) = taken.expect("the thread never started");
+                Release::Inline(router, Some(durability))
+            }
+        }
+    }
+
+    fn send(&mut self, batch: Batch) {
+        match self {
+            Release::Inline(router, durability) => {
+                if let Some(d) = durability {
+                    sync_or_abort(d.as_mut());
+                }
+                router.release(batch);
+            }
+            Release::Committer { tx, .. } => {
+                if tx.send(batch).is_err() {
+                    // The committer only ends by aborting the process.
+                    warn!("the committer thread is gone");
+                }
+            }
+        }
+    }
+
+    /// Waits until every batch sent is routed.
+    fn finish(self) {
+        if let Release::Committer { tx, thread } = self {
+            drop(tx);
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Committed but perhaps never on disk, and after a failed fsync the kernel may have
+/// dropped the pages: no later sync can vouch for them. Acknowledging anything now could
+/// lie; a restart reads the truth from the disk (and the clients resend what was not
+/// acknowledged). PostgreSQL does the same.
+fn sync_or_abort(durability: &mut dyn Durability) {
+    if let Err(e) = durability.sync() {
+        eprintln!("livewire: the database could not be synced to disk: {e}; exiting");
+        std::process::abort();
+    }
+}
+
+/// The committer thread: one sync for everything queued, then the routing, in order.
+fn committer(
+    rx: std_mpsc::Receiver<Batch>,
+    mut router: Router,
+    mut durability: Box<dyn Durability>,
+) {
+    let mut group = Vec::new();
+    while let Ok(first) = rx.recv() {
+        group.push(first);
+        while let Ok(b) = rx.try_recv() {
+            group.push(b);
+        }
+        sync_or_abort(durability.as_mut());
+        for batch in group.drain(..) {
+            router.release(batch);
+        }
+    }
+}
+
 /// Runs the hub on the current thread until [`HubMsg::Stop`] or until every sender is gone.
 pub(super) fn run<S: Store>(
     mut core: ServerCore<S>,
     mut rx: mpsc::Receiver<HubMsg>,
-    mut router: Router,
+    router: Router,
 ) {
+    let durability = core.store_mut().split_durability().unwrap_or_else(|e| {
+        warn!("database: commits wait for the disk on the hub thread: {e}");
+        None
+    });
+    let mut release = Release::new(router, durability);
+    let mut stopped = false;
     let mut batch = Vec::with_capacity(BATCH);
     while let Some(first) = rx.blocking_recv() {
         batch.push(first);
@@ -58,6 +192,7 @@ pub(super) fn run<S: Store>(
             }
         }
         let mut outputs = Vec::new();
+        let mut conns = Vec::new();
         let mut stop = false;
         if let Err(e) = core.store_mut().begin() {
             warn!("database: {e}");
@@ -65,9 +200,7 @@ pub(super) fn run<S: Store>(
         let now = super::now_ms();
         for msg in batch.drain(..) {
             match msg {
-                HubMsg::Register(id, outbox) => {
-                    router.outboxes.insert(id, outbox);
-                }
+                HubMsg::Register(id, outbox) => conns.push(ConnChange::Register(id, outbox)),
                 HubMsg::Input(input) => {
                     let gone = match &input {
                         Input::Disconnected { conn } => Some(*conn),
@@ -75,7 +208,7 @@ pub(super) fn run<S: Store>(
                     };
                     outputs.extend(core.handle(input, now));
                     if let Some(c) = gone {
-                        router.outboxes.remove(&c);
+                        conns.push(ConnChange::Gone(c));
                     }
                 }
                 HubMsg::Stop => stop = true,
@@ -91,15 +224,15 @@ pub(super) fn run<S: Store>(
             }
             unsend_batch(&mut outputs, e.is_full());
         }
-        for out in outputs {
-            router.route(out);
-        }
+        release.send(Batch { conns, outputs });
         if stop {
-            if let Err(e) = core.store_mut().checkpoint() {
-                warn!("checkpoint at shutdown: {e}");
-            }
+            stopped = true;
             break;
         }
+    }
+    release.finish();
+    if stopped && let Err(e) = core.store_mut().checkpoint() {
+        warn!("checkpoint at shutdown: {e}");
     }
 }
 
@@ -112,7 +245,8 @@ fn unsend_batch(outputs: &mut Vec<Output>, full: bool) {
         Output::Conv {
             down: ConvDown::Event(_),
             ..
-        } => false,
+        }
+        | Output::Event { .. } => false,
         Output::Publish(m) => !m.is_durable(),
         _ => true,
     });
@@ -161,11 +295,29 @@ pub(super) struct Router {
 }
 
 impl Router {
+    /// Delivers a durable batch: its connection changes, then its outputs.
+    fn release(&mut self, batch: Batch) {
+        for change in batch.conns {
+            match change {
+                ConnChange::Register(id, outbox) => {
+                    self.outboxes.insert(id, outbox);
+                }
+                ConnChange::Gone(id) => {
+                    self.outboxes.remove(&id);
+                }
+            }
+        }
+        for out in batch.outputs {
+            self.route(out);
+        }
+    }
+
     /// Delivers one output of a committed batch.
     pub(super) fn route(&mut self, out: Output) {
         let (conn, msg) = match out {
             Output::Control { conn, down } => (conn, ConnOut::Control(down)),
             Output::Conv { conn, conv, down } => (conn, ConnOut::Conv(conv, down)),
+            Output::Event { conn, conv, event } => (conn, ConnOut::Event(conv, event)),
             Output::Close { conn, reason } => {
                 let code = if reason == LOGIN_REFUSED_REASON {
                     close::LOGIN_REFUSED

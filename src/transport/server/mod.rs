@@ -3,8 +3,9 @@
 //!
 //! Connection tasks read frames, open envelopes and send [`Input`]s to the hub over one
 //! bounded channel. The hub handles a batch of inputs inside one store transaction,
-//! commits, and only then routes the outputs (acks included) to each connection's bounded
-//! queue. A connection whose queue is full is cut off: a client that stops reading cannot
+//! commits, and hands the batch to a committer thread that makes it durable (one sync for
+//! every batch queued) and only then routes its outputs (acks included) to each
+//! connection's bounded queue, while the hub handles the next batch. A connection whose queue is full is cut off: a client that stops reading cannot
 //! grow the server's memory or slow anyone else.
 //!
 //! The store is the caller's: anything that implements the app's [`Store`] (SQLite today)

@@ -16,6 +16,9 @@ pub(super) enum ConnOut {
     Control(ControlDown),
     /// On a conversation's stream.
     Conv(ConvId, ConvDown),
+    /// A live event on a conversation's stream, shared with its other recipients (written
+    /// as [`ConvDown::Event`], its body sealed for this session).
+    Event(ConvId, Arc<ConvEvent>),
     /// Close with this code after flushing what is queued.
     Close(u32, String),
     /// The user left (or was removed from) this room: every frame of it queued before this
@@ -30,6 +33,7 @@ impl ConnOut {
         let body = |e: &ConvEvent| e.kind.body_len() + FRAME;
         match self {
             ConnOut::Conv(_, ConvDown::Event(e) | ConvDown::Backlog(e)) => body(e),
+            ConnOut::Event(_, e) => body(e),
             ConnOut::Conv(_, ConvDown::History { events, .. }) => {
                 events.iter().map(body).sum::<usize>() + FRAME
             }

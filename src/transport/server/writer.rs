@@ -79,7 +79,18 @@ impl Writer {
                         None
                     }
                     // A room the user was removed from: what was queued is never written.
-                    ConnOut::Conv(conv, _) if self.ctx.queue.is_revoked(&conv) => None,
+                    ConnOut::Conv(conv, _) | ConnOut::Event(conv, _)
+                        if self.ctx.queue.is_revoked(&conv) =>
+                    {
+                        None
+                    }
+                    // A shared event: sealed into this session's own copy (the clear body
+                    // is read, never copied).
+                    ConnOut::Event(conv, event) => streams
+                        .contains_key(&conv)
+                        .then(|| self.sealed(&conv, &event))
+                        .flatten()
+                        .map(|down| (Some(conv), codec::encode(&down, codec::MAX_DOWN_FRAME))),
                     // Sealed only when there is a stream to write it on.
                     ConnOut::Conv(conv, mut down) => (streams.contains_key(&conv)
                         && self.seal(&conv, &mut down))
@@ -169,6 +180,17 @@ impl Writer {
             }
             _ => true,
         }
+    }
+
+    /// A shared event as this session's [`ConvDown::Event`], its body sealed; `None` if it
+    /// cannot be.
+    fn sealed(&self, conv: &ConvId, event: &ConvEvent) -> Option<ConvDown> {
+        self.ctx
+            .keys
+            .sealed_event(&conv.storage_key(), event)
+            .inspect_err(|err| warn!("cannot seal: {err}"))
+            .ok()
+            .map(ConvDown::Event)
     }
 
     /// Graceful: finish every stream, give the peer a moment to receive what was queued,
