@@ -261,6 +261,7 @@ impl SessionKeys {
                 body: seal(body)?,
             },
             EventKind::Erased => EventKind::Erased,
+            EventKind::Handshake => EventKind::Handshake,
             EventKind::Tombstone { target } => EventKind::Tombstone { target: *target },
         };
         Ok(ConvEvent {
