@@ -405,6 +405,12 @@ fn main() {
     );
     alice.open_conversation("@bob");
     assert_eq!(alice_bob.unread(), 0);
+    assert!(
+        alice.privacy_text().starts_with("End-to-end encrypted")
+            && alice.privacy_text().contains("bob"),
+        "a private conversation says it is end-to-end encrypted: {:?}",
+        alice.privacy_text()
+    );
     println!("ok: private message delivered, unread counted, server shows it as encrypted");
 
     // A private chat with someone who does not exist: a clear error, no stray entry.
@@ -482,6 +488,11 @@ fn main() {
     println!("ok: delete for me removes the message for bob only");
 
     alice.open_conversation("#general");
+    assert!(
+        alice.privacy_text().starts_with("Not end-to-end encrypted"),
+        "#general says the server can read it: {:?}",
+        alice.privacy_text()
+    );
     alice.compose_and_send("Shall we meet at 3?");
     wait_until("bob to see it", || {
         find(&messages(&bob, "#general"), "Shall we meet at 3?").is_some()

@@ -342,6 +342,20 @@ impl MlsClient {
         vec![MlsOut::Conv(conv, up)]
     }
 
+    /// After a commit of ours took effect: sends what waited if the group is ready, else
+    /// (a device list changed meanwhile, or a check was put off while the commit was
+    /// pending) checks the membership again, so nothing waits for a next send.
+    fn pump(&mut self, conv: &ConvId) -> Vec<MlsOut> {
+        if self.ready(conv) {
+            return self.flush(conv);
+        }
+        let waiting = self.convs.get(conv).is_some_and(|s| !s.waiting.is_empty());
+        if waiting && !self.device.has_pending_commit(&conv.storage_key()) {
+            return self.check(conv);
+        }
+        Vec::new()
+    }
+
     /// Sends what waited, while the group is ready.
     fn flush(&mut self, conv: &ConvId) -> Vec<MlsOut> {
         let mut out = Vec::new();
@@ -366,6 +380,11 @@ impl MlsClient {
             return Vec::new();
         };
         let answers = std::mem::take(&mut st.answers);
+        if self.device.has_pending_commit(&key) {
+            // A commit of ours (resent after a reconnect) is still waiting for the
+            // server's order: MLS allows one at a time. Its ack or refusal checks again.
+            return Vec::new();
+        }
         let peer = conv.peer_of(&me).unwrap_or(&me).to_owned();
         let peer_devices = answers
             .iter()
@@ -616,7 +635,7 @@ impl MlsClient {
                         Ok(_) => Vec::new(),
                         Err(e) => vec![mls_err(e)],
                     };
-                    out.extend(self.flush(conv));
+                    out.extend(self.pump(conv));
                     return (out, true);
                 }
                 if let (Some((_, up, _)), ConvDown::Ack { id, .. }) =

@@ -183,6 +183,7 @@ impl LwClientWindow {
         conv.set_unread(0);
         imp.message_list.set_conversation(Some(conv));
         imp.room_header.set_conversation(Some(conv));
+        self.show_privacy(Some(conv));
         imp.composer
             .set_read_only(conv.is_read_only().then(|| conv.removed()).as_deref());
         imp.title_label.set_text(&conv.name());

@@ -57,6 +57,12 @@ pub struct LwClientWindow {
     #[template_child]
     pub(super) room_header: TemplateChild<LwRoomHeader>,
     #[template_child]
+    pub(super) privacy_box: TemplateChild<gtk::Box>,
+    #[template_child]
+    pub(super) privacy_icon: TemplateChild<gtk::Image>,
+    #[template_child]
+    pub(super) privacy_label: TemplateChild<gtk::Label>,
+    #[template_child]
     pub(super) banner: TemplateChild<gtk::Revealer>,
     #[template_child]
     pub(super) banner_spinner: TemplateChild<gtk::Spinner>,

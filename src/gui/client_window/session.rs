@@ -261,6 +261,7 @@ impl LwClientWindow {
         imp.current.replace(None);
         imp.message_list.set_conversation(None);
         imp.room_header.set_conversation(None);
+        self.show_privacy(None);
         imp.composer.set_read_only(None);
         imp.online.borrow_mut().clear();
         imp.new_chat.replace(None);
