@@ -11,6 +11,7 @@
 mod irc;
 mod load;
 mod lw;
+mod mls;
 mod mqtt;
 mod proc;
 mod refs;
@@ -47,6 +48,9 @@ struct Cli {
 enum Cmd {
     /// Run the scenarios and write the results.
     Run(Box<RunArgs>),
+    /// The cost of a private (MLS) room beside a public one, in this process (issue 16):
+    /// `mls --members 500`.
+    Mls(mls::MlsArgs),
     /// (internal) serve the raw quinn echo reference.
     QuicEchoServer,
     /// (internal) serve the raw UDP reference.
@@ -180,6 +184,7 @@ fn main() -> Result<()> {
         }
         Cmd::UdpServer => refs::udp_server(),
         Cmd::Run(args) => rt.block_on(run(*args)),
+        Cmd::Mls(args) => mls::run(args),
     }
 }
 

@@ -427,6 +427,32 @@ mod layer {
         let (again, body2) = sent(&out);
         assert_eq!(again, cmid);
         assert_ne!(body2, body, "encrypted again");
+
+        // An edit is in flight like a send: refused for its epoch, it is encrypted again
+        // (the server checks edits' epochs too, src/app/server/edits.rs).
+        let edit_id = ClientMsgId([6; 16]);
+        let edit = ConvUp::Edit {
+            cmid: edit_id,
+            target: 2,
+            body: b"one, edited".to_vec(),
+        };
+        let out = alice.outgoing(dm(), edit);
+        let [MlsOut::Conv(_, ConvUp::Edit { body: first, .. })] = &out[..] else {
+            panic!("one edit: {out:?}")
+        };
+        assert!(!first.windows(6).any(|w| w == b"edited"));
+        let refused = ConvDown::Error {
+            code: ErrorCode::StaleEpoch,
+            message: "stale".into(),
+            cmid: Some(edit_id),
+        };
+        let (out, pass) = alice.answer(&dm(), &refused);
+        assert!(!pass, "the core never sees the refusal");
+        let [MlsOut::Conv(_, ConvUp::Edit { cmid, body, target })] = &out[..] else {
+            panic!("the edit again: {out:?}")
+        };
+        assert_eq!((*cmid, *target), (edit_id, 2));
+        assert_ne!(body, first, "encrypted again");
     }
 
     #[test]

@@ -126,6 +126,16 @@ impl<S: Store> ServerCore<S> {
             );
             return fail(self, ErrorCode::DeleteWindowExpired, msg);
         }
+        // In an MLS conversation the new text must be made in the current epoch, like a
+        // send (else members cannot open it once a concurrent commit ended that epoch);
+        // the client encrypts it again on `stale_epoch`.
+        if crate::app::mls::frame_info(&body).is_some_and(|f| f.commit) {
+            let msg = "an edit cannot carry an MLS commit".to_owned();
+            return fail(self, ErrorCode::BadRequest, msg);
+        }
+        if let super::mls::Gate::Refused = self.mls_gate(conn, conv, cmid, &body)? {
+            return Ok(());
+        }
         if !self.take_token(conn, conv, name, cmid, now) {
             return Ok(());
         }

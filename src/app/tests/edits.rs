@@ -395,3 +395,108 @@ fn the_server_refuses_a_reply_to_a_message_of_another_conversation() {
         }
     )));
 }
+
+/// In an MLS conversation an edit is checked for its epoch like a send: one made in an
+/// epoch that a commit ended is refused with `stale_epoch` (the client encrypts it again),
+/// one of the current epoch is stored, and an edit cannot carry a commit.
+#[test]
+fn an_mls_edit_of_an_ended_epoch_is_refused_like_a_send() {
+    use crate::app::ids::{ClientMsgId, ConvId};
+    use crate::app::mls::Device;
+    use crate::app::protocol::{ConvDown, ConvUp, ErrorCode};
+    use crate::app::server::{Input, Output};
+
+    let mut w = World::new(Limits::default());
+    let (a, b) = (w.login("alice"), w.login("bob"));
+    w.take(b);
+    let id = sent(&mut w, a, "@bob", "plain first", None);
+    let dm = ConvId::Direct("alice".into(), "bob".into());
+
+    let mut alice = Device::new("alice", "a1").unwrap();
+    let mut bob = Device::new("bob", "b1").unwrap();
+    alice.create_group(&dm.storage_key()).unwrap();
+    // Made in epoch 0, before the commit below ends it.
+    let stale = alice.encrypt(&dm.storage_key(), b"old epoch").unwrap();
+    let kp = bob.key_package().unwrap();
+    let commit = alice.add(&dm.storage_key(), &[kp]).unwrap();
+    let mut up = |w: &mut World, up: ConvUp| -> Option<ConvDown> {
+        let cmid = up.cmid();
+        w.trace.clear();
+        w.server_in(Input::Conv {
+            conn: a,
+            conv: dm.clone(),
+            up,
+        });
+        w.trace.iter().find_map(|o| match o {
+            Output::Conv { conn, down, .. } if *conn == a => match down {
+                ConvDown::Ack { cmid: c, .. } | ConvDown::Error { cmid: Some(c), .. }
+                    if Some(*c) == cmid =>
+                {
+                    Some(down.clone())
+                }
+                _ => None,
+            },
+            _ => None,
+        })
+    };
+    let sent_commit = up(
+        &mut w,
+        ConvUp::Send {
+            cmid: ClientMsgId([1; 16]),
+            body: commit.encode(),
+        },
+    );
+    assert!(matches!(sent_commit, Some(ConvDown::Ack { .. })), "{sent_commit:?}");
+    alice.commit_accepted(&dm.storage_key()).unwrap();
+
+    let refused = up(
+        &mut w,
+        ConvUp::Edit {
+            cmid: ClientMsgId([2; 16]),
+            target: id,
+            body: stale.encode(),
+        },
+    );
+    assert!(
+        matches!(
+            refused,
+            Some(ConvDown::Error {
+                code: ErrorCode::StaleEpoch,
+                ..
+            })
+        ),
+        "{refused:?}"
+    );
+
+    let as_commit = alice.self_update(&dm.storage_key()).unwrap();
+    let refused = up(
+        &mut w,
+        ConvUp::Edit {
+            cmid: ClientMsgId([3; 16]),
+            target: id,
+            body: as_commit.encode(),
+        },
+    );
+    assert!(
+        matches!(
+            refused,
+            Some(ConvDown::Error {
+                code: ErrorCode::BadRequest,
+                ..
+            })
+        ),
+        "{refused:?}"
+    );
+    alice.commit_refused(&dm.storage_key()).unwrap();
+
+    let fresh = alice.encrypt(&dm.storage_key(), b"new epoch").unwrap();
+    let stored = up(
+        &mut w,
+        ConvUp::Edit {
+            cmid: ClientMsgId([2; 16]),
+            target: id,
+            body: fresh.encode(),
+        },
+    );
+    assert!(matches!(stored, Some(ConvDown::Ack { .. })), "{stored:?}");
+}
