@@ -256,7 +256,8 @@ pub trait Store {
     /// MLS devices (`crate::app::mls`): records `user`'s device `device` with its signature
     /// key; `true` when it is new or its key changed.
     fn put_device(&mut self, user: &str, device: &str, key: &[u8]) -> StoreResult<bool>;
-    /// Forgets a device and its key packages; `true` if it was there.
+    /// Forgets a device and its key packages (the last-resort one too); `true` if it was
+    /// there.
     fn remove_device(&mut self, user: &str, device: &str) -> StoreResult<bool>;
     /// A user's devices with their signature keys, by device id.
     fn devices(&mut self, user: &str) -> StoreResult<Vec<(String, Vec<u8>)>>;
@@ -270,6 +271,30 @@ pub trait Store {
     ) -> StoreResult<()>;
     /// Takes (and deletes) a device's oldest key package.
     fn claim_key_package(&mut self, user: &str, device: &str) -> StoreResult<Option<Vec<u8>>>;
+    /// Sets a device's last-resort key package (RFC 9420 §16.8), replacing the previous
+    /// one: handed out when its one-time packages are gone or the claimer is over its
+    /// limit, and never deleted by a claim (only by the next one or [`Store::remove_device`]).
+    fn put_last_resort_key_package(
+        &mut self,
+        user: &str,
+        device: &str,
+        package: &[u8],
+    ) -> StoreResult<()>;
+    /// A device's last-resort key package (left in place).
+    fn last_resort_key_package(&mut self, user: &str, device: &str)
+    -> StoreResult<Option<Vec<u8>>>;
+    /// How many one-time key packages of `owner`'s devices `claimer` took at or after
+    /// `since` (Unix ms).
+    fn key_package_claims(&mut self, claimer: &str, owner: &str, since: u64) -> StoreResult<u64>;
+    /// Records that `claimer` took one of `owner`'s one-time key packages at `at` (Unix
+    /// ms), forgetting that pair's claims before `forget_before`.
+    fn note_key_package_claim(
+        &mut self,
+        claimer: &str,
+        owner: &str,
+        at: u64,
+        forget_before: u64,
+    ) -> StoreResult<()>;
     /// A private conversation's MLS epoch (0 before its first commit) and the client id of
     /// the commit that made it.
     fn mls_epoch(&mut self, conv: &ConvId) -> StoreResult<(u64, Option<ClientMsgId>)>;

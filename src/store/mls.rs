@@ -29,6 +29,22 @@ pub(super) const MIGRATION: &str = "CREATE TABLE mls_devices (
         cmid BLOB NOT NULL
      );";
 
+/// Migration 11: each device's last-resort key package (RFC 9420 §16.8, never deleted by
+/// a claim) and the one-time packages each user took of each other user's devices, by
+/// time (the per-claimer limit, `crate::app::server` `key_packages.rs`).
+pub(super) const MIGRATION_LAST_RESORT: &str = "CREATE TABLE mls_last_resort (
+        user_key TEXT NOT NULL,
+        device TEXT NOT NULL,
+        package BLOB NOT NULL,
+        PRIMARY KEY (user_key, device)
+     );
+     CREATE TABLE mls_claims (
+        claimer TEXT NOT NULL,
+        owner TEXT NOT NULL,
+        at INTEGER NOT NULL
+     );
+     CREATE INDEX mls_claims_pair ON mls_claims (claimer, owner, at);";
+
 pub(super) fn put_device(
     db: &Connection,
     user: &str,
@@ -49,6 +65,10 @@ pub(super) fn put_device(
 
 pub(super) fn remove_device(db: &Connection, user: &str, device: &str) -> StoreResult<bool> {
     db.prepare_cached("DELETE FROM mls_key_packages WHERE user_key = ?1 AND device = ?2")
+        .map_err(err)?
+        .execute(params![user, device])
+        .map_err(err)?;
+    db.prepare_cached("DELETE FROM mls_last_resort WHERE user_key = ?1 AND device = ?2")
         .map_err(err)?
         .execute(params![user, device])
         .map_err(err)?;
@@ -143,5 +163,66 @@ pub(super) fn set_epoch(
         &cmid.0[..]
     ])
     .map_err(err)?;
+    Ok(())
+}
+
+pub(super) fn put_last_resort(
+    db: &Connection,
+    user: &str,
+    device: &str,
+    package: &[u8],
+) -> StoreResult<()> {
+    db.prepare_cached(
+        "INSERT INTO mls_last_resort (user_key, device, package) VALUES (?1, ?2, ?3)
+         ON CONFLICT (user_key, device) DO UPDATE SET package = excluded.package",
+    )
+    .map_err(err)?
+    .execute(params![user, device, package])
+    .map_err(err)?;
+    Ok(())
+}
+
+pub(super) fn last_resort(
+    db: &Connection,
+    user: &str,
+    device: &str,
+) -> StoreResult<Option<Vec<u8>>> {
+    db.prepare_cached("SELECT package FROM mls_last_resort WHERE user_key = ?1 AND device = ?2")
+        .map_err(err)?
+        .query_row(params![user, device], |r| r.get(0))
+        .optional()
+        .map_err(err)
+}
+
+fn ms(t: u64) -> i64 {
+    t.min(i64::MAX as u64) as i64
+}
+
+pub(super) fn claims(db: &Connection, claimer: &str, owner: &str, since: u64) -> StoreResult<u64> {
+    let n: i64 = db
+        .prepare_cached(
+            "SELECT COUNT(*) FROM mls_claims WHERE claimer = ?1 AND owner = ?2 AND at >= ?3",
+        )
+        .map_err(err)?
+        .query_row(params![claimer, owner, ms(since)], |r| r.get(0))
+        .map_err(err)?;
+    Ok(n.max(0) as u64)
+}
+
+pub(super) fn note_claim(
+    db: &Connection,
+    claimer: &str,
+    owner: &str,
+    at: u64,
+    forget_before: u64,
+) -> StoreResult<()> {
+    db.prepare_cached("DELETE FROM mls_claims WHERE claimer = ?1 AND owner = ?2 AND at < ?3")
+        .map_err(err)?
+        .execute(params![claimer, owner, ms(forget_before)])
+        .map_err(err)?;
+    db.prepare_cached("INSERT INTO mls_claims (claimer, owner, at) VALUES (?1, ?2, ?3)")
+        .map_err(err)?
+        .execute(params![claimer, owner, ms(at)])
+        .map_err(err)?;
     Ok(())
 }

@@ -200,6 +200,12 @@ impl MlsClient {
                 Err(e) => out.push(mls_err(e)),
             }
         }
+        // And a last-resort one (replacing the previous one on the server), handed out
+        // when the one-time ones run out (docs/SECURITY.md, "Key packages").
+        match self.device.last_resort_key_package() {
+            Ok(p) => packages.push(p),
+            Err(e) => out.push(mls_err(e)),
+        }
         self.dirty = true;
         out.push(MlsOut::Control(ControlUp::MlsDevice {
             device: self.device.device().to_owned(),

@@ -75,6 +75,11 @@ impl DeviceInfo {
     }
 }
 
+/// Whether a key package (TLS-encoded, valid) is marked last resort.
+pub fn is_last_resort(bytes: &[u8]) -> bool {
+    validate_key_package(&Provider::default(), bytes).is_ok_and(|kp| kp.last_resort())
+}
+
 fn validate_key_package(provider: &Provider, bytes: &[u8]) -> Result<KeyPackage, MlsError> {
     let kp = KeyPackageIn::tls_deserialize_exact(bytes)
         .map_err(|e| MlsError::BadKeyPackage(e.to_string()))?;
@@ -185,6 +190,26 @@ impl Device {
     /// this one to a group; its private part stays here until a welcome uses it.
     pub fn key_package(&mut self) -> Result<Vec<u8>, MlsError> {
         let bundle = KeyPackage::builder()
+            .build(SUITE, &self.provider, &self.signer, self.credential())
+            .map_err(mls)?;
+        bundle
+            .key_package()
+            .tls_serialize_detached()
+            .map_err(|e| MlsError::Malformed(e.to_string()))
+    }
+
+    /// A last-resort key package (RFC 9420 §16.8): the server hands it out when this
+    /// device's one-time packages are gone (or the claimer is over its limit) and never
+    /// deletes it; joining with it keeps its private part, so it can be used again. The
+    /// client makes a new one at each login, which replaces the previous one on the server.
+    pub fn last_resort_key_package(&mut self) -> Result<Vec<u8>, MlsError> {
+        // Its leaf must list the extension it carries (RFC 9420 §7.2).
+        let capabilities = Capabilities::builder()
+            .extensions(vec![ExtensionType::LastResort])
+            .build();
+        let bundle = KeyPackage::builder()
+            .leaf_node_capabilities(capabilities)
+            .mark_as_last_resort()
             .build(SUITE, &self.provider, &self.signer, self.credential())
             .map_err(mls)?;
         bundle

@@ -23,7 +23,7 @@ mod safety;
 mod wire;
 
 pub use client::{MlsClient, MlsOut, UNREADABLE, UPDATE_EVERY};
-pub use device::{Device, DeviceInfo, MlsError, Received};
+pub use device::{Device, DeviceInfo, MlsError, Received, is_last_resort};
 pub use safety::safety_code;
 pub use wire::{FrameInfo, MLS_TAG, MlsBody, frame_info};
 

@@ -111,7 +111,7 @@ impl<S: Store> ServerCore<S> {
                 },
             )?;
         }
-        self.store.add_key_packages(key, &device, &packages)
+        self.store_key_packages(key, &device, &packages)
     }
 
     /// Tells `user`'s sessions and those of everyone `user` has a private conversation
@@ -164,7 +164,7 @@ impl<S: Store> ServerCore<S> {
             .collect();
         let mut packages = Vec::new();
         for d in &devices {
-            if let Some(p) = self.store.claim_key_package(&user, &d.device)? {
+            if let Some(p) = self.hand_out_key_package(key, &user, &d.device)? {
                 packages.push(p);
             }
         }

@@ -16,6 +16,7 @@ mod cluster;
 mod convs;
 mod delete;
 mod edits;
+mod key_packages;
 mod mentions;
 mod mls;
 mod receipts;
@@ -27,6 +28,7 @@ mod typing;
 pub use api::{Input, Output, ServerLog};
 pub use cluster::{ClusterMsg, NODE_EXPIRY_MS, ROSTER_EVERY_MS, WireEffect, WireKind};
 pub use receipts::MAX_RECEIPT_MEMBERS;
+pub use key_packages::{CLAIM_LIMIT, CLAIM_WINDOW_MS};
 pub use typing::TYPING_INTERVAL_MS;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -127,6 +129,8 @@ pub struct ServerCore<S> {
     cluster: Option<cluster::ClusterState>,
     /// The MLS device of each session that announced one (`mls.rs`).
     mls_devices: HashMap<ConnId, String>,
+    /// The time of the input being handled (Unix ms), for rules that count per window.
+    now: u64,
 }
 
 impl<S: Store> ServerCore<S> {
@@ -147,6 +151,7 @@ impl<S: Store> ServerCore<S> {
             typing_gate: typing::TypingGate::default(),
             cluster: None,
             mls_devices: HashMap::new(),
+            now: 0,
         }
     }
 
@@ -162,6 +167,7 @@ impl<S: Store> ServerCore<S> {
 
     /// Handles one input at `now_ms` (Unix ms) and returns what to do.
     pub fn handle(&mut self, input: Input, now_ms: u64) -> Vec<Output> {
+        self.now = now_ms;
         if now_ms.saturating_sub(self.last_gc) > 60_000 {
             self.fail_account.gc(now_ms);
             self.fail_ip.gc(now_ms);

@@ -11,7 +11,7 @@ pub use super::contract_edits::{
     edits_replace_the_text_once_and_keep_no_history, reactions_are_one_per_key_and_listed_in_force,
 };
 mod mls;
-pub use mls::mls_devices_key_packages_and_epochs;
+pub use mls::{mls_devices_key_packages_and_epochs, mls_last_resort_key_packages_and_claim_counts};
 mod search;
 pub use search::{
     search_matches_whole_words_newest_first, search_stays_in_scopes_and_skips_what_is_gone,
@@ -497,6 +497,7 @@ macro_rules! store_contract_tests {
             search_matches_whole_words_newest_first,
             search_stays_in_scopes_and_skips_what_is_gone,
             mls_devices_key_packages_and_epochs,
+            mls_last_resort_key_packages_and_claim_counts,
         );
     };
     ($make:expr) => {

@@ -40,6 +40,10 @@ pub struct MemStore {
     key_packages: BTreeMap<(String, String), Vec<Vec<u8>>>,
     /// MLS epochs of private conversations.
     mls_epochs: BTreeMap<String, (u64, ClientMsgId)>,
+    /// Last-resort key packages by (user, device).
+    last_resort: BTreeMap<(String, String), Vec<u8>>,
+    /// When each claimer took one-time key packages of each owner: (claimer, owner) → times.
+    claims: BTreeMap<(String, String), Vec<u64>>,
 }
 
 impl MemStore {
@@ -504,6 +508,8 @@ impl Store for MemStore {
     fn remove_device(&mut self, user: &str, device: &str) -> StoreResult<bool> {
         self.key_packages
             .remove(&(user.to_owned(), device.to_owned()));
+        self.last_resort
+            .remove(&(user.to_owned(), device.to_owned()));
         Ok(self
             .devices
             .get_mut(user)
@@ -540,6 +546,51 @@ impl Store for MemStore {
             .key_packages
             .get_mut(&(user.to_owned(), device.to_owned()));
         Ok(kps.and_then(|k| (!k.is_empty()).then(|| k.remove(0))))
+    }
+
+    fn put_last_resort_key_package(
+        &mut self,
+        user: &str,
+        device: &str,
+        package: &[u8],
+    ) -> StoreResult<()> {
+        self.last_resort
+            .insert((user.to_owned(), device.to_owned()), package.to_vec());
+        Ok(())
+    }
+
+    fn last_resort_key_package(
+        &mut self,
+        user: &str,
+        device: &str,
+    ) -> StoreResult<Option<Vec<u8>>> {
+        Ok(self
+            .last_resort
+            .get(&(user.to_owned(), device.to_owned()))
+            .cloned())
+    }
+
+    fn key_package_claims(&mut self, claimer: &str, owner: &str, since: u64) -> StoreResult<u64> {
+        Ok(self
+            .claims
+            .get(&(claimer.to_owned(), owner.to_owned()))
+            .map_or(0, |t| t.iter().filter(|&&at| at >= since).count() as u64))
+    }
+
+    fn note_key_package_claim(
+        &mut self,
+        claimer: &str,
+        owner: &str,
+        at: u64,
+        forget_before: u64,
+    ) -> StoreResult<()> {
+        let times = self
+            .claims
+            .entry((claimer.to_owned(), owner.to_owned()))
+            .or_default();
+        times.retain(|&t| t >= forget_before);
+        times.push(at);
+        Ok(())
     }
 
     fn mls_epoch(&mut self, conv: &ConvId) -> StoreResult<(u64, Option<ClientMsgId>)> {

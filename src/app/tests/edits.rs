@@ -419,7 +419,7 @@ fn an_mls_edit_of_an_ended_epoch_is_refused_like_a_send() {
     let stale = alice.encrypt(&dm.storage_key(), b"old epoch").unwrap();
     let kp = bob.key_package().unwrap();
     let commit = alice.add(&dm.storage_key(), &[kp]).unwrap();
-    let mut up = |w: &mut World, up: ConvUp| -> Option<ConvDown> {
+    let up = |w: &mut World, up: ConvUp| -> Option<ConvDown> {
         let cmid = up.cmid();
         w.trace.clear();
         w.server_in(Input::Conv {

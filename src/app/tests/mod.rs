@@ -3,6 +3,7 @@
 
 mod cluster;
 mod edits;
+mod key_packages;
 mod receipts;
 mod resume;
 mod rooms;

@@ -26,6 +26,20 @@ pub(super) const MIGRATION: &str = "CREATE TABLE mls_devices (
         cmid BYTEA NOT NULL
      );";
 
+/// Migration 10: last-resort key packages and claim counts (as SQLite's migration 11).
+pub(super) const MIGRATION_LAST_RESORT: &str = "CREATE TABLE mls_last_resort (
+        user_key TEXT NOT NULL,
+        device TEXT NOT NULL,
+        package BYTEA NOT NULL,
+        PRIMARY KEY (user_key, device)
+     );
+     CREATE TABLE mls_claims (
+        claimer TEXT NOT NULL,
+        owner TEXT NOT NULL,
+        at BIGINT NOT NULL
+     );
+     CREATE INDEX mls_claims_pair ON mls_claims (claimer, owner, at);";
+
 pub(super) fn put_device(c: &mut Conn, user: &str, device: &str, key: &[u8]) -> Res<bool> {
     let n = c.execute(
         "INSERT INTO mls_devices (user_key, device, sig_key) VALUES ($1, $2, $3)
@@ -39,6 +53,10 @@ pub(super) fn put_device(c: &mut Conn, user: &str, device: &str, key: &[u8]) -> 
 pub(super) fn remove_device(c: &mut Conn, user: &str, device: &str) -> Res<bool> {
     c.execute(
         "DELETE FROM mls_key_packages WHERE user_key = $1 AND device = $2",
+        &[&user, &device],
+    )?;
+    c.execute(
+        "DELETE FROM mls_last_resort WHERE user_key = $1 AND device = $2",
         &[&user, &device],
     )?;
     let n = c.execute(
@@ -107,6 +125,49 @@ pub(super) fn set_epoch(c: &mut Conn, conv: &str, epoch: u64, cmid: ClientMsgId)
         "INSERT INTO mls_epochs (conv, epoch, cmid) VALUES ($1, $2, $3)
          ON CONFLICT (conv) DO UPDATE SET epoch = excluded.epoch, cmid = excluded.cmid",
         &[&conv, &big(epoch), &&cmid.0[..]],
+    )?;
+    Ok(())
+}
+
+pub(super) fn put_last_resort(c: &mut Conn, user: &str, device: &str, package: &[u8]) -> Res<()> {
+    c.execute(
+        "INSERT INTO mls_last_resort (user_key, device, package) VALUES ($1, $2, $3)
+         ON CONFLICT (user_key, device) DO UPDATE SET package = excluded.package",
+        &[&user, &device, &package],
+    )?;
+    Ok(())
+}
+
+pub(super) fn last_resort(c: &mut Conn, user: &str, device: &str) -> Res<Option<Vec<u8>>> {
+    let row = c.query_opt(
+        "SELECT package FROM mls_last_resort WHERE user_key = $1 AND device = $2",
+        &[&user, &device],
+    )?;
+    Ok(row.map(|r| r.get(0)))
+}
+
+pub(super) fn claims(c: &mut Conn, claimer: &str, owner: &str, since: u64) -> Res<u64> {
+    let row = c.query_one(
+        "SELECT COUNT(*) FROM mls_claims WHERE claimer = $1 AND owner = $2 AND at >= $3",
+        &[&claimer, &owner, &big(since)],
+    )?;
+    Ok(row.get::<_, i64>(0).max(0) as u64)
+}
+
+pub(super) fn note_claim(
+    c: &mut Conn,
+    claimer: &str,
+    owner: &str,
+    at: u64,
+    forget_before: u64,
+) -> Res<()> {
+    c.execute(
+        "DELETE FROM mls_claims WHERE claimer = $1 AND owner = $2 AND at < $3",
+        &[&claimer, &owner, &big(forget_before)],
+    )?;
+    c.execute(
+        "INSERT INTO mls_claims (claimer, owner, at) VALUES ($1, $2, $3)",
+        &[&claimer, &owner, &big(at)],
     )?;
     Ok(())
 }

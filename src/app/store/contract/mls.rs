@@ -64,3 +64,59 @@ pub fn mls_devices_key_packages_and_epochs<S: Store>(s: &mut S) {
     let other = ConvId::Direct("alice".into(), "carol".into());
     assert_eq!(s.mls_epoch(&other).unwrap(), (0, None));
 }
+
+/// A device's last-resort key package is read, never taken, replaced by the next one and
+/// dropped with the device; claims are counted per (claimer, owner) from a time on, and
+/// older ones are forgotten when a new one is noted.
+pub fn mls_last_resort_key_packages_and_claim_counts<S: Store>(s: &mut S) {
+    assert_eq!(s.last_resort_key_package("alice", "d1").unwrap(), None);
+    s.put_device("alice", "d1", b"key-1").unwrap();
+    s.put_last_resort_key_package("alice", "d1", b"lr-1")
+        .unwrap();
+    s.add_key_packages("alice", "d1", &[b"kp1".to_vec()])
+        .unwrap();
+    for _ in 0..3 {
+        assert_eq!(
+            s.last_resort_key_package("alice", "d1").unwrap(),
+            Some(b"lr-1".to_vec())
+        );
+    }
+    assert_eq!(
+        s.claim_key_package("alice", "d1").unwrap(),
+        Some(b"kp1".to_vec()),
+        "a one-time package is not the last-resort one"
+    );
+    assert_eq!(s.claim_key_package("alice", "d1").unwrap(), None);
+    assert_eq!(
+        s.last_resort_key_package("alice", "d1").unwrap(),
+        Some(b"lr-1".to_vec()),
+        "claims leave it"
+    );
+    s.put_last_resort_key_package("alice", "d1", b"lr-2")
+        .unwrap();
+    assert_eq!(
+        s.last_resort_key_package("alice", "d1").unwrap(),
+        Some(b"lr-2".to_vec())
+    );
+    assert_eq!(s.last_resort_key_package("alice", "d2").unwrap(), None);
+    assert_eq!(s.last_resort_key_package("bob", "d1").unwrap(), None);
+    assert!(s.remove_device("alice", "d1").unwrap());
+    assert_eq!(s.last_resort_key_package("alice", "d1").unwrap(), None);
+
+    assert_eq!(s.key_package_claims("bob", "alice", 0).unwrap(), 0);
+    s.note_key_package_claim("bob", "alice", 1_000, 0).unwrap();
+    s.note_key_package_claim("bob", "alice", 2_000, 0).unwrap();
+    s.note_key_package_claim("bob", "alice", 3_000, 0).unwrap();
+    s.note_key_package_claim("carol", "alice", 3_000, 0).unwrap();
+    s.note_key_package_claim("bob", "dave", 3_000, 0).unwrap();
+    assert_eq!(s.key_package_claims("bob", "alice", 0).unwrap(), 3);
+    assert_eq!(s.key_package_claims("bob", "alice", 2_000).unwrap(), 2);
+    assert_eq!(s.key_package_claims("bob", "alice", 3_001).unwrap(), 0);
+    assert_eq!(s.key_package_claims("carol", "alice", 0).unwrap(), 1);
+    assert_eq!(s.key_package_claims("alice", "bob", 0).unwrap(), 0);
+    // Noting a claim forgets that pair's claims before the given time, no other pair's.
+    s.note_key_package_claim("bob", "alice", 9_000, 2_500).unwrap();
+    assert_eq!(s.key_package_claims("bob", "alice", 0).unwrap(), 2);
+    assert_eq!(s.key_package_claims("bob", "dave", 0).unwrap(), 1);
+    assert_eq!(s.key_package_claims("carol", "alice", 0).unwrap(), 1);
+}
