@@ -10,8 +10,8 @@
 //! same way (a private room's body is sealed again under each session), so the server's
 //! crypto per send is also measured for a body of the MLS message's size.
 //!
-//! CPU is the sum of every thread's run time from `/proc/self/task/*/schedstat`
-//! (nanoseconds; openmls may use a rayon pool), medians over repetitions. The machine is
+//! CPU is the process's CPU clock (all threads; openmls may use a rayon pool), in
+//! nanoseconds, medians over repetitions. The machine is
 //! shared: these are CPU times, not instruction counts (no hardware counters here).
 
 use std::time::Instant;
@@ -53,21 +53,11 @@ pub struct MlsArgs {
     table: Option<std::path::PathBuf>,
 }
 
-/// CPU nanoseconds used so far by all threads of this process.
+/// CPU nanoseconds used so far by all threads of this process (openmls may use a rayon
+/// pool): `clock_gettime(CLOCK_PROCESS_CPUTIME_ID)`.
 fn cpu_ns() -> u64 {
-    let mut total = 0;
-    if let Ok(dir) = std::fs::read_dir("/proc/self/task") {
-        for t in dir.flatten() {
-            if let Ok(s) = std::fs::read_to_string(t.path().join("schedstat")) {
-                total += s
-                    .split_whitespace()
-                    .next()
-                    .and_then(|v| v.parse::<u64>().ok())
-                    .unwrap_or(0);
-            }
-        }
-    }
-    total
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ProcessCPUTime);
+    (t.tv_sec.max(0) as u64) * 1_000_000_000 + t.tv_nsec.max(0) as u64
 }
 
 /// Runs `f`, returning its result and the CPU microseconds it took.
@@ -163,7 +153,9 @@ pub fn run(args: MlsArgs) -> Result<()> {
     // One device per member, plus one that joins and leaves in the add/remove rounds.
     let mut devices = Vec::with_capacity(n + 1);
     for i in 0..=n {
-        devices.push(Device::new(&format!("user{i:04}"), "d1")?);
+        // Device ids differ: a commit names its device by id alone (real clients' ids are
+        // random).
+        devices.push(Device::new(&format!("user{i:04}"), &format!("dev{i:04}"))?);
     }
     let joiner = n;
     let mut kp_cost = Vec::new();
