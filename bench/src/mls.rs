@@ -191,7 +191,10 @@ pub fn run(args: MlsArgs) -> Result<()> {
     // Sends: member 1 sends, `recipients` members open every message.
     let text = vec![b'x'; args.text];
     let sender = 1;
-    let readers: Vec<usize> = (2..n).step_by(((n - 2) / args.recipients.max(1)).max(1)).take(args.recipients).collect();
+    let readers: Vec<usize> = (2..n)
+        .step_by(((n - 2) / args.recipients.max(1)).max(1))
+        .take(args.recipients)
+        .collect();
     let mut enc = Vec::new();
     let mut dec = Vec::new();
     let mut app_len = 0;
@@ -220,6 +223,8 @@ pub fn run(args: MlsArgs) -> Result<()> {
     let mut rm_members = Vec::new();
     let mut add_sizes = (0, 0, 0);
     let mut rm_sizes = (0, 0, 0);
+    let mut add_body = Vec::new();
+    let mut rm_body = Vec::new();
     let committer = 0;
     let peers: Vec<usize> = (1..n).collect();
     for round in 0..args.rounds {
@@ -228,6 +233,7 @@ pub fn run(args: MlsArgs) -> Result<()> {
         let commit = commit?;
         let (cl, wl) = commit_parts(&commit);
         add_sizes = (cl, wl, commit.encode().len());
+        add_body = commit.encode();
         devices[committer].commit_accepted(ROOM)?;
         add_c.push(c);
         add_members.extend(deliver(&mut devices, &peers, ROOM, &commit)?);
@@ -243,6 +249,7 @@ pub fn run(args: MlsArgs) -> Result<()> {
         let commit = commit?;
         let (cl, wl) = commit_parts(&commit);
         rm_sizes = (cl, wl, commit.encode().len());
+        rm_body = commit.encode();
         devices[committer].commit_accepted(ROOM)?;
         rm_c.push(c);
         rm_members.extend(deliver(&mut devices, &peers, ROOM, &commit)?);
@@ -301,6 +308,15 @@ pub fn run(args: MlsArgs) -> Result<()> {
         key.open(&aad, &sealed)?;
     }
 
+    // The server's sealing of an add's and a remove's body for every member (the body
+    // goes to all of them, the new member included for an add).
+    let mut add_fan = Vec::new();
+    let mut rm_fan = Vec::new();
+    for _ in 0..3 {
+        add_fan.push(seal_all(&add_body)?.0 * n as f64 / (n - 1) as f64);
+        rm_fan.push(seal_all(&rm_body)?.0);
+    }
+
     // Growing a second group one member per commit.
     let mut grown = String::new();
     if args.buildup {
@@ -321,17 +337,28 @@ pub fn run(args: MlsArgs) -> Result<()> {
         args.text,
         readers.len(),
         args.rounds,
-        load.split_whitespace().take(3).collect::<Vec<_>>().join(" "),
+        load.split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" "),
         started.elapsed().as_secs_f64()
     ));
     t.push_str("| operation | CPU median | min – max | samples | bytes |\n|---|---|---|---|---|\n");
-    row(&mut t, "MLS send: sender encrypts", e, &format!("{app_len} B body for a {} B text", args.text));
+    row(
+        &mut t,
+        "MLS send: sender encrypts",
+        e,
+        &format!("{app_len} B body for a {} B text", args.text),
+    );
     row(&mut t, "MLS send: one recipient opens", d, "");
     row(
         &mut t,
         &format!("MLS send: server seals the body for {recips} sessions (measured)"),
         mf,
-        &format!("{mls_sealed_len} B per recipient, {} B in all", mls_sealed_len * recips),
+        &format!(
+            "{mls_sealed_len} B per recipient, {} B in all",
+            mls_sealed_len * recips
+        ),
     );
     row(
         &mut t,
@@ -339,7 +366,12 @@ pub fn run(args: MlsArgs) -> Result<()> {
         pf,
         &format!("{pub_len} B per recipient, {} B in all", pub_len * recips),
     );
-    row(&mut t, "public send: sender seals / recipient opens (one session seal)", stat(&pub_one), "");
+    row(
+        &mut t,
+        "public send: sender seals / recipient opens (one session seal)",
+        stat(&pub_one),
+        "",
+    );
     row(
         &mut t,
         "MLS add 1 member: committer",
@@ -352,32 +384,76 @@ pub fn run(args: MlsArgs) -> Result<()> {
             add_sizes.2 * n
         ),
     );
-    row(&mut t, "MLS add 1 member: each other member processes the commit", stat(&add_members), "");
-    row(&mut t, "MLS add 1 member: the new member joins from the welcome", stat(&join_c), "");
+    row(
+        &mut t,
+        "MLS add 1 member: each other member processes the commit",
+        stat(&add_members),
+        "",
+    );
+    row(
+        &mut t,
+        "MLS add 1 member: the new member joins from the welcome",
+        stat(&join_c),
+        "",
+    );
+    row(
+        &mut t,
+        &format!("MLS add 1 member: server seals the body for {n} sessions (measured)"),
+        stat(&add_fan),
+        "",
+    );
     row(
         &mut t,
         "MLS remove 1 member: committer",
         stat(&rm_c),
-        &format!("body {} B to every member ({} B in all)", rm_sizes.2, rm_sizes.2 * n),
+        &format!(
+            "body {} B to every member ({} B in all)",
+            rm_sizes.2,
+            rm_sizes.2 * n
+        ),
     );
-    row(&mut t, "MLS remove 1 member: each other member processes the commit", stat(&rm_members), "");
+    row(
+        &mut t,
+        "MLS remove 1 member: each other member processes the commit",
+        stat(&rm_members),
+        "",
+    );
+    row(
+        &mut t,
+        &format!("MLS remove 1 member: server seals the body for {recips} sessions (measured)"),
+        stat(&rm_fan),
+        "",
+    );
     row(
         &mut t,
         "MLS key update: the updating member",
         stat(&[upd_cpu]),
         &format!("body {upd_len} B to every member"),
     );
-    row(&mut t, "MLS key update: each other member processes it", stat(&upd_members), "");
+    row(
+        &mut t,
+        "MLS key update: each other member processes it",
+        stat(&upd_members),
+        "",
+    );
     row(
         &mut t,
         &format!("MLS room built in one commit: committer adds {}", n - 1),
         stat(&[add_all_cpu]),
-        &format!(
-            "commit {add_all_commit} B + welcome {add_all_welcome} B = body {add_all_body} B"
-        ),
+        &format!("commit {add_all_commit} B + welcome {add_all_welcome} B = body {add_all_body} B"),
     );
-    row(&mut t, "MLS room built in one commit: each member joins from the welcome", stat(&welcome_costs), "");
-    row(&mut t, "key package made by a device", stat(&kp_cost), &format!("{kp_len} B"));
+    row(
+        &mut t,
+        "MLS room built in one commit: each member joins from the welcome",
+        stat(&welcome_costs),
+        "",
+    );
+    row(
+        &mut t,
+        "key package made by a device",
+        stat(&kp_cost),
+        &format!("{kp_len} B"),
+    );
     t.push_str(&format!(
         "\nPer send into the room: MLS client CPU {} (encrypt) + {} per recipient (open) vs \
          public {} + {}; server sealing {} vs {} (×{:.2}); bytes per recipient {} vs {} \

@@ -50,14 +50,14 @@ impl<S: Store> ServerCore<S> {
         let now = self.now;
         let since = now.saturating_sub(CLAIM_WINDOW_MS);
         let limited = claimer != owner;
-        if !limited || self.store.key_package_claims(claimer, owner, since)? < CLAIM_LIMIT {
-            if let Some(p) = self.store.claim_key_package(owner, device)? {
-                if limited {
-                    self.store
-                        .note_key_package_claim(claimer, owner, now, since)?;
-                }
-                return Ok(Some(p));
+        if (!limited || self.store.key_package_claims(claimer, owner, since)? < CLAIM_LIMIT)
+            && let Some(p) = self.store.claim_key_package(owner, device)?
+        {
+            if limited {
+                self.store
+                    .note_key_package_claim(claimer, owner, now, since)?;
             }
+            return Ok(Some(p));
         }
         self.store.last_resort_key_package(owner, device)
     }

@@ -27,8 +27,8 @@ mod typing;
 
 pub use api::{Input, Output, ServerLog};
 pub use cluster::{ClusterMsg, NODE_EXPIRY_MS, ROSTER_EVERY_MS, WireEffect, WireKind};
-pub use receipts::MAX_RECEIPT_MEMBERS;
 pub use key_packages::{CLAIM_LIMIT, CLAIM_WINDOW_MS};
+pub use receipts::MAX_RECEIPT_MEMBERS;
 pub use typing::TYPING_INTERVAL_MS;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};

@@ -446,7 +446,10 @@ fn an_mls_edit_of_an_ended_epoch_is_refused_like_a_send() {
             body: commit.encode(),
         },
     );
-    assert!(matches!(sent_commit, Some(ConvDown::Ack { .. })), "{sent_commit:?}");
+    assert!(
+        matches!(sent_commit, Some(ConvDown::Ack { .. })),
+        "{sent_commit:?}"
+    );
     alice.commit_accepted(&dm.storage_key()).unwrap();
 
     let refused = up(

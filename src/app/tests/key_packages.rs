@@ -82,7 +82,10 @@ fn a_claimer_over_its_limit_gets_the_last_resort_package_and_never_drains_the_ot
             }
         }
     }
-    assert_eq!(one_time, CLAIM_LIMIT, "no more one-time packages than the limit");
+    assert_eq!(
+        one_time, CLAIM_LIMIT,
+        "no more one-time packages than the limit"
+    );
     assert!(last_resort > 0);
 
     // Another claimer is not held back by bob's claims: alice's remaining one-time

@@ -107,7 +107,8 @@ pub fn mls_last_resort_key_packages_and_claim_counts<S: Store>(s: &mut S) {
     s.note_key_package_claim("bob", "alice", 1_000, 0).unwrap();
     s.note_key_package_claim("bob", "alice", 2_000, 0).unwrap();
     s.note_key_package_claim("bob", "alice", 3_000, 0).unwrap();
-    s.note_key_package_claim("carol", "alice", 3_000, 0).unwrap();
+    s.note_key_package_claim("carol", "alice", 3_000, 0)
+        .unwrap();
     s.note_key_package_claim("bob", "dave", 3_000, 0).unwrap();
     assert_eq!(s.key_package_claims("bob", "alice", 0).unwrap(), 3);
     assert_eq!(s.key_package_claims("bob", "alice", 2_000).unwrap(), 2);
@@ -115,7 +116,8 @@ pub fn mls_last_resort_key_packages_and_claim_counts<S: Store>(s: &mut S) {
     assert_eq!(s.key_package_claims("carol", "alice", 0).unwrap(), 1);
     assert_eq!(s.key_package_claims("alice", "bob", 0).unwrap(), 0);
     // Noting a claim forgets that pair's claims before the given time, no other pair's.
-    s.note_key_package_claim("bob", "alice", 9_000, 2_500).unwrap();
+    s.note_key_package_claim("bob", "alice", 9_000, 2_500)
+        .unwrap();
     assert_eq!(s.key_package_claims("bob", "alice", 0).unwrap(), 2);
     assert_eq!(s.key_package_claims("bob", "dave", 0).unwrap(), 1);
     assert_eq!(s.key_package_claims("carol", "alice", 0).unwrap(), 1);
