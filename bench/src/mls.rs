@@ -84,7 +84,7 @@ fn stat(v: &[f64]) -> Stat {
     let mut s = v.to_vec();
     s.sort_by(f64::total_cmp);
     let mid = s.len() / 2;
-    let median = if s.len() % 2 == 0 {
+    let median = if s.len().is_multiple_of(2) {
         (s[mid - 1] + s[mid]) / 2.0
     } else {
         s[mid]
@@ -271,10 +271,8 @@ pub fn run(args: MlsArgs) -> Result<()> {
     let upd_peers: Vec<usize> = (0..n).filter(|&i| i != sender).collect();
     let upd_members = deliver(&mut devices, &upd_peers, ROOM, &commit)?;
     let epoch = devices[0].epoch(ROOM);
-    for i in 0..n {
-        if devices[i].epoch(ROOM) != epoch {
-            bail!("member {i} is at another epoch than member 0");
-        }
+    if let Some(i) = (0..n).find(|&i| devices[i].epoch(ROOM) != epoch) {
+        bail!("member {i} is at another epoch than member 0");
     }
 
     // Public room of the same size: the session sealing of the same text (and, for the
