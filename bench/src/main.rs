@@ -6,7 +6,8 @@
 //! Layout: `load` (fleet, open-loop schedule, one measured step), `stats` (bodies with
 //! embedded send times, percentiles), `rooms` (who is in which room in the many-rooms
 //! scenario), `proc` (server processes, /proc CPU and RSS), one module per target (`lw`, `mqtt`, `irc`), `refs` (quinn echo, UDP), `report` (JSON and
-//! the Markdown table). `scripts/bench.sh` installs the peers and runs all of it.
+//! the Markdown table). `scripts/bench.sh` installs the peers and runs all of it. `mls`
+//! (the `mls` subcommand) measures a private MLS room beside a public one in process.
 
 mod irc;
 mod load;
