@@ -12,11 +12,11 @@ use super::chunk::{MAX_CHUNK_FRAME, MAX_FILE_FRAME, chunk_aad, read_chunk, write
 use super::dir_blobs::DirBlobs;
 use crate::app::blobs::{FileBlobs, Holding};
 use crate::app::files::{
-    CHUNK, chunk_aad_id, chunk_count, chunk_len, human_size, stored_len, stored_name,
-    stored_overhead,
+    CHUNK, Layout, chunk_aad_id, chunk_count, chunk_len, human_size, stored_len,
+    stored_name,
 };
 use crate::app::ids::{ClientMsgId, ConvId};
-use crate::app::protocol::{E2E_OVERHEAD, ErrorCode, FileDown, FileReq};
+use crate::app::protocol::{ErrorCode, FileDown, FileReq};
 use crate::app::store::{StoreError, StoreResult};
 use crate::transport::codec;
 use crate::transport::envelope::{Direction, SessionKeys};
@@ -49,6 +49,8 @@ pub struct FileStore {
     /// Room members (room key -> user keys), a copy the hub keeps current: a room's files
     /// are for its members only, and only the core knows who they are.
     room_members: RwLock<HashMap<String, HashSet<String>>>,
+    /// The private rooms (keys) among them: their files may be sealed end to end.
+    private_rooms: RwLock<HashSet<String>>,
 }
 
 impl std::fmt::Debug for FileStore {
@@ -76,11 +78,19 @@ impl FileStore {
             reserved: Mutex::new(HashMap::new()),
             quota_check: tokio::sync::Mutex::new(()),
             room_members: RwLock::default(),
+            private_rooms: RwLock::default(),
         }
     }
 
-    /// Records that `user` (key) is now, or no longer, a member of room `room` (key).
-    pub fn set_room_member(&self, room: &str, user: &str, member: bool) {
+    /// Records that `user` (key) is now, or no longer, a member of room `room` (key), and
+    /// whether the room is private (a room's visibility never changes).
+    pub fn set_room_member(&self, room: &str, user: &str, member: bool, private: bool) {
+        if private {
+            self.private_rooms
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(room.to_owned());
+        }
         let mut m = self.room_members.write().unwrap_or_else(|e| e.into_inner());
         if member {
             m.entry(room.to_owned())
@@ -104,6 +114,21 @@ impl FileStore {
                 .get(room)
                 .is_some_and(|s| s.contains(user)),
             _ => conv.has_member(user),
+        }
+    }
+
+    /// Whether files of `conv` may be sealed with their own key (end to end): direct
+    /// messages and private rooms; `#general` and public rooms keep their files readable
+    /// by the server, as their messages.
+    fn may_seal(&self, conv: &ConvId) -> bool {
+        match conv {
+            ConvId::Direct(..) => true,
+            ConvId::Room(room) => self
+                .private_rooms
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .contains(room),
+            ConvId::General => false,
         }
     }
 
@@ -236,13 +261,11 @@ pub async fn serve(
         )),
         Some(user) => match req {
             FileReq::Upload { conv, file, size } => {
-                let t = Transfer {
-                    send: &mut send,
-                    user: &user,
-                    keys: &keys,
-                    store: &store,
-                    conv,
-                };
+                let t = Transfer::new(&mut send, &user, &keys, &store, conv, false);
+                serve_upload(t, &mut recv, file, size).await
+            }
+            FileReq::UploadKeyed { conv, file, size } => {
+                let t = Transfer::new(&mut send, &user, &keys, &store, conv, true);
                 serve_upload(t, &mut recv, file, size).await
             }
             FileReq::Download {
@@ -251,13 +274,16 @@ pub async fn serve(
                 file,
                 from_chunk,
             } => {
-                let t = Transfer {
-                    send: &mut send,
-                    user: &user,
-                    keys: &keys,
-                    store: &store,
-                    conv,
-                };
+                let t = Transfer::new(&mut send, &user, &keys, &store, conv, false);
+                serve_download(t, &uploader, file, from_chunk).await
+            }
+            FileReq::DownloadKeyed {
+                conv,
+                uploader,
+                file,
+                from_chunk,
+            } => {
+                let t = Transfer::new(&mut send, &user, &keys, &store, conv, true);
                 serve_download(t, &uploader, file, from_chunk).await
             }
         },
@@ -289,6 +315,29 @@ struct Transfer<'a> {
     store: &'a Arc<FileStore>,
     /// The conversation the file belongs to.
     conv: ConvId,
+    /// How the file's chunks are stored.
+    layout: Layout,
+}
+
+impl<'a> Transfer<'a> {
+    fn new(
+        send: &'a mut SendStream,
+        user: &'a str,
+        keys: &'a SessionKeys,
+        store: &'a Arc<FileStore>,
+        conv: ConvId,
+        keyed: bool,
+    ) -> Self {
+        let layout = Layout::of(&conv, keyed);
+        Self {
+            send,
+            user,
+            keys,
+            store,
+            conv,
+            layout,
+        }
+    }
 }
 
 fn io_refusal(what: &str, e: impl std::fmt::Display) -> Refusal {
@@ -326,11 +375,18 @@ async fn serve_upload(
         keys,
         store,
         conv,
+        layout,
     } = t;
     if !store.may_use(&conv, user) {
         return Err((
             ErrorCode::NotFound,
             "no such conversation of yours".to_owned(),
+        ));
+    }
+    if layout == Layout::Keyed && !store.may_seal(&conv) {
+        return Err((
+            ErrorCode::BadRequest,
+            "files in #general and public rooms are kept readable by the server, like their messages: upload them without a file key".to_owned(),
         ));
     }
     if size > store.max_size {
@@ -365,7 +421,7 @@ async fn serve_upload(
             .await
             .map_err(|e| io_refusal("answer", e));
     }
-    let len = stored_len(&conv, size, count);
+    let len = stored_len(layout, size, count);
     let _reservation = reserve(store, &ukey, &name, len).await?;
     let result = receive(
         send,
@@ -377,6 +433,7 @@ async fn serve_upload(
             keys,
             store,
             conv: &conv,
+            layout,
             file,
             size,
             slot: &slot,
@@ -455,6 +512,7 @@ struct Receive<'a> {
     keys: &'a SessionKeys,
     store: &'a Arc<FileStore>,
     conv: &'a ConvId,
+    layout: Layout,
     file: ClientMsgId,
     size: u64,
     slot: &'a tokio::sync::Mutex<u64>,
@@ -485,6 +543,7 @@ async fn receive(
         keys,
         store,
         conv,
+        layout,
         file,
         size,
         slot,
@@ -496,9 +555,9 @@ async fn receive(
         .blobs(move |b| b.open_part(&u, &n))
         .await
         .map_err(write_refusal)?;
-    let full = (CHUNK + stored_overhead(conv)) as u64;
+    let full = (CHUNK + layout.overhead()) as u64;
     let have = (held / full).min(count.saturating_sub(1));
-    let keep = stored_len(conv, size, have);
+    let keep = stored_len(layout, size, have);
     let (u, n) = (ukey.to_owned(), name.to_owned());
     store
         .blobs(move |b| b.truncate_part(&u, &n, keep))
@@ -523,8 +582,8 @@ async fn receive(
             return Ok(Received::Interrupted);
         }
         let plain_len = chunk_len(size, i);
-        match conv {
-            ConvId::General | ConvId::Room(_) => {
+        match layout {
+            Layout::Plain => {
                 let aad = chunk_aad(Direction::Up, &conv_key, user, chunk_aad_id(&file, i));
                 let plain = keys
                     .up
@@ -538,8 +597,9 @@ async fn receive(
                 }
                 buf = plain;
             }
-            ConvId::Direct(..) => {
-                if buf.len() != plain_len + E2E_OVERHEAD {
+            Layout::Identity | Layout::Keyed => {
+                // Sealed end to end: only its size can be checked here.
+                if buf.len() != plain_len + layout.overhead() {
                     return Err((
                         ErrorCode::BadRequest,
                         format!("chunk {i} has the wrong size"),
@@ -587,6 +647,7 @@ async fn serve_download(
         keys,
         store,
         conv,
+        layout,
     } = t;
     let not_found = || {
         (
@@ -605,9 +666,20 @@ async fn serve_download(
         .await
         .map_err(|e| io_refusal("read the file", e))?
         .ok_or_else(not_found)?;
-    let overhead = stored_overhead(&conv) as u64;
+    let overhead = layout.overhead() as u64;
     let count = stored.div_ceil(CHUNK as u64 + overhead);
-    let size = stored - count * overhead;
+    // The layout comes from the request (a file key in the message or not): a request that
+    // does not match how the file was stored is refused, never sliced wrongly.
+    let size = stored
+        .checked_sub(count * overhead)
+        .filter(|&size| count == chunk_count(size) && stored_len(layout, size, count) == stored)
+        .ok_or_else(|| {
+            (
+                ErrorCode::BadRequest,
+                "this file is not stored the way the request says (with or without a file key)"
+                    .to_owned(),
+            )
+        })?;
     let from = from_chunk.min(count);
     codec::write_frame(send, &FileDown::Ready { size, have: from }, MAX_FILE_FRAME)
         .await
@@ -618,8 +690,8 @@ async fn serve_download(
         // A few chunks per call on the store: a round trip (or an open) per chunk would
         // dominate a download from PostgreSQL.
         let batch_end = (batch_start + READ_BATCH).min(count);
-        let at = stored_len(&conv, size, batch_start);
-        let len = (stored_len(&conv, size, batch_end) - at) as usize;
+        let at = stored_len(layout, size, batch_start);
+        let len = (stored_len(layout, size, batch_end) - at) as usize;
         let (u, n) = (uploader.clone(), name.clone());
         let bytes = store
             .blobs(move |b| b.read(&u, &n, at, len))
@@ -630,8 +702,8 @@ async fn serve_download(
             let n = chunk_len(size, i) + overhead as usize;
             let (chunk, tail) = rest.split_at(n);
             rest = tail;
-            let sent = match conv {
-                ConvId::General | ConvId::Room(_) => {
+            let sent = match layout {
+                Layout::Plain => {
                     let aad = chunk_aad(
                         Direction::Down,
                         &conv_key,
@@ -644,7 +716,7 @@ async fn serve_download(
                         .map_err(|e| io_refusal("seal", e))?;
                     write_chunk(send, &sealed).await
                 }
-                ConvId::Direct(..) => write_chunk(send, chunk).await,
+                Layout::Identity | Layout::Keyed => write_chunk(send, chunk).await,
             };
             if let Err(e) = sent {
                 debug!("download interrupted at chunk {i}: {e}");

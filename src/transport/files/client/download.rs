@@ -21,7 +21,9 @@ use crate::app::ids::{ConvId, MsgId};
 use crate::app::protocol::{ConvUp, ErrorCode, FileDown, FileReq};
 use crate::transport::codec;
 use crate::transport::envelope::{Direction, EnvelopeError};
-use crate::transport::files::chunk::{MAX_CHUNK_FRAME, MAX_FILE_FRAME, chunk_aad, read_chunk};
+use crate::transport::files::chunk::{
+    FileKey, MAX_CHUNK_FRAME, MAX_FILE_FRAME, chunk_aad, read_chunk,
+};
 use crate::transport::identity::IdentityKey;
 
 /// Whether `path` may become the downloaded file: absent, or a regular file and
@@ -219,11 +221,21 @@ impl Download {
             return Err(final_err(ErrorCode::BadRequest, "malformed file id"));
         };
         let (mut send, mut recv) = session.conn.open_bi().await.map_err(retry)?;
-        let req = ConvUp::File(FileReq::Download {
-            conv: self.fref.conv.clone(),
-            uploader: self.fref.uploader.clone(),
-            file,
-            from_chunk: have,
+        let (conv, uploader) = (self.fref.conv.clone(), self.fref.uploader.clone());
+        let file_key = info.file_key().map(|k| FileKey::new(&k));
+        let req = ConvUp::File(match file_key {
+            Some(_) => FileReq::DownloadKeyed {
+                conv,
+                uploader,
+                file,
+                from_chunk: have,
+            },
+            None => FileReq::Download {
+                conv,
+                uploader,
+                file,
+                from_chunk: have,
+            },
         });
         codec::write_frame(&mut send, &req, MAX_FILE_FRAME)
             .await
@@ -250,18 +262,23 @@ impl Download {
         for i in have..count {
             read_chunk(&mut recv, &mut buf).await.map_err(retry)?;
             let aad_id = chunk_aad_id(&file, i);
-            let plain = match self.fref.conv {
-                ConvId::General | ConvId::Room(_) => session.keys.down.open(
-                    &chunk_aad(Direction::Down, &conv_key, &self.fref.uploader, aad_id),
-                    &buf,
-                ),
-                ConvId::Direct(..) => self
-                    .identity
-                    .open(&conv_key, &self.fref.uploader, aad_id, &buf)
-                    .map(|(p, _)| p)
-                    .map_err(|_| EnvelopeError::Auth),
-            }
-            .map_err(|e| final_err(ErrorCode::BadRequest, format!("chunk {i}: {e}")))?;
+            let plain = match &file_key {
+                Some(fk) => fk
+                    .open(&file, i, &buf)
+                    .map_err(|e| final_err(ErrorCode::BadRequest, e.to_string()))?,
+                None => match self.fref.conv {
+                    ConvId::General | ConvId::Room(_) => session.keys.down.open(
+                        &chunk_aad(Direction::Down, &conv_key, &self.fref.uploader, aad_id),
+                        &buf,
+                    ),
+                    ConvId::Direct(..) => self
+                        .identity
+                        .open(&conv_key, &self.fref.uploader, aad_id, &buf)
+                        .map(|(p, _)| p)
+                        .map_err(|_| EnvelopeError::Auth),
+                }
+                .map_err(|e| final_err(ErrorCode::BadRequest, format!("chunk {i}: {e}")))?,
+            };
             if plain.len() != chunk_len(size, i) {
                 return Err(final_err(
                     ErrorCode::BadRequest,

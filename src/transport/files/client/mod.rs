@@ -15,10 +15,11 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncReadExt;
 use tokio::sync::{mpsc, oneshot, watch};
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use crate::app::client::{ClientCore, Command, Event, Output, to_hex};
-use crate::app::files::{CHUNK, FileInfo};
+use crate::app::rooms::Visibility;
+use crate::app::files::{CHUNK, FileInfo, file_id_from_hex, key_from_hex};
 use crate::app::ids::{ClientMsgId, ConvId, MsgId};
 use crate::app::protocol::{ErrorCode, FileDown};
 use crate::transport::codec::{self, MAX_DOWN_FRAME};
@@ -28,6 +29,7 @@ use crate::transport::quic::{Connection, RecvStream};
 use crate::transport::save::read_file;
 
 pub use book::{Book, FileBook, note_event};
+use super::chunk::FileKey;
 use book::{PendingUpload, save_pending_uploads};
 use download::Download;
 use upload::Upload;
@@ -108,19 +110,34 @@ impl ClientFiles {
             saver,
         };
         for u in pending {
-            if let Some(id) = crate::app::files::file_id_from_hex(&u.file) {
-                info!("resuming the upload of {}", u.path.display());
-                this.spawn_upload(u.conv, u.path, ClientMsgId(id));
+            let key = u.key.as_deref().map(key_from_hex);
+            match (file_id_from_hex(&u.file), key) {
+                (Some(id), None) => {
+                    info!("resuming the upload of {}", u.path.display());
+                    this.spawn_upload(u.conv, u.path, ClientMsgId(id), None);
+                }
+                (Some(id), Some(Some(key))) => {
+                    info!("resuming the upload of {}", u.path.display());
+                    this.spawn_upload(u.conv, u.path, ClientMsgId(id), Some(key));
+                }
+                _ => warn!("a pending upload's saved state is malformed; it is dropped"),
             }
         }
         this
     }
 
-    fn spawn_upload(&mut self, conv: ConvId, path: PathBuf, file: ClientMsgId) {
+    fn spawn_upload(
+        &mut self,
+        conv: ConvId,
+        path: PathBuf,
+        file: ClientMsgId,
+        key: Option<[u8; 32]>,
+    ) {
         let job = Upload {
             conv,
             path,
             file,
+            key,
             me_key: self.me_key.clone(),
             identity: self.identity.clone(),
             session: self.session.subscribe(),
@@ -185,6 +202,13 @@ impl ClientFiles {
                     return error(ErrorCode::Internal, e.to_string());
                 }
                 let file = ClientMsgId(id);
+                let key = match self.wants_key(&conv, core) {
+                    true => match FileKey::random_bytes() {
+                        Ok(k) => Some(k),
+                        Err(e) => return error(ErrorCode::Internal, e.to_string()),
+                    },
+                    false => None,
+                };
                 // An absolute path, so a restarted client finds the file again.
                 let path = std::path::absolute(&path).unwrap_or_else(|_| PathBuf::from(&path));
                 if let Ok(mut b) = self.book.lock() {
@@ -192,9 +216,10 @@ impl ClientFiles {
                         conv: conv.clone(),
                         path: path.clone(),
                         file: to_hex(&id),
+                        key: key.map(|k| to_hex(&k)),
                     });
                 }
-                self.spawn_upload(conv.clone(), path, file);
+                self.spawn_upload(conv.clone(), path, file, key);
                 // A private conversation must be open for the peer's key to arrive.
                 Ok(core.open_conv(&conv))
             }
@@ -247,6 +272,22 @@ impl ClientFiles {
                 ),
             },
             other => Err(other),
+        }
+    }
+
+    /// Whether a new file for `conv` gets its own key (sealed end to end, the key in the
+    /// file message): in a direct conversation unless its newest message went with the
+    /// first scheme (a peer without an MLS device, whose client of the first release knows
+    /// only identity keys), and in a private room. `#general` and public rooms keep their
+    /// files readable by the server.
+    fn wants_key(&self, conv: &ConvId, core: &ClientCore) -> bool {
+        match conv {
+            ConvId::General => false,
+            ConvId::Direct(..) => !self.book.lock().is_ok_and(|b| b.legacy.contains(conv)),
+            ConvId::Room(key) => core
+                .rooms()
+                .get(key)
+                .is_some_and(|r| r.visibility == Visibility::Private),
         }
     }
 

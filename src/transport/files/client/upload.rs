@@ -21,7 +21,7 @@ use crate::app::ids::{ClientMsgId, ConvId};
 use crate::app::protocol::{ConvUp, ErrorCode, FileDown, FileReq};
 use crate::transport::codec;
 use crate::transport::envelope::Direction;
-use crate::transport::files::chunk::{MAX_FILE_FRAME, chunk_aad, write_chunk};
+use crate::transport::files::chunk::{FileKey, MAX_FILE_FRAME, chunk_aad, write_chunk};
 use crate::transport::identity::IdentityKey;
 
 /// An upload task.
@@ -29,6 +29,8 @@ pub(super) struct Upload {
     pub(super) conv: ConvId,
     pub(super) path: PathBuf,
     pub(super) file: ClientMsgId,
+    /// The file's own key (end-to-end conversations); `None`: the first release's scheme.
+    pub(super) key: Option<[u8; 32]>,
     pub(super) me_key: String,
     pub(super) identity: Arc<IdentityKey>,
     pub(super) session: watch::Receiver<Option<LiveSession>>,
@@ -108,10 +110,15 @@ impl Upload {
             name,
             size,
             sha256,
+            key: self.key.map(|k| to_hex(&k)),
         })
     }
 
     async fn peer_key(&self) -> Result<Option<[u8; 32]>, Failure> {
+        if self.key.is_some() {
+            // Sealed with the file's own key: no peer (nor peer key) needed.
+            return Ok(None);
+        }
         let Some(peer) = self.conv.peer_of(&self.me_key) else {
             return Ok(None);
         };
@@ -140,11 +147,12 @@ impl Upload {
     ) -> Result<(), Failure> {
         let peer_key = self.peer_key().await?;
         let (mut send, mut recv) = session.conn.open_bi().await.map_err(retry)?;
-        let req = ConvUp::File(FileReq::Upload {
-            conv: self.conv.clone(),
-            file: self.file,
-            size: info.size,
+        let (conv, file, size) = (self.conv.clone(), self.file, info.size);
+        let req = ConvUp::File(match self.key {
+            Some(_) => FileReq::UploadKeyed { conv, file, size },
+            None => FileReq::Upload { conv, file, size },
         });
+        let file_key = self.key.as_ref().map(FileKey::new);
         codec::write_frame(&mut send, &req, MAX_FILE_FRAME)
             .await
             .map_err(retry)?;
@@ -180,16 +188,23 @@ impl Upload {
                 )
             })?;
             let aad_id = chunk_aad_id(&self.file, i);
-            let sealed = match &peer_key {
-                Some(k) => self
+            let sealed = match (&file_key, &peer_key) {
+                (Some(fk), _) => fk
+                    .seal(&self.file, i, &buf[..n])
+                    .map_err(|e| final_err(ErrorCode::Internal, e.to_string()))?,
+                (None, Some(k)) => self
                     .identity
-                    .seal(k, &conv_key, &self.me_key, aad_id, &buf[..n]),
-                None => session.keys.up.seal(
-                    &chunk_aad(Direction::Up, &conv_key, &self.me_key, aad_id),
-                    &buf[..n],
-                ),
-            }
-            .map_err(|e| final_err(ErrorCode::Internal, e.to_string()))?;
+                    .seal(k, &conv_key, &self.me_key, aad_id, &buf[..n])
+                    .map_err(|e| final_err(ErrorCode::Internal, e.to_string()))?,
+                (None, None) => session
+                    .keys
+                    .up
+                    .seal(
+                        &chunk_aad(Direction::Up, &conv_key, &self.me_key, aad_id),
+                        &buf[..n],
+                    )
+                    .map_err(|e| final_err(ErrorCode::Internal, e.to_string()))?,
+            };
             if let Err(e) = write_chunk(&mut send, &sealed).await {
                 // The server may have stopped the upload with a reason (a full disk):
                 // that reason, if it sent one, says more than the broken stream.
