@@ -294,8 +294,14 @@ fn dm_files_have_their_own_key_every_device_opens_them_and_tampering_is_refused(
     let mut on_server = files_under(&data);
     on_server.push(stderr_path(&data));
     assert!(!any_contains(&on_server, canary), "plaintext on the server");
-    assert!(!any_contains(&on_server, key.as_bytes()), "the key (hex) on the server");
-    assert!(!any_contains(&on_server, &unhex(&key)), "the key on the server");
+    assert!(
+        !any_contains(&on_server, key.as_bytes()),
+        "the key (hex) on the server"
+    );
+    assert!(
+        !any_contains(&on_server, &unhex(&key)),
+        "the key on the server"
+    );
 
     // One bit of the second chunk flipped on the server's disk: refused, nothing kept.
     let mut bytes = std::fs::read(&stored[0]).unwrap();
@@ -312,7 +318,10 @@ fn dm_files_have_their_own_key_every_device_opens_them_and_tampering_is_refused(
     for c in [alice, bob, bob2] {
         assert_eq!(c.finish().0, 0);
     }
-    assert!(!PathBuf::from(part).exists(), "a tampered download leaves nothing");
+    assert!(
+        !PathBuf::from(part).exists(),
+        "a tampered download leaves nothing"
+    );
 }
 
 /// A peer whose client knows only the first scheme (no MLS device): the conversation goes
@@ -408,7 +417,10 @@ fn private_room_files_are_keyed_and_public_room_files_stay_readable() {
     assert!(tree_contains(&data.join("files"), open), "public: readable");
     bob.sync();
     let msgs: Vec<Value> = bob.messages().into_iter().cloned().collect();
-    for (name, want) in [("ops.txt", secret.repeat(50)), ("hall.txt", open.repeat(50))] {
+    for (name, want) in [
+        ("ops.txt", secret.repeat(50)),
+        ("hall.txt", open.repeat(50)),
+    ] {
         let m = msgs
             .iter()
             .find(|v| v["file"]["name"] == name)

@@ -74,9 +74,11 @@ impl FileInfo {
     /// The metadata in a message text, if it is a file message.
     pub fn parse(text: &str) -> Option<FileInfo> {
         let info: FileInfo = serde_json::from_str(text.strip_prefix(MARKER)?).ok()?;
-        let key_ok = info.key.as_deref().is_none_or(|k| key_from_hex(k).is_some());
-        (file_id_from_hex(&info.id).is_some() && info.sha256.len() == 64 && key_ok)
-            .then_some(info)
+        let key_ok = info
+            .key
+            .as_deref()
+            .is_none_or(|k| key_from_hex(k).is_some());
+        (file_id_from_hex(&info.id).is_some() && info.sha256.len() == 64 && key_ok).then_some(info)
     }
 
     /// The file's own key, if it has one (see [`FileInfo::key`]).
@@ -301,7 +303,10 @@ mod tests {
         assert_eq!(FileInfo::parse(&format!("{MARKER}{{}}")), None);
         assert_eq!(info.display(), "📎 a.txt (1.5 KiB)");
         assert_eq!(split_text(text).1, Some(info.clone()));
-        assert!(!info.to_text().contains("key"), "no key field without a key");
+        assert!(
+            !info.to_text().contains("key"),
+            "no key field without a key"
+        );
         // With a key: it round-trips; a malformed key makes it no file message.
         let keyed = FileInfo {
             key: Some("ab".repeat(32)),
@@ -338,7 +343,10 @@ mod tests {
             c + 1 + 2 * E2E_OVERHEAD as u64
         );
         let keyed = Layout::of(&dm, true);
-        assert_eq!(stored_len(keyed, c + 1, 9), c + 1 + 2 * KEYED_OVERHEAD as u64);
+        assert_eq!(
+            stored_len(keyed, c + 1, 9),
+            c + 1 + 2 * KEYED_OVERHEAD as u64
+        );
     }
 
     #[test]

@@ -18,9 +18,7 @@ use crate::app::ids::{ConnId, ConvId, GENERAL, NameError, Seq, skeleton_of};
 use crate::app::protocol::{
     ControlDown, ErrorCode, MemberChange, MemberInfo, Moderation, RoomDown, RoomInfo, RoomUp,
 };
-use crate::app::rooms::{
-    Change, Effect, MAX_TOPIC, Role, Room, RoomError, RoomName, Visibility,
-};
+use crate::app::rooms::{Change, Effect, MAX_TOPIC, Role, Room, RoomError, RoomName, Visibility};
 use crate::app::store::{Store, StoreError, StoredRoom};
 
 /// A room in the core's memory.

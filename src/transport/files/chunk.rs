@@ -18,10 +18,11 @@ pub(super) const MAX_FILE_FRAME: usize = 16 * 1024;
 
 /// Writes one chunk frame.
 pub(super) async fn write_chunk(s: &mut SendStream, bytes: &[u8]) -> std::io::Result<()> {
-    let mut frame = Vec::with_capacity(4 + bytes.len());
-    frame.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
-    frame.extend_from_slice(bytes);
-    s.write_all(&frame).await.map_err(std::io::Error::other)
+    // Two writes into quinn's send buffer rather than a copy of the chunk into a frame.
+    s.write_all(&(bytes.len() as u32).to_be_bytes())
+        .await
+        .map_err(std::io::Error::other)?;
+    s.write_all(bytes).await.map_err(std::io::Error::other)
 }
 
 /// Reads one chunk frame into `buf` (refusing one over [`MAX_CHUNK_FRAME`]).
@@ -114,7 +115,9 @@ impl FileKey {
             return Err(KeyedChunkError::Short(index));
         }
         let (nonce, ct) = sealed.split_at(12);
-        let nonce: [u8; 12] = nonce.try_into().map_err(|_| KeyedChunkError::Short(index))?;
+        let nonce: [u8; 12] = nonce
+            .try_into()
+            .map_err(|_| KeyedChunkError::Short(index))?;
         let aad = keyed_chunk_aad(file, index);
         self.0
             .decrypt(&Nonce::from(nonce), Payload { msg: ct, aad: &aad })

@@ -12,8 +12,7 @@ use super::chunk::{MAX_CHUNK_FRAME, MAX_FILE_FRAME, chunk_aad, read_chunk, write
 use super::dir_blobs::DirBlobs;
 use crate::app::blobs::{FileBlobs, Holding};
 use crate::app::files::{
-    CHUNK, Layout, chunk_aad_id, chunk_count, chunk_len, human_size, stored_len,
-    stored_name,
+    CHUNK, Layout, chunk_aad_id, chunk_count, chunk_len, human_size, stored_len, stored_name,
 };
 use crate::app::ids::{ClientMsgId, ConvId};
 use crate::app::protocol::{ErrorCode, FileDown, FileReq};
@@ -570,58 +569,91 @@ async fn receive(
         return Ok(Received::Interrupted);
     }
     debug!(have, count, "upload starts");
+    // The stream is read (and a `#general` chunk opened) while the chunks before it are
+    // written: verified chunks go through a channel to the writer, which takes all that
+    // waits in one write (one call on the store, not one per chunk).
+    let (chunks_tx, mut chunks) = tokio::sync::mpsc::channel::<Vec<u8>>(UPLOAD_PIPELINE);
     let conv_key = conv.storage_key();
-    let mut at = keep;
-    let mut buf = Vec::with_capacity(MAX_CHUNK_FRAME);
-    for i in have..count {
-        if let Err(e) = read_chunk(recv, &mut buf).await {
-            // Keep what arrived: the client resumes from it.
+    let reader = async move {
+        let mut buf = Vec::with_capacity(MAX_CHUNK_FRAME);
+        for i in have..count {
+            let got = tokio::select! {
+                r = read_chunk(recv, &mut buf) => r,
+                // The writer stopped (superseded, or a failed write): its result says why.
+                _ = chunks_tx.closed() => return Ok(true),
+            };
+            if let Err(e) = got {
+                debug!("upload interrupted at chunk {i}: {e}");
+                return Ok(false);
+            }
+            let plain_len = chunk_len(size, i);
+            match layout {
+                Layout::Plain => {
+                    let aad = chunk_aad(Direction::Up, &conv_key, user, chunk_aad_id(&file, i));
+                    let plain = keys
+                        .up
+                        .open(&aad, &buf)
+                        .map_err(|e| (ErrorCode::BadRequest, format!("chunk {i} refused: {e}")))?;
+                    if plain.len() != plain_len {
+                        return Err((
+                            ErrorCode::BadRequest,
+                            format!("chunk {i} has the wrong size"),
+                        ));
+                    }
+                    buf = plain;
+                }
+                Layout::Identity | Layout::Keyed => {
+                    // Sealed end to end: only its size can be checked here.
+                    if buf.len() != plain_len + layout.overhead() {
+                        return Err((
+                            ErrorCode::BadRequest,
+                            format!("chunk {i} has the wrong size"),
+                        ));
+                    }
+                }
+            }
+            let chunk = std::mem::replace(&mut buf, Vec::with_capacity(MAX_CHUNK_FRAME));
+            if chunks_tx.send(chunk).await.is_err() {
+                return Ok(true);
+            }
+        }
+        Ok::<bool, Refusal>(true)
+    };
+    let writer = async move {
+        let mut at = keep;
+        while let Some(mut batch) = chunks.recv().await {
+            while batch.len() < WRITE_BATCH {
+                match chunks.try_recv() {
+                    Ok(more) => batch.extend_from_slice(&more),
+                    Err(_) => break,
+                }
+            }
+            // Written under the slot, so a newer upload never races this write.
+            let current = slot.lock().await;
+            if *current != generation {
+                debug!("upload superseded by a newer one");
+                return Ok(false);
+            }
+            let written = batch.len() as u64;
             let (u, n) = (ukey.to_owned(), name.to_owned());
-            let _ = store.blobs(move |b| b.sync_part(&u, &n)).await;
-            debug!("upload interrupted at chunk {i}: {e}");
-            return Ok(Received::Interrupted);
+            store
+                .blobs(move |b| b.write_part(&u, &n, at, &batch))
+                .await
+                .map_err(write_refusal)?;
+            at += written;
+            drop(current);
         }
-        let plain_len = chunk_len(size, i);
-        match layout {
-            Layout::Plain => {
-                let aad = chunk_aad(Direction::Up, &conv_key, user, chunk_aad_id(&file, i));
-                let plain = keys
-                    .up
-                    .open(&aad, &buf)
-                    .map_err(|e| (ErrorCode::BadRequest, format!("chunk {i} refused: {e}")))?;
-                if plain.len() != plain_len {
-                    return Err((
-                        ErrorCode::BadRequest,
-                        format!("chunk {i} has the wrong size"),
-                    ));
-                }
-                buf = plain;
-            }
-            Layout::Identity | Layout::Keyed => {
-                // Sealed end to end: only its size can be checked here.
-                if buf.len() != plain_len + layout.overhead() {
-                    return Err((
-                        ErrorCode::BadRequest,
-                        format!("chunk {i} has the wrong size"),
-                    ));
-                }
-            }
-        }
-        // Written under the slot, so a newer upload never races this write.
-        let current = slot.lock().await;
-        if *current != generation {
-            debug!("upload superseded by a newer one at chunk {i}");
-            return Ok(Received::Interrupted);
-        }
-        let chunk = std::mem::replace(&mut buf, Vec::with_capacity(MAX_CHUNK_FRAME));
-        let written = chunk.len() as u64;
+        Ok::<bool, Refusal>(true)
+    };
+    let (read, wrote) = tokio::join!(reader, writer);
+    if !wrote? {
+        return Ok(Received::Interrupted);
+    }
+    if !read? {
+        // Keep what arrived (all of it is written now): the client resumes from it.
         let (u, n) = (ukey.to_owned(), name.to_owned());
-        store
-            .blobs(move |b| b.write_part(&u, &n, at, &chunk))
-            .await
-            .map_err(write_refusal)?;
-        at += written;
-        drop(current);
+        let _ = store.blobs(move |b| b.sync_part(&u, &n)).await;
+        return Ok(Received::Interrupted);
     }
     let current = slot.lock().await;
     if *current != generation {
@@ -630,6 +662,11 @@ async fn receive(
     drop(current);
     Ok(Received::Complete)
 }
+
+/// Chunks of an upload received ahead of its writer.
+const UPLOAD_PIPELINE: usize = 16;
+/// Bytes of an upload written in one call on the store at most.
+const WRITE_BATCH: usize = 1024 * 1024;
 
 /// How many chunks a download reads from the store at once.
 const READ_BATCH: u64 = 16;
@@ -685,22 +722,31 @@ async fn serve_download(
         .await
         .map_err(|e| io_refusal("answer", e))?;
     let conv_key = conv.storage_key();
-    let mut batch_start = from;
-    while batch_start < count {
-        // A few chunks per call on the store: a round trip (or an open) per chunk would
-        // dominate a download from PostgreSQL.
-        let batch_end = (batch_start + READ_BATCH).min(count);
-        let at = stored_len(layout, size, batch_start);
-        let len = (stored_len(layout, size, batch_end) - at) as usize;
-        let (u, n) = (uploader.clone(), name.clone());
-        let bytes = store
-            .blobs(move |b| b.read(&u, &n, at, len))
+    // The next batch is read from the store while this one is sent.
+    let read = |start: u64| {
+        let end = (start + READ_BATCH).min(count);
+        let at = stored_len(layout, size, start);
+        let len = (stored_len(layout, size, end) - at) as usize;
+        let (store, u, n) = (store.clone(), uploader.clone(), name.clone());
+        let bytes =
+            tokio::spawn(async move { store.blobs(move |b| b.read(&u, &n, at, len)).await });
+        (start, end, bytes)
+    };
+    let mut next = (from < count).then(|| read(from));
+    while let Some((batch_start, batch_end, bytes)) = next.take() {
+        let bytes = bytes
             .await
+            .map_err(|e| io_refusal("read the file", e))?
             .map_err(|e| io_refusal("read the file", e))?;
+        if batch_end < count {
+            next = Some(read(batch_end));
+        }
         let mut rest = &bytes[..];
         for i in batch_start..batch_end {
             let n = chunk_len(size, i) + overhead as usize;
-            let (chunk, tail) = rest.split_at(n);
+            let Some((chunk, tail)) = rest.split_at_checked(n) else {
+                return Err(io_refusal("read the file", "it is shorter than stored"));
+            };
             rest = tail;
             let sent = match layout {
                 Layout::Plain => {
@@ -723,7 +769,6 @@ async fn serve_download(
                 return Ok(());
             }
         }
-        batch_start = batch_end;
     }
     Ok(())
 }

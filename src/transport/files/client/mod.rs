@@ -13,23 +13,22 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
-use tokio::io::AsyncReadExt;
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{debug, info, warn};
 
 use crate::app::client::{ClientCore, Command, Event, Output, to_hex};
-use crate::app::rooms::Visibility;
-use crate::app::files::{CHUNK, FileInfo, file_id_from_hex, key_from_hex};
+use crate::app::files::{FileInfo, file_id_from_hex, key_from_hex};
 use crate::app::ids::{ClientMsgId, ConvId, MsgId};
 use crate::app::protocol::{ErrorCode, FileDown};
+use crate::app::rooms::Visibility;
 use crate::transport::codec::{self, MAX_DOWN_FRAME};
 use crate::transport::envelope::SessionKeys;
 use crate::transport::identity::IdentityKey;
 use crate::transport::quic::{Connection, RecvStream};
 use crate::transport::save::read_file;
 
-pub use book::{Book, FileBook, note_event};
 use super::chunk::FileKey;
+pub use book::{Book, FileBook, note_event};
 use book::{PendingUpload, save_pending_uploads};
 use download::Download;
 use upload::Upload;
@@ -416,17 +415,24 @@ impl Progress {
 
 /// Size and hex SHA-256 of a file, read through a fixed buffer.
 async fn sha256_of(path: &Path) -> std::io::Result<(u64, String)> {
-    let mut f = tokio::fs::File::open(path).await?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; CHUNK];
-    let mut total = 0u64;
-    loop {
-        let n = f.read(&mut buf).await?;
-        if n == 0 {
-            break;
+    // One blocking loop on its own thread: a tokio read per 64 KiB was a thread hop each.
+    let path = path.to_owned();
+    tokio::task::spawn_blocking(move || {
+        use std::io::Read;
+        let mut f = std::fs::File::open(&path)?;
+        let mut h = Sha256::new();
+        let mut buf = vec![0u8; 1024 * 1024];
+        let mut total = 0u64;
+        loop {
+            let n = f.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            h.update(&buf[..n]);
+            total += n as u64;
         }
-        h.update(&buf[..n]);
-        total += n as u64;
-    }
-    Ok((total, to_hex(&h.finalize())))
+        Ok((total, to_hex(&h.finalize())))
+    })
+    .await
+    .map_err(std::io::Error::other)?
 }
