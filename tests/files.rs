@@ -626,10 +626,12 @@ fn raw_quinn_seconds(size: usize) -> f64 {
 
 /// The speed check of the issue: a 256 MiB file over loopback against a raw quinn stream in
 /// the same run. Run it in release: `cargo test --release --no-default-features --test
-/// files -- --ignored --nocapture speed`.
+/// files -- --ignored --nocapture speed`. `LIVEWIRE_SPEED_TO=@bob` sends it in a direct
+/// message (sealed with its own key) instead of `#general`.
 #[test]
 #[ignore]
 fn speed_256mib_against_raw_quinn() {
+    let to = std::env::var("LIVEWIRE_SPEED_TO").unwrap_or_else(|_| "#general".into());
     let size = 256 * 1024 * 1024;
     let raw = raw_quinn_seconds(size);
     let dir = tempfile::tempdir().unwrap();
@@ -643,7 +645,7 @@ fn speed_256mib_against_raw_quinn() {
     let src = dir.path().join("speed.dat");
     random_file(&src, size, 99);
     let t = std::time::Instant::now();
-    send_file(&mut alice, "#general", &src);
+    send_file(&mut alice, &to, &src);
     let first = alice.expect("upload start", |v| v["event"] == "transfer");
     let hashed = t.elapsed().as_secs_f64();
     assert_eq!(first["bytes"], 0);
@@ -660,7 +662,7 @@ fn speed_256mib_against_raw_quinn() {
     assert_eq!(d["event"], "downloaded", "{d}");
     let mib = size as f64 / (1024.0 * 1024.0);
     eprintln!(
-        "SPEED 256 MiB loopback: raw quinn {raw:.2} s ({:.0} MiB/s); LiveWire upload {up:.2} s after hashing {hashed:.2} s ({:.0} MiB/s, {:.0} % of raw); upload incl. hashing {up_total:.2} s ({:.0} %); download incl. SHA-256 check {down:.2} s ({:.0} MiB/s, {:.0} % of raw)",
+        "SPEED {to} 256 MiB loopback: raw quinn {raw:.2} s ({:.0} MiB/s); LiveWire upload {up:.2} s after hashing {hashed:.2} s ({:.0} MiB/s, {:.0} % of raw); upload incl. hashing {up_total:.2} s ({:.0} %); download incl. SHA-256 check {down:.2} s ({:.0} MiB/s, {:.0} % of raw)",
         mib / raw,
         mib / up,
         100.0 * raw / up,
