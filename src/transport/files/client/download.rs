@@ -258,7 +258,7 @@ impl Download {
         let conv_key = self.fref.conv.storage_key();
         let uploader = self.fref.uploader.clone();
         let opener = match (file_key, &self.fref.conv) {
-            (Some(k), _) => Opener::Key(k),
+            (Some(k), _) => Opener::Key(Box::new(k)),
             (None, ConvId::Direct(..)) => Opener::Identity {
                 identity: self.identity.clone(),
                 conv_key,
@@ -315,7 +315,7 @@ const PIPELINE: usize = 8;
 /// How a download's chunks are opened.
 enum Opener {
     /// With the file's own key (from the file message).
-    Key(FileKey),
+    Key(Box<FileKey>),
     /// The first scheme: this device's identity key.
     Identity {
         identity: Arc<IdentityKey>,

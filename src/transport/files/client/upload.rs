@@ -165,7 +165,7 @@ impl Upload {
         }
         progress.report(start, true, &self.tx);
         let sealer = match (self.key.as_ref(), peer_key) {
-            (Some(k), _) => Sealer::Key(FileKey::new(k)),
+            (Some(k), _) => Sealer::Key(Box::new(FileKey::new(k))),
             (None, Some(peer)) => Sealer::Identity {
                 identity: self.identity.clone(),
                 peer,
@@ -225,7 +225,7 @@ const PIPELINE: usize = 8;
 /// How an upload's chunks are sealed.
 enum Sealer {
     /// With the file's own key (end-to-end conversations).
-    Key(FileKey),
+    Key(Box<FileKey>),
     /// The first scheme, for a peer's identity key.
     Identity {
         identity: Arc<IdentityKey>,
