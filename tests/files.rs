@@ -434,6 +434,98 @@ fn private_room_files_are_keyed_and_public_room_files_stay_readable() {
     assert_eq!(bob.finish().0, 0);
 }
 
+/// The server's first answer to a keyed upload of 10 bytes asked for straight on the wire,
+/// as a modified client would (the scripted client never asks for one where it is refused).
+fn raw_keyed_upload(
+    addr: &str,
+    fingerprint: &str,
+    user: &str,
+    conv: livewire::app::ids::ConvId,
+) -> livewire::app::protocol::FileDown {
+    use livewire::app::ids::ClientMsgId;
+    use livewire::app::protocol::{ControlDown, ControlUp, ConvUp, FileReq, PROTOCOL_VERSION};
+    use livewire::transport::codec;
+    use livewire::transport::envelope::Ephemeral;
+    use livewire::transport::quic::{self, Endpoint};
+    use livewire::transport::tls::{PinningVerifier, SERVER_NAME};
+    const MAX: usize = 64 * 1024;
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let ep = Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+        let cfg = quic::client_config(PinningVerifier::new(Some(fingerprint.to_owned()))).unwrap();
+        let conn = ep
+            .connect_with(cfg, addr.parse().unwrap(), SERVER_NAME)
+            .unwrap()
+            .await
+            .unwrap();
+        let (mut control, mut control_recv) = conn.open_bi().await.unwrap();
+        let login = ControlUp::Login {
+            version: PROTOCOL_VERSION,
+            user: user.into(),
+            password: PASSWORD.into(),
+            session_pub: Ephemeral::new().public,
+            identity_pub: [7; 32],
+            hide_cursor: 0,
+        };
+        codec::write_frame(&mut control, &login, MAX).await.unwrap();
+        let answer: ControlDown = codec::read_frame(&mut control_recv, codec::MAX_DOWN_FRAME)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(matches!(answer, ControlDown::LoginOk { .. }), "{answer:?}");
+        let (mut send, mut recv) = conn.open_bi().await.unwrap();
+        let req = ConvUp::File(FileReq::UploadKeyed {
+            conv,
+            file: ClientMsgId([9; 16]),
+            size: 10,
+        });
+        codec::write_frame(&mut send, &req, MAX).await.unwrap();
+        let down = codec::read_frame(&mut recv, codec::MAX_DOWN_FRAME)
+            .await
+            .unwrap()
+            .expect("an answer on the file stream");
+        conn.close(0u32.into(), b"done");
+        down
+    })
+}
+
+/// The server takes files sealed with their own key only where the conversation is end to
+/// end: a direct message and a private room, never `#general` or a public room (whose
+/// files it keeps readable).
+#[test]
+fn the_server_refuses_keyed_uploads_in_general_and_public_rooms() {
+    use livewire::app::ids::ConvId;
+    use livewire::app::protocol::{ErrorCode, FileDown};
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("srv");
+    let server = ServerProc::start(&data, "127.0.0.1:0", FAST);
+    let mut alice = ChatProc::login(&server.addr, "alice", dir.path());
+    let bob = ChatProc::login(&server.addr, "bob", dir.path());
+    for (room, visibility) in [("#ops", "private"), ("#hall", "public")] {
+        alice.cmd(json!({"cmd": "create_room", "room": room, "visibility": visibility}));
+        alice.expect("joined", |v| v["event"] == "joined");
+    }
+    let dm = ConvId::Direct("alice".into(), "bob".into());
+    for (conv, accepted) in [
+        (ConvId::General, false),
+        (ConvId::Room("#hall".into()), false),
+        (ConvId::Room("#ops".into()), true),
+        (dm, true),
+    ] {
+        let answer = raw_keyed_upload(&server.addr, &server.fingerprint, "alice", conv.clone());
+        match (answer, accepted) {
+            (FileDown::Ready { size: 10, have: 0 }, true) => {}
+            (FileDown::Error { code, message }, false) => {
+                assert_eq!(code, ErrorCode::BadRequest, "{conv:?}: {message}");
+                assert!(message.contains("readable by the server"), "{message}");
+            }
+            (other, _) => panic!("{conv:?}: {other:?}"),
+        }
+    }
+    assert_eq!(alice.finish().0, 0);
+    assert_eq!(bob.finish().0, 0);
+}
+
 #[test]
 fn oversize_is_refused_up_front_and_cancel_stops_an_upload() {
     let dir = tempfile::tempdir().unwrap();
