@@ -657,7 +657,8 @@ async fn raw_download(
     assert!(matches!(answer, ControlDown::LoginOk { .. }), "{answer:?}");
     let file = livewire::app::files::file_id_from_hex(file_hex).expect("file id");
     let (mut send, mut recv) = conn.open_bi().await.unwrap();
-    let req = ConvUp::File(FileReq::Download {
+    // A private room's file is sealed with its own key (see docs/PROTOCOL.md, "Files").
+    let req = ConvUp::File(FileReq::DownloadKeyed {
         conv: ConvId::Room(conv.into()),
         uploader: uploader.into(),
         file: ClientMsgId(file),

@@ -7,6 +7,14 @@
 //! transfer, in chunks of [`CHUNK`] plaintext bytes, and the file id is the file message's
 //! client message id, which lets the server erase the stored bytes when the message is
 //! deleted for everyone, even in a private conversation whose text it cannot read.
+//!
+//! In an end-to-end conversation (a direct message, a private room) the sender draws a
+//! fresh 256-bit key per file and seals every chunk with it; the key travels in the
+//! [`FileInfo`] (`key`), i.e. inside the file message, which the conversation's
+//! end-to-end layer (MLS) encrypts. The server stores and relays the sealed chunks only.
+//! A file message without a key is a file of the first release: `#general`'s and public
+//! rooms' files are kept in plaintext by the server, a direct message's were sealed with
+//! the two users' long-term identity keys ([`Layout`]).
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -47,6 +55,11 @@ pub struct FileInfo {
     pub mime: String,
     /// Hex SHA-256 of the content.
     pub sha256: String,
+    /// Hex of the file's own 256-bit key, in end-to-end conversations: every chunk is
+    /// sealed with it. Absent in `#general` and public rooms (the server keeps those files
+    /// readable) and in file messages of the first release (sealed with identity keys).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
 }
 
 impl FileInfo {
@@ -61,7 +74,21 @@ impl FileInfo {
     /// The metadata in a message text, if it is a file message.
     pub fn parse(text: &str) -> Option<FileInfo> {
         let info: FileInfo = serde_json::from_str(text.strip_prefix(MARKER)?).ok()?;
-        (file_id_from_hex(&info.id).is_some() && info.sha256.len() == 64).then_some(info)
+        let key_ok = info
+            .key
+            .as_deref()
+            .is_none_or(|k| key_from_hex(k).is_some());
+        (file_id_from_hex(&info.id).is_some() && info.sha256.len() == 64 && key_ok).then_some(info)
+    }
+
+    /// The file's own key, if it has one (see [`FileInfo::key`]).
+    pub fn file_key(&self) -> Option<[u8; 32]> {
+        self.key.as_deref().and_then(key_from_hex)
+    }
+
+    /// How the server stores this file's chunks.
+    pub fn layout(&self, conv: &ConvId) -> Layout {
+        Layout::of(conv, self.key.is_some())
     }
 
     /// What a person sees in place of the marker text.
@@ -95,6 +122,18 @@ pub fn file_id_from_hex(s: &str) -> Option<[u8; 16]> {
     Some(out)
 }
 
+/// Parses a 64-hex-digit file key.
+pub fn key_from_hex(s: &str) -> Option<[u8; 32]> {
+    if s.len() != 64 || !s.is_ascii() {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).ok()?;
+    }
+    Some(out)
+}
+
 /// `1.5 MiB`-style sizes.
 pub fn human_size(n: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
@@ -122,21 +161,56 @@ pub fn chunk_len(size: u64, index: u64) -> usize {
     size.saturating_sub(start).min(CHUNK as u64) as usize
 }
 
-/// Bytes the server stores per chunk beyond the plaintext: nothing for `#general` (it
-/// opens the session envelope and keeps the plaintext, as for room messages), the
-/// end-to-end envelope for a private conversation (it keeps the ciphertext only).
-pub fn stored_overhead(conv: &ConvId) -> usize {
-    match conv {
-        ConvId::General | ConvId::Room(_) => 0,
-        ConvId::Direct(..) => E2E_OVERHEAD,
+/// What a chunk sealed with the file's own key adds: a random nonce and the tag.
+pub const KEYED_OVERHEAD: usize = 12 + 16;
+
+/// How a stored file's chunks look, which fixes the bytes the server keeps per chunk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    /// `#general` and public rooms: the server opens the session envelope and keeps the
+    /// plaintext, as it does for those conversations' messages.
+    Plain,
+    /// A direct message's file of the first release: the end-to-end envelope of the two
+    /// users' identity keys.
+    Identity,
+    /// A file sealed with its own key (end-to-end conversations): nonce, ciphertext, tag.
+    Keyed,
+}
+
+impl Layout {
+    /// The layout of a file of `conv`, sealed with its own key or not.
+    pub fn of(conv: &ConvId, keyed: bool) -> Self {
+        match (keyed, conv) {
+            (true, _) => Layout::Keyed,
+            (false, ConvId::General | ConvId::Room(_)) => Layout::Plain,
+            (false, ConvId::Direct(..)) => Layout::Identity,
+        }
+    }
+
+    /// Bytes the server stores per chunk beyond the plaintext.
+    pub fn overhead(self) -> usize {
+        match self {
+            Layout::Plain => 0,
+            Layout::Identity => E2E_OVERHEAD,
+            Layout::Keyed => KEYED_OVERHEAD,
+        }
     }
 }
 
 /// Stored length of the first `chunks` chunks of a file of `size` bytes.
-pub fn stored_len(conv: &ConvId, size: u64, chunks: u64) -> u64 {
+pub fn stored_len(layout: Layout, size: u64, chunks: u64) -> u64 {
     let full = chunks.min(chunk_count(size));
     let plain = (full * CHUNK as u64).min(size);
-    plain + full * stored_overhead(conv) as u64
+    plain + full * layout.overhead() as u64
+}
+
+/// The AAD of chunk `index` of `file` sealed with the file's own key: a label, the file
+/// id and the index, so a chunk cannot be moved within its file or to another file.
+pub fn keyed_chunk_aad(file: &ClientMsgId, index: u64) -> Vec<u8> {
+    let mut aad = b"livewire/1 file key chunk\0".to_vec();
+    aad.extend_from_slice(&file.0);
+    aad.extend_from_slice(&index.to_be_bytes());
+    aad
 }
 
 /// The stored file's name in the server's `files/` directory: a hash of conversation,
@@ -221,13 +295,30 @@ mod tests {
             size: 1536,
             mime: "text/plain".into(),
             sha256: "0".repeat(64),
+            key: None,
         };
         let text = info.to_text();
         assert_eq!(FileInfo::parse(&text), Some(info.clone()));
         assert_eq!(FileInfo::parse("hello"), None);
         assert_eq!(FileInfo::parse(&format!("{MARKER}{{}}")), None);
         assert_eq!(info.display(), "📎 a.txt (1.5 KiB)");
-        assert_eq!(split_text(text).1, Some(info));
+        assert_eq!(split_text(text).1, Some(info.clone()));
+        assert!(
+            !info.to_text().contains("key"),
+            "no key field without a key"
+        );
+        // With a key: it round-trips; a malformed key makes it no file message.
+        let keyed = FileInfo {
+            key: Some("ab".repeat(32)),
+            ..info.clone()
+        };
+        assert_eq!(FileInfo::parse(&keyed.to_text()), Some(keyed.clone()));
+        assert_eq!(keyed.file_key(), Some([0xab; 32]));
+        let bad = FileInfo {
+            key: Some("zz".repeat(32)),
+            ..info
+        };
+        assert_eq!(FileInfo::parse(&bad.to_text()), None);
     }
 
     #[test]
@@ -241,9 +332,21 @@ mod tests {
         assert_eq!(chunk_len(c + 1, 1), 1);
         assert_eq!(chunk_len(c + 1, 2), 0);
         let dm = ConvId::Direct("a".into(), "b".into());
-        assert_eq!(stored_len(&ConvId::General, c + 1, 2), c + 1);
-        assert_eq!(stored_len(&dm, c + 1, 1), c + E2E_OVERHEAD as u64);
-        assert_eq!(stored_len(&dm, c + 1, 9), c + 1 + 2 * E2E_OVERHEAD as u64);
+        let plain = Layout::of(&ConvId::General, false);
+        let identity = Layout::of(&dm, false);
+        assert_eq!(plain, Layout::Plain);
+        assert_eq!(Layout::of(&ConvId::Room("r".into()), true), Layout::Keyed);
+        assert_eq!(stored_len(plain, c + 1, 2), c + 1);
+        assert_eq!(stored_len(identity, c + 1, 1), c + E2E_OVERHEAD as u64);
+        assert_eq!(
+            stored_len(identity, c + 1, 9),
+            c + 1 + 2 * E2E_OVERHEAD as u64
+        );
+        let keyed = Layout::of(&dm, true);
+        assert_eq!(
+            stored_len(keyed, c + 1, 9),
+            c + 1 + 2 * KEYED_OVERHEAD as u64
+        );
     }
 
     #[test]
@@ -254,6 +357,11 @@ mod tests {
         assert_eq!(guess_mime("A.PNG"), "image/png");
         let f = ClientMsgId([1; 16]);
         assert_ne!(chunk_aad_id(&f, 0), chunk_aad_id(&f, 1));
+        assert_ne!(keyed_chunk_aad(&f, 0), keyed_chunk_aad(&f, 1));
+        assert_ne!(
+            keyed_chunk_aad(&f, 0),
+            keyed_chunk_aad(&ClientMsgId([2; 16]), 0)
+        );
         assert_ne!(
             stored_name(&ConvId::General, "a", &f),
             stored_name(&ConvId::General, "b", &f)

@@ -862,6 +862,32 @@ pub enum FileReq {
         /// First chunk wanted (resume).
         from_chunk: u64,
     },
+    /// [`FileReq::Upload`] of a file sealed with its own key (the key travels in the file
+    /// message, end to end): the server stores each chunk as it comes (nonce, ciphertext,
+    /// tag) and never opens it. Only in end-to-end conversations (direct messages, private
+    /// rooms); refused in `#general` and public rooms, whose files the server keeps
+    /// readable. A variant of its own (not a flag) so the frames of earlier clients keep
+    /// their meaning.
+    UploadKeyed {
+        /// Conversation the file is for (the uploader must be a member).
+        conv: ConvId,
+        /// File id (the file message's client message id).
+        file: ClientMsgId,
+        /// Size in bytes of the plaintext.
+        size: u64,
+    },
+    /// [`FileReq::Download`] of a file uploaded with [`FileReq::UploadKeyed`]: the chunks
+    /// come as stored.
+    DownloadKeyed {
+        /// Conversation of the file message (the requester must be a member).
+        conv: ConvId,
+        /// Author of the file message.
+        uploader: String,
+        /// File id.
+        file: ClientMsgId,
+        /// First chunk wanted (resume).
+        from_chunk: u64,
+    },
 }
 
 /// Server to client on a file stream (between raw chunk frames).

@@ -971,6 +971,16 @@ impl Wire<'_> {
         Ok(())
     }
 
+    /// Tells the file transfers whether a direct conversation now goes with the first
+    /// scheme (its files are then sealed with identity keys, for the peer's old client).
+    fn note_scheme(&self, conv: &ConvId, legacy: bool) {
+        if matches!(conv, ConvId::Direct(..))
+            && let Ok(mut b) = self.book.lock()
+        {
+            b.set_legacy(conv, legacy);
+        }
+    }
+
     /// Carries out what the MLS layer asks for.
     async fn apply_mls(
         &mut self,
@@ -981,10 +991,12 @@ impl Wire<'_> {
         for o in outs {
             match o {
                 MlsOut::Conv(conv, up) => {
+                    self.note_scheme(&conv, false);
                     self.write_conv(conv, up, Seal::Session, events, core)
                         .await?
                 }
                 MlsOut::Legacy(conv, up) => {
+                    self.note_scheme(&conv, true);
                     self.write_conv(conv, up, Seal::Legacy, events, core)
                         .await?
                 }

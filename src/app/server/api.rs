@@ -169,6 +169,8 @@ pub enum Output {
         user: String,
         /// Member now?
         member: bool,
+        /// Whether the room is private (its files may be end-to-end sealed).
+        private: bool,
     },
     /// Cluster mode: tell the other nodes, after the batch's commit (a durable message of
     /// a batch whose commit failed is dropped with it, see [`ClusterMsg::is_durable`]).

@@ -18,7 +18,7 @@ use crate::app::ids::{ConnId, ConvId, GENERAL, NameError, Seq, skeleton_of};
 use crate::app::protocol::{
     ControlDown, ErrorCode, MemberChange, MemberInfo, Moderation, RoomDown, RoomInfo, RoomUp,
 };
-use crate::app::rooms::{Change, Effect, MAX_TOPIC, Role, Room, RoomError, RoomName};
+use crate::app::rooms::{Change, Effect, MAX_TOPIC, Role, Room, RoomError, RoomName, Visibility};
 use crate::app::store::{Store, StoreError, StoredRoom};
 
 /// A room in the core's memory.
@@ -85,11 +85,18 @@ impl<S: Store> ServerCore<S> {
         }
     }
 
-    /// Every (room key, member key) pair, for the transport's copy of room membership.
-    pub fn room_memberships(&self) -> Vec<(String, String)> {
+    /// Every (room key, member key, private room) triple, for the transport's copy of
+    /// room membership.
+    pub fn room_memberships(&self) -> Vec<(String, String, bool)> {
         self.rooms
             .iter()
-            .flat_map(|(k, e)| e.room.members.keys().map(move |u| (k.clone(), u.clone())))
+            .flat_map(|(k, e)| {
+                let private = e.room.visibility == Visibility::Private;
+                e.room
+                    .members
+                    .keys()
+                    .map(move |u| (k.clone(), u.clone(), private))
+            })
             .collect()
     }
 
@@ -370,6 +377,7 @@ impl<S: Store> ServerCore<S> {
             room: key.clone(),
             user: me.to_owned(),
             member: true,
+            private: visibility == Visibility::Private,
         });
         self.room_updated(&key);
         let info = Self::info(&self.rooms[&key], me);
@@ -602,10 +610,15 @@ impl<S: Store> ServerCore<S> {
     }
 
     fn membership(&mut self, room: &str, user: &str, member: bool) {
+        let private = self
+            .rooms
+            .get(room)
+            .is_some_and(|e| e.room.visibility == Visibility::Private);
         self.out.push(Output::Membership {
             room: room.to_owned(),
             user: user.to_owned(),
             member,
+            private,
         });
     }
 

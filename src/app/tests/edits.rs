@@ -328,6 +328,7 @@ fn a_file_message_is_not_edited_and_no_text_becomes_one() {
         mime: "text/plain".into(),
         size: 1,
         sha256: "00".repeat(32),
+        key: None,
     };
     let outs = w
         .clients

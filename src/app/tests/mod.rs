@@ -874,6 +874,7 @@ fn the_end_of_commands_waits_for_the_file_transfers() {
         mime: "text/plain".into(),
         size: 1,
         sha256: "00".repeat(32),
+        key: None,
     };
     let outs = w
         .clients

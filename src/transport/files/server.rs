@@ -12,11 +12,10 @@ use super::chunk::{MAX_CHUNK_FRAME, MAX_FILE_FRAME, chunk_aad, read_chunk, write
 use super::dir_blobs::DirBlobs;
 use crate::app::blobs::{FileBlobs, Holding};
 use crate::app::files::{
-    CHUNK, chunk_aad_id, chunk_count, chunk_len, human_size, stored_len, stored_name,
-    stored_overhead,
+    CHUNK, Layout, chunk_aad_id, chunk_count, chunk_len, human_size, stored_len, stored_name,
 };
 use crate::app::ids::{ClientMsgId, ConvId};
-use crate::app::protocol::{E2E_OVERHEAD, ErrorCode, FileDown, FileReq};
+use crate::app::protocol::{ErrorCode, FileDown, FileReq};
 use crate::app::store::{StoreError, StoreResult};
 use crate::transport::codec;
 use crate::transport::envelope::{Direction, SessionKeys};
@@ -49,6 +48,8 @@ pub struct FileStore {
     /// Room members (room key -> user keys), a copy the hub keeps current: a room's files
     /// are for its members only, and only the core knows who they are.
     room_members: RwLock<HashMap<String, HashSet<String>>>,
+    /// The private rooms (keys) among them: their files may be sealed end to end.
+    private_rooms: RwLock<HashSet<String>>,
 }
 
 impl std::fmt::Debug for FileStore {
@@ -76,11 +77,19 @@ impl FileStore {
             reserved: Mutex::new(HashMap::new()),
             quota_check: tokio::sync::Mutex::new(()),
             room_members: RwLock::default(),
+            private_rooms: RwLock::default(),
         }
     }
 
-    /// Records that `user` (key) is now, or no longer, a member of room `room` (key).
-    pub fn set_room_member(&self, room: &str, user: &str, member: bool) {
+    /// Records that `user` (key) is now, or no longer, a member of room `room` (key), and
+    /// whether the room is private (a room's visibility never changes).
+    pub fn set_room_member(&self, room: &str, user: &str, member: bool, private: bool) {
+        if private {
+            self.private_rooms
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(room.to_owned());
+        }
         let mut m = self.room_members.write().unwrap_or_else(|e| e.into_inner());
         if member {
             m.entry(room.to_owned())
@@ -104,6 +113,21 @@ impl FileStore {
                 .get(room)
                 .is_some_and(|s| s.contains(user)),
             _ => conv.has_member(user),
+        }
+    }
+
+    /// Whether files of `conv` may be sealed with their own key (end to end): direct
+    /// messages and private rooms; `#general` and public rooms keep their files readable
+    /// by the server, as their messages.
+    fn may_seal(&self, conv: &ConvId) -> bool {
+        match conv {
+            ConvId::Direct(..) => true,
+            ConvId::Room(room) => self
+                .private_rooms
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .contains(room),
+            ConvId::General => false,
         }
     }
 
@@ -236,13 +260,11 @@ pub async fn serve(
         )),
         Some(user) => match req {
             FileReq::Upload { conv, file, size } => {
-                let t = Transfer {
-                    send: &mut send,
-                    user: &user,
-                    keys: &keys,
-                    store: &store,
-                    conv,
-                };
+                let t = Transfer::new(&mut send, &user, &keys, &store, conv, false);
+                serve_upload(t, &mut recv, file, size).await
+            }
+            FileReq::UploadKeyed { conv, file, size } => {
+                let t = Transfer::new(&mut send, &user, &keys, &store, conv, true);
                 serve_upload(t, &mut recv, file, size).await
             }
             FileReq::Download {
@@ -251,13 +273,16 @@ pub async fn serve(
                 file,
                 from_chunk,
             } => {
-                let t = Transfer {
-                    send: &mut send,
-                    user: &user,
-                    keys: &keys,
-                    store: &store,
-                    conv,
-                };
+                let t = Transfer::new(&mut send, &user, &keys, &store, conv, false);
+                serve_download(t, &uploader, file, from_chunk).await
+            }
+            FileReq::DownloadKeyed {
+                conv,
+                uploader,
+                file,
+                from_chunk,
+            } => {
+                let t = Transfer::new(&mut send, &user, &keys, &store, conv, true);
                 serve_download(t, &uploader, file, from_chunk).await
             }
         },
@@ -289,6 +314,29 @@ struct Transfer<'a> {
     store: &'a Arc<FileStore>,
     /// The conversation the file belongs to.
     conv: ConvId,
+    /// How the file's chunks are stored.
+    layout: Layout,
+}
+
+impl<'a> Transfer<'a> {
+    fn new(
+        send: &'a mut SendStream,
+        user: &'a str,
+        keys: &'a SessionKeys,
+        store: &'a Arc<FileStore>,
+        conv: ConvId,
+        keyed: bool,
+    ) -> Self {
+        let layout = Layout::of(&conv, keyed);
+        Self {
+            send,
+            user,
+            keys,
+            store,
+            conv,
+            layout,
+        }
+    }
 }
 
 fn io_refusal(what: &str, e: impl std::fmt::Display) -> Refusal {
@@ -326,11 +374,18 @@ async fn serve_upload(
         keys,
         store,
         conv,
+        layout,
     } = t;
     if !store.may_use(&conv, user) {
         return Err((
             ErrorCode::NotFound,
             "no such conversation of yours".to_owned(),
+        ));
+    }
+    if layout == Layout::Keyed && !store.may_seal(&conv) {
+        return Err((
+            ErrorCode::BadRequest,
+            "files in #general and public rooms are kept readable by the server, like their messages: upload them without a file key".to_owned(),
         ));
     }
     if size > store.max_size {
@@ -365,7 +420,7 @@ async fn serve_upload(
             .await
             .map_err(|e| io_refusal("answer", e));
     }
-    let len = stored_len(&conv, size, count);
+    let len = stored_len(layout, size, count);
     let _reservation = reserve(store, &ukey, &name, len).await?;
     let result = receive(
         send,
@@ -377,6 +432,7 @@ async fn serve_upload(
             keys,
             store,
             conv: &conv,
+            layout,
             file,
             size,
             slot: &slot,
@@ -455,6 +511,7 @@ struct Receive<'a> {
     keys: &'a SessionKeys,
     store: &'a Arc<FileStore>,
     conv: &'a ConvId,
+    layout: Layout,
     file: ClientMsgId,
     size: u64,
     slot: &'a tokio::sync::Mutex<u64>,
@@ -485,6 +542,7 @@ async fn receive(
         keys,
         store,
         conv,
+        layout,
         file,
         size,
         slot,
@@ -496,9 +554,9 @@ async fn receive(
         .blobs(move |b| b.open_part(&u, &n))
         .await
         .map_err(write_refusal)?;
-    let full = (CHUNK + stored_overhead(conv)) as u64;
+    let full = (CHUNK + layout.overhead()) as u64;
     let have = (held / full).min(count.saturating_sub(1));
-    let keep = stored_len(conv, size, have);
+    let keep = stored_len(layout, size, have);
     let (u, n) = (ukey.to_owned(), name.to_owned());
     store
         .blobs(move |b| b.truncate_part(&u, &n, keep))
@@ -511,57 +569,91 @@ async fn receive(
         return Ok(Received::Interrupted);
     }
     debug!(have, count, "upload starts");
+    // The stream is read (and a `#general` chunk opened) while the chunks before it are
+    // written: verified chunks go through a channel to the writer, which takes all that
+    // waits in one write (one call on the store, not one per chunk).
+    let (chunks_tx, mut chunks) = tokio::sync::mpsc::channel::<Vec<u8>>(UPLOAD_PIPELINE);
     let conv_key = conv.storage_key();
-    let mut at = keep;
-    let mut buf = Vec::with_capacity(MAX_CHUNK_FRAME);
-    for i in have..count {
-        if let Err(e) = read_chunk(recv, &mut buf).await {
-            // Keep what arrived: the client resumes from it.
+    let reader = async move {
+        let mut buf = Vec::with_capacity(MAX_CHUNK_FRAME);
+        for i in have..count {
+            let got = tokio::select! {
+                r = read_chunk(recv, &mut buf) => r,
+                // The writer stopped (superseded, or a failed write): its result says why.
+                _ = chunks_tx.closed() => return Ok(true),
+            };
+            if let Err(e) = got {
+                debug!("upload interrupted at chunk {i}: {e}");
+                return Ok(false);
+            }
+            let plain_len = chunk_len(size, i);
+            match layout {
+                Layout::Plain => {
+                    let aad = chunk_aad(Direction::Up, &conv_key, user, chunk_aad_id(&file, i));
+                    let plain = keys
+                        .up
+                        .open(&aad, &buf)
+                        .map_err(|e| (ErrorCode::BadRequest, format!("chunk {i} refused: {e}")))?;
+                    if plain.len() != plain_len {
+                        return Err((
+                            ErrorCode::BadRequest,
+                            format!("chunk {i} has the wrong size"),
+                        ));
+                    }
+                    buf = plain;
+                }
+                Layout::Identity | Layout::Keyed => {
+                    // Sealed end to end: only its size can be checked here.
+                    if buf.len() != plain_len + layout.overhead() {
+                        return Err((
+                            ErrorCode::BadRequest,
+                            format!("chunk {i} has the wrong size"),
+                        ));
+                    }
+                }
+            }
+            let chunk = std::mem::replace(&mut buf, Vec::with_capacity(MAX_CHUNK_FRAME));
+            if chunks_tx.send(chunk).await.is_err() {
+                return Ok(true);
+            }
+        }
+        Ok::<bool, Refusal>(true)
+    };
+    let writer = async move {
+        let mut at = keep;
+        while let Some(mut batch) = chunks.recv().await {
+            while batch.len() < WRITE_BATCH {
+                match chunks.try_recv() {
+                    Ok(more) => batch.extend_from_slice(&more),
+                    Err(_) => break,
+                }
+            }
+            // Written under the slot, so a newer upload never races this write.
+            let current = slot.lock().await;
+            if *current != generation {
+                debug!("upload superseded by a newer one");
+                return Ok(false);
+            }
+            let written = batch.len() as u64;
             let (u, n) = (ukey.to_owned(), name.to_owned());
-            let _ = store.blobs(move |b| b.sync_part(&u, &n)).await;
-            debug!("upload interrupted at chunk {i}: {e}");
-            return Ok(Received::Interrupted);
+            store
+                .blobs(move |b| b.write_part(&u, &n, at, &batch))
+                .await
+                .map_err(write_refusal)?;
+            at += written;
+            drop(current);
         }
-        let plain_len = chunk_len(size, i);
-        match conv {
-            ConvId::General | ConvId::Room(_) => {
-                let aad = chunk_aad(Direction::Up, &conv_key, user, chunk_aad_id(&file, i));
-                let plain = keys
-                    .up
-                    .open(&aad, &buf)
-                    .map_err(|e| (ErrorCode::BadRequest, format!("chunk {i} refused: {e}")))?;
-                if plain.len() != plain_len {
-                    return Err((
-                        ErrorCode::BadRequest,
-                        format!("chunk {i} has the wrong size"),
-                    ));
-                }
-                buf = plain;
-            }
-            ConvId::Direct(..) => {
-                if buf.len() != plain_len + E2E_OVERHEAD {
-                    return Err((
-                        ErrorCode::BadRequest,
-                        format!("chunk {i} has the wrong size"),
-                    ));
-                }
-            }
-        }
-        // Written under the slot, so a newer upload never races this write.
-        let current = slot.lock().await;
-        if *current != generation {
-            debug!("upload superseded by a newer one at chunk {i}");
-            return Ok(Received::Interrupted);
-        }
-        let chunk = std::mem::replace(&mut buf, Vec::with_capacity(MAX_CHUNK_FRAME));
-        let written = chunk.len() as u64;
+        Ok::<bool, Refusal>(true)
+    };
+    let (read, wrote) = tokio::join!(reader, writer);
+    if !wrote? {
+        return Ok(Received::Interrupted);
+    }
+    if !read? {
+        // Keep what arrived (all of it is written now): the client resumes from it.
         let (u, n) = (ukey.to_owned(), name.to_owned());
-        store
-            .blobs(move |b| b.write_part(&u, &n, at, &chunk))
-            .await
-            .map_err(write_refusal)?;
-        at += written;
-        drop(current);
+        let _ = store.blobs(move |b| b.sync_part(&u, &n)).await;
+        return Ok(Received::Interrupted);
     }
     let current = slot.lock().await;
     if *current != generation {
@@ -570,6 +662,11 @@ async fn receive(
     drop(current);
     Ok(Received::Complete)
 }
+
+/// Chunks of an upload received ahead of its writer.
+const UPLOAD_PIPELINE: usize = 16;
+/// Bytes of an upload written in one call on the store at most.
+const WRITE_BATCH: usize = 1024 * 1024;
 
 /// How many chunks a download reads from the store at once.
 const READ_BATCH: u64 = 16;
@@ -587,6 +684,7 @@ async fn serve_download(
         keys,
         store,
         conv,
+        layout,
     } = t;
     let not_found = || {
         (
@@ -605,33 +703,53 @@ async fn serve_download(
         .await
         .map_err(|e| io_refusal("read the file", e))?
         .ok_or_else(not_found)?;
-    let overhead = stored_overhead(&conv) as u64;
+    let overhead = layout.overhead() as u64;
     let count = stored.div_ceil(CHUNK as u64 + overhead);
-    let size = stored - count * overhead;
+    // The layout comes from the request (a file key in the message or not): a request that
+    // does not match how the file was stored is refused, never sliced wrongly.
+    let size = stored
+        .checked_sub(count * overhead)
+        .filter(|&size| count == chunk_count(size) && stored_len(layout, size, count) == stored)
+        .ok_or_else(|| {
+            (
+                ErrorCode::BadRequest,
+                "this file is not stored the way the request says (with or without a file key)"
+                    .to_owned(),
+            )
+        })?;
     let from = from_chunk.min(count);
     codec::write_frame(send, &FileDown::Ready { size, have: from }, MAX_FILE_FRAME)
         .await
         .map_err(|e| io_refusal("answer", e))?;
     let conv_key = conv.storage_key();
-    let mut batch_start = from;
-    while batch_start < count {
-        // A few chunks per call on the store: a round trip (or an open) per chunk would
-        // dominate a download from PostgreSQL.
-        let batch_end = (batch_start + READ_BATCH).min(count);
-        let at = stored_len(&conv, size, batch_start);
-        let len = (stored_len(&conv, size, batch_end) - at) as usize;
-        let (u, n) = (uploader.clone(), name.clone());
-        let bytes = store
-            .blobs(move |b| b.read(&u, &n, at, len))
+    // The next batch is read from the store while this one is sent.
+    let read = |start: u64| {
+        let end = (start + READ_BATCH).min(count);
+        let at = stored_len(layout, size, start);
+        let len = (stored_len(layout, size, end) - at) as usize;
+        let (store, u, n) = (store.clone(), uploader.clone(), name.clone());
+        let bytes =
+            tokio::spawn(async move { store.blobs(move |b| b.read(&u, &n, at, len)).await });
+        (start, end, bytes)
+    };
+    let mut next = (from < count).then(|| read(from));
+    while let Some((batch_start, batch_end, bytes)) = next.take() {
+        let bytes = bytes
             .await
+            .map_err(|e| io_refusal("read the file", e))?
             .map_err(|e| io_refusal("read the file", e))?;
+        if batch_end < count {
+            next = Some(read(batch_end));
+        }
         let mut rest = &bytes[..];
         for i in batch_start..batch_end {
             let n = chunk_len(size, i) + overhead as usize;
-            let (chunk, tail) = rest.split_at(n);
+            let Some((chunk, tail)) = rest.split_at_checked(n) else {
+                return Err(io_refusal("read the file", "it is shorter than stored"));
+            };
             rest = tail;
-            let sent = match conv {
-                ConvId::General | ConvId::Room(_) => {
+            let sent = match layout {
+                Layout::Plain => {
                     let aad = chunk_aad(
                         Direction::Down,
                         &conv_key,
@@ -644,14 +762,13 @@ async fn serve_download(
                         .map_err(|e| io_refusal("seal", e))?;
                     write_chunk(send, &sealed).await
                 }
-                ConvId::Direct(..) => write_chunk(send, chunk).await,
+                Layout::Identity | Layout::Keyed => write_chunk(send, chunk).await,
             };
             if let Err(e) = sent {
                 debug!("download interrupted at chunk {i}: {e}");
                 return Ok(());
             }
         }
-        batch_start = batch_end;
     }
     Ok(())
 }

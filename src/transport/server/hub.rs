@@ -332,8 +332,13 @@ impl Router {
                 password,
                 phc,
             } => return self.verify_password(conn, password, phc),
-            Output::Membership { room, user, member } => {
-                return self.files.set_room_member(&room, &user, member);
+            Output::Membership {
+                room,
+                user,
+                member,
+                private,
+            } => {
+                return self.files.set_room_member(&room, &user, member, private);
             }
             Output::Publish(msg) => {
                 // Never waits: a link far behind loses messages, which clients repair

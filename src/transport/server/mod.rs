@@ -284,8 +284,8 @@ impl Server {
         let memberships = loaded_rx.await.map_err(|_| {
             crate::app::store::StoreError::other("the server hub ended while loading rooms")
         })??;
-        for (room, user) in memberships {
-            files.set_room_member(&room, &user, true);
+        for (room, user, private) in memberships {
+            files.set_room_member(&room, &user, true, private);
         }
         let shared = Arc::new(Shared {
             hub: hub_tx.clone(),

@@ -2,7 +2,7 @@
 //! finds them) and the uploads not yet posted (kept on disk, so a restarted client
 //! resumes them).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
@@ -29,6 +29,11 @@ pub(super) struct PendingUpload {
     pub(super) path: PathBuf,
     /// File id (hex).
     pub(super) file: String,
+    /// The file's own key (hex), if its chunks are sealed with one: kept so that a
+    /// restarted client resumes with the same key (absent in lists of the first release,
+    /// whose uploads resume as they started).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) key: Option<String>,
 }
 
 /// File messages seen and uploads not yet posted.
@@ -36,6 +41,10 @@ pub(super) struct PendingUpload {
 pub struct Book {
     pub(super) files: HashMap<MsgId, FileRef>,
     pub(super) pending: Vec<PendingUpload>,
+    /// Direct conversations whose last message went with the first scheme (the peer had no
+    /// MLS device): their files are sealed with identity keys too, which a client of the
+    /// first release can open. Set by the session's writer; for this run only.
+    pub(super) legacy: HashSet<ConvId>,
     /// The saver of `pending`, if it is kept on disk.
     saver: Option<watch::Sender<Vec<PendingUpload>>>,
 }
@@ -53,6 +62,7 @@ impl Book {
         Self {
             files: HashMap::new(),
             pending,
+            legacy: HashSet::new(),
             saver,
         }
     }
@@ -69,6 +79,16 @@ impl Book {
         self.pending.retain(|u| u.file != file);
         if self.pending.len() != before {
             self.save_pending();
+        }
+    }
+
+    /// Records whether a direct conversation's newest message went with the first scheme
+    /// (`legacy`) or with MLS.
+    pub fn set_legacy(&mut self, conv: &ConvId, legacy: bool) {
+        if legacy {
+            self.legacy.insert(conv.clone());
+        } else {
+            self.legacy.remove(conv);
         }
     }
 

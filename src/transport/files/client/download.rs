@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
-use tokio::io::{AsyncSeekExt, AsyncWriteExt};
+use tokio::io::AsyncSeekExt;
 use tokio::sync::{mpsc, watch};
 
 use super::book::FileRef;
@@ -17,11 +17,13 @@ use super::{
 };
 use crate::app::client::{Event, to_hex};
 use crate::app::files::{CHUNK, chunk_aad_id, chunk_count, chunk_len};
-use crate::app::ids::{ConvId, MsgId};
+use crate::app::ids::{ClientMsgId, ConvId, MsgId};
 use crate::app::protocol::{ConvUp, ErrorCode, FileDown, FileReq};
 use crate::transport::codec;
-use crate::transport::envelope::{Direction, EnvelopeError};
-use crate::transport::files::chunk::{MAX_CHUNK_FRAME, MAX_FILE_FRAME, chunk_aad, read_chunk};
+use crate::transport::envelope::{Direction, EnvelopeError, SessionKeys};
+use crate::transport::files::chunk::{
+    FileKey, MAX_CHUNK_FRAME, MAX_FILE_FRAME, chunk_aad, read_chunk,
+};
 use crate::transport::identity::IdentityKey;
 
 /// Whether `path` may become the downloaded file: absent, or a regular file and
@@ -219,11 +221,21 @@ impl Download {
             return Err(final_err(ErrorCode::BadRequest, "malformed file id"));
         };
         let (mut send, mut recv) = session.conn.open_bi().await.map_err(retry)?;
-        let req = ConvUp::File(FileReq::Download {
-            conv: self.fref.conv.clone(),
-            uploader: self.fref.uploader.clone(),
-            file,
-            from_chunk: have,
+        let (conv, uploader) = (self.fref.conv.clone(), self.fref.uploader.clone());
+        let file_key = info.file_key().map(|k| FileKey::new(&k));
+        let req = ConvUp::File(match file_key {
+            Some(_) => FileReq::DownloadKeyed {
+                conv,
+                uploader,
+                file,
+                from_chunk: have,
+            },
+            None => FileReq::Download {
+                conv,
+                uploader,
+                file,
+                from_chunk: have,
+            },
         });
         codec::write_frame(&mut send, &req, MAX_FILE_FRAME)
             .await
@@ -244,40 +256,160 @@ impl Download {
         }
         progress.report(start, true, &self.tx);
         let conv_key = self.fref.conv.storage_key();
-        let mut buf = Vec::with_capacity(MAX_CHUNK_FRAME);
+        let uploader = self.fref.uploader.clone();
+        let opener = match (file_key, &self.fref.conv) {
+            (Some(k), _) => Opener::Key(Box::new(k)),
+            (None, ConvId::Direct(..)) => Opener::Identity {
+                identity: self.identity.clone(),
+                conv_key,
+                uploader,
+            },
+            (None, ConvId::General | ConvId::Room(_)) => Opener::Session {
+                keys: session.keys.clone(),
+                conv_key,
+                uploader,
+            },
+        };
+        // A thread opens, hashes and writes the chunks while this task reads the next ones
+        // from the stream.
+        let out = out.into_std().await;
+        let (chunks_tx, chunks) = mpsc::channel(PIPELINE);
+        let sink = Sink {
+            out,
+            part: part.clone(),
+            opener,
+            file,
+            size,
+            hasher: (start == 0).then(Sha256::new),
+        };
+        let writer = tokio::task::spawn_blocking(move || sink.run(have..count, chunks));
+        let mut received = Ok(());
         let mut done = start;
-        let mut hasher = (start == 0).then(Sha256::new);
         for i in have..count {
-            read_chunk(&mut recv, &mut buf).await.map_err(retry)?;
-            let aad_id = chunk_aad_id(&file, i);
-            let plain = match self.fref.conv {
-                ConvId::General | ConvId::Room(_) => session.keys.down.open(
-                    &chunk_aad(Direction::Down, &conv_key, &self.fref.uploader, aad_id),
-                    &buf,
-                ),
-                ConvId::Direct(..) => self
-                    .identity
-                    .open(&conv_key, &self.fref.uploader, aad_id, &buf)
-                    .map(|(p, _)| p)
-                    .map_err(|_| EnvelopeError::Auth),
+            let mut buf = Vec::with_capacity(MAX_CHUNK_FRAME);
+            if let Err(e) = read_chunk(&mut recv, &mut buf).await {
+                received = Err(retry(e));
+                break;
             }
-            .map_err(|e| final_err(ErrorCode::BadRequest, format!("chunk {i}: {e}")))?;
-            if plain.len() != chunk_len(size, i) {
+            if chunks_tx.send(buf).await.is_err() {
+                // The writer stopped: its result says why.
+                break;
+            }
+            done += chunk_len(size, i) as u64;
+            progress.report(done, false, &self.tx);
+        }
+        drop(chunks_tx);
+        let written = writer
+            .await
+            .map_err(|e| final_err(ErrorCode::Internal, format!("download writer: {e}")))?;
+        let hash = written?;
+        received?;
+        progress.report(info.size, false, &self.tx);
+        Ok(hash)
+    }
+}
+
+/// Chunks received ahead of the writer.
+const PIPELINE: usize = 8;
+
+/// How a download's chunks are opened.
+enum Opener {
+    /// With the file's own key (from the file message).
+    Key(Box<FileKey>),
+    /// The first scheme: this device's identity key.
+    Identity {
+        identity: Arc<IdentityKey>,
+        conv_key: String,
+        uploader: String,
+    },
+    /// The session keys (`#general`, public rooms).
+    Session {
+        keys: Arc<SessionKeys>,
+        conv_key: String,
+        uploader: String,
+    },
+}
+
+impl Opener {
+    fn open(&self, file: &ClientMsgId, i: u64, sealed: &[u8]) -> Result<Vec<u8>, Failure> {
+        let aad_id = chunk_aad_id(file, i);
+        match self {
+            Opener::Key(k) => k
+                .open(file, i, sealed)
+                .map_err(|e| final_err(ErrorCode::BadRequest, e.to_string())),
+            Opener::Identity {
+                identity,
+                conv_key,
+                uploader,
+            } => identity
+                .open(conv_key, uploader, aad_id, sealed)
+                .map(|(p, _)| p)
+                .map_err(|_| {
+                    final_err(
+                        ErrorCode::BadRequest,
+                        format!("chunk {i}: {}", EnvelopeError::Auth),
+                    )
+                }),
+            Opener::Session {
+                keys,
+                conv_key,
+                uploader,
+            } => keys
+                .down
+                .open(
+                    &chunk_aad(Direction::Down, conv_key, uploader, aad_id),
+                    sealed,
+                )
+                .map_err(|e| final_err(ErrorCode::BadRequest, format!("chunk {i}: {e}"))),
+        }
+    }
+}
+
+/// The writing end of a download: the part file (positioned where the chunks go).
+struct Sink {
+    out: std::fs::File,
+    part: PathBuf,
+    opener: Opener,
+    file: ClientMsgId,
+    size: u64,
+    /// When the download starts from the first chunk: the SHA-256 so far.
+    hasher: Option<Sha256>,
+}
+
+impl Sink {
+    /// Opens and writes chunks `range` as they come; blocking (its own thread). Returns
+    /// the SHA-256 when it hashed and wrote the whole file; `Ok(None)` also when the
+    /// chunks stopped early (the reader says why).
+    fn run(
+        mut self,
+        range: std::ops::Range<u64>,
+        mut chunks: mpsc::Receiver<Vec<u8>>,
+    ) -> Result<Option<String>, Failure> {
+        use std::io::Write;
+        let part = self.part.clone();
+        let local = |e: std::io::Error| {
+            final_err(
+                ErrorCode::BadRequest,
+                format!("cannot write {}: {e}", part.display()),
+            )
+        };
+        for i in range {
+            let Some(sealed) = chunks.blocking_recv() else {
+                return Ok(None);
+            };
+            let plain = self.opener.open(&self.file, i, &sealed)?;
+            if plain.len() != chunk_len(self.size, i) {
                 return Err(final_err(
                     ErrorCode::BadRequest,
                     format!("chunk {i} has the wrong size"),
                 ));
             }
-            if let Some(h) = hasher.as_mut() {
+            if let Some(h) = self.hasher.as_mut() {
                 h.update(&plain);
             }
-            out.write_all(&plain).await.map_err(local)?;
-            done += plain.len() as u64;
-            progress.report(done, false, &self.tx);
+            self.out.write_all(&plain).map_err(local)?;
         }
-        out.flush().await.map_err(local)?;
-        out.sync_all().await.map_err(local)?;
-        progress.report(info.size, false, &self.tx);
-        Ok(hasher.map(|h| to_hex(&h.finalize())))
+        self.out.sync_all().map_err(local)?;
+        Ok(self.hasher.map(|h| to_hex(&h.finalize())))
     }
 }

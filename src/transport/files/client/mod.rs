@@ -13,20 +13,21 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
-use tokio::io::AsyncReadExt;
 use tokio::sync::{mpsc, oneshot, watch};
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use crate::app::client::{ClientCore, Command, Event, Output, to_hex};
-use crate::app::files::{CHUNK, FileInfo};
+use crate::app::files::{FileInfo, file_id_from_hex, key_from_hex};
 use crate::app::ids::{ClientMsgId, ConvId, MsgId};
 use crate::app::protocol::{ErrorCode, FileDown};
+use crate::app::rooms::Visibility;
 use crate::transport::codec::{self, MAX_DOWN_FRAME};
 use crate::transport::envelope::SessionKeys;
 use crate::transport::identity::IdentityKey;
 use crate::transport::quic::{Connection, RecvStream};
 use crate::transport::save::read_file;
 
+use super::chunk::FileKey;
 pub use book::{Book, FileBook, note_event};
 use book::{PendingUpload, save_pending_uploads};
 use download::Download;
@@ -108,19 +109,34 @@ impl ClientFiles {
             saver,
         };
         for u in pending {
-            if let Some(id) = crate::app::files::file_id_from_hex(&u.file) {
-                info!("resuming the upload of {}", u.path.display());
-                this.spawn_upload(u.conv, u.path, ClientMsgId(id));
+            let key = u.key.as_deref().map(key_from_hex);
+            match (file_id_from_hex(&u.file), key) {
+                (Some(id), None) => {
+                    info!("resuming the upload of {}", u.path.display());
+                    this.spawn_upload(u.conv, u.path, ClientMsgId(id), None);
+                }
+                (Some(id), Some(Some(key))) => {
+                    info!("resuming the upload of {}", u.path.display());
+                    this.spawn_upload(u.conv, u.path, ClientMsgId(id), Some(key));
+                }
+                _ => warn!("a pending upload's saved state is malformed; it is dropped"),
             }
         }
         this
     }
 
-    fn spawn_upload(&mut self, conv: ConvId, path: PathBuf, file: ClientMsgId) {
+    fn spawn_upload(
+        &mut self,
+        conv: ConvId,
+        path: PathBuf,
+        file: ClientMsgId,
+        key: Option<[u8; 32]>,
+    ) {
         let job = Upload {
             conv,
             path,
             file,
+            key,
             me_key: self.me_key.clone(),
             identity: self.identity.clone(),
             session: self.session.subscribe(),
@@ -185,6 +201,13 @@ impl ClientFiles {
                     return error(ErrorCode::Internal, e.to_string());
                 }
                 let file = ClientMsgId(id);
+                let key = match self.wants_key(&conv, core) {
+                    true => match FileKey::random_bytes() {
+                        Ok(k) => Some(k),
+                        Err(e) => return error(ErrorCode::Internal, e.to_string()),
+                    },
+                    false => None,
+                };
                 // An absolute path, so a restarted client finds the file again.
                 let path = std::path::absolute(&path).unwrap_or_else(|_| PathBuf::from(&path));
                 if let Ok(mut b) = self.book.lock() {
@@ -192,9 +215,10 @@ impl ClientFiles {
                         conv: conv.clone(),
                         path: path.clone(),
                         file: to_hex(&id),
+                        key: key.map(|k| to_hex(&k)),
                     });
                 }
-                self.spawn_upload(conv.clone(), path, file);
+                self.spawn_upload(conv.clone(), path, file, key);
                 // A private conversation must be open for the peer's key to arrive.
                 Ok(core.open_conv(&conv))
             }
@@ -247,6 +271,22 @@ impl ClientFiles {
                 ),
             },
             other => Err(other),
+        }
+    }
+
+    /// Whether a new file for `conv` gets its own key (sealed end to end, the key in the
+    /// file message): in a direct conversation unless its newest message went with the
+    /// first scheme (a peer without an MLS device, whose client of the first release knows
+    /// only identity keys), and in a private room. `#general` and public rooms keep their
+    /// files readable by the server.
+    fn wants_key(&self, conv: &ConvId, core: &ClientCore) -> bool {
+        match conv {
+            ConvId::General => false,
+            ConvId::Direct(..) => !self.book.lock().is_ok_and(|b| b.legacy.contains(conv)),
+            ConvId::Room(key) => core
+                .rooms()
+                .get(key)
+                .is_some_and(|r| r.visibility == Visibility::Private),
         }
     }
 
@@ -375,17 +415,24 @@ impl Progress {
 
 /// Size and hex SHA-256 of a file, read through a fixed buffer.
 async fn sha256_of(path: &Path) -> std::io::Result<(u64, String)> {
-    let mut f = tokio::fs::File::open(path).await?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; CHUNK];
-    let mut total = 0u64;
-    loop {
-        let n = f.read(&mut buf).await?;
-        if n == 0 {
-            break;
+    // One blocking loop on its own thread: a tokio read per 64 KiB was a thread hop each.
+    let path = path.to_owned();
+    tokio::task::spawn_blocking(move || {
+        use std::io::Read;
+        let mut f = std::fs::File::open(&path)?;
+        let mut h = Sha256::new();
+        let mut buf = vec![0u8; 1024 * 1024];
+        let mut total = 0u64;
+        loop {
+            let n = f.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            h.update(&buf[..n]);
+            total += n as u64;
         }
-        h.update(&buf[..n]);
-        total += n as u64;
-    }
-    Ok((total, to_hex(&h.finalize())))
+        Ok((total, to_hex(&h.finalize())))
+    })
+    .await
+    .map_err(std::io::Error::other)?
 }
