@@ -22,7 +22,7 @@ use super::hub::{HubMsg, Outbox};
 use super::queue::ConnQueue;
 use super::streams;
 use super::writer::Writer;
-use crate::app::ids::{ConnId, ConvId};
+use crate::app::ids::ConnId;
 use crate::app::limits::Limits;
 use crate::app::protocol::{ControlDown, ControlUp, ErrorCode};
 use crate::app::server::Input;
@@ -203,8 +203,6 @@ struct Session {
     login: ControlUp,
     control_send: SendStream,
     control_recv: RecvStream,
-    /// The writer's end of `ctx.streams`.
-    streams_rx: mpsc::UnboundedReceiver<(ConvId, SendStream)>,
     /// This session's ephemeral public key.
     server_pub: [u8; 32],
 }
@@ -244,7 +242,6 @@ async fn run(conn: Connection, id: ConnId, shared: Arc<Shared>) {
         ctx: ctx.clone(),
         control: session.control_send,
         rx,
-        streams_rx: session.streams_rx,
         server_pub: session.server_pub,
     };
     let writer = tokio::spawn(writer.run().in_current_span());
@@ -344,7 +341,6 @@ async fn start_session(
             return Err(Refused(close::PROTOCOL, "invalid session key".into()));
         }
     };
-    let (streams, streams_rx) = mpsc::unbounded_channel();
     let ctx = Arc::new(ConnCtx {
         id,
         conn: conn.clone(),
@@ -355,14 +351,12 @@ async fn start_session(
         logged_in: OnceLock::new(),
         max_frame,
         files: shared.files.clone(),
-        streams,
     });
     Ok(Session {
         ctx,
         login,
         control_send,
         control_recv,
-        streams_rx,
         server_pub,
     })
 }

@@ -7,11 +7,11 @@ use tokio::sync::mpsc;
 
 use super::hub::HubMsg;
 use super::queue::ConnQueue;
-use crate::app::ids::{ConnId, ConvId};
+use crate::app::ids::ConnId;
 use crate::app::server::Input;
 use crate::transport::envelope::SessionKeys;
 use crate::transport::files::FileStore;
-use crate::transport::quic::{Connection, SendStream};
+use crate::transport::quic::Connection;
 
 /// What one connection's tasks share once its login frame arrived.
 pub(super) struct ConnCtx {
@@ -33,8 +33,6 @@ pub(super) struct ConnCtx {
     pub max_frame: usize,
     /// Uploaded files.
     pub files: Arc<FileStore>,
-    /// Registers a conversation's send stream with the writer.
-    pub streams: mpsc::UnboundedSender<(ConvId, SendStream)>,
 }
 
 impl ConnCtx {

@@ -315,8 +315,8 @@ impl Router {
     /// Delivers one output of a committed batch.
     pub(super) fn route(&mut self, out: Output) {
         let (conn, msg) = match out {
-            Output::Control { conn, down } => (conn, ConnOut::Control(down)),
-            Output::Conv { conn, conv, down } => (conn, ConnOut::Conv(conv, down)),
+            Output::Control { conn, down } => (conn, ConnOut::Control(Box::new(down))),
+            Output::Conv { conn, conv, down } => (conn, ConnOut::Conv(conv, Box::new(down))),
             Output::Event { conn, conv, event } => (conn, ConnOut::Event(conv, event)),
             Output::Close { conn, reason } => {
                 let code = if reason == LOGIN_REFUSED_REASON {

@@ -9,13 +9,16 @@ use tokio::sync::mpsc;
 
 use crate::app::ids::ConvId;
 use crate::app::protocol::{ControlDown, ConvDown, ConvEvent};
+use crate::transport::quic::SendStream;
 
-/// One output for one connection.
+/// One output for one connection. Small (see the test below): a connection's queue
+/// allocates its first block of slots when it is made, idle or not, so the large frames
+/// are boxed and only the hot one (a shared event) is stored inline.
 pub(super) enum ConnOut {
     /// On the control stream.
-    Control(ControlDown),
+    Control(Box<ControlDown>),
     /// On a conversation's stream.
-    Conv(ConvId, ConvDown),
+    Conv(ConvId, Box<ConvDown>),
     /// A live event on a conversation's stream, shared with its other recipients (written
     /// as [`ConvDown::Event`], its body sealed for this session).
     Event(ConvId, Arc<ConvEvent>),
@@ -24,6 +27,10 @@ pub(super) enum ConnOut {
     /// The user left (or was removed from) this room: every frame of it queued before this
     /// marker is skipped; the writer writes the room's frames again after it (a rejoin).
     Revoked(ConvId),
+    /// A conversation stream the client opened: its send half, for the writer. Queued by
+    /// the stream's reader before it hands the `Open` to the hub, so the writer has it
+    /// before any answer on it (one queue, in order).
+    Stream(ConvId, Box<SendStream>),
 }
 
 impl ConnOut {
@@ -32,11 +39,12 @@ impl ConnOut {
         const FRAME: usize = 64;
         let body = |e: &ConvEvent| e.kind.body_len() + FRAME;
         match self {
-            ConnOut::Conv(_, ConvDown::Event(e) | ConvDown::Backlog(e)) => body(e),
+            ConnOut::Conv(_, down) => match &**down {
+                ConvDown::Event(e) | ConvDown::Backlog(e) => body(e),
+                ConvDown::History { events, .. } => events.iter().map(body).sum::<usize>() + FRAME,
+                _ => FRAME,
+            },
             ConnOut::Event(_, e) => body(e),
-            ConnOut::Conv(_, ConvDown::History { events, .. }) => {
-                events.iter().map(body).sum::<usize>() + FRAME
-            }
             _ => FRAME,
         }
     }
@@ -127,5 +135,21 @@ impl ConnQueue {
     /// The writer wrote outputs worth `cost`.
     pub fn written(&self, cost: usize) {
         self.queued.fetch_sub(cost, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A queue's first block holds 32 slots from the start (tokio's `mpsc`): at 64 bytes a
+    /// slot that is 2 KiB per idle connection; unboxed frames made it ~6 KiB.
+    #[test]
+    fn an_output_is_small() {
+        assert!(
+            std::mem::size_of::<ConnOut>() <= 64,
+            "{} bytes",
+            std::mem::size_of::<ConnOut>()
+        );
     }
 }

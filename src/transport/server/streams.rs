@@ -43,7 +43,9 @@ pub(super) async fn conv_stream(ctx: Arc<ConnCtx>, send: SendStream, mut recv: R
         }
         Ok(Some(ConvUp::Open { conv, after })) => {
             // Register the stream with the writer before the hub can answer on it.
-            let _ = ctx.streams.send((conv.clone(), send));
+            ctx.queue
+                .send(ConnOut::Stream(conv.clone(), Box::new(send)))
+                .await;
             let up = ConvUp::Open {
                 conv: conv.clone(),
                 after,
@@ -99,7 +101,9 @@ async fn conv_reader(ctx: &ConnCtx, conv: ConvId, mut recv: RecvStream) {
                             message: format!("message refused: {e}"),
                             cmid: Some(cmid),
                         };
-                        ctx.queue.send(ConnOut::Conv(conv.clone(), down)).await;
+                        ctx.queue
+                            .send(ConnOut::Conv(conv.clone(), Box::new(down)))
+                            .await;
                         continue;
                     }
                 }
@@ -132,13 +136,13 @@ async fn protocol_error(ctx: &ConnCtx, conv: Option<ConvId>, e: &FrameError) {
     let out = match conv {
         Some(conv) => ConnOut::Conv(
             conv,
-            ConvDown::Error {
+            Box::new(ConvDown::Error {
                 code,
                 message,
                 cmid: None,
-            },
+            }),
         ),
-        None => ConnOut::Control(ControlDown::Error { code, message }),
+        None => ConnOut::Control(Box::new(ControlDown::Error { code, message })),
     };
     ctx.queue.send(out).await;
     ctx.queue

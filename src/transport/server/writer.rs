@@ -28,8 +28,6 @@ pub(super) struct Writer {
     pub control: SendStream,
     /// What to send.
     pub rx: mpsc::Receiver<ConnOut>,
-    /// Conversation streams, registered by their readers before the hub can answer on them.
-    pub streams_rx: mpsc::UnboundedReceiver<(ConvId, SendStream)>,
     /// This session's ephemeral public key, filled into the `LoginOk` the core produces.
     pub server_pub: [u8; 32],
 }
@@ -43,16 +41,8 @@ impl Writer {
         // idle a batch is one frame and nothing waits.
         let mut bufs: HashMap<Option<ConvId>, Vec<u8>> = HashMap::new();
         loop {
-            let first = tokio::select! {
-                biased;
-                Some((conv, s)) = self.streams_rx.recv() => {
-                    streams.insert(conv, s);
-                    continue;
-                }
-                out = self.rx.recv() => match out {
-                    Some(o) => o,
-                    None => return,
-                },
+            let Some(first) = self.rx.recv().await else {
+                return;
             };
             let (mut cost, mut buffered, mut close) = (0, 0, None);
             // Streams whose last frame (`Closed`) is in this batch: it is written after the
@@ -60,19 +50,20 @@ impl Writer {
             let mut finished = Vec::new();
             let mut next = Some(first);
             while let Some(out) = next.take() {
-                // Streams registered before this output was produced are already queued.
-                while let Ok((conv, s)) = self.streams_rx.try_recv() {
-                    streams.insert(conv, s);
-                }
                 cost += out.cost();
                 let frame = match out {
-                    ConnOut::Control(down) => Some((None, self.control_frame(down))),
+                    // A conversation stream the client opened, before anything on it.
+                    ConnOut::Stream(conv, s) => {
+                        streams.insert(conv, *s);
+                        None
+                    }
+                    ConnOut::Control(down) => Some((None, self.control_frame(*down))),
                     // The end of a stream the client closed. Never skipped, not even for a
                     // room the user was just removed from (a `Close` for idleness can cross
                     // the removal): it carries nothing of the room, and the client reads
                     // the stream until it comes. Kept apart from the batch's buffers, which
                     // a revoke marker empties.
-                    ConnOut::Conv(conv, ConvDown::Closed) => {
+                    ConnOut::Conv(conv, down) if matches!(*down, ConvDown::Closed) => {
                         if streams.contains_key(&conv) {
                             finished.push(conv);
                         }
