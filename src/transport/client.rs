@@ -958,7 +958,7 @@ impl Wire<'_> {
                         .await
                         .map_err(|e| e.to_string())?;
                 }
-                Output::Conv(conv, up) if conv.peer_of(&self.me_key).is_some() => {
+                Output::Conv(conv, up) if self.mls.is_e2e(&conv) => {
                     let outs = self.mls.outgoing(conv, up);
                     self.apply_mls(outs, events, core).await?;
                 }

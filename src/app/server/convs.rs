@@ -253,9 +253,10 @@ impl<S: Store> ServerCore<S> {
         body: Vec<u8>,
         now: u64,
     ) -> Result<(), StoreError> {
-        let limit = match conv {
-            ConvId::General | ConvId::Room(_) => self.limits.max_body,
-            ConvId::Direct(..) => self.limits.max_body + E2E_OVERHEAD.max(MLS_OVERHEAD),
+        let e2e = self.is_e2e(conv);
+        let limit = match e2e {
+            false => self.limits.max_body,
+            true => self.limits.max_body + E2E_OVERHEAD.max(MLS_OVERHEAD),
         };
         if body.len() > limit {
             let msg = format!("message is {} bytes; the limit is {limit}", body.len());
@@ -272,9 +273,9 @@ impl<S: Store> ServerCore<S> {
             );
             return Ok(());
         }
-        let text = match (conv, std::str::from_utf8(&body)) {
-            (ConvId::General | ConvId::Room(_), Ok(t)) => Some(t.to_owned()),
-            (ConvId::General | ConvId::Room(_), Err(_)) => {
+        let text = match (e2e, std::str::from_utf8(&body)) {
+            (false, Ok(t)) => Some(t.to_owned()),
+            (false, Err(_)) => {
                 self.conv_error(
                     conn,
                     conv,
