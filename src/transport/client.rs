@@ -1212,11 +1212,21 @@ async fn run_session(
                             wire.mls.mark_e2e(&mut from_core);
                             out.extend(from_core);
                         }
-                        // The core's events first (a joined group's news after the message
-                        // that brought it), then what the MLS layer sends.
-                        result = wire.apply(out, events, core).await;
+                        // Frames in the order they were made: what the MLS layer sealed
+                        // (or committed) while opening this frame goes before anything
+                        // the core sends in answer, which is sealed later and may be an
+                        // update commit that would make the first ones stale. Then the
+                        // core's events, then the MLS layer's (a joined group's news after
+                        // the message that brought it).
+                        let (mls_events, mls_frames): (Vec<MlsOut>, Vec<MlsOut>) = mls_outs
+                            .into_iter()
+                            .partition(|o| matches!(o, MlsOut::Event(_)));
+                        result = wire.apply_mls(mls_frames, events, core).await;
                         if result.is_ok() {
-                            result = wire.apply_mls(mls_outs, events, core).await;
+                            result = wire.apply(out, events, core).await;
+                        }
+                        if result.is_ok() {
+                            result = wire.apply_mls(mls_events, events, core).await;
                         }
                         continue;
                     }

@@ -79,6 +79,9 @@ struct ConvState {
     /// The last commit did one part of the membership change (removals before
     /// additions): check again once it took effect.
     again: bool,
+    /// A private room's server asked for a commit before the next message (its members
+    /// changed): the next check commits even when it finds nothing to change (an update).
+    rekey: bool,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -549,6 +552,8 @@ impl MlsClient {
             self.device.add(&key, &add)
         } else if !remove.is_empty() {
             self.device.remove(&key, &remove)
+        } else if room && self.convs.get(conv).is_some_and(|s| s.rekey) {
+            self.device.self_update(&key)
         } else {
             if let Some(st) = self.convs.get_mut(conv) {
                 st.checked = true;
@@ -560,6 +565,7 @@ impl MlsClient {
             Ok(body) => {
                 if let Some(st) = self.convs.get_mut(conv) {
                     st.checked = true;
+                    st.rekey = false;
                 }
                 self.commit_frame(conv.clone(), body)
             }
@@ -832,6 +838,14 @@ impl MlsClient {
                 {
                     self.inflight
                         .insert(*cmid, (c.clone(), up.clone(), tries + 1));
+                    if matches!(c, ConvId::Room(_))
+                        && let Some(st) = self.convs.get_mut(&c)
+                    {
+                        // Maybe the members changed and this device has not heard yet:
+                        // check (and commit, an update at least) before sending again.
+                        st.checked = false;
+                        st.rekey = true;
+                    }
                     // The commit that made it stale came first on this stream.
                     return (self.outgoing(c, up), false);
                 }
@@ -938,6 +952,9 @@ impl MlsClient {
                     (Some(now), Some(info)) => info.epoch < now,
                     _ => false,
                 };
+                if matches!(body, MlsBody::Commit { .. }) && !before_join {
+                    tracing::warn!(?conv, id = e.id, "a commit did not apply: {err}");
+                }
                 if matches!(body, MlsBody::Commit { .. }) || mine || before_join {
                     // Its own messages, and those from before this device joined, are not
                     // for this device to read.

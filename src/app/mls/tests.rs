@@ -701,6 +701,44 @@ mod layer {
     }
 
     #[test]
+    fn the_update_after_twenty_sends_goes_before_the_next_message() {
+        let mut alice = MlsClient::new("alice", [31; 16]).unwrap();
+        let mut bob = MlsClient::new("bob", [32; 16]).unwrap();
+        key_packages(&mut alice);
+        let bob_kps = key_packages(&mut bob);
+        in_private_room(&mut alice);
+        in_private_room(&mut bob);
+        alice.outgoing(room(), send("m0", 100));
+        let members = vec![
+            ("alice".to_owned(), vec![listed(&alice)]),
+            ("bob".to_owned(), vec![listed(&bob)]),
+        ];
+        let out = alice
+            .control(&ControlDown::RoomKeyPackages {
+                conv: room(),
+                epoch: 0,
+                members,
+                packages: vec![bob_kps[0].clone()],
+            })
+            .unwrap();
+        let (add_id, _) = sent(&out);
+        let (out, _) = alice.answer(&room(), &ack(add_id, 1));
+        let (id, _) = sent(&out);
+        alice.answer(&room(), &ack(id, 2));
+        for n in 1..crate::app::mls::UPDATE_EVERY as u8 {
+            let (id, _) = sent(&alice.outgoing(room(), send("m", n)));
+            alice.answer(&room(), &ack(id, 2 + n as u64));
+        }
+        let out = alice.outgoing(room(), send("file", 99));
+        let (upd_id, upd) = sent(&out);
+        assert!(crate::app::mls::frame_info(&upd).unwrap().commit);
+        let (out, _) = alice.answer(&room(), &ack(upd_id, 30));
+        let (_, body) = sent(&out);
+        let info = crate::app::mls::frame_info(&body).unwrap();
+        assert_eq!((info.epoch, info.commit), (2, false));
+    }
+
+    #[test]
     fn a_public_room_is_not_this_layer_s() {
         let mut alice = MlsClient::new("alice", [21; 16]).unwrap();
         let info = crate::app::protocol::RoomInfo {
@@ -721,4 +759,26 @@ mod layer {
         assert!(!alice.is_e2e(&ConvId::General));
         assert!(alice.is_e2e(&dm()));
     }
+}
+
+#[test]
+fn a_peer_s_commit_applies_over_a_pending_one_of_ours() {
+    let mut a1 = dev("alice", "a1");
+    let mut b1 = dev("bob", "b1");
+    let mut c1 = dev("carol", "c1");
+    c1.create_group(CONV).unwrap();
+    let kps = vec![a1.key_package().unwrap(), b1.key_package().unwrap()];
+    let add = c1.add(CONV, &kps).unwrap();
+    deliver(&mut c1, &add, &mut [&mut a1, &mut b1]);
+    // Both update at once; the server orders bob's first; alice sees it before the
+    // refusal of hers.
+    let _mine = a1.self_update(CONV).unwrap();
+    let theirs = b1.self_update(CONV).unwrap();
+    b1.commit_accepted(CONV).unwrap();
+    let got = a1.receive(CONV, &theirs);
+    assert!(matches!(got, Ok(Received::Commit { .. })), "{got:?}");
+    a1.commit_refused(CONV).unwrap();
+    c1.receive(CONV, &theirs).unwrap();
+    let m = b1.encrypt(CONV, b"after").unwrap();
+    assert_eq!(text(a1.receive(CONV, &m).unwrap()), b"after");
 }

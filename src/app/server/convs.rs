@@ -306,6 +306,9 @@ impl<S: Store> ServerCore<S> {
             .insert_message(conv, name.as_str(), cmid, &body, now)?;
         if let (Some(epoch), false) = (next_epoch, dup) {
             self.store.set_mls_epoch(conv, epoch, cmid)?;
+            if let ConvId::Room(room) = conv {
+                self.mls_rekey.remove(room);
+            }
         }
         self.conv_out(
             conn,

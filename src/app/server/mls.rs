@@ -338,6 +338,18 @@ impl<S: Store> ServerCore<S> {
         if info.commit && info.epoch + 1 == current && last == Some(cmid) {
             return Ok(Gate::Mls(None));
         }
+        if let ConvId::Room(room) = conv
+            && !info.commit
+            && info.epoch == current
+            && self.mls_rekey.contains(room)
+        {
+            // The members changed since the last commit: one that follows them (or an
+            // update) comes first, so a member who left reads nothing more and one who
+            // joined reads what follows. The sender commits, then sends again.
+            let msg = "the room's members changed: a commit comes first";
+            self.conv_error(conn, conv, ErrorCode::StaleEpoch, msg, Some(cmid));
+            return Ok(Gate::Refused);
+        }
         if info.epoch != current {
             let msg = format!(
                 "made in epoch {}, the conversation is at {current}",

@@ -127,6 +127,9 @@ pub struct ServerCore<S> {
     cluster: Option<cluster::ClusterState>,
     /// The MLS device of each session that announced one (`mls.rs`).
     mls_devices: HashMap<ConnId, String>,
+    /// Private rooms whose members changed since their last commit: an application
+    /// message waits for a commit (`mls.rs`, `Gate`).
+    mls_rekey: std::collections::HashSet<String>,
 }
 
 impl<S: Store> ServerCore<S> {
@@ -147,6 +150,7 @@ impl<S: Store> ServerCore<S> {
             typing_gate: typing::TypingGate::default(),
             cluster: None,
             mls_devices: HashMap::new(),
+            mls_rekey: std::collections::HashSet::new(),
         }
     }
 

@@ -476,6 +476,10 @@ impl<S: Store> ServerCore<S> {
             .any(|e| matches!(e, Effect::Joined { .. } | Effect::Removed { .. }))
         {
             self.room_updated(key);
+            // A private room's group must follow before anyone writes in it again.
+            if self.is_e2e(&ConvId::Room(key.to_owned())) {
+                self.mls_rekey.insert(key.to_owned());
+            }
         }
         Ok(())
     }
