@@ -298,7 +298,14 @@ impl<S: Store> ServerCore<S> {
             super::mls::Gate::Mls(next) => next,
             super::mls::Gate::Plain => None,
         };
-        if !self.take_token(conn, conv, name, cmid, now) {
+        // An MLS commit (a group change the client makes on its own: adding a member's
+        // devices, removing, updating its keys) draws on a budget of its own, so it
+        // does not eat the user's message allowance; a flood of them is still limited.
+        let bucket = match next_epoch {
+            Some(_) => format!("{}/mls", name.key()),
+            None => name.key(),
+        };
+        if !self.take_token_from(conn, conv, &bucket, cmid, now) {
             return Ok(());
         }
         let (event, dup) = self
@@ -347,10 +354,23 @@ impl<S: Store> ServerCore<S> {
         cmid: ClientMsgId,
         now: u64,
     ) -> bool {
+        self.take_token_from(conn, conv, &name.key(), cmid, now)
+    }
+
+    /// [`Self::take_token`] from the bucket named `bucket` (a user key, or a user key
+    /// with `/mls` for MLS commits; keys have no `/`).
+    pub(super) fn take_token_from(
+        &mut self,
+        conn: ConnId,
+        conv: &ConvId,
+        bucket: &str,
+        cmid: ClientMsgId,
+        now: u64,
+    ) -> bool {
         let (burst, rate) = (self.limits.msg_burst, self.limits.msg_per_sec);
         let bucket = self
             .buckets
-            .entry(name.key())
+            .entry(bucket.to_owned())
             .or_insert_with(|| TokenBucket::new(burst, now));
         if let Err(ms) = bucket.take(burst, rate, now) {
             let msg = format!("sending too fast; retry in {ms} ms");

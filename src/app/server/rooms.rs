@@ -358,6 +358,8 @@ impl<S: Store> ServerCore<S> {
             by,
             visibility,
         });
+        // A new room of an old name: its group starts afresh.
+        self.mls_rekey.remove(&key);
         self.rooms.insert(
             key.clone(),
             RoomEntry {
