@@ -82,6 +82,9 @@ struct ConvState {
     /// A private room's server asked for a commit before the next message (its members
     /// changed): the next check commits even when it finds nothing to change (an update).
     rekey: bool,
+    /// The commit of this device that is pending in the group now (an older one, made in
+    /// a group this device has left for the winner's since, may still be answered).
+    pending: Option<ClientMsgId>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -431,6 +434,7 @@ impl MlsClient {
             body: body.encode(),
         };
         self.dirty = true;
+        self.convs.entry(conv.clone()).or_default().pending = Some(cmid);
         self.commits.insert(cmid, (conv.clone(), up.clone()));
         vec![MlsOut::Conv(conv, up)]
     }
@@ -814,13 +818,19 @@ impl MlsClient {
             } => {
                 if self.commits.remove(cmid).is_some() {
                     self.dirty = true;
-                    let _ = self.device.commit_refused(&key);
-                    if self.device.epoch(&key) == Some(0) {
-                        // Our new group lost to another one: wait for its welcome.
-                        self.device.forget(&key);
-                    }
-                    if let Some(st) = self.convs.get_mut(conv) {
+                    let current = self.convs.get_mut(conv).and_then(|st| {
                         st.checked = false;
+                        (st.pending == Some(*cmid)).then(|| st.pending.take())
+                    });
+                    // Only the commit pending now is dropped: the refusal of an older one
+                    // (made in a group this device left for another's welcome) must not
+                    // clear a newer commit the server may be storing.
+                    if current.is_some() {
+                        let _ = self.device.commit_refused(&key);
+                        if self.device.epoch(&key) == Some(0) {
+                            // Our new group lost to another one: wait for its welcome.
+                            self.device.forget(&key);
+                        }
                     }
                     let mut out = Vec::new();
                     if *code != ErrorCode::StaleEpoch {
