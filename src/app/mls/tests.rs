@@ -739,6 +739,82 @@ mod layer {
     }
 
     #[test]
+    fn the_refusal_of_an_old_commit_does_not_drop_the_pending_one() {
+        let mut alice = MlsClient::new("alice", [41; 16]).unwrap();
+        let mut bob = MlsClient::new("bob", [42; 16]).unwrap();
+        let mut carol = MlsClient::new("carol", [43; 16]).unwrap();
+        let alice_kps = key_packages(&mut alice);
+        let bob_kps = key_packages(&mut bob);
+        let carol_kps = key_packages(&mut carol);
+        for c in [&mut alice, &mut bob, &mut carol] {
+            in_private_room(c);
+        }
+        let two = |alice: &MlsClient, carol: &MlsClient| {
+            vec![
+                ("alice".to_owned(), vec![listed(alice)]),
+                ("carol".to_owned(), vec![listed(carol)]),
+            ]
+        };
+        // Both first senders make a group and commit at epoch 0; the server stores
+        // carol's first.
+        alice.outgoing(room(), send("from alice", 1));
+        let out = alice
+            .control(&ControlDown::RoomKeyPackages {
+                conv: room(),
+                epoch: 0,
+                members: two(&alice, &carol),
+                packages: vec![carol_kps[0].clone()],
+            })
+            .unwrap();
+        let (old_id, _) = sent(&out);
+        carol.outgoing(room(), send("from carol", 2));
+        let out = carol
+            .control(&ControlDown::RoomKeyPackages {
+                conv: room(),
+                epoch: 0,
+                members: two(&alice, &carol),
+                packages: vec![alice_kps[0].clone()],
+            })
+            .unwrap();
+        let (c_id, c_add) = sent(&out);
+        carol.answer(&room(), &ack(c_id, 1));
+        // Alice joins by carol's welcome (her held message goes in carol's group) ...
+        let (out, _) = alice.open(&room(), &mut event(1, "carol", c_id, c_add));
+        let (m_id, _) = sent(&out);
+        alice.answer(&room(), &ack(m_id, 2));
+        assert_eq!(alice.device().epoch(&room().storage_key()), Some(1));
+        // ... and bob joins the room: alice's next send adds him (a new pending commit)
+        // before the refusal of her first commit reaches her.
+        member_news(&mut alice, "bob", crate::app::protocol::MemberChange::Joined);
+        alice.outgoing(room(), send("hi bob", 3));
+        let mut three = two(&alice, &carol);
+        three.push(("bob".to_owned(), vec![listed(&bob)]));
+        let out = alice
+            .control(&ControlDown::RoomKeyPackages {
+                conv: room(),
+                epoch: 1,
+                members: three,
+                packages: vec![bob_kps[0].clone()],
+            })
+            .unwrap();
+        let (new_id, _) = sent(&out);
+        let refused = ConvDown::Error {
+            code: ErrorCode::StaleEpoch,
+            message: "made in epoch 0, the conversation is at 1".into(),
+            cmid: Some(old_id),
+        };
+        let (out, pass) = alice.answer(&room(), &refused);
+        assert!(!pass);
+        claim_have(&out);
+        alice.answer(&room(), &ack(new_id, 3));
+        assert_eq!(
+            alice.device().epoch(&room().storage_key()),
+            Some(2),
+            "the add merged on its ack"
+        );
+    }
+
+    #[test]
     fn a_public_room_is_not_this_layer_s() {
         let mut alice = MlsClient::new("alice", [21; 16]).unwrap();
         let info = crate::app::protocol::RoomInfo {
