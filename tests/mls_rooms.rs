@@ -44,12 +44,19 @@ fn wait_listed(c: &mut ChatProc, user: &str, n: usize) {
     panic!("{user} never had {n} devices");
 }
 
-fn invite_and_accept(owner: &mut ChatProc, room: &str, who: &mut ChatProc, others: &mut [&mut ChatProc]) {
+fn invite_and_accept(
+    owner: &mut ChatProc,
+    room: &str,
+    who: &mut ChatProc,
+    others: &mut [&mut ChatProc],
+) {
     owner.cmd(json!({"cmd": "invite", "room": room, "user": who.user}));
     who.expect("invited", |v| v["event"] == "invited");
     who.cmd(json!({"cmd": "accept", "room": room}));
     let r = room.to_owned();
-    who.expect("joined", |v| v["event"] == "joined" && v["room"] == r.as_str());
+    who.expect("joined", |v| {
+        v["event"] == "joined" && v["room"] == r.as_str()
+    });
     let name = who.user.clone();
     for c in others.iter_mut() {
         c.expect("member joined", |v| {
@@ -78,36 +85,90 @@ fn private_rooms_are_mls_groups_that_follow_membership_and_public_rooms_stay_rea
     wait_listed(&mut alice, "carol", 1);
 
     alice.cmd(json!({"cmd": "create_room", "room": "#secret", "visibility": "private"}));
-    alice.expect("joined", |v| v["event"] == "joined" && v["room"] == "#secret");
+    alice.expect("joined", |v| {
+        v["event"] == "joined" && v["room"] == "#secret"
+    });
     alice2.expect("joined on the other device", |v| {
         v["event"] == "joined" && v["room"] == "#secret"
     });
     invite_and_accept(&mut alice, "#secret", &mut bob, &mut [&mut alice2]);
-    invite_and_accept(&mut alice, "#secret", &mut carol, &mut [&mut alice2, &mut bob]);
+    invite_and_accept(
+        &mut alice,
+        "#secret",
+        &mut carol,
+        &mut [&mut alice2, &mut bob],
+    );
 
     // The first sender makes the group with every device of every member.
-    says(&mut alice, "#secret", "hello room", &mut [&mut alice2, &mut bob, &mut carol]);
-    says(&mut bob, "#secret", "hello from bob", &mut [&mut alice, &mut alice2, &mut carol]);
-    says(&mut alice2, "#secret", "from alice's second device", &mut [&mut alice, &mut bob, &mut carol]);
-    says(&mut carol, "#secret", "carol speaks", &mut [&mut alice, &mut alice2, &mut bob]);
+    says(
+        &mut alice,
+        "#secret",
+        "hello room",
+        &mut [&mut alice2, &mut bob, &mut carol],
+    );
+    says(
+        &mut bob,
+        "#secret",
+        "hello from bob",
+        &mut [&mut alice, &mut alice2, &mut carol],
+    );
+    says(
+        &mut alice2,
+        "#secret",
+        "from alice's second device",
+        &mut [&mut alice, &mut bob, &mut carol],
+    );
+    says(
+        &mut carol,
+        "#secret",
+        "carol speaks",
+        &mut [&mut alice, &mut alice2, &mut bob],
+    );
 
     // Carol is kicked: the next sender removes her devices first; she gets nothing more.
     alice.cmd(json!({"cmd": "kick", "room": "#secret", "user": "carol"}));
-    carol.expect("kicked", |v| v["event"] == "left" && v["reason"] == "kicked");
+    carol.expect("kicked", |v| {
+        v["event"] == "left" && v["reason"] == "kicked"
+    });
     for c in [&mut alice, &mut alice2, &mut bob] {
         c.expect("carol kicked", |v| {
             v["event"] == "member" && v["user"] == "carol" && v["change"] == "kicked"
         });
     }
-    says(&mut bob, "#secret", "after carol left", &mut [&mut alice, &mut alice2]);
-    says(&mut alice, "#secret", "still without carol", &mut [&mut alice2, &mut bob]);
+    says(
+        &mut bob,
+        "#secret",
+        "after carol left",
+        &mut [&mut alice, &mut alice2],
+    );
+    says(
+        &mut alice,
+        "#secret",
+        "still without carol",
+        &mut [&mut alice2, &mut bob],
+    );
 
     // Dave, invited later, reads from his join on, not before.
     let mut dave = ChatProc::login(&addr, "dave", &dir.path().join("d"));
     wait_listed(&mut alice, "dave", 1);
-    invite_and_accept(&mut alice, "#secret", &mut dave, &mut [&mut alice2, &mut bob]);
-    says(&mut alice, "#secret", "welcome dave", &mut [&mut alice2, &mut bob, &mut dave]);
-    says(&mut dave, "#secret", "dave answers", &mut [&mut alice, &mut alice2, &mut bob]);
+    invite_and_accept(
+        &mut alice,
+        "#secret",
+        &mut dave,
+        &mut [&mut alice2, &mut bob],
+    );
+    says(
+        &mut alice,
+        "#secret",
+        "welcome dave",
+        &mut [&mut alice2, &mut bob, &mut dave],
+    );
+    says(
+        &mut dave,
+        "#secret",
+        "dave answers",
+        &mut [&mut alice, &mut alice2, &mut bob],
+    );
     for c in [&mut alice, &mut alice2, &mut bob, &mut dave] {
         c.sync();
     }
@@ -119,9 +180,8 @@ fn private_rooms_are_mls_groups_that_follow_membership_and_public_rooms_stay_rea
         .filter(|v| v["event"] == "message")
         .collect();
     assert!(
-        !carol_saw
-            .iter()
-            .any(|v| v["text"] == later.as_str() || v["text"].as_str().is_some_and(|t| t.contains("dave"))),
+        !carol_saw.iter().any(|v| v["text"] == later.as_str()
+            || v["text"].as_str().is_some_and(|t| t.contains("dave"))),
         "carol read after her kick: {carol_saw:#?}"
     );
     let early = format!("{CANARY} hello room");
@@ -141,18 +201,24 @@ fn private_rooms_are_mls_groups_that_follow_membership_and_public_rooms_stay_rea
     });
     assert_ne!(m["e2e"], true, "{m}");
     bob.cmd(json!({"cmd": "search", "query": "zebrafinch"}));
-    let s = bob.expect("search", |v| v["event"] == "search" || v["event"] == "error");
+    let s = bob.expect("search", |v| {
+        v["event"] == "search" || v["event"] == "error"
+    });
     let hits = s["results"].as_array().cloned().unwrap_or_default();
     assert_eq!(hits.len(), 1, "{s}");
     assert_eq!(hits[0]["conv"], "#open", "{s}");
     // The server never finds a private room's words (it holds only ciphertext).
     bob.cmd(json!({"cmd": "search", "query": "canary", "conv": "#secret"}));
-    let s = bob.expect("search", |v| v["event"] == "search" || v["event"] == "error");
+    let s = bob.expect("search", |v| {
+        v["event"] == "search" || v["event"] == "error"
+    });
     assert_eq!(s["event"], "search", "{s}");
     assert!(
-        !s["results"].as_array().unwrap().iter().any(|r| r["text"]
-            .as_str()
-            .is_some_and(|t| t.contains(CANARY))),
+        !s["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["text"].as_str().is_some_and(|t| t.contains(CANARY))),
         "{s}"
     );
 

@@ -582,7 +582,9 @@ fn a_removed_member_s_room_stream_closes_and_a_rejoin_reopens_it_exactly_once() 
     create(&mut alice, "#priv", "", "private");
     alice.send("#priv", "new room, before bob");
     // Stored before the invitation (a private room's send waits for its MLS group check).
-    alice.expect("sent", |v| v["event"] == "sent" && v["text"] == "new room, before bob");
+    alice.expect("sent", |v| {
+        v["event"] == "sent" && v["text"] == "new room, before bob"
+    });
     alice.cmd(json!({"cmd": "invite", "room": "#priv", "user": "bob"}));
     bob.expect("invited", |v| v["event"] == "invited");
     bob.cmd(json!({"cmd": "accept", "room": "#priv"}));
@@ -593,7 +595,9 @@ fn a_removed_member_s_room_stream_closes_and_a_rejoin_reopens_it_exactly_once() 
     bob.expect("left", |v| v["event"] == "left" && v["reason"] == "kicked");
     alice.send("#priv", "p3 while out");
     // Stored before the invitation (a private room's send waits for its MLS group check).
-    alice.expect("sent", |v| v["event"] == "sent" && v["text"] == "p3 while out");
+    alice.expect("sent", |v| {
+        v["event"] == "sent" && v["text"] == "p3 while out"
+    });
     alice.cmd(json!({"cmd": "invite", "room": "#priv", "user": "bob"}));
     bob.expect("invited", |v| v["event"] == "invited");
     bob.cmd(json!({"cmd": "accept", "room": "#priv"}));

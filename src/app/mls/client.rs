@@ -229,25 +229,23 @@ impl MlsClient {
                 self.private_rooms.insert(room.key.clone());
                 unchecked.push(room.key.clone());
             }
-            RoomDown::Left { room, .. } => {
-                if self.private_rooms.remove(room) {
-                    let conv = ConvId::Room(room.clone());
-                    self.device.forget(&conv.storage_key());
-                    self.convs.remove(&conv);
-                    self.commits.retain(|_, (c, _)| *c != conv);
-                    self.inflight.retain(|_, (c, ..)| *c != conv);
-                    self.dirty = true;
-                }
+            RoomDown::Left { room, .. } if self.private_rooms.remove(room) => {
+                let conv = ConvId::Room(room.clone());
+                self.device.forget(&conv.storage_key());
+                self.convs.remove(&conv);
+                self.commits.retain(|_, (c, _)| *c != conv);
+                self.inflight.retain(|_, (c, ..)| *c != conv);
+                self.dirty = true;
             }
-            RoomDown::Member { room, change, .. }
-                if matches!(
-                    change,
+            RoomDown::Member {
+                room,
+                change:
                     MemberChange::Joined
-                        | MemberChange::Left
-                        | MemberChange::Kicked
-                        | MemberChange::Banned
-                ) =>
-            {
+                    | MemberChange::Left
+                    | MemberChange::Kicked
+                    | MemberChange::Banned,
+                ..
+            } => {
                 unchecked.push(room.clone());
             }
             _ => {}
@@ -690,8 +688,7 @@ impl MlsClient {
         // goes on the conversation's stream, which the core opens when it is used).
         for (conv, st) in &mut self.convs {
             // A room's members are the server's to list: any device change may be one.
-            if user == me || conv.peer_of(&me) == Some(user) || matches!(conv, ConvId::Room(_))
-            {
+            if user == me || conv.peer_of(&me) == Some(user) || matches!(conv, ConvId::Room(_)) {
                 st.checked = false;
             }
         }

@@ -535,7 +535,13 @@ mod layer {
     }
 
     /// Opens one event; returns its kind afterwards.
-    fn open_one(c: &mut MlsClient, seq: u64, from: &str, cmid: ClientMsgId, body: &[u8]) -> EventKind {
+    fn open_one(
+        c: &mut MlsClient,
+        seq: u64,
+        from: &str,
+        cmid: ClientMsgId,
+        body: &[u8],
+    ) -> EventKind {
         let mut down = event(seq, from, cmid, body.to_vec());
         c.open(&room(), &mut down);
         let ConvDown::Event(e) = down else { panic!() };
@@ -574,8 +580,8 @@ mod layer {
         for c in [&mut alice, &mut alice2, &mut bob, &mut carol, &mut dave] {
             in_private_room(c);
         }
-        let answer = |epoch, members: Vec<(&str, Vec<DeviceKey>)>, packages| {
-            ControlDown::RoomKeyPackages {
+        let answer =
+            |epoch, members: Vec<(&str, Vec<DeviceKey>)>, packages| ControlDown::RoomKeyPackages {
                 conv: room(),
                 epoch,
                 members: members
@@ -583,8 +589,7 @@ mod layer {
                     .map(|(u, d)| (u.to_owned(), d))
                     .collect(),
                 packages,
-            }
-        };
+            };
 
         // The first sender asks once for the whole room and creates the group.
         let out = alice.outgoing(room(), send("canary hello room", 1));
@@ -645,7 +650,10 @@ mod layer {
         }
         let mut stolen = MlsClient::load(&carol_copy, [16; 16]).unwrap();
         in_private_room(&mut stolen);
-        assert_eq!(open_one(&mut stolen, 4, "bob", rm_id, &rm), EventKind::Handshake);
+        assert_eq!(
+            open_one(&mut stolen, 4, "bob", rm_id, &rm),
+            EventKind::Handshake
+        );
         let after = open_one(&mut stolen, 5, "bob", m3_id, &m3);
         assert!(
             !matches!(&after, EventKind::Message { body } if body == b"canary after carol"),
@@ -676,17 +684,29 @@ mod layer {
         let (add_id, add) = sent(&out);
         let (out, _) = alice.answer(&room(), &ack(add_id, 6));
         let (m4_id, m4) = sent(&out);
-        assert_eq!(open_one(&mut dave, 5, "bob", m3_id, &m3), EventKind::Handshake);
+        assert_eq!(
+            open_one(&mut dave, 5, "bob", m3_id, &m3),
+            EventKind::Handshake
+        );
         // The welcome sends what dave held.
         let mut down = event(6, "alice", add_id, add.clone());
         let (out, _) = dave.open(&room(), &mut down);
         let (held_id, held) = sent(&out);
         assert_eq!(held_id, ClientMsgId([4; 16]));
-        assert_eq!(text_of(&open_one(&mut dave, 7, "alice", m4_id, &m4)), b"welcome dave");
+        assert_eq!(
+            text_of(&open_one(&mut dave, 7, "alice", m4_id, &m4)),
+            b"welcome dave"
+        );
         for c in [&mut bob, &mut alice2] {
             assert_eq!(open_one(c, 6, "alice", add_id, &add), EventKind::Handshake);
-            assert_eq!(text_of(&open_one(c, 7, "alice", m4_id, &m4)), b"welcome dave");
-            assert_eq!(text_of(&open_one(c, 8, "dave", held_id, &held)), b"dave here");
+            assert_eq!(
+                text_of(&open_one(c, 7, "alice", m4_id, &m4)),
+                b"welcome dave"
+            );
+            assert_eq!(
+                text_of(&open_one(c, 8, "dave", held_id, &held)),
+                b"dave here"
+            );
         }
 
         // Leaving forgets the room's group on that device.
@@ -785,7 +805,11 @@ mod layer {
         assert_eq!(alice.device().epoch(&room().storage_key()), Some(1));
         // ... and bob joins the room: alice's next send adds him (a new pending commit)
         // before the refusal of her first commit reaches her.
-        member_news(&mut alice, "bob", crate::app::protocol::MemberChange::Joined);
+        member_news(
+            &mut alice,
+            "bob",
+            crate::app::protocol::MemberChange::Joined,
+        );
         alice.outgoing(room(), send("hi bob", 3));
         let mut three = two(&alice, &carol);
         three.push(("bob".to_owned(), vec![listed(&bob)]));

@@ -420,7 +420,11 @@ pub fn rooms_persist_every_change_and_close<S: Store>(s: &mut S) {
     assert_eq!(effects.last(), Some(&Effect::Closed));
     assert!(loaded(s, "#design").is_none());
     assert_eq!(s.last_seq(&conv).unwrap(), 0);
-    assert_eq!(s.mls_epoch(&conv).unwrap(), (0, None), "a new group may start");
+    assert_eq!(
+        s.mls_epoch(&conv).unwrap(),
+        (0, None),
+        "a new group may start"
+    );
     assert!(
         s.create_room(&new_room("#design", Visibility::Public, "bob"))
             .unwrap()
