@@ -946,6 +946,12 @@ impl Wire<'_> {
         events: &async_channel::Sender<ClientEvent>,
         core: &ClientCore,
     ) -> Result<(), String> {
+        self.index.set_e2e_rooms(
+            core.rooms()
+                .iter()
+                .filter(|(_, r)| r.visibility == crate::app::protocol::Visibility::Private)
+                .map(|(k, _)| k.clone()),
+        );
         self.index.note(core.user(), &outputs);
         for o in outputs {
             match o {
