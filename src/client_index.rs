@@ -57,6 +57,9 @@ pub struct ClientIndex {
     /// Texts that are the client's own notices in place of a message (one that could
     /// not be decrypted), not words someone wrote: never indexed.
     notices: Vec<&'static str>,
+    /// The private rooms (by label, `#key`) whose messages are end-to-end encrypted: the
+    /// server cannot search them, so they are indexed here like private conversations.
+    e2e_rooms: std::collections::HashSet<String>,
 }
 
 /// Where the index of a client whose state file is `state_file` lives.
@@ -97,6 +100,7 @@ impl ClientIndex {
             Ok(db) => Self {
                 db: Some(db),
                 notices: Vec::new(),
+                e2e_rooms: Default::default(),
             },
             Err(e) => {
                 tracing::warn!(
@@ -106,6 +110,7 @@ impl ClientIndex {
                 Self {
                     db: None,
                     notices: Vec::new(),
+                    e2e_rooms: Default::default(),
                 }
             }
         }
@@ -119,6 +124,7 @@ impl ClientIndex {
         Self {
             db: db.ok(),
             notices: Vec::new(),
+            e2e_rooms: Default::default(),
         }
     }
 
@@ -158,6 +164,11 @@ impl ClientIndex {
         self.db.is_some()
     }
 
+    /// Sets which rooms are private (end-to-end encrypted), by label.
+    pub fn set_e2e_rooms(&mut self, rooms: impl IntoIterator<Item = String>) {
+        self.e2e_rooms = rooms.into_iter().collect();
+    }
+
     /// Indexes the private messages among `outputs` (shown to `me`) and removes the
     /// deleted ones.
     pub fn note(&mut self, me: &str, outputs: &[Output]) {
@@ -167,7 +178,7 @@ impl ClientIndex {
                 Output::Event(e) => Some(e),
                 _ => None,
             })
-            .flat_map(|e| changes(me, e, &self.notices))
+            .flat_map(|e| changes(me, e, &self.notices, &self.e2e_rooms))
             .collect();
         if changes.is_empty() {
             return;
@@ -220,8 +231,13 @@ impl ClientIndex {
 
 /// What one event changes in the index: only private conversations (`@peer`) are kept;
 /// deletes are by id (ids are unique across conversations).
-fn changes(me: &str, e: &Event, notices: &[&str]) -> Vec<Change> {
-    let private = |conv: &str| conv.starts_with('@');
+fn changes(
+    me: &str,
+    e: &Event,
+    notices: &[&str],
+    e2e_rooms: &std::collections::HashSet<String>,
+) -> Vec<Change> {
+    let private = |conv: &str| conv.starts_with('@') || e2e_rooms.contains(conv);
     let put = |conv: &str, id: u64, from: &str, text: &str, ts: u64| {
         if notices.contains(&text) {
             return Change::Remove(id);

@@ -279,6 +279,16 @@ pub enum ControlUp {
         /// The device id.
         device: String,
     },
+    /// A private room's members and their devices, with one key package for each device
+    /// that is not in the asking device's group yet (answered by
+    /// [`ControlDown::RoomKeyPackages`]): one request per membership check of a room,
+    /// whatever its size, and packages only for the devices missing.
+    ClaimRoomKeyPackages {
+        /// The private room (`ConvId::Room`; the asking user must be a member).
+        conv: ConvId,
+        /// The devices already in the asking device's group, as (user, device).
+        have: Vec<(String, String)>,
+    },
 }
 
 /// At most this many key packages in one [`ControlUp::MlsDevice`].
@@ -453,6 +463,18 @@ pub enum ControlDown {
         user: String,
         /// The device id.
         device: String,
+    },
+    /// Answer to [`ControlUp::ClaimRoomKeyPackages`].
+    RoomKeyPackages {
+        /// The room it was asked for.
+        conv: ConvId,
+        /// The room's MLS epoch as the server orders it (0: no commit stored yet).
+        epoch: u64,
+        /// Every member and their devices (the asking device included).
+        members: Vec<(String, Vec<DeviceKey>)>,
+        /// Key packages (TLS-encoded), each handed out once, for the listed devices that
+        /// were not in `have` and had one left.
+        packages: Vec<Vec<u8>>,
     },
 }
 

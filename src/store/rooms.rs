@@ -237,6 +237,9 @@ pub(super) fn changed(
                 }
                 // Hides stay: their counters must never be reused.
                 exec(db, "DELETE FROM events WHERE conv = ?1", params![conv])?;
+                // A private room's MLS group ends with it: a new room of this name
+                // starts a new group at epoch 0.
+                exec(db, "DELETE FROM mls_epochs WHERE conv = ?1", params![conv])?;
                 closed = true;
             }
         }

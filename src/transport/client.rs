@@ -946,6 +946,12 @@ impl Wire<'_> {
         events: &async_channel::Sender<ClientEvent>,
         core: &ClientCore,
     ) -> Result<(), String> {
+        self.index.set_e2e_rooms(
+            core.rooms()
+                .iter()
+                .filter(|(_, r)| r.visibility == crate::app::protocol::Visibility::Private)
+                .map(|(k, _)| k.clone()),
+        );
         self.index.note(core.user(), &outputs);
         for o in outputs {
             match o {
@@ -958,7 +964,7 @@ impl Wire<'_> {
                         .await
                         .map_err(|e| e.to_string())?;
                 }
-                Output::Conv(conv, up) if conv.peer_of(&self.me_key).is_some() => {
+                Output::Conv(conv, up) if self.mls.is_e2e(&conv) => {
                     let outs = self.mls.outgoing(conv, up);
                     self.apply_mls(outs, events, core).await?;
                 }
@@ -1224,11 +1230,21 @@ async fn run_session(
                             wire.mls.mark_e2e(&mut from_core);
                             out.extend(from_core);
                         }
-                        // The core's events first (a joined group's news after the message
-                        // that brought it), then what the MLS layer sends.
-                        result = wire.apply(out, events, core).await;
+                        // Frames in the order they were made: what the MLS layer sealed
+                        // (or committed) while opening this frame goes before anything
+                        // the core sends in answer, which is sealed later and may be an
+                        // update commit that would make the first ones stale. Then the
+                        // core's events, then the MLS layer's (a joined group's news after
+                        // the message that brought it).
+                        let (mls_events, mls_frames): (Vec<MlsOut>, Vec<MlsOut>) = mls_outs
+                            .into_iter()
+                            .partition(|o| matches!(o, MlsOut::Event(_)));
+                        result = wire.apply_mls(mls_frames, events, core).await;
                         if result.is_ok() {
-                            result = wire.apply_mls(mls_outs, events, core).await;
+                            result = wire.apply(out, events, core).await;
+                        }
+                        if result.is_ok() {
+                            result = wire.apply_mls(mls_events, events, core).await;
                         }
                         continue;
                     }

@@ -539,7 +539,8 @@ impl ClientCore {
             ControlDown::Devices { .. }
             | ControlDown::KeyPackages { .. }
             | ControlDown::DeviceAdded { .. }
-            | ControlDown::DeviceRemoved { .. } => {}
+            | ControlDown::DeviceRemoved { .. }
+            | ControlDown::RoomKeyPackages { .. } => {}
             down @ (ControlDown::ReadState { .. }
             | ControlDown::Read { .. }
             | ControlDown::Seen { .. }

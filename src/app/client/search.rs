@@ -92,7 +92,16 @@ impl ClientCore {
             None => (Some(None), LocalScope::AllPrivate),
             Some(label) => {
                 let conv = self.parse_conv(label)?;
-                if conv.server_readable() {
+                let e2e_room = matches!(&conv, ConvId::Room(k) if self
+                    .rooms
+                    .get(k)
+                    .is_some_and(|r| r.visibility == crate::app::protocol::Visibility::Private));
+                if e2e_room {
+                    // A private room: its MLS messages are in this device's index, its
+                    // history from before MLS on the server.
+                    let local = LocalScope::One(self.label(&conv));
+                    (Some(Some(conv)), local)
+                } else if conv.server_readable() {
                     (Some(Some(conv)), LocalScope::Nowhere)
                 } else {
                     (None, LocalScope::One(self.label(&conv)))

@@ -11,6 +11,15 @@
 //! user's other device or by the peer, whichever is first, and reads from then on.
 //! A conversation whose peer has no MLS device (a client of the first release) keeps the
 //! first scheme ([`MlsOut::Legacy`]).
+//!
+//! Private (invite-only) rooms work the same way with every device of every member: the
+//! layer learns which rooms are private from the server's room news, and a membership
+//! change (a member joined, left, was kicked or banned; a device came or went) marks the
+//! room unchecked, so the next send first asks the server once for the room's members
+//! and devices ([`ControlUp::ClaimRoomKeyPackages`], packages only for the devices the
+//! group lacks) and commits the removals, then the additions. The room's first sender
+//! creates the group; a member who finds the server already ordering a group for the room
+//! (its epoch is past 0) waits to be added by a member who sends.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
@@ -23,6 +32,7 @@ use crate::app::client::Event;
 use crate::app::ids::{ClientMsgId, ConvId, MsgId};
 use crate::app::protocol::{
     ControlDown, ControlUp, ConvDown, ConvEvent, ConvUp, DeviceKey, ErrorCode, EventKind,
+    MemberChange, RoomDown, Visibility,
 };
 
 /// Key packages a device uploads at each login.
@@ -63,6 +73,18 @@ struct ConvState {
     /// A commit of this device whose answer a lost connection took: sent again before
     /// the conversation's next frame.
     resend: Option<ConvUp>,
+    /// A private room: the server's epoch for it in the last answer (a group exists on
+    /// the server's side when it is past 0).
+    room_epoch: u64,
+    /// The last commit did one part of the membership change (removals before
+    /// additions): check again once it took effect.
+    again: bool,
+    /// A private room's server asked for a commit before the next message (its members
+    /// changed): the next check commits even when it finds nothing to change (an update).
+    rekey: bool,
+    /// The commit of this device that is pending in the group now (an older one, made in
+    /// a group this device has left for the winner's since, may still be answered).
+    pending: Option<ClientMsgId>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -103,6 +125,8 @@ pub struct MlsClient {
     e2e: HashSet<MsgId>,
     /// See [`MAX_KEPT_TEXTS`].
     texts: BTreeMap<MsgId, Vec<u8>>,
+    /// The private rooms this user is in (by key), from the server's room news.
+    private_rooms: HashSet<String>,
 }
 
 impl std::fmt::Debug for MlsClient {
@@ -145,6 +169,7 @@ impl MlsClient {
             dirty: true,
             e2e: HashSet::new(),
             texts: BTreeMap::new(),
+            private_rooms: HashSet::new(),
         }
     }
 
@@ -175,6 +200,61 @@ impl MlsClient {
 
     fn me(&self) -> String {
         self.device.user().to_owned()
+    }
+
+    /// Whether `conv` is end-to-end encrypted by this layer: a private conversation of
+    /// this user, or a private room this user is in.
+    pub fn is_e2e(&self, conv: &ConvId) -> bool {
+        match conv {
+            ConvId::Direct(..) => conv.peer_of(self.device.user()).is_some(),
+            ConvId::Room(room) => self.private_rooms.contains(room),
+            ConvId::General => false,
+        }
+    }
+
+    /// Room news from the server (the core sees it too): which rooms are private, and
+    /// membership changes that the group must follow. Leaving a room forgets its group
+    /// (its secrets are deleted); a later invitation adds this device anew.
+    pub fn room(&mut self, down: &RoomDown) {
+        let mut unchecked = Vec::new();
+        match down {
+            RoomDown::State { rooms, .. } => {
+                self.private_rooms = rooms
+                    .iter()
+                    .filter(|r| r.visibility == Visibility::Private)
+                    .map(|r| r.key.clone())
+                    .collect();
+            }
+            RoomDown::Joined { room } if room.visibility == Visibility::Private => {
+                self.private_rooms.insert(room.key.clone());
+                unchecked.push(room.key.clone());
+            }
+            RoomDown::Left { room, .. } if self.private_rooms.remove(room) => {
+                let conv = ConvId::Room(room.clone());
+                self.device.forget(&conv.storage_key());
+                self.convs.remove(&conv);
+                self.commits.retain(|_, (c, _)| *c != conv);
+                self.inflight.retain(|_, (c, ..)| *c != conv);
+                self.dirty = true;
+            }
+            RoomDown::Member {
+                room,
+                change:
+                    MemberChange::Joined
+                    | MemberChange::Left
+                    | MemberChange::Kicked
+                    | MemberChange::Banned,
+                ..
+            } => {
+                unchecked.push(room.clone());
+            }
+            _ => {}
+        }
+        for room in unchecked {
+            if let Some(st) = self.convs.get_mut(&ConvId::Room(room)) {
+                st.checked = false;
+            }
+        }
     }
 
     fn fresh_cmid(&mut self) -> ClientMsgId {
@@ -254,9 +334,23 @@ impl MlsClient {
     /// Asks for the key packages of both users' devices (once at a time).
     fn check(&mut self, conv: &ConvId) -> Vec<MlsOut> {
         let me = self.me();
+        let have: Vec<(String, String)> = self
+            .device
+            .members(&conv.storage_key())
+            .into_iter()
+            .map(|d| (d.user, d.device))
+            .collect();
         let st = self.convs.entry(conv.clone()).or_default();
         if st.claiming > 0 {
             return Vec::new();
+        }
+        if matches!(conv, ConvId::Room(_)) {
+            st.claiming = 1;
+            st.answers.clear();
+            return vec![MlsOut::Control(ControlUp::ClaimRoomKeyPackages {
+                conv: conv.clone(),
+                have,
+            })];
         }
         let peer = conv.peer_of(&me).unwrap_or(&me).to_owned();
         let mut users = vec![peer];
@@ -344,6 +438,7 @@ impl MlsClient {
             body: body.encode(),
         };
         self.dirty = true;
+        self.convs.entry(conv.clone()).or_default().pending = Some(cmid);
         self.commits.insert(cmid, (conv.clone(), up.clone()));
         vec![MlsOut::Conv(conv, up)]
     }
@@ -352,11 +447,19 @@ impl MlsClient {
     /// (a device list changed meanwhile, or a check was put off while the commit was
     /// pending) checks the membership again, so nothing waits for a next send.
     fn pump(&mut self, conv: &ConvId) -> Vec<MlsOut> {
+        let again = match self.convs.get_mut(conv) {
+            Some(st) if st.again => {
+                st.again = false;
+                st.checked = false;
+                true
+            }
+            _ => false,
+        };
         if self.ready(conv) {
             return self.flush(conv);
         }
         let waiting = self.convs.get(conv).is_some_and(|s| !s.waiting.is_empty());
-        if waiting && !self.device.has_pending_commit(&conv.storage_key()) {
+        if (waiting || again) && !self.device.has_pending_commit(&conv.storage_key()) {
             return self.check(conv);
         }
         Vec::new()
@@ -386,9 +489,16 @@ impl MlsClient {
             return Vec::new();
         };
         let answers = std::mem::take(&mut st.answers);
+        let room_epoch = st.room_epoch;
         if self.device.has_pending_commit(&key) {
             // A commit of ours (resent after a reconnect) is still waiting for the
             // server's order: MLS allows one at a time. Its ack or refusal checks again.
+            return Vec::new();
+        }
+        let room = matches!(conv, ConvId::Room(_));
+        if room && !self.device.has_group(&key) && room_epoch > 0 {
+            // The room's group exists: a member adds this device (the next one to send
+            // after it learns of it); what waits goes once the welcome arrives.
             return Vec::new();
         }
         let peer = conv.peer_of(&me).unwrap_or(&me).to_owned();
@@ -397,7 +507,7 @@ impl MlsClient {
             .filter(|(u, ..)| *u == peer)
             .map(|(_, d, _)| d.len())
             .sum::<usize>();
-        if peer != me && peer_devices == 0 && !self.device.has_group(&key) {
+        if !room && peer != me && peer_devices == 0 && !self.device.has_group(&key) {
             // A peer of the first release (or one whose device the server has not heard
             // of yet): the first scheme for what waited; the next send asks again.
             let waiting: Vec<ConvUp> = st.waiting.drain(..).collect();
@@ -439,10 +549,19 @@ impl MlsClient {
             .filter(|m| !expected.contains(m))
             .cloned()
             .collect();
-        let body = if !add.is_empty() {
+        let body = if room && !remove.is_empty() {
+            // In a room, whoever left goes first (they must not read what follows);
+            // the additions are the next commit.
+            if let Some(st) = self.convs.get_mut(conv) {
+                st.again = !add.is_empty();
+            }
+            self.device.remove(&key, &remove)
+        } else if !add.is_empty() {
             self.device.add(&key, &add)
         } else if !remove.is_empty() {
             self.device.remove(&key, &remove)
+        } else if room && self.convs.get(conv).is_some_and(|s| s.rekey) {
+            self.device.self_update(&key)
         } else {
             if let Some(st) = self.convs.get_mut(conv) {
                 st.checked = true;
@@ -454,6 +573,7 @@ impl MlsClient {
             Ok(body) => {
                 if let Some(st) = self.convs.get_mut(conv) {
                     st.checked = true;
+                    st.rekey = false;
                 }
                 self.commit_frame(conv.clone(), body)
             }
@@ -482,6 +602,39 @@ impl MlsClient {
                 } else {
                     Vec::new()
                 }
+            }
+            ControlDown::RoomKeyPackages {
+                conv,
+                epoch,
+                members,
+                packages,
+            } => {
+                let Some(st) = self.convs.get_mut(conv) else {
+                    return Some(Vec::new());
+                };
+                // Each package goes with its user's devices (checked again there).
+                let mut by_user: HashMap<&str, Vec<Vec<u8>>> = HashMap::new();
+                for p in packages {
+                    if let Ok(info) = DeviceInfo::of_key_package(p)
+                        && let Some((u, _)) = members.iter().find(|(u, _)| *u == info.user)
+                    {
+                        by_user.entry(u.as_str()).or_default().push(p.clone());
+                    }
+                }
+                st.answers = members
+                    .iter()
+                    .map(|(u, devices)| {
+                        let packages = by_user.remove(u.as_str()).unwrap_or_default();
+                        (u.clone(), devices.clone(), packages)
+                    })
+                    .collect();
+                st.room_epoch = *epoch;
+                st.claiming = 0;
+                self.membership(conv)
+            }
+            ControlDown::Room(down) => {
+                self.room(down);
+                return None;
             }
             ControlDown::Devices { user, devices } => {
                 self.lists.insert(user.clone(), devices.clone());
@@ -540,7 +693,8 @@ impl MlsClient {
         // The next frame in each conversation with them brings the group up to date (it
         // goes on the conversation's stream, which the core opens when it is used).
         for (conv, st) in &mut self.convs {
-            if user == me || conv.peer_of(&me) == Some(user) {
+            // A room's members are the server's to list: any device change may be one.
+            if user == me || conv.peer_of(&me) == Some(user) || matches!(conv, ConvId::Room(_)) {
                 st.checked = false;
             }
         }
@@ -667,13 +821,19 @@ impl MlsClient {
             } => {
                 if self.commits.remove(cmid).is_some() {
                     self.dirty = true;
-                    let _ = self.device.commit_refused(&key);
-                    if self.device.epoch(&key) == Some(0) {
-                        // Our new group lost to another one: wait for its welcome.
-                        self.device.forget(&key);
-                    }
-                    if let Some(st) = self.convs.get_mut(conv) {
+                    let current = self.convs.get_mut(conv).and_then(|st| {
                         st.checked = false;
+                        (st.pending == Some(*cmid)).then(|| st.pending.take())
+                    });
+                    // Only the commit pending now is dropped: the refusal of an older one
+                    // (made in a group this device left for another's welcome) must not
+                    // clear a newer commit the server may be storing.
+                    if current.is_some() {
+                        let _ = self.device.commit_refused(&key);
+                        if self.device.epoch(&key) == Some(0) {
+                            // Our new group lost to another one: wait for its welcome.
+                            self.device.forget(&key);
+                        }
                     }
                     let mut out = Vec::new();
                     if *code != ErrorCode::StaleEpoch {
@@ -691,6 +851,14 @@ impl MlsClient {
                 {
                     self.inflight
                         .insert(*cmid, (c.clone(), up.clone(), tries + 1));
+                    if matches!(c, ConvId::Room(_))
+                        && let Some(st) = self.convs.get_mut(&c)
+                    {
+                        // Maybe the members changed and this device has not heard yet:
+                        // check (and commit, an update at least) before sending again.
+                        st.checked = false;
+                        st.rekey = true;
+                    }
                     // The commit that made it stale came first on this stream.
                     return (self.outgoing(c, up), false);
                 }
@@ -709,7 +877,7 @@ impl MlsClient {
         let mut handled = HashSet::new();
         let mut out = Vec::new();
         self.e2e.clear();
-        if conv.peer_of(self.device.user()).is_none() {
+        if !self.is_e2e(conv) {
             return (out, handled);
         }
         let events: Vec<&mut ConvEvent> = match down {
@@ -797,6 +965,9 @@ impl MlsClient {
                     (Some(now), Some(info)) => info.epoch < now,
                     _ => false,
                 };
+                if matches!(body, MlsBody::Commit { .. }) && !before_join {
+                    tracing::warn!(?conv, id = e.id, "a commit did not apply: {err}");
+                }
                 if matches!(body, MlsBody::Commit { .. }) || mine || before_join {
                     // Its own messages, and those from before this device joined, are not
                     // for this device to read.

@@ -522,4 +522,389 @@ mod layer {
         )));
         assert!(!alice.is_verified("bob"));
     }
+
+    fn room() -> ConvId {
+        ConvId::Room("#secret".into())
+    }
+
+    /// What the server tells each member about the private room.
+    fn in_private_room(c: &mut MlsClient) {
+        let info = crate::app::protocol::RoomInfo {
+            key: "#secret".into(),
+            name: "#secret".into(),
+            topic: String::new(),
+            visibility: crate::app::protocol::Visibility::Private,
+            members: 1,
+            last_activity: 0,
+            role: None,
+        };
+        let down = ControlDown::Room(crate::app::protocol::RoomDown::Joined { room: info });
+        assert!(c.control(&down).is_none(), "the core sees room news too");
+        assert!(c.is_e2e(&room()));
+    }
+
+    fn member_news(c: &mut MlsClient, user: &str, change: crate::app::protocol::MemberChange) {
+        let down = ControlDown::Room(crate::app::protocol::RoomDown::Member {
+            room: "#secret".into(),
+            user: user.into(),
+            change,
+            by: None,
+        });
+        assert!(c.control(&down).is_none());
+    }
+
+    fn send(text: &str, n: u8) -> ConvUp {
+        ConvUp::Send {
+            cmid: ClientMsgId([n; 16]),
+            body: text.as_bytes().to_vec(),
+        }
+    }
+
+    /// Opens one event; returns its kind afterwards.
+    fn open_one(
+        c: &mut MlsClient,
+        seq: u64,
+        from: &str,
+        cmid: ClientMsgId,
+        body: &[u8],
+    ) -> EventKind {
+        let mut down = event(seq, from, cmid, body.to_vec());
+        c.open(&room(), &mut down);
+        let ConvDown::Event(e) = down else { panic!() };
+        e.kind
+    }
+
+    fn claim_have(out: &[MlsOut]) -> Vec<(String, String)> {
+        match out {
+            [MlsOut::Control(ControlUp::ClaimRoomKeyPackages { conv, have })] => {
+                assert_eq!(*conv, room());
+                have.clone()
+            }
+            other => panic!("expected one room claim: {other:?}"),
+        }
+    }
+
+    fn text_of(kind: &EventKind) -> &[u8] {
+        match kind {
+            EventKind::Message { body } => body,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_private_room_is_one_group_that_follows_joins_and_kicks() {
+        let mut alice = MlsClient::new("alice", [11; 16]).unwrap();
+        let mut alice2 = MlsClient::new("alice", [12; 16]).unwrap();
+        let mut bob = MlsClient::new("bob", [13; 16]).unwrap();
+        let mut carol = MlsClient::new("carol", [14; 16]).unwrap();
+        let mut dave = MlsClient::new("dave", [15; 16]).unwrap();
+        key_packages(&mut alice);
+        let a2_kps = key_packages(&mut alice2);
+        let bob_kps = key_packages(&mut bob);
+        let carol_kps = key_packages(&mut carol);
+        let dave_kps = key_packages(&mut dave);
+        for c in [&mut alice, &mut alice2, &mut bob, &mut carol, &mut dave] {
+            in_private_room(c);
+        }
+        let answer =
+            |epoch, members: Vec<(&str, Vec<DeviceKey>)>, packages| ControlDown::RoomKeyPackages {
+                conv: room(),
+                epoch,
+                members: members
+                    .into_iter()
+                    .map(|(u, d)| (u.to_owned(), d))
+                    .collect(),
+                packages,
+            };
+
+        // The first sender asks once for the whole room and creates the group.
+        let out = alice.outgoing(room(), send("canary hello room", 1));
+        assert!(claim_have(&out).is_empty(), "no group yet");
+        let members = vec![
+            ("alice", vec![listed(&alice), listed(&alice2)]),
+            ("bob", vec![listed(&bob)]),
+            ("carol", vec![listed(&carol)]),
+        ];
+        let out = alice
+            .control(&answer(
+                0,
+                members.clone(),
+                vec![a2_kps[0].clone(), bob_kps[0].clone(), carol_kps[0].clone()],
+            ))
+            .unwrap();
+        let (add_id, add) = sent(&out);
+        let (out, _) = alice.answer(&room(), &ack(add_id, 1));
+        let (m1_id, m1) = sent(&out);
+        assert!(!m1.windows(5).any(|w| w == b"canar"), "ciphertext only");
+        for c in [&mut alice2, &mut bob, &mut carol] {
+            assert_eq!(open_one(c, 1, "alice", add_id, &add), EventKind::Handshake);
+            assert_eq!(
+                text_of(&open_one(c, 2, "alice", m1_id, &m1)),
+                b"canary hello room"
+            );
+        }
+        // Alice's second device answers; everyone reads it.
+        // (A welcome is a check: the group it joined is the room's.)
+        let out = alice2.outgoing(room(), send("from a2", 2));
+        let (m2_id, m2) = sent(&out);
+        for c in [&mut alice, &mut bob, &mut carol] {
+            assert_eq!(text_of(&open_one(c, 3, "alice", m2_id, &m2)), b"from a2");
+        }
+
+        // Carol is kicked: an attacker keeps a copy of her state. Bob sends next: he
+        // removes her first.
+        let carol_copy = carol.save();
+        for c in [&mut alice, &mut alice2, &mut bob] {
+            member_news(c, "carol", crate::app::protocol::MemberChange::Kicked);
+        }
+        let out = bob.outgoing(room(), send("canary after carol", 3));
+        claim_have(&out);
+        let members = vec![
+            ("alice", vec![listed(&alice), listed(&alice2)]),
+            ("bob", vec![listed(&bob)]),
+        ];
+        let out = bob.control(&answer(1, members.clone(), vec![])).unwrap();
+        let (rm_id, rm) = sent(&out);
+        let (out, _) = bob.answer(&room(), &ack(rm_id, 4));
+        let (m3_id, m3) = sent(&out);
+        for c in [&mut alice, &mut alice2] {
+            assert_eq!(open_one(c, 4, "bob", rm_id, &rm), EventKind::Handshake);
+            assert_eq!(
+                text_of(&open_one(c, 5, "bob", m3_id, &m3)),
+                b"canary after carol"
+            );
+        }
+        let mut stolen = MlsClient::load(&carol_copy, [16; 16]).unwrap();
+        in_private_room(&mut stolen);
+        assert_eq!(
+            open_one(&mut stolen, 4, "bob", rm_id, &rm),
+            EventKind::Handshake
+        );
+        let after = open_one(&mut stolen, 5, "bob", m3_id, &m3);
+        assert!(
+            !matches!(&after, EventKind::Message { body } if body == b"canary after carol"),
+            "a removed member's state reads nothing after the commit: {after:?}"
+        );
+        assert!(!stolen.device().has_group(&room().storage_key()));
+
+        // Dave joins later. His own first send waits: the group exists (epoch 2) and he
+        // is not in it; he gets no packages and commits nothing.
+        let out = dave.outgoing(room(), send("dave here", 4));
+        assert!(claim_have(&out).is_empty());
+        let mut with_dave = members.clone();
+        with_dave.push(("dave", vec![listed(&dave)]));
+        assert!(
+            dave.control(&answer(2, with_dave.clone(), vec![]))
+                .unwrap()
+                .is_empty()
+        );
+        for c in [&mut alice, &mut alice2, &mut bob] {
+            member_news(c, "dave", crate::app::protocol::MemberChange::Joined);
+        }
+        // Alice's next send adds him, then goes; dave reads it, not what came before.
+        let out = alice.outgoing(room(), send("welcome dave", 5));
+        claim_have(&out);
+        let out = alice
+            .control(&answer(2, with_dave, vec![dave_kps[0].clone()]))
+            .unwrap();
+        let (add_id, add) = sent(&out);
+        let (out, _) = alice.answer(&room(), &ack(add_id, 6));
+        let (m4_id, m4) = sent(&out);
+        assert_eq!(
+            open_one(&mut dave, 5, "bob", m3_id, &m3),
+            EventKind::Handshake
+        );
+        // The welcome sends what dave held.
+        let mut down = event(6, "alice", add_id, add.clone());
+        let (out, _) = dave.open(&room(), &mut down);
+        let (held_id, held) = sent(&out);
+        assert_eq!(held_id, ClientMsgId([4; 16]));
+        assert_eq!(
+            text_of(&open_one(&mut dave, 7, "alice", m4_id, &m4)),
+            b"welcome dave"
+        );
+        for c in [&mut bob, &mut alice2] {
+            assert_eq!(open_one(c, 6, "alice", add_id, &add), EventKind::Handshake);
+            assert_eq!(
+                text_of(&open_one(c, 7, "alice", m4_id, &m4)),
+                b"welcome dave"
+            );
+            assert_eq!(
+                text_of(&open_one(c, 8, "dave", held_id, &held)),
+                b"dave here"
+            );
+        }
+
+        // Leaving forgets the room's group on that device.
+        let left = ControlDown::Room(crate::app::protocol::RoomDown::Left {
+            room: "#secret".into(),
+            change: crate::app::protocol::MemberChange::Left,
+            by: None,
+        });
+        assert!(dave.control(&left).is_none());
+        assert!(!dave.is_e2e(&room()));
+        assert!(!dave.device().has_group(&room().storage_key()));
+    }
+
+    #[test]
+    fn the_update_after_twenty_sends_goes_before_the_next_message() {
+        let mut alice = MlsClient::new("alice", [31; 16]).unwrap();
+        let mut bob = MlsClient::new("bob", [32; 16]).unwrap();
+        key_packages(&mut alice);
+        let bob_kps = key_packages(&mut bob);
+        in_private_room(&mut alice);
+        in_private_room(&mut bob);
+        alice.outgoing(room(), send("m0", 100));
+        let members = vec![
+            ("alice".to_owned(), vec![listed(&alice)]),
+            ("bob".to_owned(), vec![listed(&bob)]),
+        ];
+        let out = alice
+            .control(&ControlDown::RoomKeyPackages {
+                conv: room(),
+                epoch: 0,
+                members,
+                packages: vec![bob_kps[0].clone()],
+            })
+            .unwrap();
+        let (add_id, _) = sent(&out);
+        let (out, _) = alice.answer(&room(), &ack(add_id, 1));
+        let (id, _) = sent(&out);
+        alice.answer(&room(), &ack(id, 2));
+        for n in 1..crate::app::mls::UPDATE_EVERY as u8 {
+            let (id, _) = sent(&alice.outgoing(room(), send("m", n)));
+            alice.answer(&room(), &ack(id, 2 + n as u64));
+        }
+        let out = alice.outgoing(room(), send("file", 99));
+        let (upd_id, upd) = sent(&out);
+        assert!(crate::app::mls::frame_info(&upd).unwrap().commit);
+        let (out, _) = alice.answer(&room(), &ack(upd_id, 30));
+        let (_, body) = sent(&out);
+        let info = crate::app::mls::frame_info(&body).unwrap();
+        assert_eq!((info.epoch, info.commit), (2, false));
+    }
+
+    #[test]
+    fn the_refusal_of_an_old_commit_does_not_drop_the_pending_one() {
+        let mut alice = MlsClient::new("alice", [41; 16]).unwrap();
+        let mut bob = MlsClient::new("bob", [42; 16]).unwrap();
+        let mut carol = MlsClient::new("carol", [43; 16]).unwrap();
+        let alice_kps = key_packages(&mut alice);
+        let bob_kps = key_packages(&mut bob);
+        let carol_kps = key_packages(&mut carol);
+        for c in [&mut alice, &mut bob, &mut carol] {
+            in_private_room(c);
+        }
+        let two = |alice: &MlsClient, carol: &MlsClient| {
+            vec![
+                ("alice".to_owned(), vec![listed(alice)]),
+                ("carol".to_owned(), vec![listed(carol)]),
+            ]
+        };
+        // Both first senders make a group and commit at epoch 0; the server stores
+        // carol's first.
+        alice.outgoing(room(), send("from alice", 1));
+        let out = alice
+            .control(&ControlDown::RoomKeyPackages {
+                conv: room(),
+                epoch: 0,
+                members: two(&alice, &carol),
+                packages: vec![carol_kps[0].clone()],
+            })
+            .unwrap();
+        let (old_id, _) = sent(&out);
+        carol.outgoing(room(), send("from carol", 2));
+        let out = carol
+            .control(&ControlDown::RoomKeyPackages {
+                conv: room(),
+                epoch: 0,
+                members: two(&alice, &carol),
+                packages: vec![alice_kps[0].clone()],
+            })
+            .unwrap();
+        let (c_id, c_add) = sent(&out);
+        carol.answer(&room(), &ack(c_id, 1));
+        // Alice joins by carol's welcome (her held message goes in carol's group) ...
+        let (out, _) = alice.open(&room(), &mut event(1, "carol", c_id, c_add));
+        let (m_id, _) = sent(&out);
+        alice.answer(&room(), &ack(m_id, 2));
+        assert_eq!(alice.device().epoch(&room().storage_key()), Some(1));
+        // ... and bob joins the room: alice's next send adds him (a new pending commit)
+        // before the refusal of her first commit reaches her.
+        member_news(
+            &mut alice,
+            "bob",
+            crate::app::protocol::MemberChange::Joined,
+        );
+        alice.outgoing(room(), send("hi bob", 3));
+        let mut three = two(&alice, &carol);
+        three.push(("bob".to_owned(), vec![listed(&bob)]));
+        let out = alice
+            .control(&ControlDown::RoomKeyPackages {
+                conv: room(),
+                epoch: 1,
+                members: three,
+                packages: vec![bob_kps[0].clone()],
+            })
+            .unwrap();
+        let (new_id, _) = sent(&out);
+        let refused = ConvDown::Error {
+            code: ErrorCode::StaleEpoch,
+            message: "made in epoch 0, the conversation is at 1".into(),
+            cmid: Some(old_id),
+        };
+        let (out, pass) = alice.answer(&room(), &refused);
+        assert!(!pass);
+        claim_have(&out);
+        alice.answer(&room(), &ack(new_id, 3));
+        assert_eq!(
+            alice.device().epoch(&room().storage_key()),
+            Some(2),
+            "the add merged on its ack"
+        );
+    }
+
+    #[test]
+    fn a_public_room_is_not_this_layer_s() {
+        let mut alice = MlsClient::new("alice", [21; 16]).unwrap();
+        let info = crate::app::protocol::RoomInfo {
+            key: "#open".into(),
+            name: "#open".into(),
+            topic: String::new(),
+            visibility: crate::app::protocol::Visibility::Public,
+            members: 1,
+            last_activity: 0,
+            role: None,
+        };
+        let state = ControlDown::Room(crate::app::protocol::RoomDown::State {
+            rooms: vec![info],
+            invitations: vec![],
+        });
+        assert!(alice.control(&state).is_none());
+        assert!(!alice.is_e2e(&ConvId::Room("#open".into())));
+        assert!(!alice.is_e2e(&ConvId::General));
+        assert!(alice.is_e2e(&dm()));
+    }
+}
+
+#[test]
+fn a_peer_s_commit_applies_over_a_pending_one_of_ours() {
+    let mut a1 = dev("alice", "a1");
+    let mut b1 = dev("bob", "b1");
+    let mut c1 = dev("carol", "c1");
+    c1.create_group(CONV).unwrap();
+    let kps = vec![a1.key_package().unwrap(), b1.key_package().unwrap()];
+    let add = c1.add(CONV, &kps).unwrap();
+    deliver(&mut c1, &add, &mut [&mut a1, &mut b1]);
+    // Both update at once; the server orders bob's first; alice sees it before the
+    // refusal of hers.
+    let _mine = a1.self_update(CONV).unwrap();
+    let theirs = b1.self_update(CONV).unwrap();
+    b1.commit_accepted(CONV).unwrap();
+    let got = a1.receive(CONV, &theirs);
+    assert!(matches!(got, Ok(Received::Commit { .. })), "{got:?}");
+    a1.commit_refused(CONV).unwrap();
+    c1.receive(CONV, &theirs).unwrap();
+    let m = b1.encrypt(CONV, b"after").unwrap();
+    assert_eq!(text(a1.receive(CONV, &m).unwrap()), b"after");
 }

@@ -253,9 +253,10 @@ impl<S: Store> ServerCore<S> {
         body: Vec<u8>,
         now: u64,
     ) -> Result<(), StoreError> {
-        let limit = match conv {
-            ConvId::General | ConvId::Room(_) => self.limits.max_body,
-            ConvId::Direct(..) => self.limits.max_body + E2E_OVERHEAD.max(MLS_OVERHEAD),
+        let e2e = self.is_e2e(conv);
+        let limit = match e2e {
+            false => self.limits.max_body,
+            true => self.limits.max_body + E2E_OVERHEAD.max(MLS_OVERHEAD),
         };
         if body.len() > limit {
             let msg = format!("message is {} bytes; the limit is {limit}", body.len());
@@ -272,9 +273,9 @@ impl<S: Store> ServerCore<S> {
             );
             return Ok(());
         }
-        let text = match (conv, std::str::from_utf8(&body)) {
-            (ConvId::General | ConvId::Room(_), Ok(t)) => Some(t.to_owned()),
-            (ConvId::General | ConvId::Room(_), Err(_)) => {
+        let text = match (e2e, std::str::from_utf8(&body)) {
+            (false, Ok(t)) => Some(t.to_owned()),
+            (false, Err(_)) => {
                 self.conv_error(
                     conn,
                     conv,
@@ -297,7 +298,14 @@ impl<S: Store> ServerCore<S> {
             super::mls::Gate::Mls(next) => next,
             super::mls::Gate::Plain => None,
         };
-        if !self.take_token(conn, conv, name, cmid, now) {
+        // An MLS commit (a group change the client makes on its own: adding a member's
+        // devices, removing, updating its keys) draws on a budget of its own, so it
+        // does not eat the user's message allowance; a flood of them is still limited.
+        let bucket = match next_epoch {
+            Some(_) => format!("{}/mls", name.key()),
+            None => name.key(),
+        };
+        if !self.take_token_from(conn, conv, &bucket, cmid, now) {
             return Ok(());
         }
         let (event, dup) = self
@@ -305,6 +313,9 @@ impl<S: Store> ServerCore<S> {
             .insert_message(conv, name.as_str(), cmid, &body, now)?;
         if let (Some(epoch), false) = (next_epoch, dup) {
             self.store.set_mls_epoch(conv, epoch, cmid)?;
+            if let ConvId::Room(room) = conv {
+                self.mls_rekey.remove(room);
+            }
         }
         self.conv_out(
             conn,
@@ -343,10 +354,23 @@ impl<S: Store> ServerCore<S> {
         cmid: ClientMsgId,
         now: u64,
     ) -> bool {
+        self.take_token_from(conn, conv, &name.key(), cmid, now)
+    }
+
+    /// [`Self::take_token`] from the bucket named `bucket` (a user key, or a user key
+    /// with `/mls` for MLS commits; keys have no `/`).
+    pub(super) fn take_token_from(
+        &mut self,
+        conn: ConnId,
+        conv: &ConvId,
+        bucket: &str,
+        cmid: ClientMsgId,
+        now: u64,
+    ) -> bool {
         let (burst, rate) = (self.limits.msg_burst, self.limits.msg_per_sec);
         let bucket = self
             .buckets
-            .entry(name.key())
+            .entry(bucket.to_owned())
             .or_insert_with(|| TokenBucket::new(burst, now));
         if let Err(ms) = bucket.take(burst, rate, now) {
             let msg = format!("sending too fast; retry in {ms} ms");

@@ -70,9 +70,10 @@ impl<S: Store> ServerCore<S> {
             core.conv_error(conn, conv, code, msg, Some(cmid));
             Ok(())
         };
-        let limit = match conv {
-            ConvId::General | ConvId::Room(_) => self.limits.max_body,
-            ConvId::Direct(..) => self.limits.max_body + E2E_OVERHEAD.max(MLS_OVERHEAD),
+        let e2e = self.is_e2e(conv);
+        let limit = match e2e {
+            false => self.limits.max_body,
+            true => self.limits.max_body + E2E_OVERHEAD.max(MLS_OVERHEAD),
         };
         if body.len() > limit {
             let msg = format!("the new text is {} bytes; the limit is {limit}", body.len());
@@ -81,7 +82,10 @@ impl<S: Store> ServerCore<S> {
         if body.is_empty() {
             return fail(self, ErrorCode::BadRequest, "empty text".into());
         }
-        if conv.server_readable() {
+        if self.plaintext_refused(conn, conv, Some(cmid), &body)? {
+            return Ok(());
+        }
+        if !e2e {
             match std::str::from_utf8(&body) {
                 Ok(t) if is_file_body(t.as_bytes()) => {
                     let msg = "an edit cannot turn a message into a file".to_owned();
@@ -97,7 +101,7 @@ impl<S: Store> ServerCore<S> {
         };
         match &stored.event.kind {
             EventKind::Message { body } | EventKind::Edited { body } => {
-                if conv.server_readable() && is_file_body(body) {
+                if !e2e && is_file_body(body) {
                     let msg = "a file message cannot be edited".to_owned();
                     return fail(self, ErrorCode::BadRequest, msg);
                 }
@@ -174,7 +178,7 @@ impl<S: Store> ServerCore<S> {
         // Where the server reads the conversation it checks the emoji and keys on it;
         // in a private one it sees a sealed emoji and a keyed hash, and checks their sizes.
         let shape =
-            if conv.server_readable() {
+            if !self.is_e2e(conv) {
                 match std::str::from_utf8(&body) {
                     Ok(emoji) => check_emoji(emoji)
                         .map_err(|e| e.to_string())

@@ -24,7 +24,7 @@ impl<S: Store> ServerCore<S> {
         let (EventKind::Message { body } | EventKind::Edited { body }) = &event.kind else {
             return None;
         };
-        if !conv.server_readable() || !body.contains(&b'@') {
+        if self.is_e2e(conv) || !body.contains(&b'@') {
             return None;
         }
         let text = String::from_utf8_lossy(body).into_owned();

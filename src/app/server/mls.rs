@@ -4,16 +4,25 @@
 //! and orders a private conversation's commits: a commit or message made in an epoch
 //! other than the conversation's current one is refused (`stale_epoch`), so of two
 //! concurrent commits the first stored wins. It never sees a key that opens a message.
+//!
+//! Private (invite-only) rooms are MLS groups too: a member asks once per membership
+//! check for the room's members with their devices and gets key packages only for the
+//! devices its group lacks ([`ControlUp::ClaimRoomKeyPackages`]); only members of the
+//! private room get them. Their epochs are ordered like a private conversation's, and a
+//! plaintext body is refused in a private room from a device that announced MLS, and
+//! from anyone once the room's group has a commit (docs/SECURITY.md).
 
 use super::ServerCore;
 use crate::app::ids::{ClientMsgId, ConnId, ConvId};
 use crate::app::mls::{DeviceInfo, MLS_TAG, frame_info};
 use crate::app::protocol::{ControlDown, ControlUp, DeviceKey, ErrorCode, MAX_KEY_PACKAGES_UP};
+use crate::app::rooms::Visibility;
 use crate::app::store::{Store, StoreError};
 
 /// What [`ServerCore::mls_gate`] decided about a private body.
 pub(super) enum Gate {
-    /// Not an MLS body (the first scheme's, or a room's): no epoch to check.
+    /// Not an MLS body (the first scheme's, or a server-readable room's): no epoch to
+    /// check.
     Plain,
     /// An MLS message of the current epoch; `Some(epoch)` is a commit that moves the
     /// conversation to that epoch once stored.
@@ -42,6 +51,9 @@ impl<S: Store> ServerCore<S> {
                 Ok(())
             }
             ControlUp::ClaimKeyPackages { conv, user } => self.claim(conn, key, conv, user),
+            ControlUp::ClaimRoomKeyPackages { conv, have } => {
+                self.claim_room(conn, key, conv, have)
+            }
             ControlUp::RemoveDevice { device } => {
                 if self.store.remove_device(key, &device)? {
                     self.tell_device(
@@ -114,13 +126,75 @@ impl<S: Store> ServerCore<S> {
         self.store_key_packages(key, &device, &packages)
     }
 
+    /// Whether the server relays `conv`'s bodies as end-to-end ciphertext: private
+    /// conversations and private (invite-only) rooms. `#general` and public rooms are
+    /// server-readable (the server moderates and searches them).
+    pub(super) fn is_e2e(&self, conv: &ConvId) -> bool {
+        match conv {
+            ConvId::Direct(..) => true,
+            ConvId::Room(room) => self
+                .rooms
+                .get(room)
+                .is_some_and(|e| e.room.visibility == Visibility::Private),
+            ConvId::General => false,
+        }
+    }
+
+    /// The members of `conv` when it is a private room `user` is a member of.
+    fn private_room_members(&self, conv: &ConvId, user: &str) -> Option<Vec<String>> {
+        let ConvId::Room(room) = conv else {
+            return None;
+        };
+        let e = self.rooms.get(room)?;
+        (e.room.visibility == Visibility::Private && e.room.is_member(user))
+            .then(|| e.room.members.keys().cloned().collect())
+    }
+
+    /// Refuses (with an error to `conn`) a body that is not MLS in a private room, from
+    /// a session that announced an MLS device (it would be a client bug or a downgrade),
+    /// or from anyone once the room's group has a commit. Before that, a client of the
+    /// release without MLS may still write in clear (docs/SECURITY.md).
+    pub(super) fn plaintext_refused(
+        &mut self,
+        conn: ConnId,
+        conv: &ConvId,
+        cmid: Option<ClientMsgId>,
+        body: &[u8],
+    ) -> Result<bool, StoreError> {
+        if !matches!(conv, ConvId::Room(_)) || !self.is_e2e(conv) || body.first() == Some(&MLS_TAG)
+        {
+            return Ok(false);
+        }
+        let (epoch, last) = if self.mls_devices.contains_key(&conn) {
+            (1, None)
+        } else {
+            self.store.mls_epoch(conv)?
+        };
+        if epoch == 0 && last.is_none() {
+            return Ok(false);
+        }
+        self.conv_error(
+            conn,
+            conv,
+            ErrorCode::BadRequest,
+            "this private room is end-to-end encrypted: a message in clear is refused",
+            cmid,
+        );
+        Ok(true)
+    }
+
     /// Tells `user`'s sessions and those of everyone `user` has a private conversation
-    /// with.
+    /// or a private room with.
     fn tell_device(&mut self, user: &str, down: ControlDown) -> Result<(), StoreError> {
         let mut users = vec![user.to_owned()];
         for (conv, _) in self.store.conversations(user)? {
             if let Some(peer) = conv.peer_of(user) {
                 users.push(peer.to_owned());
+            }
+        }
+        for e in self.rooms.values() {
+            if e.room.visibility == Visibility::Private && e.room.is_member(user) {
+                users.extend(e.room.members.keys().cloned());
             }
         }
         users.sort();
@@ -180,6 +254,61 @@ impl<S: Store> ServerCore<S> {
         Ok(())
     }
 
+    /// A private room's members and devices, with key packages for the devices the
+    /// asking device's group lacks (`have`): one answer for the whole room.
+    fn claim_room(
+        &mut self,
+        conn: ConnId,
+        key: &str,
+        conv: ConvId,
+        have: Vec<(String, String)>,
+    ) -> Result<(), StoreError> {
+        let Some(users) = self.private_room_members(&conv, key) else {
+            self.control_error(
+                conn,
+                ErrorCode::NotMember,
+                "key packages of a room are for members of that private room",
+            );
+            return Ok(());
+        };
+        let asking = self.mls_devices.get(&conn).cloned();
+        // Once the room's group has a commit, only a device in it can add others: one
+        // that is not (it waits for its own welcome) gets the lists and no packages, so
+        // its checks do not drain everyone's packages.
+        let (epoch, _) = self.store.mls_epoch(&conv)?;
+        let in_group = have
+            .iter()
+            .any(|(u, d)| u == key && asking.as_deref() == Some(d.as_str()));
+        let give = epoch == 0 || in_group;
+        let mut members = Vec::with_capacity(users.len());
+        let mut packages = Vec::new();
+        for user in users {
+            let devices = self.device_keys(&user)?;
+            for d in &devices {
+                let asker = user == key && asking.as_deref() == Some(d.device.as_str());
+                let had = have.iter().any(|(u, dev)| *u == user && *dev == d.device);
+                if give
+                    && !asker
+                    && !had
+                    && let Some(p) = self.store.claim_key_package(&user, &d.device)?
+                {
+                    packages.push(p);
+                }
+            }
+            members.push((user, devices));
+        }
+        self.control_out(
+            conn,
+            ControlDown::RoomKeyPackages {
+                conv,
+                epoch,
+                members,
+                packages,
+            },
+        );
+        Ok(())
+    }
+
     /// Checks a private body's MLS epoch against the conversation's. A resend of the
     /// commit that made the current epoch passes (the store answers it as a resend).
     pub(super) fn mls_gate(
@@ -189,7 +318,10 @@ impl<S: Store> ServerCore<S> {
         cmid: ClientMsgId,
         body: &[u8],
     ) -> Result<Gate, StoreError> {
-        if !matches!(conv, ConvId::Direct(..)) || body.first() != Some(&MLS_TAG) {
+        if self.plaintext_refused(conn, conv, Some(cmid), body)? {
+            return Ok(Gate::Refused);
+        }
+        if !self.is_e2e(conv) || body.first() != Some(&MLS_TAG) {
             return Ok(Gate::Plain);
         }
         let Some(info) = frame_info(body) else {
@@ -205,6 +337,18 @@ impl<S: Store> ServerCore<S> {
         let (current, last) = self.store.mls_epoch(conv)?;
         if info.commit && info.epoch + 1 == current && last == Some(cmid) {
             return Ok(Gate::Mls(None));
+        }
+        if let ConvId::Room(room) = conv
+            && !info.commit
+            && info.epoch == current
+            && self.mls_rekey.contains(room)
+        {
+            // The members changed since the last commit: one that follows them (or an
+            // update) comes first, so a member who left reads nothing more and one who
+            // joined reads what follows. The sender commits, then sends again.
+            let msg = "the room's members changed: a commit comes first";
+            self.conv_error(conn, conv, ErrorCode::StaleEpoch, msg, Some(cmid));
+            return Ok(Gate::Refused);
         }
         if info.epoch != current {
             let msg = format!(

@@ -131,6 +131,9 @@ pub struct ServerCore<S> {
     mls_devices: HashMap<ConnId, String>,
     /// The time of the input being handled (Unix ms), for rules that count per window.
     now: u64,
+    /// Private rooms whose members changed since their last commit: an application
+    /// message waits for a commit (`mls.rs`, `Gate`).
+    mls_rekey: std::collections::HashSet<String>,
 }
 
 impl<S: Store> ServerCore<S> {
@@ -152,6 +155,7 @@ impl<S: Store> ServerCore<S> {
             cluster: None,
             mls_devices: HashMap::new(),
             now: 0,
+            mls_rekey: std::collections::HashSet::new(),
         }
     }
 

@@ -365,6 +365,8 @@ impl<S: Store> ServerCore<S> {
             by,
             visibility,
         });
+        // A new room of an old name: its group starts afresh.
+        self.mls_rekey.remove(&key);
         self.rooms.insert(
             key.clone(),
             RoomEntry {
@@ -484,6 +486,10 @@ impl<S: Store> ServerCore<S> {
             .any(|e| matches!(e, Effect::Joined { .. } | Effect::Removed { .. }))
         {
             self.room_updated(key);
+            // A private room's group must follow before anyone writes in it again.
+            if self.is_e2e(&ConvId::Room(key.to_owned())) {
+                self.mls_rekey.insert(key.to_owned());
+            }
         }
         Ok(())
     }

@@ -91,6 +91,11 @@ impl<S: Store> ServerCore<S> {
                 else {
                     return None;
                 };
+                if body.first() == Some(&crate::app::mls::MLS_TAG) {
+                    // A private room's MLS ciphertext: the index may hold noise from
+                    // it, never a word of the text; not a result.
+                    return None;
+                }
                 Some(SearchHit {
                     conv: s.conv,
                     id: s.event.id,

@@ -241,7 +241,8 @@ impl<S: Store> ServerCore<S> {
             up @ (ControlUp::MlsDevice { .. }
             | ControlUp::Devices { .. }
             | ControlUp::ClaimKeyPackages { .. }
-            | ControlUp::RemoveDevice { .. }) => {
+            | ControlUp::RemoveDevice { .. }
+            | ControlUp::ClaimRoomKeyPackages { .. }) => {
                 let key = session.key.clone();
                 self.mls_command(conn, &key, up)?;
             }

@@ -405,6 +405,10 @@ pub fn rooms_persist_every_change_and_close<S: Store>(s: &mut S) {
     };
     change(s, &mut design, kick, "olga");
     assert!(!loaded(s, "#design").unwrap().room.is_member("bob"));
+    // A private room's MLS epoch (here on a public one: the store does not tell them
+    // apart) goes with the room.
+    s.set_mls_epoch(&conv, 3, crate::app::ids::ClientMsgId([3; 16]))
+        .unwrap();
     let effects = change(
         s,
         &mut design,
@@ -416,6 +420,11 @@ pub fn rooms_persist_every_change_and_close<S: Store>(s: &mut S) {
     assert_eq!(effects.last(), Some(&Effect::Closed));
     assert!(loaded(s, "#design").is_none());
     assert_eq!(s.last_seq(&conv).unwrap(), 0);
+    assert_eq!(
+        s.mls_epoch(&conv).unwrap(),
+        (0, None),
+        "a new group may start"
+    );
     assert!(
         s.create_room(&new_room("#design", Visibility::Public, "bob"))
             .unwrap()

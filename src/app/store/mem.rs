@@ -296,6 +296,7 @@ impl Store for MemStore {
             self.events.retain(|_, e| e.conv != conv);
             self.seqs.remove(&conv);
             self.reads.retain(|(_, c), _| *c != conv);
+            self.mls_epochs.remove(&conv.storage_key());
             return Ok(());
         }
         let Some((stored, inviters)) = self.rooms.get_mut(&key) else {

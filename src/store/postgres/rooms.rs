@@ -180,6 +180,8 @@ pub(super) fn changed(c: &mut Conn, room: &Room, effects: &[Effect], by: &str) -
                 c.execute("DELETE FROM rooms WHERE key = $1", &[&key])?;
                 c.execute("DELETE FROM events WHERE conv = $1", &[&conv])?;
                 c.execute("DELETE FROM conv_seqs WHERE conv = $1", &[&conv])?;
+                // A private room's MLS group ends with it (a new room starts at epoch 0).
+                c.execute("DELETE FROM mls_epochs WHERE conv = $1", &[&conv])?;
             }
         }
     }
