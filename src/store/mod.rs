@@ -151,9 +151,7 @@ const MIGRATIONS: &[&str] = &[
     search::MIGRATION,
     // 9: MLS devices, key packages and group epochs (src/store/mls.rs).
     mls::MIGRATION,
-    // 10: taken by the private-rooms work (another branch); an empty step until they merge.
-    "",
-    // 11: last-resort key packages and claim counts (src/store/mls.rs).
+    // 10: last-resort key packages and claim counts (src/store/mls.rs).
     mls::MIGRATION_LAST_RESORT,
 ];
 

@@ -187,9 +187,7 @@ const MIGRATIONS: &[&str] = &[
      );",
     // 8: MLS devices, key packages and group epochs (postgres/mls.rs).
     mls::MIGRATION,
-    // 9: taken by the private-rooms work (another branch); an empty step until they merge.
-    "",
-    // 10: last-resort key packages and claim counts (postgres/mls.rs).
+    // 9: last-resort key packages and claim counts (postgres/mls.rs).
     mls::MIGRATION_LAST_RESORT,
 ];
 

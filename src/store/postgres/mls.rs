@@ -26,7 +26,7 @@ pub(super) const MIGRATION: &str = "CREATE TABLE mls_devices (
         cmid BYTEA NOT NULL
      );";
 
-/// Migration 10: last-resort key packages and claim counts (as SQLite's migration 11).
+/// Migration 9: last-resort key packages and claim counts (as SQLite's migration 10).
 pub(super) const MIGRATION_LAST_RESORT: &str = "CREATE TABLE mls_last_resort (
         user_key TEXT NOT NULL,
         device TEXT NOT NULL,
