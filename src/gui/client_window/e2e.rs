@@ -11,6 +11,9 @@
 //! "is verified" query, so the window knows a peer is verified from the `verified` event of
 //! this session only (docs/GUI.md).
 
+use std::cell::RefCell;
+use std::rc::Rc;
+
 use adw::prelude::*;
 use gtk::subclass::prelude::*;
 use gtk::{gio, glib};
@@ -18,17 +21,23 @@ use gtk4 as gtk;
 
 use super::LwClientWindow;
 use crate::app::client::{Command, Event};
-use crate::gui::i18n::{gettext, gettext_with, ngettext_with};
+use crate::gui::i18n::{gettext, gettext_with};
 use crate::gui::models::{LwConversation, VERIFICATION_BROKEN, VERIFIED, VERIFY_UNKNOWN};
 
-/// The parts of the open Verify dialog that the `devices` and `safety_code` answers fill.
+/// The parts of the Verify dialog that the `devices` and `safety_code` answers fill.
+///
+/// The window makes one dialog and hides it on close (as the New Room dialog): with
+/// libadwaita 1.2, destroying an `AdwMessageDialog` that has been shown crashes in its
+/// closing animation (`adw_animation_skip` on a finalized object, seen under Xvfb).
 pub(super) struct VerifyView {
     /// Whom it verifies (lowercase, no `@`).
-    user: String,
+    user: Rc<RefCell<String>>,
+    devices_heading: gtk::Label,
     devices: gtk::Label,
     code: gtk::Label,
+    copy: gtk::Button,
     /// The code as the core gave it (sent back with `verify`), once it came.
-    raw_code: std::rc::Rc<std::cell::RefCell<Option<String>>>,
+    raw_code: Rc<RefCell<Option<String>>>,
 }
 
 /// The code in rows of four groups, to read out one row at a time.
@@ -104,22 +113,19 @@ impl LwClientWindow {
                     &[("user", &user), ("code", &code)],
                 ),
             ),
-            Event::Devices { user, devices } => (
-                user.clone(),
-                ngettext_with(
-                    "{user} has {n} device: {devices}",
-                    "{user} has {n} devices: {devices}",
-                    devices.len() as u32,
-                    &[
-                        ("user", &user),
-                        ("n", &devices.len()),
-                        ("devices", &devices.join(", ")),
-                    ],
-                ),
-                String::new(),
-            ),
+            // The window asks for device lists only for the Verify dialog (and the core
+            // asks for both users' lists to compute a code): an answer that finds the
+            // dialog closed is not news.
+            Event::Devices { .. } => return,
             _ => return,
         };
+        // News about the user's own devices has no conversation of its own: a toast.
+        if self.me().is_some_and(|me| me.eq_ignore_ascii_case(&user)) {
+            if !toast.is_empty() {
+                self.show_toast(&toast);
+            }
+            return;
+        }
         let c = self.conversation_for(&format!("@{user}"));
         c.add_notice(&text, now_ms());
         if !toast.is_empty() {
@@ -145,27 +151,50 @@ impl LwClientWindow {
     /// code, which fill the dialog when they come.
     pub fn open_verify_dialog(&self, user: &str) {
         let user = user.trim_start_matches('@').to_ascii_lowercase();
-        if let Some((old, _)) = self.imp().verify_dialog.take() {
-            old.close();
+        if self.imp().verify_dialog.borrow().is_none() {
+            let made = self.make_verify_dialog();
+            self.imp().verify_dialog.replace(Some(made));
         }
+        let open = self.imp().verify_dialog.borrow();
+        let (dialog, view) = open.as_ref().expect("made above");
+        view.user.replace(user.clone());
+        view.raw_code.replace(None);
+        view.code.set_text(&gettext("Computing the safety code…"));
+        view.devices.set_text(&gettext("Asking the server…"));
+        view.devices_heading
+            .set_text(&gettext_with("{user}'s devices", &[("user", &user)]));
+        view.copy.set_sensitive(false);
+        dialog.set_heading(Some(&gettext_with("Verify {user}", &[("user", &user)])));
+        dialog.set_body(&gettext_with(
+            "Compare this code with {user} in person or by a call. If it matches, mark {user} as verified. The code changes when you or {user} add or remove a device, and you will be warned.",
+            &[("user", &user)],
+        ));
+        dialog.set_response_enabled("verify", false);
+        let dialog = dialog.clone();
+        drop(open);
+        self.send_command(Command::Devices { user: user.clone() });
+        self.send_command(Command::SafetyCode { user });
+        dialog.present();
+    }
+
+    /// The Verify dialog, made once per window (see [`VerifyView`]).
+    fn make_verify_dialog(&self) -> (adw::MessageDialog, VerifyView) {
         let devices = gtk::Label::builder()
-            .label(gettext("Asking the server…"))
             .xalign(0.0)
             .wrap(true)
             .selectable(true)
             .build();
         let code = gtk::Label::builder()
-            .label(gettext("Computing the safety code…"))
             .justify(gtk::Justification::Center)
             .selectable(true)
             .css_classes(["safety-code"])
             .build();
-        let raw_code = std::rc::Rc::new(std::cell::RefCell::new(None::<String>));
+        let raw_code: Rc<RefCell<Option<String>>> = Rc::default();
+        let user: Rc<RefCell<String>> = Rc::default();
         let copy = gtk::Button::builder()
             .label(gettext("_Copy Code"))
             .use_underline(true)
             .halign(gtk::Align::Center)
-            .sensitive(false)
             .build();
         copy.connect_clicked({
             let raw = raw_code.clone();
@@ -176,7 +205,6 @@ impl LwClientWindow {
             }
         });
         let devices_heading = gtk::Label::builder()
-            .label(gettext_with("{user}'s devices", &[("user", &user)]))
             .xalign(0.0)
             .css_classes(["heading"])
             .build();
@@ -191,17 +219,12 @@ impl LwClientWindow {
         let dialog = adw::MessageDialog::builder()
             .transient_for(self)
             .modal(true)
-            .heading(gettext_with("Verify {user}", &[("user", &user)]))
-            .body(gettext_with(
-                "Compare this code with {user} in person or by a call. If it matches, mark {user} as verified. The code changes when you or {user} add or remove a device, and you will be warned.",
-                &[("user", &user)],
-            ))
+            .hide_on_close(true)
             .extra_child(&extra)
             .build();
         dialog.add_response("close", &gettext("_Close"));
         dialog.add_response("verify", &gettext("_Mark as Verified"));
         dialog.set_response_appearance("verify", adw::ResponseAppearance::Suggested);
-        dialog.set_response_enabled("verify", false);
         dialog.set_close_response("close");
         dialog.set_default_response(Some("close"));
         dialog.connect_response(
@@ -213,41 +236,27 @@ impl LwClientWindow {
                 raw_code,
                 #[strong]
                 user,
-                move |d, response| {
+                move |_, response| {
                     if response == "verify"
                         && let Some(code) = raw_code.borrow().clone()
                     {
                         win.send_command(Command::Verify {
-                            user: user.clone(),
+                            user: user.borrow().clone(),
                             code,
                         });
-                    }
-                    let ours = win
-                        .imp()
-                        .verify_dialog
-                        .borrow()
-                        .as_ref()
-                        .is_some_and(|(open, _)| open == d);
-                    if ours {
-                        win.imp().verify_dialog.replace(None);
                     }
                 }
             ),
         );
-        self.imp().verify_dialog.replace(Some((
-            dialog.clone(),
-            VerifyView {
-                user: user.clone(),
-                devices,
-                code,
-                raw_code,
-            },
-        )));
-        // `copy` is enabled with the code (fill_verify_dialog finds it as the code's
-        // next sibling).
-        self.send_command(Command::Devices { user: user.clone() });
-        self.send_command(Command::SafetyCode { user });
-        dialog.present();
+        let view = VerifyView {
+            user,
+            devices_heading,
+            devices,
+            code,
+            copy,
+            raw_code,
+        };
+        (dialog, view)
     }
 
     /// Fills the open Verify dialog with a `devices` or `safety_code` answer about its
@@ -255,20 +264,19 @@ impl LwClientWindow {
     fn fill_verify_dialog(&self, e: &Event) -> bool {
         let imp = self.imp();
         let open = imp.verify_dialog.borrow();
-        let Some((dialog, view)) = open.as_ref() else {
+        let Some((dialog, view)) = open.as_ref().filter(|(d, _)| d.is_visible()) else {
             return false;
         };
+        let ours = |user: &str| user.eq_ignore_ascii_case(&view.user.borrow());
         match e {
-            Event::SafetyCode { user, code } if user.eq_ignore_ascii_case(&view.user) => {
+            Event::SafetyCode { user, code } if ours(user) => {
                 view.code.set_text(&code_rows(code));
                 view.raw_code.replace(Some(code.clone()));
-                if let Some(copy) = view.code.next_sibling() {
-                    copy.set_sensitive(true);
-                }
+                view.copy.set_sensitive(true);
                 dialog.set_response_enabled("verify", true);
                 true
             }
-            Event::Devices { user, devices } if user.eq_ignore_ascii_case(&view.user) => {
+            Event::Devices { user, devices } if ours(user) => {
                 view.devices.set_text(&if devices.is_empty() {
                     gettext_with(
                         "{user} has no end-to-end device yet: there is nothing to verify.",
@@ -316,6 +324,7 @@ impl LwClientWindow {
             .verify_dialog
             .borrow()
             .as_ref()
+            .filter(|(d, _)| d.is_visible())
             .map(|(_, v)| v.raw_code.borrow().clone().unwrap_or_default())
     }
 
@@ -325,6 +334,7 @@ impl LwClientWindow {
             .verify_dialog
             .borrow()
             .as_ref()
+            .filter(|(d, _)| d.is_visible())
             .map(|(_, v)| v.devices.text().to_string())
     }
 
@@ -334,7 +344,15 @@ impl LwClientWindow {
             .verify_dialog
             .borrow()
             .as_ref()
+            .filter(|(d, _)| d.is_visible())
             .map(|(d, _)| d.clone())
+    }
+
+    /// The label of the privacy line's Verify button, when it shows (for tests).
+    pub fn verify_button_label(&self) -> Option<String> {
+        let b = &self.imp().verify_button;
+        b.is_visible()
+            .then(|| b.label().map(|l| l.to_string()).unwrap_or_default())
     }
 
     /// The text of the broken-verification bar, when it shows (for tests).

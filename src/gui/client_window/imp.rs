@@ -137,7 +137,7 @@ pub struct LwClientWindow {
     pub(super) account_menu: RefCell<Option<gio::Menu>>,
     /// What the account switcher shows (its accounts, and whether one is signed in).
     pub(super) shown_accounts: RefCell<Option<(Vec<super::accounts::AccountSummary>, bool)>>,
-    /// The Verify dialog open, and whom it verifies (`e2e.rs`).
+    /// The Verify dialog, made when first opened and hidden on close (`e2e.rs`).
     pub(super) verify_dialog: RefCell<Option<(adw::MessageDialog, super::e2e::VerifyView)>>,
 }
 
