@@ -38,7 +38,7 @@ for run in $(seq "$RUNS"); do
   for mode in $MODES; do
     for n in $SIZES; do
       line=$(GDK_BACKEND=x11 dbus-run-session -- xvfb-run -a -s "-screen 0 1600x1000x24" \
-        "$BIN" measure "$DATA/$n" "$mode" 2>/dev/null | tail -1) || true
+        "$BIN" measure "$DATA/$n" "$mode" 2>/dev/null | grep "^{" | tail -1) || true
       echo "run $run: $line"
       echo "$line" >> "$OUT/first-frame.jsonl"
     done

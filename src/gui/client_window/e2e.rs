@@ -236,7 +236,10 @@ impl LwClientWindow {
                 raw_code,
                 #[strong]
                 user,
-                move |_, response| {
+                move |d, response| {
+                    // A click closes it; a response given otherwise (keyboard default,
+                    // tests) closes it too.
+                    d.close();
                     if response == "verify"
                         && let Some(code) = raw_code.borrow().clone()
                     {
