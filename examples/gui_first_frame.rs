@@ -281,7 +281,7 @@ fn measure(dir: &Path, mode: &str) {
             if signed_in.get().is_none() && w.is_logged_in() {
                 signed_in.set(Some(start.elapsed()));
             }
-            if done.get().is_none() && w.rendered_messages().iter().any(|t| *t == newest) {
+            if done.get().is_none() && w.rendered_messages().contains(&newest) {
                 done.set(Some(start.elapsed()));
             }
         });
