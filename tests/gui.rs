@@ -39,6 +39,8 @@ mod keyboard;
 mod notifications;
 #[path = "gui/search.rs"]
 mod search_scenario;
+#[path = "gui/verify.rs"]
+mod verify;
 
 const TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -261,11 +263,12 @@ fn main() {
     // bob knows the fingerprint already (as the demo does).
     let bob = LwClientWindow::new(&app, tmp.path().join("bob"));
     bob.present();
+    let bob_password = password();
     bob.connect_to(
         "127.0.0.1",
         addr.port(),
         "bob",
-        &password(),
+        &bob_password,
         Trust::Fingerprint(fingerprint.clone()),
     );
     wait_until("bob to log in", || bob.is_logged_in());
@@ -412,6 +415,15 @@ fn main() {
         alice.privacy_text()
     );
     println!("ok: private message delivered, unread counted, server shows it as encrypted");
+
+    verify::run(
+        &alice,
+        &bob,
+        &addr.to_string(),
+        &fingerprint,
+        &bob_password,
+        tmp.path(),
+    );
 
     // A private chat with someone who does not exist: a clear error, no stray entry.
     alice.start_private_chat("nobody");

@@ -102,6 +102,11 @@ mod imp {
         pub mentions: Cell<u32>,
         /// Read state, typing and seen receipts (`crate::gui::read_models`).
         pub read: RefCell<super::ReadModel>,
+        /// A private conversation's peer: [`super::VERIFY_UNKNOWN`], [`super::VERIFIED`]
+        /// or [`super::VERIFICATION_BROKEN`] (from the `verified` and
+        /// `verification_broken` events of this session).
+        #[property(get, set)]
+        pub verification: Cell<u32>,
     }
 
     #[glib::object_subclass]
@@ -133,6 +138,14 @@ mod imp {
 
     impl ObjectImpl for LwClientEntry {}
 }
+
+/// [`LwConversation::verification`]: nothing known about the peer's verification.
+pub const VERIFY_UNKNOWN: u32 = 0;
+/// [`LwConversation::verification`]: the user verified the peer's safety code.
+pub const VERIFIED: u32 = 1;
+/// [`LwConversation::verification`]: the peer was verified, then their devices changed
+/// (the alert stays until the user verifies again or dismisses it).
+pub const VERIFICATION_BROKEN: u32 = 2;
 
 glib::wrapper! {
     /// One message (see [`MessageData`]).

@@ -29,7 +29,7 @@ pub(super) const MIGRATION: &str = "CREATE TABLE mls_devices (
         cmid BLOB NOT NULL
      );";
 
-/// Migration 11: each device's last-resort key package (RFC 9420 §16.8, never deleted by
+/// Migration 10: each device's last-resort key package (RFC 9420 §16.8, never deleted by
 /// a claim) and the one-time packages each user took of each other user's devices, by
 /// time (the per-claimer limit, `crate::app::server` `key_packages.rs`).
 pub(super) const MIGRATION_LAST_RESORT: &str = "CREATE TABLE mls_last_resort (

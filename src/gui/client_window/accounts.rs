@@ -305,6 +305,7 @@ impl LwClientWindow {
         }
         let mut notify = None;
         let mut announce = None;
+        let mut broken = None;
         {
             let mut parked = imp.parked.borrow_mut();
             let Some(a) = parked.iter_mut().find(|a| a.id == id) else {
@@ -348,12 +349,24 @@ impl LwClientWindow {
                         }
                     }
                 }
+                // A broken verification cannot wait until the account is shown again (its
+                // bar and sidebar mark come then, when the queue is applied).
+                ClientEvent::App(Event::VerificationBroken { user }) => {
+                    broken = Some(gettext_with(
+                        "⚠ {account}: {user}'s devices changed since you verified them",
+                        &[("account", &session_key(&a.session)), ("user", user)],
+                    ));
+                }
                 ClientEvent::App(Event::Sync) => a.session.catching_up = false,
                 ClientEvent::App(Event::Disconnected { .. }) => a.session.online = false,
                 ClientEvent::App(Event::Reconnected { .. }) => a.session.online = true,
                 _ => {}
             }
             a.queued.push(ev);
+        }
+        if let Some(text) = broken {
+            self.show_toast(&text);
+            imp.announcer.set_text(&text);
         }
         // Screen readers hear of it on the live status line, as of the account shown.
         if let Some(text) = announce {

@@ -63,6 +63,12 @@ pub struct LwClientWindow {
     #[template_child]
     pub(super) privacy_label: TemplateChild<gtk::Label>,
     #[template_child]
+    pub(super) verify_button: TemplateChild<gtk::Button>,
+    #[template_child]
+    pub(super) verify_bar: TemplateChild<gtk::Revealer>,
+    #[template_child]
+    pub(super) verify_bar_label: TemplateChild<gtk::Label>,
+    #[template_child]
     pub(super) banner: TemplateChild<gtk::Revealer>,
     #[template_child]
     pub(super) banner_spinner: TemplateChild<gtk::Spinner>,
@@ -131,6 +137,8 @@ pub struct LwClientWindow {
     pub(super) account_menu: RefCell<Option<gio::Menu>>,
     /// What the account switcher shows (its accounts, and whether one is signed in).
     pub(super) shown_accounts: RefCell<Option<(Vec<super::accounts::AccountSummary>, bool)>>,
+    /// The Verify dialog, made when first opened and hidden on close (`e2e.rs`).
+    pub(super) verify_dialog: RefCell<Option<(adw::MessageDialog, super::e2e::VerifyView)>>,
 }
 
 #[glib::object_subclass]
@@ -284,6 +292,11 @@ impl LwClientWindow {
     #[template_callback]
     fn on_search_result(&self, conv: String, id: i64) {
         self.obj().open_search_result(&conv, id);
+    }
+
+    #[template_callback]
+    fn on_verify_bar_dismissed(&self) {
+        self.obj().dismiss_verification_warning();
     }
 
     #[template_callback]

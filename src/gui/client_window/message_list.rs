@@ -174,6 +174,41 @@ impl LwMessageList {
         ));
         imp.list_view.set_model(Some(&selection));
         imp.list_view.set_factory(Some(&factory));
+        // Rows added at the end while the list sticks to the newest message (the first page
+        // after sign-in, a catch-up, a live message): scroll to the last item by its
+        // position. Following `upper` alone is not enough: GtkListView keeps its anchor
+        // row (the first one, when rows arrive in an empty list) in place and moves the
+        // adjustment itself, which reads as the user scrolling up, so the first frames of
+        // a page of 100 showed its oldest rows, not the newest (issue 14, "GUI first
+        // frame", docs/BENCHMARKS.md). Connected after the list view took the model, so
+        // the view knows the new rows when this runs.
+        selection.connect_items_changed(glib::clone!(
+            #[weak(rename_to = list)]
+            self,
+            move |model, position, _removed, added| {
+                if added > 0
+                    && position + added == model.n_items()
+                    && list.imp().stick_to_bottom.get()
+                {
+                    // Now, and again at the start of the first frame in which the view
+                    // has a size: before its first allocation (the chat page is shown at
+                    // sign-in, with the first page of messages) GTK 4.8 drops the scroll.
+                    list.scroll_to_newest();
+                    let ticks = std::cell::Cell::new(0u32);
+                    list.add_tick_callback(move |list, _| {
+                        ticks.set(ticks.get() + 1);
+                        let adj = list.imp().scroller.vadjustment();
+                        if adj.page_size() <= 0.0 && ticks.get() < 120 {
+                            return glib::ControlFlow::Continue;
+                        }
+                        if list.imp().stick_to_bottom.get() {
+                            list.scroll_to_newest();
+                        }
+                        glib::ControlFlow::Break
+                    });
+                }
+            }
+        ));
     }
 
     /// Shows one message in a recycled row. The sender's name heads a run of their

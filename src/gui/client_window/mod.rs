@@ -137,6 +137,7 @@ impl LwClientWindow {
         self.setup_search();
         self.add_action_entries(keyboard::window_actions());
         self.add_action_entries([Self::mute_action()]);
+        self.add_action_entries([Self::verify_action()]);
         self.add_message_menu_keys();
         self.add_shortcuts_window();
 

@@ -18,7 +18,7 @@ use gtk::{gio, glib};
 use gtk4 as gtk;
 
 use crate::gui::i18n::{gettext, gettext_with, ngettext_with};
-use crate::gui::models::LwConversation;
+use crate::gui::models::{LwConversation, VERIFICATION_BROKEN, VERIFIED};
 use crate::gui::room_models::LwInvitation;
 
 mod imp {
@@ -307,8 +307,48 @@ fn row(conv: &LwConversation) -> gtk::Widget {
     };
     mentions(conv);
     conv.connect_mentions_notify(move |c| mentions(c));
+    // A private conversation's verification: a green shield once verified, a red warning
+    // once a verified peer's devices changed (until re-verified or dismissed).
+    // (A label, not an icon: GTK 4.8 gives code-made widgets no accessible name, and a
+    // label's is its text.)
+    let mark = gtk::Label::builder()
+        .valign(gtk::Align::Center)
+        .visible(false)
+        .build();
+    let verification = {
+        let mark = mark.clone();
+        move |c: &LwConversation| {
+            let peer = c.peer().unwrap_or_default();
+            let (icon, class, tip) = match c.verification() {
+                VERIFIED => (
+                    "✔",
+                    "verified-mark",
+                    gettext_with("{user} is verified", &[("user", &peer)]),
+                ),
+                VERIFICATION_BROKEN => (
+                    "⚠",
+                    "broken-mark",
+                    gettext_with(
+                        "{user}'s devices changed since you verified them",
+                        &[("user", &peer)],
+                    ),
+                ),
+                _ => {
+                    mark.set_visible(false);
+                    return;
+                }
+            };
+            mark.set_text(icon);
+            mark.set_css_classes(&[class]);
+            mark.set_tooltip_text(Some(&tip));
+            mark.set_visible(true);
+        }
+    };
+    verification(conv);
+    conv.connect_verification_notify(move |c| verification(c));
     row.append(&icon);
     row.append(&label);
+    row.append(&mark);
     row.append(&mention_badge);
     row.append(&badge);
     if conv.is_private() {
