@@ -911,6 +911,14 @@ fn rooms_scenario(server: &LwServerWindow, alice: &LwClientWindow, bob: &LwClien
         find(&messages(bob, "#design"), "welcome, bob").is_some()
     });
     println!("ok: both see each other's messages in #design");
+    // #design is invite-only: an MLS group like a direct message, and the window says so.
+    assert!(
+        alice.privacy_text().starts_with("End-to-end encrypted")
+            && alice.privacy_text().contains("members"),
+        "an invite-only room says it is end-to-end encrypted: {:?}",
+        alice.privacy_text()
+    );
+    println!("ok: the invite-only room is marked end-to-end encrypted");
     // `LIVEWIRE_GUI_SHOT_ROOM=path.png` captures alice's window here, in a real session
     // (docs/screenshots/room.png).
     if let Ok(path) = std::env::var("LIVEWIRE_GUI_SHOT_ROOM") {

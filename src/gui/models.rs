@@ -88,6 +88,9 @@ mod imp {
         /// A room's member count (0: not known).
         #[property(get, set)]
         pub members: Cell<u32>,
+        /// An invite-only room: end-to-end encrypted with MLS, like direct messages.
+        #[property(get, set)]
+        pub invite_only: Cell<bool>,
         /// Why the user can no longer write here (removed from the room), or "".
         #[property(get, set)]
         pub removed: RefCell<String>,

@@ -403,10 +403,16 @@ impl LwClientWindow {
                     &[("peer", &peer)],
                 ),
             ),
+            None if conv.invite_only() => (
+                "channel-secure-symbolic",
+                gettext(
+                    "End-to-end encrypted: only the devices of this room's members can read it. The server stores it encrypted and cannot search it.",
+                ),
+            ),
             None => (
                 "channel-insecure-symbolic",
                 gettext(
-                    "Not end-to-end encrypted: the server can read this room (it stores and moderates it). The connection to it is encrypted.",
+                    "Not end-to-end encrypted: the server can read this room (it stores, searches and moderates it). The connection to it is encrypted.",
                 ),
             ),
         };

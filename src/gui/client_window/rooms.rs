@@ -143,10 +143,12 @@ impl LwClientWindow {
         c.set_role(r.role);
         c.set_topic(r.topic.as_str());
         c.set_members(r.members);
+        c.set_invite_only(r.visibility == Visibility::Private);
         c.set_removed("");
         if self.current().as_ref() == Some(&c) {
             self.imp().room_header.update(&c);
             self.imp().composer.set_read_only(None);
+            self.show_privacy(Some(&c));
         }
         c
     }
