@@ -384,7 +384,7 @@ fn a_peer_on_the_first_scheme_gets_an_identity_sealed_file_that_still_opens() {
 fn private_room_files_are_keyed_and_public_room_files_stay_readable() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("srv");
-    let server = ServerProc::start(&data, "127.0.0.1:0", FAST);
+    let server = ServerProc::start_traced(&data, "127.0.0.1:0");
     let home = dir.path();
     let mut alice = ChatProc::login(&server.addr, "alice", home);
     let mut bob = ChatProc::login(&server.addr, "bob", home);
@@ -415,6 +415,20 @@ fn private_room_files_are_keyed_and_public_room_files_stay_readable() {
     alice.sync();
     assert!(!tree_contains(&data.join("files"), secret));
     assert!(tree_contains(&data.join("files"), open), "public: readable");
+    // The private room's file message is MLS, so its key never reaches the server: not in
+    // its data dir (database included) nor its trace log.
+    let key = s["file"]["key"].as_str().unwrap_or_default().to_owned();
+    let mut on_server = files_under(&data);
+    on_server.push(stderr_path(&data));
+    assert!(!any_contains(&on_server, secret), "plaintext on the server");
+    assert!(
+        !any_contains(&on_server, key.as_bytes()),
+        "the key (hex) on the server"
+    );
+    assert!(
+        !any_contains(&on_server, &unhex(&key)),
+        "the key on the server"
+    );
     bob.sync();
     let msgs: Vec<Value> = bob.messages().into_iter().cloned().collect();
     for (name, want) in [
@@ -425,6 +439,11 @@ fn private_room_files_are_keyed_and_public_room_files_stay_readable() {
             .iter()
             .find(|v| v["file"]["name"] == name)
             .unwrap_or_else(|| panic!("bob got {name}: {msgs:?}"));
+        assert_eq!(
+            m["e2e"] == true,
+            name == "ops.txt",
+            "only the private room is MLS: {m}"
+        );
         let out = dir.path().join(format!("bob-{name}"));
         let d = download(&mut bob, &m["id"], &out);
         assert_eq!(d["event"], "downloaded", "{name}: {d}");

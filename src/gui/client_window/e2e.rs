@@ -26,10 +26,15 @@ use crate::gui::models::{LwConversation, VERIFICATION_BROKEN, VERIFIED, VERIFY_U
 
 /// The parts of the Verify dialog that the `devices` and `safety_code` answers fill.
 ///
-/// The window makes one dialog and hides it on close (as the New Room dialog): with
-/// libadwaita 1.2, destroying an `AdwMessageDialog` that has been shown crashes in its
-/// closing animation (`adw_animation_skip` on a finalized object, seen under Xvfb).
+/// The window makes one dialog and hides it on close (as the New Room dialog). It is a
+/// plain modal `GtkWindow`, not an `AdwMessageDialog`: libadwaita 1.2's message dialog
+/// crashes in its show/hide animation (`adw_animation_skip` → `g_object_unref` on a
+/// finalized object) when it is shown a second time or answered while animating, seen under
+/// Xvfb with a backtrace.
 pub(super) struct VerifyView {
+    heading: gtk::Label,
+    body: gtk::Label,
+    verify: gtk::Button,
     /// Whom it verifies (lowercase, no `@`).
     user: Rc<RefCell<String>>,
     devices_heading: gtk::Label,
@@ -164,12 +169,14 @@ impl LwClientWindow {
         view.devices_heading
             .set_text(&gettext_with("{user}'s devices", &[("user", &user)]));
         view.copy.set_sensitive(false);
-        dialog.set_heading(Some(&gettext_with("Verify {user}", &[("user", &user)])));
-        dialog.set_body(&gettext_with(
+        view.heading
+            .set_text(&gettext_with("Verify {user}", &[("user", &user)]));
+        dialog.set_title(Some(&gettext_with("Verify {user}", &[("user", &user)])));
+        view.body.set_text(&gettext_with(
             "Compare this code with {user} in person or by a call. If it matches, mark {user} as verified. The code changes when you or {user} add or remove a device, and you will be warned.",
             &[("user", &user)],
         ));
-        dialog.set_response_enabled("verify", false);
+        view.verify.set_sensitive(false);
         let dialog = dialog.clone();
         drop(open);
         self.send_command(Command::Devices { user: user.clone() });
@@ -178,7 +185,7 @@ impl LwClientWindow {
     }
 
     /// The Verify dialog, made once per window (see [`VerifyView`]).
-    fn make_verify_dialog(&self) -> (adw::MessageDialog, VerifyView) {
+    fn make_verify_dialog(&self) -> (gtk::Window, VerifyView) {
         let devices = gtk::Label::builder()
             .xalign(0.0)
             .wrap(true)
@@ -216,42 +223,86 @@ impl LwClientWindow {
         extra.append(&copy);
         extra.append(&devices_heading);
         extra.append(&devices);
-        let dialog = adw::MessageDialog::builder()
+        let heading = gtk::Label::builder()
+            .wrap(true)
+            .justify(gtk::Justification::Center)
+            .css_classes(["title-2"])
+            .build();
+        let body = gtk::Label::builder()
+            .wrap(true)
+            .justify(gtk::Justification::Center)
+            .max_width_chars(48)
+            .build();
+        let close = gtk::Button::with_mnemonic(&gettext("_Close"));
+        let verify = gtk::Button::with_mnemonic(&gettext("_Mark as Verified"));
+        verify.add_css_class("suggested-action");
+        let buttons = gtk::Box::builder()
+            .spacing(12)
+            .halign(gtk::Align::Center)
+            .homogeneous(true)
+            .build();
+        buttons.append(&close);
+        buttons.append(&verify);
+        let content = gtk::Box::builder()
+            .orientation(gtk::Orientation::Vertical)
+            .spacing(12)
+            .margin_top(24)
+            .margin_bottom(24)
+            .margin_start(24)
+            .margin_end(24)
+            .build();
+        content.append(&heading);
+        content.append(&body);
+        content.append(&extra);
+        content.append(&buttons);
+        let dialog = gtk::Window::builder()
             .transient_for(self)
             .modal(true)
             .hide_on_close(true)
-            .extra_child(&extra)
+            .resizable(false)
+            .default_width(420)
+            .child(&content)
             .build();
-        dialog.add_response("close", &gettext("_Close"));
-        dialog.add_response("verify", &gettext("_Mark as Verified"));
-        dialog.set_response_appearance("verify", adw::ResponseAppearance::Suggested);
-        dialog.set_close_response("close");
-        dialog.set_default_response(Some("close"));
-        dialog.connect_response(
-            None,
-            glib::clone!(
-                #[weak(rename_to = win)]
-                self,
-                #[strong]
-                raw_code,
-                #[strong]
-                user,
-                move |d, response| {
-                    // A click closes it; a response given otherwise (keyboard default,
-                    // tests) closes it too.
-                    d.close();
-                    if response == "verify"
-                        && let Some(code) = raw_code.borrow().clone()
-                    {
-                        win.send_command(Command::Verify {
-                            user: user.borrow().clone(),
-                            code,
-                        });
-                    }
+        // Escape closes it, as any dialog.
+        let keys = gtk::ShortcutController::new();
+        keys.add_shortcut(gtk::Shortcut::new(
+            gtk::ShortcutTrigger::parse_string("Escape"),
+            Some(gtk::CallbackAction::new(|w, _| {
+                if let Some(w) = w.downcast_ref::<gtk::Window>() {
+                    w.close();
                 }
-            ),
-        );
+                glib::Propagation::Stop
+            })),
+        ));
+        dialog.add_controller(keys);
+        close.connect_clicked(glib::clone!(
+            #[weak]
+            dialog,
+            move |_| dialog.close()
+        ));
+        verify.connect_clicked(glib::clone!(
+            #[weak(rename_to = win)]
+            self,
+            #[weak]
+            dialog,
+            #[strong]
+            raw_code,
+            #[strong]
+            user,
+            move |_| {
+                dialog.close();
+                if let Some(code) = raw_code.borrow().clone() {
+                    win.send_command(Command::Verify {
+                        user: user.borrow().clone(),
+                        code,
+                    });
+                }
+            }
+        ));
         let view = VerifyView {
+            heading,
+            body,
+            verify,
             user,
             devices_heading,
             devices,
@@ -267,7 +318,7 @@ impl LwClientWindow {
     fn fill_verify_dialog(&self, e: &Event) -> bool {
         let imp = self.imp();
         let open = imp.verify_dialog.borrow();
-        let Some((dialog, view)) = open.as_ref().filter(|(d, _)| d.is_visible()) else {
+        let Some((_, view)) = open.as_ref().filter(|(d, _)| d.is_visible()) else {
             return false;
         };
         let ours = |user: &str| user.eq_ignore_ascii_case(&view.user.borrow());
@@ -276,7 +327,7 @@ impl LwClientWindow {
                 view.code.set_text(&code_rows(code));
                 view.raw_code.replace(Some(code.clone()));
                 view.copy.set_sensitive(true);
-                dialog.set_response_enabled("verify", true);
+                view.verify.set_sensitive(true);
                 true
             }
             Event::Devices { user, devices } if ours(user) => {
@@ -341,8 +392,25 @@ impl LwClientWindow {
             .map(|(_, v)| v.devices.text().to_string())
     }
 
+    /// Answers the open Verify dialog as its buttons do: Mark as Verified (`true`) or Close
+    /// (for tests and keyboard-less scripts).
+    pub fn answer_verify_dialog(&self, verify: bool) {
+        let open = self.imp().verify_dialog.borrow();
+        if let Some((dialog, view)) = open.as_ref().filter(|(d, _)| d.is_visible()) {
+            if verify {
+                let button = view.verify.clone();
+                drop(open);
+                button.emit_clicked();
+            } else {
+                let dialog = dialog.clone();
+                drop(open);
+                dialog.close();
+            }
+        }
+    }
+
     /// The open Verify dialog (for tests and screenshots).
-    pub fn verify_dialog(&self) -> Option<adw::MessageDialog> {
+    pub fn verify_dialog(&self) -> Option<gtk::Window> {
         self.imp()
             .verify_dialog
             .borrow()

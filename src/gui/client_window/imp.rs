@@ -138,7 +138,7 @@ pub struct LwClientWindow {
     /// What the account switcher shows (its accounts, and whether one is signed in).
     pub(super) shown_accounts: RefCell<Option<(Vec<super::accounts::AccountSummary>, bool)>>,
     /// The Verify dialog, made when first opened and hidden on close (`e2e.rs`).
-    pub(super) verify_dialog: RefCell<Option<(adw::MessageDialog, super::e2e::VerifyView)>>,
+    pub(super) verify_dialog: RefCell<Option<(gtk::Window, super::e2e::VerifyView)>>,
 }
 
 #[glib::object_subclass]

@@ -8,16 +8,35 @@
 use adw::prelude::*;
 use gtk::subclass::prelude::*;
 use gtk4 as gtk;
+use gtk4::glib;
 
 use super::LwClientWindow;
 
 impl LwClientWindow {
     /// Shows `text` in a toast over the window for a few seconds (replacing the last one).
+    ///
+    /// A toast still shown gets the new text instead of being dismissed for a new one:
+    /// libadwaita 1.2 crashes when a toast is dismissed and another added before the first
+    /// one's hide animation ran (`adw_animation_skip` → `g_object_unref` on a finalized
+    /// object, seen under Xvfb with a backtrace when several e2e notices came at once).
     pub(super) fn show_toast(&self, text: &str) {
         let imp = self.imp();
         imp.last_error.replace(Some(text.to_owned()));
-        self.dismiss_toast();
+        if let Some(shown) = imp.toast.borrow().as_ref() {
+            shown.set_title(text);
+            return;
+        }
         let toast = adw::Toast::builder().title(text).timeout(6).build();
+        toast.connect_dismissed(glib::clone!(
+            #[weak(rename_to = win)]
+            self,
+            move |t| {
+                let mut shown = win.imp().toast.borrow_mut();
+                if shown.as_ref() == Some(t) {
+                    *shown = None;
+                }
+            }
+        ));
         imp.toast_overlay.add_toast(toast.clone());
         imp.toast.replace(Some(toast));
     }
