@@ -153,6 +153,8 @@ const MIGRATIONS: &[&str] = &[
     mls::MIGRATION,
     // 10: last-resort key packages and claim counts (src/store/mls.rs).
     mls::MIGRATION_LAST_RESORT,
+    // 11: removed MLS devices, never announced again (src/store/mls.rs).
+    mls::MIGRATION_REMOVED,
 ];
 
 /// The migration after which every stored skeleton is [`skeleton_of`] its name.
@@ -844,6 +846,10 @@ impl Store for SqliteStore {
 
     fn remove_device(&mut self, user: &str, device: &str) -> StoreResult<bool> {
         mls::remove_device(&self.db, user, device)
+    }
+
+    fn device_removed(&mut self, user: &str, device: &str) -> StoreResult<bool> {
+        mls::device_removed(&self.db, user, device)
     }
 
     fn devices(&mut self, user: &str) -> StoreResult<Vec<(String, Vec<u8>)>> {

@@ -394,7 +394,10 @@ impl ClientCore {
                     ErrorCode::BadRequest,
                     "file transfers are handled by the transport",
                 )),
-            Command::Devices { .. } | Command::SafetyCode { .. } | Command::Verify { .. } => self
+            Command::Devices { .. }
+            | Command::SafetyCode { .. }
+            | Command::Verify { .. }
+            | Command::RemoveDevice { .. } => self
                 .event(Event::error(
                     ErrorCode::BadRequest,
                     "devices and safety codes need a connection to the server",

@@ -667,6 +667,17 @@ impl MlsClient {
                     user: user.clone(),
                     device: device.clone(),
                 })];
+                if *user == me && device == self.device.device() {
+                    // This device: the server closes this session and refuses it from
+                    // now on; say why before the connection goes.
+                    out.push(MlsOut::Event(Event::error(
+                        ErrorCode::NotAllowed,
+                        format!(
+                            "this device ({device}) was removed from this account; start a new device (a new state dir)"
+                        ),
+                    )));
+                    return Some(out);
+                }
                 out.extend(self.devices_changed(user));
                 out
             }
@@ -716,6 +727,24 @@ impl MlsClient {
             }
             Command::SafetyCode { user } => (user, None),
             Command::Verify { user, code } => (user, Some(code)),
+            Command::RemoveDevice { device } => {
+                let device = device.trim().to_owned();
+                if device.is_empty() {
+                    return Ok(vec![MlsOut::Event(Event::error(
+                        ErrorCode::BadRequest,
+                        "remove_device needs a device id (see the devices command)",
+                    ))]);
+                }
+                if device == self.device.device() {
+                    return Ok(vec![MlsOut::Event(Event::error(
+                        ErrorCode::BadRequest,
+                        format!(
+                            "device {device} is the one you are on: remove it from another of your devices"
+                        ),
+                    ))]);
+                }
+                return Ok(vec![MlsOut::Control(ControlUp::RemoveDevice { device })]);
+            }
             other => return Err(other),
         };
         let user = user.trim_start_matches('@').to_ascii_lowercase();
