@@ -397,11 +397,10 @@ impl ClientCore {
             Command::Devices { .. }
             | Command::SafetyCode { .. }
             | Command::Verify { .. }
-            | Command::RemoveDevice { .. } => self
-                .event(Event::error(
-                    ErrorCode::BadRequest,
-                    "devices and safety codes need a connection to the server",
-                )),
+            | Command::RemoveDevice { .. } => self.event(Event::error(
+                ErrorCode::BadRequest,
+                "devices and safety codes need a connection to the server",
+            )),
             room => {
                 if let Some(up) = room_up(room) {
                     if self.online {

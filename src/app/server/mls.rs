@@ -22,9 +22,7 @@ use crate::app::store::{Store, StoreError};
 /// What a removed device is told, when it announces itself again and when its session
 /// is closed.
 fn removed_message(device: &str) -> String {
-    format!(
-        "device {device} was removed from this account; start a new device (a new state dir)"
-    )
+    format!("device {device} was removed from this account; start a new device (a new state dir)")
 }
 
 /// What [`ServerCore::mls_gate`] decided about a private body.

@@ -81,12 +81,11 @@ pub(super) fn remove_device(c: &mut Conn, user: &str, device: &str) -> Res<bool>
 }
 
 pub(super) fn device_removed(c: &mut Conn, user: &str, device: &str) -> Res<bool> {
-    Ok(c
-        .query_opt(
-            "SELECT 1 FROM mls_removed_devices WHERE user_key = $1 AND device = $2",
-            &[&user, &device],
-        )?
-        .is_some())
+    Ok(c.query_opt(
+        "SELECT 1 FROM mls_removed_devices WHERE user_key = $1 AND device = $2",
+        &[&user, &device],
+    )?
+    .is_some())
 }
 
 pub(super) fn devices(c: &mut Conn, user: &str) -> Res<Vec<(String, Vec<u8>)>> {

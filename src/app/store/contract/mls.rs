@@ -50,7 +50,10 @@ pub fn mls_devices_key_packages_and_epochs<S: Store>(s: &mut S) {
     assert!(!s.device_removed("alice", "d2").unwrap());
     assert!(s.remove_device("alice", "d2").unwrap());
     assert!(!s.remove_device("alice", "d2").unwrap());
-    assert!(s.device_removed("alice", "d2").unwrap(), "a removal is remembered");
+    assert!(
+        s.device_removed("alice", "d2").unwrap(),
+        "a removal is remembered"
+    );
     assert!(!s.device_removed("alice", "d1").unwrap());
     assert!(!s.device_removed("bob", "d2").unwrap(), "per user");
     assert!(!s.remove_device("bob", "nothing").unwrap());
