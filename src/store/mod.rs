@@ -928,4 +928,17 @@ mod tests {
         let mut s = SqliteStore::open(dir.path()).unwrap();
         assert_eq!(s.last_seq(&ConvId::General).unwrap(), 1);
     }
+
+    #[test]
+    fn a_removed_mls_device_stays_removed_after_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let mut s = SqliteStore::open(dir.path()).unwrap();
+            s.put_device("alice", "d2", b"key").unwrap();
+            assert!(s.remove_device("alice", "d2").unwrap());
+        }
+        let mut s = SqliteStore::open(dir.path()).unwrap();
+        assert!(s.device_removed("alice", "d2").unwrap());
+        assert!(!s.device_removed("alice", "d1").unwrap());
+    }
 }
