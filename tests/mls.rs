@@ -299,7 +299,7 @@ fn a_removed_device_leaves_every_group_peers_are_told_and_it_cannot_come_back() 
                 .as_str()
                 .is_some_and(|m| m.contains(&format!("device {a2_id} was removed")))
     });
-    assert_eq!(refused["code"], "not_allowed", "{refused}");
+    assert_eq!(refused["code"], "removed_device", "{refused}");
     a2.sync();
     let log = a2.kill();
     // A2 was disconnected, came back refused, and shows nothing of what followed its
@@ -345,6 +345,20 @@ fn a_removed_device_leaves_every_group_peers_are_told_and_it_cannot_come_back() 
         !a2.log.iter().any(|v| v["event"] == "message"),
         "a removed device started again reads nothing: {:#?}",
         a2.log
+    );
+    // What it writes in the private conversation is refused (no text leaves it), with a
+    // clear error, and nothing waits: the sync barrier completes.
+    a2.send("@bob", "canary-rm-5c1e from the removed device");
+    let e = a2.expect("refused send", |v| v["event"] == "error");
+    assert_eq!(e["code"], "removed_device", "{e}");
+    a2.sync();
+    bob.sync();
+    assert!(
+        !bob.log
+            .iter()
+            .any(|v| v["text"] == "canary-rm-5c1e from the removed device"),
+        "{:#?}",
+        bob.log
     );
     for c in [&mut a1, &mut bob] {
         let errors: Vec<&Value> = c

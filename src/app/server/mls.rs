@@ -139,7 +139,7 @@ impl<S: Store> ServerCore<S> {
         }
         if self.store.device_removed(key, &device)? {
             self.mls_refused.insert(conn);
-            self.control_error(conn, ErrorCode::NotAllowed, removed_message(&device));
+            self.control_error(conn, ErrorCode::RemovedDevice, removed_message(&device));
             return Ok(());
         }
         let sig_key = sig_key.unwrap_or_default();
@@ -164,7 +164,25 @@ impl<S: Store> ServerCore<S> {
     fn refused_device(&mut self, conn: ConnId) -> bool {
         if self.mls_refused.contains(&conn) {
             let msg = "this device was removed from this account: it gets no key packages";
-            self.control_error(conn, ErrorCode::NotAllowed, msg);
+            self.control_error(conn, ErrorCode::RemovedDevice, msg);
+            return true;
+        }
+        false
+    }
+
+    /// A session of a removed device cannot write in an end-to-end conversation (its
+    /// client sends such frames without their text so that they are refused here and
+    /// leave its outbox); `true` (with the error sent) when refused.
+    pub(super) fn removed_write_refused(
+        &mut self,
+        conn: ConnId,
+        conv: &ConvId,
+        cmid: ClientMsgId,
+    ) -> bool {
+        if self.mls_refused.contains(&conn) && self.is_e2e(conv) {
+            let msg = "this device was removed from this account: it cannot write in \
+                       end-to-end conversations; start a new device (a new state dir)";
+            self.conv_error(conn, conv, ErrorCode::RemovedDevice, msg, Some(cmid));
             return true;
         }
         false
@@ -368,7 +386,9 @@ impl<S: Store> ServerCore<S> {
         cmid: ClientMsgId,
         body: &[u8],
     ) -> Result<Gate, StoreError> {
-        if self.plaintext_refused(conn, conv, Some(cmid), body)? {
+        if self.removed_write_refused(conn, conv, cmid)
+            || self.plaintext_refused(conn, conv, Some(cmid), body)?
+        {
             return Ok(Gate::Refused);
         }
         if !self.is_e2e(conv) || body.first() != Some(&MLS_TAG) {

@@ -199,7 +199,7 @@ fn a_removed_device_is_closed_refused_for_good_and_gets_no_key_packages() {
     let got = downs(&w, again);
     assert!(
         got.iter().any(
-            |d| matches!(d, ControlDown::Error { code: ErrorCode::NotAllowed, message }
+            |d| matches!(d, ControlDown::Error { code: ErrorCode::RemovedDevice, message }
             if message.contains("device a2 was removed from this account; start a new device"))
         ),
         "{got:?}"
@@ -234,7 +234,7 @@ fn a_removed_device_is_closed_refused_for_good_and_gets_no_key_packages() {
     assert!(got.iter().any(|d| matches!(
         d,
         ControlDown::Error {
-            code: ErrorCode::NotAllowed,
+            code: ErrorCode::RemovedDevice,
             ..
         }
     )));
