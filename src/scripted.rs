@@ -348,6 +348,13 @@ mod tests {
             }
         );
         assert_eq!(parse_command(r#"{"cmd":"sync"}"#).unwrap(), Command::Sync);
+        assert_eq!(
+            parse_command(r#"{"cmd":"remove_device","device":"0911781e"}"#).unwrap(),
+            Command::RemoveDevice {
+                device: "0911781e".into()
+            }
+        );
+        assert!(parse_command(r#"{"cmd":"remove_device"}"#).is_err());
         let err = parse_command("{nope").unwrap_err();
         assert_eq!(err["code"], "bad_command");
         assert!(parse_command(r##"{"cmd":"send","to":"#general"}"##).is_err());

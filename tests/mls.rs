@@ -2,7 +2,8 @@
 //! device is a state dir, so each user here runs with two homes. Direct messages are MLS
 //! groups of every device of both users; a new device is added and reads from then on;
 //! peers are told of devices; safety codes match on both sides, `verify` checks them and a
-//! device change breaks the verification; the text never reaches the server's disk or log.
+//! device change breaks the verification; a removed device leaves every group and cannot
+//! come back; the text never reaches the server's disk or log.
 
 mod common;
 
@@ -208,4 +209,170 @@ fn a_peer_without_an_mls_device_gets_the_first_scheme_and_it_still_opens() {
     assert_eq!(m.get("e2e"), None, "not MLS: {m}");
     let errors: Vec<&Value> = bob.log.iter().filter(|v| v["event"] == "error").collect();
     assert!(errors.is_empty(), "{errors:#?}");
+}
+
+#[test]
+fn a_removed_device_leaves_every_group_peers_are_told_and_it_cannot_come_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("srv");
+    let server = ServerProc::start_traced(&data, "127.0.0.1:0");
+    let addr = server.addr.clone();
+    let (home_a1, home_a2) = (dir.path().join("a1"), dir.path().join("a2"));
+    let mut a1 = ChatProc::login(&addr, "alice", &home_a1);
+    let mut bob = ChatProc::login(&addr, "bob", &dir.path().join("b"));
+    wait_listed(&mut a1, "bob", 1);
+    wait_listed(&mut bob, "alice", 1);
+    a1.cmd(json!({"cmd": "devices", "user": "alice"}));
+    let listed = a1.expect("devices", |v| v["event"] == "devices");
+    let a1_id = listed["devices"][0].as_str().unwrap().to_owned();
+    a1.send("@bob", "canary-rm-5c1e before the second device");
+    bob.expect(
+        "first",
+        message_with("canary-rm-5c1e before the second device"),
+    );
+
+    // A second device of alice's joins and reads the conversation.
+    let mut a2 = ChatProc::login(&addr, "alice", &home_a2);
+    let added = bob.expect("device_added", |v| v["event"] == "device_added");
+    assert_eq!(added["user"], "alice");
+    let a2_id = added["device"].as_str().unwrap().to_owned();
+    assert_ne!(a2_id, a1_id);
+    bob.send("@alice", "canary-rm-5c1e to both");
+    assert_eq!(
+        a1.expect("a1", message_with("canary-rm-5c1e to both"))["e2e"],
+        true
+    );
+    assert_eq!(
+        a2.expect("a2", message_with("canary-rm-5c1e to both"))["e2e"],
+        true
+    );
+
+    // Refused: the device one is on, an empty id, a device that is not one's own.
+    a1.cmd(json!({"cmd": "remove_device", "device": a1_id}));
+    let e = a1.expect("error", |v| v["event"] == "error");
+    assert!(
+        e["message"]
+            .as_str()
+            .unwrap()
+            .contains("the one you are on"),
+        "{e}"
+    );
+    a1.cmd(json!({"cmd": "remove_device", "device": "no-such-device"}));
+    let e = a1.expect("error", |v| v["event"] == "error");
+    assert_eq!(e["code"], "not_found", "{e}");
+    bob.cmd(json!({"cmd": "remove_device", "device": a2_id}));
+    let e = bob.expect("error", |v| v["event"] == "error");
+    assert_eq!(
+        e["code"], "not_found",
+        "bob cannot remove alice's device: {e}"
+    );
+
+    // A1 removes A2: bob and A1 are told; A2 is told why, and its session is closed.
+    a1.cmd(json!({"cmd": "remove_device", "device": a2_id}));
+    for c in [&mut bob, &mut a1] {
+        let r = c.expect("device_removed", |v| v["event"] == "device_removed");
+        assert_eq!(r["user"], "alice", "{r}");
+        assert_eq!(r["device"], a2_id.as_str(), "{r}");
+    }
+    let e = a2.expect("removed", |v| v["event"] == "error");
+    assert!(
+        e["message"]
+            .as_str()
+            .unwrap()
+            .contains("was removed from this account"),
+        "{e}"
+    );
+    a2.expect("disconnected", |v| v["event"] == "disconnected");
+    wait_listed(&mut bob, "alice", 1);
+
+    // Bob's next message commits the removal first: A1 reads it, A2 does not.
+    bob.send("@alice", "canary-rm-5c1e after the removal");
+    let m = a1.expect("a1 reads", message_with("canary-rm-5c1e after the removal"));
+    assert_eq!(m["e2e"], true, "{m}");
+    a1.send("@bob", "canary-rm-5c1e a1 still writes");
+    bob.expect("a1 writes", message_with("canary-rm-5c1e a1 still writes"));
+    bob.sync();
+    a1.sync();
+    let refused = a2.expect("the reconnect is refused", |v| {
+        v["event"] == "error"
+            && v["message"]
+                .as_str()
+                .is_some_and(|m| m.contains(&format!("device {a2_id} was removed")))
+    });
+    assert_eq!(refused["code"], "removed_device", "{refused}");
+    a2.sync();
+    let log = a2.kill();
+    // A2 was disconnected, came back refused, and shows nothing of what followed its
+    // removal: the commit that removed it (read on reconnecting) ends its group, and
+    // what comes later is of a group it no longer has, hidden like history from before
+    // a device joined.
+    let after = log
+        .iter()
+        .position(|v| v["event"] == "device_removed")
+        .expect("A2 was told");
+    assert!(
+        !log[after..].iter().any(|v| v["event"] == "message"),
+        "the removed device got a message: {log:#?}"
+    );
+
+    // A2 started again with its state dir: the clear error, and it is not added back.
+    let bob_mark = bob.log.len();
+    let mut a2 = ChatProc::login(&addr, "alice", &home_a2);
+    let e = a2.expect("refused", |v| v["event"] == "error");
+    assert!(
+        e["message"]
+            .as_str()
+            .unwrap()
+            .contains("removed from this account; start a new device"),
+        "{e}"
+    );
+    a2.sync();
+    bob.send("@alice", "canary-rm-5c1e once more");
+    a1.expect("a1 reads", message_with("canary-rm-5c1e once more"));
+    bob.sync();
+    assert!(
+        !bob.log[bob_mark..]
+            .iter()
+            .any(|v| v["event"] == "device_added"),
+        "{:#?}",
+        &bob.log[bob_mark..]
+    );
+    bob.cmd(json!({"cmd": "devices", "user": "alice"}));
+    let d = bob.expect("devices", |v| v["event"] == "devices");
+    assert_eq!(d["devices"], json!([a1_id]), "{d}");
+    a2.sync();
+    assert!(
+        !a2.log.iter().any(|v| v["event"] == "message"),
+        "a removed device started again reads nothing: {:#?}",
+        a2.log
+    );
+    // What it writes in the private conversation is refused (no text leaves it), with a
+    // clear error, and nothing waits: the sync barrier completes.
+    a2.send("@bob", "canary-rm-5c1e from the removed device");
+    let e = a2.expect("refused send", |v| v["event"] == "error");
+    assert_eq!(e["code"], "removed_device", "{e}");
+    a2.sync();
+    bob.sync();
+    assert!(
+        !bob.log
+            .iter()
+            .any(|v| v["text"] == "canary-rm-5c1e from the removed device"),
+        "{:#?}",
+        bob.log
+    );
+    for c in [&mut a1, &mut bob] {
+        let errors: Vec<&Value> = c
+            .log
+            .iter()
+            .filter(|v| v["event"] == "error")
+            .filter(|v| !v["message"].as_str().unwrap_or("").contains("remove"))
+            .filter(|v| v["code"] != "not_found")
+            .collect();
+        assert!(errors.is_empty(), "{}: {errors:#?}", c.user);
+    }
+    drop((a1, a2, bob));
+    server.stop();
+    let mut files = files_under(&data);
+    files.push(stderr_path(&data));
+    assert!(!any_contains(&files, b"canary-rm-5c1e"));
 }

@@ -92,6 +92,10 @@ pub enum ErrorCode {
     /// An MLS message made in an epoch that is not the conversation's current one (another
     /// commit came first): the client catches up and tries again.
     StaleEpoch,
+    /// This device was removed from its account (`RemoveDevice`): it cannot announce
+    /// itself, claim key packages or write in end-to-end conversations; the user starts a
+    /// new device (a new state dir).
+    RemovedDevice,
     /// A code this build does not know, from a newer peer. Kept so that a newer server's
     /// new code still reaches an older client as an error (its message says what went
     /// wrong) instead of making the whole frame undecodable. Never sent.
@@ -129,6 +133,7 @@ impl ErrorCode {
             ErrorCode::AlreadyMember => "already_member",
             ErrorCode::NotOpen => "not_open",
             ErrorCode::StaleEpoch => "stale_epoch",
+            ErrorCode::RemovedDevice => "removed_device",
             ErrorCode::Unknown => "unknown",
         }
     }

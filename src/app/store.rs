@@ -256,9 +256,12 @@ pub trait Store {
     /// MLS devices (`crate::app::mls`): records `user`'s device `device` with its signature
     /// key; `true` when it is new or its key changed.
     fn put_device(&mut self, user: &str, device: &str, key: &[u8]) -> StoreResult<bool>;
-    /// Forgets a device and its key packages (the last-resort one too); `true` if it was
-    /// there.
+    /// Forgets a device and its key packages (the last-resort one too) and remembers that
+    /// it was removed ([`Store::device_removed`]); `true` if it was there.
     fn remove_device(&mut self, user: &str, device: &str) -> StoreResult<bool>;
+    /// Whether `user`'s device `device` was removed: such a device never announces itself
+    /// again (it must start as a new device).
+    fn device_removed(&mut self, user: &str, device: &str) -> StoreResult<bool>;
     /// A user's devices with their signature keys, by device id.
     fn devices(&mut self, user: &str) -> StoreResult<Vec<(String, Vec<u8>)>>;
     /// Adds key packages of a device (each handed out once), keeping its newest

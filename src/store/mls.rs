@@ -45,6 +45,14 @@ pub(super) const MIGRATION_LAST_RESORT: &str = "CREATE TABLE mls_last_resort (
      );
      CREATE INDEX mls_claims_pair ON mls_claims (claimer, owner, at);";
 
+/// Migration 11: devices removed from their account (`Store::remove_device`), which can
+/// never announce themselves again.
+pub(super) const MIGRATION_REMOVED: &str = "CREATE TABLE mls_removed_devices (
+        user_key TEXT NOT NULL,
+        device TEXT NOT NULL,
+        PRIMARY KEY (user_key, device)
+     );";
+
 pub(super) fn put_device(
     db: &Connection,
     user: &str,
@@ -77,7 +85,25 @@ pub(super) fn remove_device(db: &Connection, user: &str, device: &str) -> StoreR
         .map_err(err)?
         .execute(params![user, device])
         .map_err(err)?;
+    if n > 0 {
+        db.prepare_cached(
+            "INSERT INTO mls_removed_devices (user_key, device) VALUES (?1, ?2)
+             ON CONFLICT DO NOTHING",
+        )
+        .map_err(err)?
+        .execute(params![user, device])
+        .map_err(err)?;
+    }
     Ok(n > 0)
+}
+
+pub(super) fn device_removed(db: &Connection, user: &str, device: &str) -> StoreResult<bool> {
+    db.prepare_cached("SELECT 1 FROM mls_removed_devices WHERE user_key = ?1 AND device = ?2")
+        .map_err(err)?
+        .query_row(params![user, device], |_| Ok(()))
+        .optional()
+        .map_err(err)
+        .map(|r| r.is_some())
 }
 
 pub(super) fn devices(db: &Connection, user: &str) -> StoreResult<Vec<(String, Vec<u8>)>> {

@@ -153,6 +153,8 @@ const MIGRATIONS: &[&str] = &[
     mls::MIGRATION,
     // 10: last-resort key packages and claim counts (src/store/mls.rs).
     mls::MIGRATION_LAST_RESORT,
+    // 11: removed MLS devices, never announced again (src/store/mls.rs).
+    mls::MIGRATION_REMOVED,
 ];
 
 /// The migration after which every stored skeleton is [`skeleton_of`] its name.
@@ -846,6 +848,10 @@ impl Store for SqliteStore {
         mls::remove_device(&self.db, user, device)
     }
 
+    fn device_removed(&mut self, user: &str, device: &str) -> StoreResult<bool> {
+        mls::device_removed(&self.db, user, device)
+    }
+
     fn devices(&mut self, user: &str) -> StoreResult<Vec<(String, Vec<u8>)>> {
         mls::devices(&self.db, user)
     }
@@ -921,5 +927,18 @@ mod tests {
         }
         let mut s = SqliteStore::open(dir.path()).unwrap();
         assert_eq!(s.last_seq(&ConvId::General).unwrap(), 1);
+    }
+
+    #[test]
+    fn a_removed_mls_device_stays_removed_after_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let mut s = SqliteStore::open(dir.path()).unwrap();
+            s.put_device("alice", "d2", b"key").unwrap();
+            assert!(s.remove_device("alice", "d2").unwrap());
+        }
+        let mut s = SqliteStore::open(dir.path()).unwrap();
+        assert!(s.device_removed("alice", "d2").unwrap());
+        assert!(!s.device_removed("alice", "d1").unwrap());
     }
 }

@@ -189,6 +189,8 @@ const MIGRATIONS: &[&str] = &[
     mls::MIGRATION,
     // 9: last-resort key packages and claim counts (postgres/mls.rs).
     mls::MIGRATION_LAST_RESORT,
+    // 10: removed MLS devices, never announced again (postgres/mls.rs; SQLite's 11).
+    mls::MIGRATION_REMOVED,
 ];
 
 /// The advisory lock key that serialises migrations of nodes starting together
@@ -926,6 +928,10 @@ impl Store for PgStore {
 
     fn remove_device(&mut self, user: &str, device: &str) -> StoreResult<bool> {
         self.run(|c| mls::remove_device(c, user, device))
+    }
+
+    fn device_removed(&mut self, user: &str, device: &str) -> StoreResult<bool> {
+        self.run(|c| mls::device_removed(c, user, device))
     }
 
     fn devices(&mut self, user: &str) -> StoreResult<Vec<(String, Vec<u8>)>> {

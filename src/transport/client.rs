@@ -1176,7 +1176,10 @@ async fn run_session(
                     Ok(Command::Search { query, conv, limit }) => {
                         search(core, wire.index, &query, conv.as_deref(), limit)
                     }
-                    Ok(cmd @ (Command::Devices { .. } | Command::SafetyCode { .. } | Command::Verify { .. })) => {
+                    Ok(cmd @ (Command::Devices { .. }
+                        | Command::SafetyCode { .. }
+                        | Command::Verify { .. }
+                        | Command::RemoveDevice { .. })) => {
                         let outs = wire.mls.command(cmd).unwrap_or_default();
                         result = wire.apply_mls(outs, events, core).await;
                         continue;

@@ -242,6 +242,13 @@ pub enum Command {
         /// The code they read to you (spaces ignored).
         code: String,
     },
+    /// Remove one of your own devices from your account (answered by `device_removed`
+    /// once the server did it): peers remove it from every group they share with it, and
+    /// it can never announce itself again. The device you are on cannot remove itself.
+    RemoveDevice {
+        /// The device id (as listed by `devices`).
+        device: String,
+    },
 }
 
 fn public() -> Visibility {

@@ -394,11 +394,13 @@ impl ClientCore {
                     ErrorCode::BadRequest,
                     "file transfers are handled by the transport",
                 )),
-            Command::Devices { .. } | Command::SafetyCode { .. } | Command::Verify { .. } => self
-                .event(Event::error(
-                    ErrorCode::BadRequest,
-                    "devices and safety codes need a connection to the server",
-                )),
+            Command::Devices { .. }
+            | Command::SafetyCode { .. }
+            | Command::Verify { .. }
+            | Command::RemoveDevice { .. } => self.event(Event::error(
+                ErrorCode::BadRequest,
+                "devices and safety codes need a connection to the server",
+            )),
             room => {
                 if let Some(up) = room_up(room) {
                     if self.online {

@@ -127,12 +127,24 @@ pub struct MlsClient {
     texts: BTreeMap<MsgId, Vec<u8>>,
     /// The private rooms this user is in (by key), from the server's room news.
     private_rooms: HashSet<String>,
+    /// The server said this device was removed from its account (this run): frames of
+    /// end-to-end conversations go out without their text, to be refused.
+    removed: bool,
 }
 
 impl std::fmt::Debug for MlsClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "MlsClient({:?})", self.device)
     }
+}
+
+/// A frame of a removed device: sent without its text (the server refuses it with
+/// `removed_device`, which takes it out of the core's outbox with an error).
+fn removed_frame(conv: ConvId, mut up: ConvUp) -> MlsOut {
+    if let Some(body) = up.body_mut() {
+        *body = vec![super::MLS_TAG];
+    }
+    MlsOut::Conv(conv, up)
 }
 
 fn mls_err(e: MlsError) -> MlsOut {
@@ -170,6 +182,7 @@ impl MlsClient {
             e2e: HashSet::new(),
             texts: BTreeMap::new(),
             private_rooms: HashSet::new(),
+            removed: false,
         }
     }
 
@@ -311,6 +324,9 @@ impl MlsClient {
             ConvUp::Open { .. } | ConvUp::Catchup { .. } | ConvUp::File(_)
         ) {
             return vec![MlsOut::Conv(conv, up)];
+        }
+        if self.removed {
+            return vec![removed_frame(conv, up)];
         }
         let ready = self.ready(&conv);
         let st = self.convs.entry(conv.clone()).or_default();
@@ -659,6 +675,27 @@ impl MlsClient {
                 out.extend(self.devices_changed(user));
                 out
             }
+            ControlDown::Error {
+                code: ErrorCode::RemovedDevice,
+                ..
+            } => {
+                // The server refused this device (removed from the account): what waits
+                // for a group goes out without its text, to be refused and leave the
+                // core's outbox; the core shows the error.
+                self.removed = true;
+                let mut out = Vec::new();
+                for (conv, st) in &mut self.convs {
+                    st.claiming = 0;
+                    st.answers.clear();
+                    for up in st.waiting.drain(..) {
+                        out.push(removed_frame(conv.clone(), up));
+                    }
+                }
+                if out.is_empty() {
+                    return None;
+                }
+                out
+            }
             ControlDown::DeviceRemoved { user, device } => {
                 if let Some(list) = self.lists.get_mut(user) {
                     list.retain(|d| d.device != *device);
@@ -667,6 +704,18 @@ impl MlsClient {
                     user: user.clone(),
                     device: device.clone(),
                 })];
+                if *user == me && device == self.device.device() {
+                    self.removed = true;
+                    // This device: the server closes this session and refuses it from
+                    // now on; say why before the connection goes.
+                    out.push(MlsOut::Event(Event::error(
+                        ErrorCode::RemovedDevice,
+                        format!(
+                            "this device ({device}) was removed from this account; start a new device (a new state dir)"
+                        ),
+                    )));
+                    return Some(out);
+                }
                 out.extend(self.devices_changed(user));
                 out
             }
@@ -716,6 +765,24 @@ impl MlsClient {
             }
             Command::SafetyCode { user } => (user, None),
             Command::Verify { user, code } => (user, Some(code)),
+            Command::RemoveDevice { device } => {
+                let device = device.trim().to_owned();
+                if device.is_empty() {
+                    return Ok(vec![MlsOut::Event(Event::error(
+                        ErrorCode::BadRequest,
+                        "remove_device needs a device id (see the devices command)",
+                    ))]);
+                }
+                if device == self.device.device() {
+                    return Ok(vec![MlsOut::Event(Event::error(
+                        ErrorCode::BadRequest,
+                        format!(
+                            "device {device} is the one you are on: remove it from another of your devices"
+                        ),
+                    ))]);
+                }
+                return Ok(vec![MlsOut::Control(ControlUp::RemoveDevice { device })]);
+            }
             other => return Err(other),
         };
         let user = user.trim_start_matches('@').to_ascii_lowercase();

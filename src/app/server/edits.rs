@@ -175,6 +175,9 @@ impl<S: Store> ServerCore<S> {
             core.conv_error(conn, conv, code, msg, Some(cmid));
             Ok(())
         };
+        if self.removed_write_refused(conn, conv, cmid) {
+            return Ok(());
+        }
         // Where the server reads the conversation it checks the emoji and keys on it;
         // in a private one it sees a sealed emoji and a keyed hash, and checks their sizes.
         let shape =

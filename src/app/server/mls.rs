@@ -19,6 +19,12 @@ use crate::app::protocol::{ControlDown, ControlUp, DeviceKey, ErrorCode, MAX_KEY
 use crate::app::rooms::Visibility;
 use crate::app::store::{Store, StoreError};
 
+/// What a removed device is told, when it announces itself again and when its session
+/// is closed.
+fn removed_message(device: &str) -> String {
+    format!("device {device} was removed from this account; start a new device (a new state dir)")
+}
+
 /// What [`ServerCore::mls_gate`] decided about a private body.
 pub(super) enum Gate {
     /// Not an MLS body (the first scheme's, or a server-readable room's): no epoch to
@@ -54,20 +60,7 @@ impl<S: Store> ServerCore<S> {
             ControlUp::ClaimRoomKeyPackages { conv, have } => {
                 self.claim_room(conn, key, conv, have)
             }
-            ControlUp::RemoveDevice { device } => {
-                if self.store.remove_device(key, &device)? {
-                    self.tell_device(
-                        key,
-                        ControlDown::DeviceRemoved {
-                            user: key.to_owned(),
-                            device,
-                        },
-                    )?;
-                } else {
-                    self.control_error(conn, ErrorCode::NotFound, "no such device");
-                }
-                Ok(())
-            }
+            ControlUp::RemoveDevice { device } => self.remove_device(conn, key, device),
             _ => Ok(()),
         }
     }
@@ -79,6 +72,41 @@ impl<S: Store> ServerCore<S> {
             .into_iter()
             .map(|(device, key)| DeviceKey { device, key })
             .collect())
+    }
+
+    /// Removes one of `key`'s devices for good: its packages go, the removal is stored
+    /// (the device can never announce itself again), everyone concerned is told (peers'
+    /// clients then commit its removal from every group they share with it), and the
+    /// sessions logged in as that device are closed after that notice.
+    fn remove_device(&mut self, conn: ConnId, key: &str, device: String) -> Result<(), StoreError> {
+        if !self.store.remove_device(key, &device)? {
+            let msg = format!("{key} has no device {device}");
+            self.control_error(conn, ErrorCode::NotFound, msg);
+            return Ok(());
+        }
+        self.tell_device(
+            key,
+            ControlDown::DeviceRemoved {
+                user: key.to_owned(),
+                device: device.clone(),
+            },
+        )?;
+        let on_it: Vec<ConnId> = self
+            .online
+            .get(key)
+            .into_iter()
+            .flat_map(|s| s.iter().copied())
+            .filter(|c| self.mls_devices.get(c) == Some(&device))
+            .collect();
+        for c in on_it {
+            self.mls_devices.remove(&c);
+            self.mls_refused.insert(c);
+            self.out.push(super::Output::Close {
+                conn: c,
+                reason: removed_message(&device),
+            });
+        }
+        Ok(())
     }
 
     fn mls_device(
@@ -109,6 +137,11 @@ impl<S: Store> ServerCore<S> {
                 return Ok(());
             }
         }
+        if self.store.device_removed(key, &device)? {
+            self.mls_refused.insert(conn);
+            self.control_error(conn, ErrorCode::RemovedDevice, removed_message(&device));
+            return Ok(());
+        }
         let sig_key = sig_key.unwrap_or_default();
         self.mls_devices.insert(conn, device.clone());
         if self.store.put_device(key, &device, &sig_key)? {
@@ -124,6 +157,35 @@ impl<S: Store> ServerCore<S> {
             )?;
         }
         self.store_key_packages(key, &device, &packages)
+    }
+
+    /// A session of a removed device gets no key packages (it could only add itself
+    /// back); `true` (with an error sent) when `conn` is one.
+    fn refused_device(&mut self, conn: ConnId) -> bool {
+        if self.mls_refused.contains(&conn) {
+            let msg = "this device was removed from this account: it gets no key packages";
+            self.control_error(conn, ErrorCode::RemovedDevice, msg);
+            return true;
+        }
+        false
+    }
+
+    /// A session of a removed device cannot write in an end-to-end conversation (its
+    /// client sends such frames without their text so that they are refused here and
+    /// leave its outbox); `true` (with the error sent) when refused.
+    pub(super) fn removed_write_refused(
+        &mut self,
+        conn: ConnId,
+        conv: &ConvId,
+        cmid: ClientMsgId,
+    ) -> bool {
+        if self.mls_refused.contains(&conn) && self.is_e2e(conv) {
+            let msg = "this device was removed from this account: it cannot write in \
+                       end-to-end conversations; start a new device (a new state dir)";
+            self.conv_error(conn, conv, ErrorCode::RemovedDevice, msg, Some(cmid));
+            return true;
+        }
+        false
     }
 
     /// Whether the server relays `conv`'s bodies as end-to-end ciphertext: private
@@ -217,6 +279,9 @@ impl<S: Store> ServerCore<S> {
         conv: ConvId,
         user: String,
     ) -> Result<(), StoreError> {
+        if self.refused_device(conn) {
+            return Ok(());
+        }
         let user = user.to_ascii_lowercase();
         let member = |u: &str| match &conv {
             ConvId::Direct(a, b) => a == u || b == u,
@@ -263,6 +328,9 @@ impl<S: Store> ServerCore<S> {
         conv: ConvId,
         have: Vec<(String, String)>,
     ) -> Result<(), StoreError> {
+        if self.refused_device(conn) {
+            return Ok(());
+        }
         let Some(users) = self.private_room_members(&conv, key) else {
             self.control_error(
                 conn,
@@ -318,7 +386,9 @@ impl<S: Store> ServerCore<S> {
         cmid: ClientMsgId,
         body: &[u8],
     ) -> Result<Gate, StoreError> {
-        if self.plaintext_refused(conn, conv, Some(cmid), body)? {
+        if self.removed_write_refused(conn, conv, cmid)
+            || self.plaintext_refused(conn, conv, Some(cmid), body)?
+        {
             return Ok(Gate::Refused);
         }
         if !self.is_e2e(conv) || body.first() != Some(&MLS_TAG) {

@@ -129,6 +129,9 @@ pub struct ServerCore<S> {
     cluster: Option<cluster::ClusterState>,
     /// The MLS device of each session that announced one (`mls.rs`).
     mls_devices: HashMap<ConnId, String>,
+    /// Sessions whose device announcement was refused because the device was removed
+    /// (`mls.rs`): they get no key packages.
+    mls_refused: HashSet<ConnId>,
     /// The time of the input being handled (Unix ms), for rules that count per window.
     now: u64,
     /// Private rooms whose members changed since their last commit: an application
@@ -154,6 +157,7 @@ impl<S: Store> ServerCore<S> {
             typing_gate: typing::TypingGate::default(),
             cluster: None,
             mls_devices: HashMap::new(),
+            mls_refused: HashSet::new(),
             now: 0,
             mls_rekey: std::collections::HashSet::new(),
         }

@@ -53,6 +53,7 @@ impl<S: Store> ServerCore<S> {
 
     pub(super) fn disconnected(&mut self, conn: ConnId) {
         self.mls_devices.remove(&conn);
+        self.mls_refused.remove(&conn);
         let Some(c) = self.conns.remove(&conn) else {
             return;
         };

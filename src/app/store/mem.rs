@@ -44,6 +44,8 @@ pub struct MemStore {
     last_resort: BTreeMap<(String, String), Vec<u8>>,
     /// When each claimer took one-time key packages of each owner: (claimer, owner) → times.
     claims: BTreeMap<(String, String), Vec<u64>>,
+    /// Removed MLS devices (user, device): never announced again.
+    removed_devices: HashSet<(String, String)>,
 }
 
 impl MemStore {
@@ -511,11 +513,22 @@ impl Store for MemStore {
             .remove(&(user.to_owned(), device.to_owned()));
         self.last_resort
             .remove(&(user.to_owned(), device.to_owned()));
-        Ok(self
+        let there = self
             .devices
             .get_mut(user)
             .and_then(|d| d.remove(device))
-            .is_some())
+            .is_some();
+        if there {
+            self.removed_devices
+                .insert((user.to_owned(), device.to_owned()));
+        }
+        Ok(there)
+    }
+
+    fn device_removed(&mut self, user: &str, device: &str) -> StoreResult<bool> {
+        Ok(self
+            .removed_devices
+            .contains(&(user.to_owned(), device.to_owned())))
     }
 
     fn devices(&mut self, user: &str) -> StoreResult<Vec<(String, Vec<u8>)>> {

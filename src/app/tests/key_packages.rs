@@ -139,3 +139,103 @@ fn a_last_resort_package_joins_more_than_one_group() {
         ));
     }
 }
+
+/// The control messages the server sent to `conn` since the trace was cleared.
+fn downs(w: &World, conn: ConnId) -> Vec<ControlDown> {
+    w.trace
+        .iter()
+        .filter_map(|o| match o {
+            Output::Control { conn: c, down } if *c == conn => Some(down.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_removed_device_is_closed_refused_for_good_and_gets_no_key_packages() {
+    use crate::app::protocol::ErrorCode;
+    let mut w = World::new(Limits::default());
+    let (a1, a2, b) = (w.login("alice"), w.login("alice"), w.login("bob"));
+    let mut d1 = Device::new("alice", "a1").unwrap();
+    let mut d2 = Device::new("alice", "a2").unwrap();
+    upload(&mut w, a1, &mut d1, 3);
+    upload(&mut w, a2, &mut d2, 3);
+    let dm = ConvId::Direct("alice".into(), "bob".into());
+    assert_eq!(claim(&mut w, b, &dm, "alice").len(), 2, "both devices");
+
+    w.trace.clear();
+    w.server_in(Input::Control {
+        conn: a1,
+        up: ControlUp::RemoveDevice {
+            device: "a2".into(),
+        },
+    });
+    let removed = |d: &ControlDown| matches!(d, ControlDown::DeviceRemoved { user, device } if user == "alice" && device == "a2");
+    assert!(downs(&w, a1).iter().any(removed));
+    assert!(
+        downs(&w, a2).iter().any(removed),
+        "the removed device is told"
+    );
+    assert!(
+        w.trace
+            .iter()
+            .any(|o| matches!(o, Output::Close { conn, reason }
+            if *conn == a2 && reason.contains("was removed"))),
+        "and its session is closed: {:?}",
+        w.trace
+    );
+    assert!(
+        !w.trace
+            .iter()
+            .any(|o| matches!(o, Output::Close { conn, .. } if *conn == a1)),
+        "the other device stays"
+    );
+    w.server_in(Input::Disconnected { conn: a2 });
+
+    // It logs in again and announces itself: refused, stored nowhere, nobody told.
+    let again = w.login("alice");
+    w.trace.clear();
+    upload(&mut w, again, &mut d2, 3);
+    let got = downs(&w, again);
+    assert!(
+        got.iter().any(
+            |d| matches!(d, ControlDown::Error { code: ErrorCode::RemovedDevice, message }
+            if message.contains("device a2 was removed from this account; start a new device"))
+        ),
+        "{got:?}"
+    );
+    assert!(
+        !w.trace.iter().any(|o| matches!(
+            o,
+            Output::Control {
+                down: ControlDown::DeviceAdded { .. },
+                ..
+            }
+        )),
+        "no device_added: {:?}",
+        w.trace
+    );
+    let packages = claim(&mut w, b, &dm, "alice");
+    assert_eq!(packages.len(), 1, "only a1's");
+    w.trace.clear();
+    w.server_in(Input::Control {
+        conn: again,
+        up: ControlUp::ClaimKeyPackages {
+            conv: dm.clone(),
+            user: "bob".into(),
+        },
+    });
+    let got = downs(&w, again);
+    assert!(
+        !got.iter()
+            .any(|d| matches!(d, ControlDown::KeyPackages { .. })),
+        "a removed device's session gets no key packages: {got:?}"
+    );
+    assert!(got.iter().any(|d| matches!(
+        d,
+        ControlDown::Error {
+            code: ErrorCode::RemovedDevice,
+            ..
+        }
+    )));
+}

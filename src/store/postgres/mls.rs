@@ -40,6 +40,13 @@ pub(super) const MIGRATION_LAST_RESORT: &str = "CREATE TABLE mls_last_resort (
      );
      CREATE INDEX mls_claims_pair ON mls_claims (claimer, owner, at);";
 
+/// Migration 10: removed devices (as SQLite's migration 11).
+pub(super) const MIGRATION_REMOVED: &str = "CREATE TABLE mls_removed_devices (
+        user_key TEXT NOT NULL,
+        device TEXT NOT NULL,
+        PRIMARY KEY (user_key, device)
+     );";
+
 pub(super) fn put_device(c: &mut Conn, user: &str, device: &str, key: &[u8]) -> Res<bool> {
     let n = c.execute(
         "INSERT INTO mls_devices (user_key, device, sig_key) VALUES ($1, $2, $3)
@@ -63,7 +70,22 @@ pub(super) fn remove_device(c: &mut Conn, user: &str, device: &str) -> Res<bool>
         "DELETE FROM mls_devices WHERE user_key = $1 AND device = $2",
         &[&user, &device],
     )?;
+    if n > 0 {
+        c.execute(
+            "INSERT INTO mls_removed_devices (user_key, device) VALUES ($1, $2)
+             ON CONFLICT DO NOTHING",
+            &[&user, &device],
+        )?;
+    }
     Ok(n > 0)
+}
+
+pub(super) fn device_removed(c: &mut Conn, user: &str, device: &str) -> Res<bool> {
+    Ok(c.query_opt(
+        "SELECT 1 FROM mls_removed_devices WHERE user_key = $1 AND device = $2",
+        &[&user, &device],
+    )?
+    .is_some())
 }
 
 pub(super) fn devices(c: &mut Conn, user: &str) -> Res<Vec<(String, Vec<u8>)>> {

@@ -47,8 +47,20 @@ pub fn mls_devices_key_packages_and_epochs<S: Store>(s: &mut S) {
         "the oldest beyond the limit were dropped"
     );
 
+    assert!(!s.device_removed("alice", "d2").unwrap());
     assert!(s.remove_device("alice", "d2").unwrap());
     assert!(!s.remove_device("alice", "d2").unwrap());
+    assert!(
+        s.device_removed("alice", "d2").unwrap(),
+        "a removal is remembered"
+    );
+    assert!(!s.device_removed("alice", "d1").unwrap());
+    assert!(!s.device_removed("bob", "d2").unwrap(), "per user");
+    assert!(!s.remove_device("bob", "nothing").unwrap());
+    assert!(
+        !s.device_removed("bob", "nothing").unwrap(),
+        "removing a device that never was leaves no mark"
+    );
     assert_eq!(s.claim_key_package("alice", "d2").unwrap(), None);
     assert_eq!(s.devices("alice").unwrap().len(), 1);
     assert_eq!(
