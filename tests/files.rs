@@ -227,20 +227,6 @@ fn private_files_are_end_to_end_and_deletes_erase_them() {
     assert_eq!(bob.finish().0, 0);
 }
 
-/// Asks for `user`'s devices until the server lists `n` (a device announces itself right
-/// after its login; a send that finds none goes with the first scheme).
-fn wait_listed(c: &mut ChatProc, user: &str, n: usize) {
-    for _ in 0..100 {
-        c.cmd(json!({"cmd": "devices", "user": user}));
-        let d = c.expect("devices", |v| v["event"] == "devices");
-        if d["devices"].as_array().map_or(0, Vec::len) == n {
-            return;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    panic!("{user} never had {n} devices");
-}
-
 fn unhex(s: &str) -> Vec<u8> {
     (0..s.len())
         .step_by(2)
@@ -260,7 +246,7 @@ fn dm_files_have_their_own_key_every_device_opens_them_and_tampering_is_refused(
     let mut alice = ChatProc::login(&server.addr, "alice", &dir.path().join("a"));
     let mut bob = ChatProc::login(&server.addr, "bob", &dir.path().join("b1"));
     let mut bob2 = ChatProc::login(&server.addr, "bob", &dir.path().join("b2"));
-    wait_listed(&mut alice, "bob", 2);
+    alice.wait_listed("bob", 2);
     let canary = b"CANARY-keyed-file-51c0de-never-on-the-server";
     let src = dir.path().join("keyed.txt");
     let mut content = Vec::new();
@@ -462,36 +448,13 @@ fn raw_keyed_upload(
     conv: livewire::app::ids::ConvId,
 ) -> livewire::app::protocol::FileDown {
     use livewire::app::ids::ClientMsgId;
-    use livewire::app::protocol::{ControlDown, ControlUp, ConvUp, FileReq, PROTOCOL_VERSION};
+    use livewire::app::protocol::{ConvUp, FileReq};
     use livewire::transport::codec;
-    use livewire::transport::envelope::Ephemeral;
-    use livewire::transport::quic::{self, Endpoint};
-    use livewire::transport::tls::{PinningVerifier, SERVER_NAME};
-    const MAX: usize = 64 * 1024;
+    const MAX: usize = RAW_MAX_FRAME;
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let ep = Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
-        let cfg = quic::client_config(PinningVerifier::new(Some(fingerprint.to_owned()))).unwrap();
-        let conn = ep
-            .connect_with(cfg, addr.parse().unwrap(), SERVER_NAME)
-            .unwrap()
-            .await
-            .unwrap();
-        let (mut control, mut control_recv) = conn.open_bi().await.unwrap();
-        let login = ControlUp::Login {
-            version: PROTOCOL_VERSION,
-            user: user.into(),
-            password: PASSWORD.into(),
-            session_pub: Ephemeral::new().public,
-            identity_pub: [7; 32],
-            hide_cursor: 0,
-        };
-        codec::write_frame(&mut control, &login, MAX).await.unwrap();
-        let answer: ControlDown = codec::read_frame(&mut control_recv, codec::MAX_DOWN_FRAME)
-            .await
-            .unwrap()
-            .unwrap();
-        assert!(matches!(answer, ControlDown::LoginOk { .. }), "{answer:?}");
+        // The control stream stays open while the transfer runs (the session lasts).
+        let (conn, _control, _control_recv) = raw_login(addr, fingerprint, user).await;
         let (mut send, mut recv) = conn.open_bi().await.unwrap();
         let req = ConvUp::File(FileReq::UploadKeyed {
             conv,

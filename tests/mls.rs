@@ -14,20 +14,6 @@ fn message_with(text: &'static str) -> impl Fn(&Value) -> bool {
     move |v| v["event"] == "message" && v["text"] == text
 }
 
-/// Asks for `user`'s devices until the server lists `n` (a device announces itself
-/// right after its login, on its own connection).
-fn wait_listed(c: &mut ChatProc, user: &str, n: usize) {
-    for _ in 0..100 {
-        c.cmd(json!({"cmd": "devices", "user": user}));
-        let d = c.expect("devices", |v| v["event"] == "devices");
-        if d["devices"].as_array().map_or(0, Vec::len) == n {
-            return;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    panic!("{user} never had {n} devices");
-}
-
 #[test]
 fn direct_messages_are_mls_across_devices_and_never_reach_the_server_in_clear() {
     let dir = tempfile::tempdir().unwrap();
@@ -41,7 +27,7 @@ fn direct_messages_are_mls_across_devices_and_never_reach_the_server_in_clear() 
     let mut bob = ChatProc::login(&addr, "bob", &home_b1);
     // Bob's device is announced right after his login; a send that finds none falls back to
     // the first scheme (see the last test), so wait until the server lists it.
-    wait_listed(&mut alice, "bob", 1);
+    alice.wait_listed("bob", 1);
 
     alice.send("@bob", "canary-mls-7f3a91 first");
     let m = bob.expect("alice's message", message_with("canary-mls-7f3a91 first"));
@@ -135,8 +121,8 @@ fn safety_codes_match_verify_checks_them_and_a_new_device_breaks_verification() 
     let addr = server.addr.clone();
     let mut alice = ChatProc::login(&addr, "alice", &dir.path().join("a"));
     let mut bob = ChatProc::login(&addr, "bob", &dir.path().join("b1"));
-    wait_listed(&mut alice, "bob", 1);
-    wait_listed(&mut bob, "alice", 1);
+    alice.wait_listed("bob", 1);
+    bob.wait_listed("alice", 1);
     alice.send("@bob", "hello");
     bob.expect("hello", message_with("hello"));
 
@@ -220,8 +206,8 @@ fn a_removed_device_leaves_every_group_peers_are_told_and_it_cannot_come_back() 
     let (home_a1, home_a2) = (dir.path().join("a1"), dir.path().join("a2"));
     let mut a1 = ChatProc::login(&addr, "alice", &home_a1);
     let mut bob = ChatProc::login(&addr, "bob", &dir.path().join("b"));
-    wait_listed(&mut a1, "bob", 1);
-    wait_listed(&mut bob, "alice", 1);
+    a1.wait_listed("bob", 1);
+    bob.wait_listed("alice", 1);
     a1.cmd(json!({"cmd": "devices", "user": "alice"}));
     let listed = a1.expect("devices", |v| v["event"] == "devices");
     let a1_id = listed["devices"][0].as_str().unwrap().to_owned();
@@ -283,7 +269,7 @@ fn a_removed_device_leaves_every_group_peers_are_told_and_it_cannot_come_back() 
         "{e}"
     );
     a2.expect("disconnected", |v| v["event"] == "disconnected");
-    wait_listed(&mut bob, "alice", 1);
+    bob.wait_listed("alice", 1);
 
     // Bob's next message commits the removal first: A1 reads it, A2 does not.
     bob.send("@alice", "canary-rm-5c1e after the removal");

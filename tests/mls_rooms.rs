@@ -30,20 +30,6 @@ fn says(from: &mut ChatProc, room: &str, text: &str, to: &mut [&mut ChatProc]) {
     }
 }
 
-/// Asks for `user`'s devices until the server lists `n` (a device announces itself right
-/// after its login, on its own connection).
-fn wait_listed(c: &mut ChatProc, user: &str, n: usize) {
-    for _ in 0..100 {
-        c.cmd(json!({"cmd": "devices", "user": user}));
-        let d = c.expect("devices", |v| v["event"] == "devices");
-        if d["devices"].as_array().map_or(0, Vec::len) == n {
-            return;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    panic!("{user} never had {n} devices");
-}
-
 fn invite_and_accept(
     owner: &mut ChatProc,
     room: &str,
@@ -80,9 +66,9 @@ fn private_rooms_are_mls_groups_that_follow_membership_and_public_rooms_stay_rea
     let mut alice2 = ChatProc::login(&addr, "alice", &dir.path().join("a2"));
     let mut bob = ChatProc::login(&addr, "bob", &dir.path().join("b"));
     let mut carol = ChatProc::login(&addr, "carol", &dir.path().join("c"));
-    wait_listed(&mut alice, "alice", 2);
-    wait_listed(&mut alice, "bob", 1);
-    wait_listed(&mut alice, "carol", 1);
+    alice.wait_listed("alice", 2);
+    alice.wait_listed("bob", 1);
+    alice.wait_listed("carol", 1);
 
     alice.cmd(json!({"cmd": "create_room", "room": "#secret", "visibility": "private"}));
     alice.expect("joined", |v| {
@@ -150,7 +136,7 @@ fn private_rooms_are_mls_groups_that_follow_membership_and_public_rooms_stay_rea
 
     // Dave, invited later, reads from his join on, not before.
     let mut dave = ChatProc::login(&addr, "dave", &dir.path().join("d"));
-    wait_listed(&mut alice, "dave", 1);
+    alice.wait_listed("dave", 1);
     invite_and_accept(
         &mut alice,
         "#secret",

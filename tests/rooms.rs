@@ -634,35 +634,12 @@ async fn raw_download(
     file_hex: &str,
 ) -> livewire::app::protocol::FileDown {
     use livewire::app::ids::{ClientMsgId, ConvId};
-    use livewire::app::protocol::{ControlDown, ControlUp, ConvUp, FileReq, PROTOCOL_VERSION};
+    use livewire::app::protocol::{ConvUp, FileReq};
     use livewire::transport::codec;
-    use livewire::transport::envelope::Ephemeral;
-    use livewire::transport::quic::{self, Endpoint};
-    use livewire::transport::tls::{PinningVerifier, SERVER_NAME};
-    const MAX: usize = 64 * 1024;
+    const MAX: usize = RAW_MAX_FRAME;
 
-    let ep = Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
-    let cfg = quic::client_config(PinningVerifier::new(Some(fingerprint.to_owned()))).unwrap();
-    let conn = ep
-        .connect_with(cfg, addr.parse().unwrap(), SERVER_NAME)
-        .unwrap()
-        .await
-        .unwrap();
-    let (mut control, mut control_recv) = conn.open_bi().await.unwrap();
-    let login = ControlUp::Login {
-        version: PROTOCOL_VERSION,
-        user: user.into(),
-        password: PASSWORD.into(),
-        session_pub: Ephemeral::new().public,
-        identity_pub: [7; 32],
-        hide_cursor: 0,
-    };
-    codec::write_frame(&mut control, &login, MAX).await.unwrap();
-    let answer: ControlDown = codec::read_frame(&mut control_recv, codec::MAX_DOWN_FRAME)
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(matches!(answer, ControlDown::LoginOk { .. }), "{answer:?}");
+    // The control stream stays open while the transfer runs (the session lasts).
+    let (conn, _control, _control_recv) = raw_login(addr, fingerprint, user).await;
     let file = livewire::app::files::file_id_from_hex(file_hex).expect("file id");
     let (mut send, mut recv) = conn.open_bi().await.unwrap();
     // A private room's file is sealed with its own key (see docs/PROTOCOL.md, "Files").

@@ -74,6 +74,21 @@ impl DerefMut for ChatProc {
 }
 
 impl ChatProc {
+    /// Asks for `user`'s MLS devices until the server lists `n` (a device announces itself
+    /// right after its login, on its own connection, so there is no event of this client's
+    /// to wait on: a bounded poll).
+    pub fn wait_listed(&mut self, user: &str, n: usize) {
+        for _ in 0..100 {
+            self.cmd(serde_json::json!({"cmd": "devices", "user": user}));
+            let d = self.expect("devices", |v| v["event"] == "devices");
+            if d["devices"].as_array().map_or(0, Vec::len) == n {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("{user} never had {n} devices");
+    }
+
     /// Starts a client for `user` whose pins and state live under `home/user`.
     pub fn start(server: &str, user: &str, home: &Path) -> Self {
         Self::start_with(server, user, ClientOpts::new(home))

@@ -11,6 +11,7 @@
 mod chat;
 mod disk;
 mod props;
+mod raw;
 mod server;
 mod timers;
 mod transcript;
@@ -27,6 +28,8 @@ pub use chat::{ChatProc, ClientOpts};
 pub use disk::{any_contains, files_containing, files_under, parts_under};
 #[allow(unused_imports)]
 pub use props::{Record, Tally, check_conversation, check_properties};
+#[allow(unused_imports)]
+pub use raw::{RAW_MAX_FRAME, raw_login};
 #[allow(unused_imports)]
 pub use server::{ServerProc, in_process_server, stderr_path};
 #[allow(unused_imports)]
