@@ -1,7 +1,7 @@
 //! One device as an MLS member: its signature key and credential, its key packages, and
 //! its groups (one per private conversation, keyed by the conversation's storage key).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use openmls::prelude::tls_codec::{Deserialize as _, Serialize as _};
 use openmls::prelude::*;
@@ -133,6 +133,13 @@ pub struct Device {
     provider: Provider,
     /// Conversation storage key → MLS group id.
     groups: BTreeMap<String, Vec<u8>>,
+    /// The groups of `groups`, loaded. openmls writes every change of a group through to
+    /// the storage (the truth, and what [`Device::snapshot`] saves), so a group is read
+    /// from it once instead of at every message: reading one back is most of the CPU of a
+    /// message (its ratchet tree is stored as JSON), and it grows with the group. A call
+    /// that fails reads its group again from the storage ([`Device::settle`]), so a change
+    /// half made in memory is never used.
+    loaded: HashMap<String, MlsGroup>,
 }
 
 impl std::fmt::Debug for Device {
@@ -156,6 +163,7 @@ impl Device {
             signer,
             provider,
             groups: BTreeMap::new(),
+            loaded: HashMap::new(),
         })
     }
 
@@ -218,11 +226,38 @@ impl Device {
             .map_err(|e| MlsError::Malformed(e.to_string()))
     }
 
-    fn group(&self, conv: &str) -> Result<MlsGroup, MlsError> {
-        let id = self.groups.get(conv).ok_or(MlsError::NoGroup)?;
-        MlsGroup::load(self.provider.storage(), &GroupId::from_slice(id))
-            .map_err(mls)?
-            .ok_or(MlsError::NoGroup)
+    fn group(&self, conv: &str) -> Result<&MlsGroup, MlsError> {
+        self.loaded.get(conv).ok_or(MlsError::NoGroup)
+    }
+
+    /// Reads `conv`'s group from the storage (again), or forgets it here if it is not
+    /// there or does not load.
+    fn load(&mut self, conv: &str) {
+        let loaded = self.groups.get(conv).and_then(|id| {
+            MlsGroup::load(self.provider.storage(), &GroupId::from_slice(id))
+                .ok()
+                .flatten()
+        });
+        match loaded {
+            Some(group) => self.loaded.insert(conv.to_owned(), group),
+            None => self.loaded.remove(conv),
+        };
+    }
+
+    /// `result` of a call on `conv`'s loaded group; after a failure the group is read
+    /// again from the storage, which holds only what openmls completed.
+    fn settle<T>(&mut self, conv: &str, result: Result<T, MlsError>) -> Result<T, MlsError> {
+        if result.is_err() {
+            self.load(conv);
+        }
+        result
+    }
+
+    /// Makes `group` the group of `conv`.
+    fn adopt(&mut self, conv: &str, group: MlsGroup) {
+        self.groups
+            .insert(conv.to_owned(), group.group_id().as_slice().to_vec());
+        self.loaded.insert(conv.to_owned(), group);
     }
 
     /// Whether this device is in the group of `conv`.
@@ -237,7 +272,7 @@ impl Device {
 
     /// The member devices of `conv`'s group, sorted.
     pub fn members(&self, conv: &str) -> Vec<DeviceInfo> {
-        self.group(conv).map(|g| members_of(&g)).unwrap_or_default()
+        self.group(conv).map(members_of).unwrap_or_default()
     }
 
     /// Starts the group of `conv` with this device alone (epoch 0). Any previous group of
@@ -250,14 +285,13 @@ impl Device {
             .build();
         let group =
             MlsGroup::new(&self.provider, &self.signer, &config, self.credential()).map_err(mls)?;
-        self.groups
-            .insert(conv.to_owned(), group.group_id().as_slice().to_vec());
+        self.adopt(conv, group);
         Ok(())
     }
 
     /// Forgets the group of `conv` (its secrets are deleted from the storage).
     pub fn forget(&mut self, conv: &str) {
-        if let Ok(mut g) = self.group(conv) {
+        if let Some(mut g) = self.loaded.remove(conv) {
             let _ = g.delete(self.provider.storage());
         }
         self.groups.remove(conv);
@@ -266,14 +300,15 @@ impl Device {
     /// A commit adding the devices of `key_packages` (TLS-encoded), kept pending until the
     /// server orders it ([`Device::commit_accepted`] / [`Device::commit_refused`]).
     pub fn add(&mut self, conv: &str, key_packages: &[Vec<u8>]) -> Result<MlsBody, MlsError> {
-        let mut group = self.group(conv)?;
         let kps = key_packages
             .iter()
             .map(|b| validate_key_package(&self.provider, b))
             .collect::<Result<Vec<_>, _>>()?;
-        let (commit, welcome, _) = group
+        let group = self.loaded.get_mut(conv).ok_or(MlsError::NoGroup)?;
+        let made = group
             .add_members(&self.provider, &self.signer, &kps)
-            .map_err(mls)?;
+            .map_err(mls);
+        let (commit, welcome, _) = self.settle(conv, made)?;
         Ok(MlsBody::Commit {
             device: self.device.clone(),
             commit: encode(&commit)?,
@@ -283,7 +318,7 @@ impl Device {
 
     /// A commit removing `devices` from `conv`'s group (pending like [`Device::add`]).
     pub fn remove(&mut self, conv: &str, devices: &[DeviceInfo]) -> Result<MlsBody, MlsError> {
-        let mut group = self.group(conv)?;
+        let group = self.loaded.get_mut(conv).ok_or(MlsError::NoGroup)?;
         let leaves: Vec<LeafNodeIndex> = group
             .members()
             .filter(|m| {
@@ -298,9 +333,10 @@ impl Device {
         if leaves.is_empty() {
             return Err(MlsError::Mls("none of these devices is a member".into()));
         }
-        let (commit, welcome, _) = group
+        let made = group
             .remove_members(&self.provider, &self.signer, &leaves)
-            .map_err(mls)?;
+            .map_err(mls);
+        let (commit, welcome, _) = self.settle(conv, made)?;
         Ok(MlsBody::Commit {
             device: self.device.clone(),
             commit: encode(&commit)?,
@@ -312,10 +348,11 @@ impl Device {
     /// after it, a copy of the state taken before cannot follow the group (post-compromise
     /// security). Pending like [`Device::add`].
     pub fn self_update(&mut self, conv: &str) -> Result<MlsBody, MlsError> {
-        let mut group = self.group(conv)?;
-        let bundle = group
+        let group = self.loaded.get_mut(conv).ok_or(MlsError::NoGroup)?;
+        let made = group
             .self_update(&self.provider, &self.signer, LeafNodeParameters::default())
-            .map_err(mls)?;
+            .map_err(mls);
+        let bundle = self.settle(conv, made)?;
         let (commit, welcome, _) = bundle.into_contents();
         Ok(MlsBody::Commit {
             device: self.device.clone(),
@@ -334,30 +371,36 @@ impl Device {
     /// The server stored this device's pending commit: it takes effect (the previous
     /// epoch's secrets are deleted).
     pub fn commit_accepted(&mut self, conv: &str) -> Result<Received, MlsError> {
-        let mut group = self.group(conv)?;
+        let group = self.loaded.get_mut(conv).ok_or(MlsError::NoGroup)?;
         if group.pending_commit().is_none() {
             return Ok(Received::Ignored);
         }
-        let before = members_of(&group);
-        group.merge_pending_commit(&self.provider).map_err(mls)?;
-        Ok(diff(before, members_of(&group), false))
+        let before = members_of(group);
+        let after = group
+            .merge_pending_commit(&self.provider)
+            .map_err(mls)
+            .map(|()| members_of(group));
+        let after = self.settle(conv, after)?;
+        Ok(diff(before, after, false))
     }
 
     /// The server refused this device's pending commit (another commit came first): it is
     /// dropped.
     pub fn commit_refused(&mut self, conv: &str) -> Result<(), MlsError> {
-        let mut group = self.group(conv)?;
-        group
+        let group = self.loaded.get_mut(conv).ok_or(MlsError::NoGroup)?;
+        let cleared = group
             .clear_pending_commit(self.provider.storage())
-            .map_err(mls)
+            .map_err(mls);
+        self.settle(conv, cleared)
     }
 
     /// Encrypts `data` for every member device of `conv`.
     pub fn encrypt(&mut self, conv: &str, data: &[u8]) -> Result<MlsBody, MlsError> {
-        let mut group = self.group(conv)?;
+        let group = self.loaded.get_mut(conv).ok_or(MlsError::NoGroup)?;
         let msg = group
             .create_message(&self.provider, &self.signer, data)
-            .map_err(mls)?;
+            .map_err(mls);
+        let msg = self.settle(conv, msg)?;
         Ok(MlsBody::App(encode(&msg)?))
     }
 
@@ -375,19 +418,24 @@ impl Device {
     pub fn receive(&mut self, conv: &str, body: &MlsBody) -> Result<Received, MlsError> {
         match body {
             MlsBody::App(bytes) => {
-                let mut group = self.group(conv)?;
+                let group = self.loaded.get_mut(conv).ok_or(MlsError::NoGroup)?;
                 let msg = decode(bytes)?
                     .try_into_protocol_message()
                     .map_err(|e| MlsError::Malformed(format!("{e:?}")))?;
-                let processed = group.process_message(&self.provider, msg).map_err(mls)?;
-                let from = sender_of(&group, &processed);
-                match processed.into_content() {
-                    ProcessedMessageContent::ApplicationMessage(app) => Ok(Received::App {
-                        from: from.ok_or_else(|| MlsError::Mls("unknown sender".into()))?,
-                        data: app.into_bytes(),
-                    }),
-                    _ => Err(MlsError::Malformed("not an application message".into())),
-                }
+                let opened = group
+                    .process_message(&self.provider, msg)
+                    .map_err(mls)
+                    .and_then(|processed| {
+                        let from = sender_of(group, &processed);
+                        match processed.into_content() {
+                            ProcessedMessageContent::ApplicationMessage(app) => Ok(Received::App {
+                                from: from.ok_or_else(|| MlsError::Mls("unknown sender".into()))?,
+                                data: app.into_bytes(),
+                            }),
+                            _ => Err(MlsError::Malformed("not an application message".into())),
+                        }
+                    });
+                self.settle(conv, opened)
             }
             MlsBody::Commit {
                 device,
@@ -398,8 +446,8 @@ impl Device {
                     // Our own commit, in the server's order: it takes effect now.
                     return self.commit_accepted(conv);
                 }
-                match self.group(conv) {
-                    Ok(mut group) if group.is_active() => {
+                match self.loaded.get_mut(conv) {
+                    Some(group) if group.is_active() => {
                         let msg = decode(commit)?
                             .try_into_protocol_message()
                             .map_err(|e| MlsError::Malformed(format!("{e:?}")))?;
@@ -411,17 +459,19 @@ impl Device {
                         if msg.epoch() != group.epoch() {
                             return Ok(Received::Ignored);
                         }
-                        let before = members_of(&group);
-                        let processed = group.process_message(&self.provider, msg).map_err(mls)?;
-                        match processed.into_content() {
-                            ProcessedMessageContent::StagedCommitMessage(staged) => {
-                                group
+                        let before = members_of(group);
+                        let applied = group
+                            .process_message(&self.provider, msg)
+                            .map_err(mls)
+                            .and_then(|processed| match processed.into_content() {
+                                ProcessedMessageContent::StagedCommitMessage(staged) => group
                                     .merge_staged_commit(&self.provider, *staged)
-                                    .map_err(mls)?;
-                            }
-                            _ => return Err(MlsError::Malformed("not a commit".into())),
-                        }
-                        if !group.is_active() {
+                                    .map_err(mls),
+                                _ => Err(MlsError::Malformed("not a commit".into())),
+                            })
+                            .map(|()| (group.is_active(), members_of(group)));
+                        let (active, after) = self.settle(conv, applied)?;
+                        if !active {
                             // This device was removed.
                             self.forget(conv);
                             return Ok(Received::Commit {
@@ -430,7 +480,7 @@ impl Device {
                                 joined: false,
                             });
                         }
-                        Ok(diff(before, members_of(&group), false))
+                        Ok(diff(before, after, false))
                     }
                     _ => self.try_welcome(conv, welcome.as_deref()),
                 }
@@ -465,10 +515,10 @@ impl Device {
             .and_then(|s| s.into_group(&self.provider))
             .map_err(mls)?;
         self.forget(conv);
-        self.groups
-            .insert(conv.to_owned(), group.group_id().as_slice().to_vec());
+        let added = members_of(&group);
+        self.adopt(conv, group);
         Ok(Received::Commit {
-            added: members_of(&group),
+            added,
             removed: Vec::new(),
             joined: true,
         })
@@ -490,13 +540,19 @@ impl Device {
     pub fn restore(bytes: &[u8]) -> Result<Self, MlsError> {
         let saved: Saved =
             postcard::from_bytes(bytes).map_err(|e| MlsError::Damaged(e.to_string()))?;
-        Ok(Self {
+        let mut device = Self {
             user: saved.user,
             device: saved.device,
             signer: saved.signer,
             provider: Provider::from_records(saved.records),
             groups: saved.groups,
-        })
+            loaded: HashMap::new(),
+        };
+        let convs: Vec<String> = device.groups.keys().cloned().collect();
+        for conv in convs {
+            device.load(&conv);
+        }
+        Ok(device)
     }
 }
 

@@ -174,6 +174,51 @@ fn saved_state_restores_and_goes_on() {
     assert!(Device::restore(b"garbage").is_err());
 }
 
+/// A device reads each group from its storage once and keeps it loaded; what it keeps
+/// and what it would save must not part, also after refused messages.
+#[test]
+fn the_loaded_group_and_the_saved_state_stay_one_through_refused_messages() {
+    let mut a1 = dev("alice", "a1");
+    let mut b1 = dev("bob", "b1");
+    a1.create_group(CONV).unwrap();
+    let add = a1.add(CONV, &[b1.key_package().unwrap()]).unwrap();
+    deliver(&mut a1, &add, &mut [&mut b1]);
+    for i in 0..5 {
+        let m = a1.encrypt(CONV, format!("m{i}").as_bytes()).unwrap();
+        assert_eq!(
+            text(b1.receive(CONV, &m).unwrap()),
+            format!("m{i}").as_bytes()
+        );
+    }
+    // A tampered message and a replay are refused, and the group goes on.
+    let m = a1.encrypt(CONV, b"tampered").unwrap();
+    let MlsBody::App(mut bytes) = m.clone() else {
+        panic!("not an application message")
+    };
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    assert!(b1.receive(CONV, &MlsBody::App(bytes)).is_err());
+    assert_eq!(text(b1.receive(CONV, &m).unwrap()), b"tampered");
+    assert!(b1.receive(CONV, &m).is_err(), "a replay is refused");
+    // A copy made from what each device would save now follows exactly as the device
+    // itself: the sender's copy does not reuse a key of the device (the peer opens its
+    // message), the receiver's copy opens the next message as the receiver does.
+    let mut b_copy = Device::restore(&b1.snapshot()).unwrap();
+    let next = a1.encrypt(CONV, b"next").unwrap();
+    assert_eq!(text(b1.receive(CONV, &next).unwrap()), b"next");
+    assert_eq!(text(b_copy.receive(CONV, &next).unwrap()), b"next");
+    let mut a_copy = Device::restore(&a1.snapshot()).unwrap();
+    let from_copy = a_copy.encrypt(CONV, b"from the copy").unwrap();
+    assert_eq!(
+        text(b1.receive(CONV, &from_copy).unwrap()),
+        b"from the copy"
+    );
+    assert!(
+        b1.receive(CONV, &from_copy).is_err(),
+        "the copy's message is as used as any"
+    );
+}
+
 #[test]
 fn a_refused_commit_is_dropped_and_the_winner_s_welcome_is_joined() {
     // Alice and bob both start the conversation's group; the server orders alice's first.
