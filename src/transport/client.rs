@@ -430,7 +430,7 @@ async fn drive(
 /// for the rest when the search needs it).
 fn search(
     core: &mut ClientCore,
-    index: &ClientIndex,
+    index: &mut ClientIndex,
     query: &str,
     conv: Option<&str>,
     limit: Option<u32>,
@@ -1256,6 +1256,8 @@ async fn run_session(
                 result = wire.apply(outputs, events, core).await;
             }
             _ = save_tick.tick() => {
+                // The index first: it is never behind a saved sync position.
+                wire.index.flush();
                 if let Some(state) = core.take_saved_state() {
                     save_state(&opts.state_file, &state).await;
                 }
@@ -1268,6 +1270,7 @@ async fn run_session(
     };
     reader.abort();
     files.disconnected();
+    wire.index.flush();
     if let Some(state) = core.take_saved_state() {
         save_state(&opts.state_file, &state).await;
     }

@@ -36,7 +36,9 @@ pub async fn load(
 
 /// Writes the state if it changed.
 pub async fn save(state_file: Option<&Path>, client: &mut MlsClient) {
-    let (Some(state), Some(bytes)) = (state_file, client.take_dirty()) else {
+    // No state file: nothing to write, and no snapshot to make (it is the whole state).
+    let Some(state) = state_file else { return };
+    let Some(bytes) = client.take_dirty() else {
         return;
     };
     let path = mls_path(state);

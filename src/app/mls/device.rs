@@ -7,6 +7,7 @@ use openmls::prelude::tls_codec::{Deserialize as _, Serialize as _};
 use openmls::prelude::*;
 use openmls_basic_credential::SignatureKeyPair;
 use openmls_traits::OpenMlsProvider;
+use openmls_traits::signatures::{Signer, SignerError};
 use openmls_traits::storage::StorageProvider as _;
 use serde::{Deserialize, Serialize};
 
@@ -125,11 +126,65 @@ struct Saved {
     records: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
+/// The device's Ed25519 key, expanded once. `SignatureKeyPair::sign` rebuilds the signing
+/// key from its bytes at every signature (a scalar multiplication: a fifth of the CPU of
+/// sending a message, issue 14); this signs with the same key, so with the same
+/// (deterministic) signatures.
+pub(super) enum DeviceSigner {
+    Expanded(ed25519_dalek::SigningKey),
+    /// The key pair as openmls keeps it, should its bytes not read as an Ed25519 key whose
+    /// public half is the pair's (not expected: the slow path, not a failure).
+    Pair(SignatureKeyPair),
+}
+
+impl DeviceSigner {
+    pub(super) fn of(pair: &SignatureKeyPair) -> Self {
+        /// The first fields of `SignatureKeyPair` as serde writes them (`private` as a bare
+        /// `Vec<u8>`, kept so by openmls for stored key pairs).
+        /// Borrowed from the encoding, which is wiped after.
+        #[derive(Deserialize)]
+        struct KeyBytes<'a> {
+            private: &'a [u8],
+            public: &'a [u8],
+        }
+        let encoded = postcard::to_allocvec(pair).map(zeroize::Zeroizing::new);
+        let expanded = encoded.ok().and_then(|b| {
+            let k = postcard::from_bytes::<KeyBytes>(&b).ok()?;
+            let key = ed25519_dalek::SigningKey::try_from(k.private).ok()?;
+            (key.verifying_key().as_bytes().as_slice() == k.public).then_some(key)
+        });
+        match expanded {
+            Some(key) if pair.signature_scheme() == SignatureScheme::ED25519 => Self::Expanded(key),
+            _ => Self::Pair(pair.clone()),
+        }
+    }
+}
+
+impl Signer for DeviceSigner {
+    fn sign(&self, payload: &[u8]) -> Result<Vec<u8>, SignerError> {
+        match self {
+            Self::Expanded(key) => Ok(ed25519_dalek::Signer::sign(key, payload)
+                .to_bytes()
+                .to_vec()),
+            Self::Pair(pair) => pair.sign(payload),
+        }
+    }
+
+    fn signature_scheme(&self) -> SignatureScheme {
+        match self {
+            Self::Expanded(_) => SignatureScheme::ED25519,
+            Self::Pair(pair) => pair.signature_scheme(),
+        }
+    }
+}
+
 /// One device's MLS state.
 pub struct Device {
     user: String,
     device: String,
     signer: SignatureKeyPair,
+    /// `signer`, expanded, for signing.
+    signing: DeviceSigner,
     provider: Provider,
     /// Conversation storage key → MLS group id.
     groups: BTreeMap<String, Vec<u8>>,
@@ -160,6 +215,7 @@ impl Device {
         Ok(Self {
             user: user.to_ascii_lowercase(),
             device: device.to_owned(),
+            signing: DeviceSigner::of(&signer),
             signer,
             provider,
             groups: BTreeMap::new(),
@@ -198,7 +254,7 @@ impl Device {
     /// this one to a group; its private part stays here until a welcome uses it.
     pub fn key_package(&mut self) -> Result<Vec<u8>, MlsError> {
         let bundle = KeyPackage::builder()
-            .build(SUITE, &self.provider, &self.signer, self.credential())
+            .build(SUITE, &self.provider, &self.signing, self.credential())
             .map_err(mls)?;
         bundle
             .key_package()
@@ -218,7 +274,7 @@ impl Device {
         let bundle = KeyPackage::builder()
             .leaf_node_capabilities(capabilities)
             .mark_as_last_resort()
-            .build(SUITE, &self.provider, &self.signer, self.credential())
+            .build(SUITE, &self.provider, &self.signing, self.credential())
             .map_err(mls)?;
         bundle
             .key_package()
@@ -283,8 +339,8 @@ impl Device {
             .ciphersuite(SUITE)
             .use_ratchet_tree_extension(true)
             .build();
-        let group =
-            MlsGroup::new(&self.provider, &self.signer, &config, self.credential()).map_err(mls)?;
+        let group = MlsGroup::new(&self.provider, &self.signing, &config, self.credential())
+            .map_err(mls)?;
         self.adopt(conv, group);
         Ok(())
     }
@@ -306,7 +362,7 @@ impl Device {
             .collect::<Result<Vec<_>, _>>()?;
         let group = self.loaded.get_mut(conv).ok_or(MlsError::NoGroup)?;
         let made = group
-            .add_members(&self.provider, &self.signer, &kps)
+            .add_members(&self.provider, &self.signing, &kps)
             .map_err(mls);
         let (commit, welcome, _) = self.settle(conv, made)?;
         Ok(MlsBody::Commit {
@@ -334,7 +390,7 @@ impl Device {
             return Err(MlsError::Mls("none of these devices is a member".into()));
         }
         let made = group
-            .remove_members(&self.provider, &self.signer, &leaves)
+            .remove_members(&self.provider, &self.signing, &leaves)
             .map_err(mls);
         let (commit, welcome, _) = self.settle(conv, made)?;
         Ok(MlsBody::Commit {
@@ -350,7 +406,7 @@ impl Device {
     pub fn self_update(&mut self, conv: &str) -> Result<MlsBody, MlsError> {
         let group = self.loaded.get_mut(conv).ok_or(MlsError::NoGroup)?;
         let made = group
-            .self_update(&self.provider, &self.signer, LeafNodeParameters::default())
+            .self_update(&self.provider, &self.signing, LeafNodeParameters::default())
             .map_err(mls);
         let bundle = self.settle(conv, made)?;
         let (commit, welcome, _) = bundle.into_contents();
@@ -398,7 +454,7 @@ impl Device {
     pub fn encrypt(&mut self, conv: &str, data: &[u8]) -> Result<MlsBody, MlsError> {
         let group = self.loaded.get_mut(conv).ok_or(MlsError::NoGroup)?;
         let msg = group
-            .create_message(&self.provider, &self.signer, data)
+            .create_message(&self.provider, &self.signing, data)
             .map_err(mls);
         let msg = self.settle(conv, msg)?;
         Ok(MlsBody::App(encode(&msg)?))
@@ -543,6 +599,7 @@ impl Device {
         let mut device = Self {
             user: saved.user,
             device: saved.device,
+            signing: DeviceSigner::of(&saved.signer),
             signer: saved.signer,
             provider: Provider::from_records(saved.records),
             groups: saved.groups,

@@ -174,6 +174,23 @@ fn saved_state_restores_and_goes_on() {
     assert!(Device::restore(b"garbage").is_err());
 }
 
+#[test]
+fn the_expanded_signing_key_signs_as_the_key_pair_does() {
+    use openmls_traits::signatures::Signer as _;
+    let pair =
+        openmls_basic_credential::SignatureKeyPair::new(openmls::prelude::SignatureScheme::ED25519)
+            .unwrap();
+    let signer = device::DeviceSigner::of(&pair);
+    assert!(
+        matches!(signer, device::DeviceSigner::Expanded(_)),
+        "the fast path is taken"
+    );
+    for payload in [&b""[..], b"hello", &[7u8; 1000][..]] {
+        assert_eq!(signer.sign(payload).unwrap(), pair.sign(payload).unwrap());
+    }
+    assert_eq!(signer.signature_scheme(), pair.signature_scheme());
+}
+
 /// A device reads each group from its storage once and keeps it loaded; what it keeps
 /// and what it would save must not part, also after refused messages.
 #[test]
