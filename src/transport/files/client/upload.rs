@@ -20,8 +20,11 @@ use crate::app::ids::{ClientMsgId, ConvId};
 use crate::app::protocol::{ConvUp, ErrorCode, FileDown, FileReq};
 use crate::transport::codec;
 use crate::transport::envelope::{Direction, SessionKeys};
-use crate::transport::files::chunk::{FileKey, MAX_FILE_FRAME, chunk_aad, write_chunk};
+use crate::transport::files::chunk::{
+    FRAME_HEAD, FileKey, MAX_FILE_FRAME, chunk_aad, frame_len, sealable_frame, write_frame_parts,
+};
 use crate::transport::identity::IdentityKey;
+use crate::transport::quic::Bytes;
 
 /// An upload task.
 pub(super) struct Upload {
@@ -187,9 +190,8 @@ impl Upload {
         });
         let mut done = start;
         let mut i = have;
-        while let Some(sealed) = chunks.recv().await {
-            let sealed = sealed?;
-            if let Err(e) = write_chunk(&mut send, &sealed).await {
+        while let Some(frame) = chunks.recv().await {
+            if let Err(e) = write_frame_parts(&mut send, &mut [frame?]).await {
                 // The server may have stopped the upload with a reason (a full disk):
                 // that reason, if it sent one, says more than the broken stream.
                 let answer = tokio::time::timeout(Duration::from_secs(2), read_down(&mut recv));
@@ -241,29 +243,67 @@ enum Sealer {
     },
 }
 
+/// Why a chunk could not be made.
+enum ChunkError {
+    /// Reading the file failed (it changed, or went away).
+    Read(std::io::Error),
+    /// Sealing failed.
+    Seal(String),
+}
+
 impl Sealer {
-    fn seal(&self, file: &ClientMsgId, i: u64, plain: &[u8]) -> Result<Vec<u8>, String> {
+    /// The whole frame of chunk `i` of `file`: its `n` bytes of plaintext filled in by
+    /// `read` where they are sealed, so the file's bytes are copied once, from the page
+    /// cache into the frame quinn sends (the first scheme, for a peer's identity key,
+    /// seals into a copy).
+    fn frame(
+        &self,
+        file: &ClientMsgId,
+        i: u64,
+        n: usize,
+        read: impl FnOnce(&mut [u8]) -> std::io::Result<()>,
+    ) -> Result<Vec<u8>, ChunkError> {
+        let seal_err = |e: &dyn std::fmt::Display| ChunkError::Seal(e.to_string());
         let aad_id = chunk_aad_id(file, i);
         match self {
-            Sealer::Key(k) => k.seal(file, i, plain).map_err(|e| e.to_string()),
             Sealer::Identity {
                 identity,
                 peer,
                 conv_key,
                 me,
-            } => identity
-                .seal(peer, conv_key, me, aad_id, plain)
-                .map_err(|e| e.to_string()),
-            Sealer::Session { keys, conv_key, me } => keys
-                .up
-                .seal(&chunk_aad(Direction::Up, conv_key, me, aad_id), plain)
-                .map_err(|e| e.to_string()),
+            } => {
+                let mut plain = vec![0u8; n];
+                read(&mut plain).map_err(ChunkError::Read)?;
+                let sealed = identity
+                    .seal(peer, conv_key, me, aad_id, &plain)
+                    .map_err(|e| seal_err(&e))?;
+                let mut frame = Vec::with_capacity(4 + sealed.len());
+                frame.extend_from_slice(&frame_len(sealed.len()));
+                frame.extend_from_slice(&sealed);
+                Ok(frame)
+            }
+            Sealer::Key(k) => {
+                let mut frame = sealable_frame(n);
+                read(&mut frame[FRAME_HEAD..FRAME_HEAD + n]).map_err(ChunkError::Read)?;
+                k.seal_in_place(file, i, &mut frame[4..])
+                    .map_err(|e| seal_err(&e))?;
+                Ok(frame)
+            }
+            Sealer::Session { keys, conv_key, me } => {
+                let mut frame = sealable_frame(n);
+                read(&mut frame[FRAME_HEAD..FRAME_HEAD + n]).map_err(ChunkError::Read)?;
+                let aad = chunk_aad(Direction::Up, conv_key, me, aad_id);
+                keys.up
+                    .seal_in_place(&aad, &mut frame[4..])
+                    .map_err(|e| seal_err(&e))?;
+                Ok(frame)
+            }
         }
     }
 }
 
-/// Reads chunks `range` of the file at `path` and hands them on sealed, until the range
-/// ends, an error (handed on too) or the receiver is gone. Blocking: runs on its own
+/// Reads chunks `range` of the file at `path` and hands on their frames, sealed, until the
+/// range ends, an error (handed on too) or the receiver is gone. Blocking: runs on its own
 /// thread.
 fn read_and_seal(
     path: &std::path::Path,
@@ -271,7 +311,7 @@ fn read_and_seal(
     size: u64,
     range: std::ops::Range<u64>,
     sealer: &Sealer,
-    out: &mpsc::Sender<Result<Vec<u8>, Failure>>,
+    out: &mpsc::Sender<Result<Bytes, Failure>>,
 ) {
     use std::io::{Read, Seek};
     let unreadable = |e: std::io::Error| {
@@ -290,20 +330,18 @@ fn read_and_seal(
             return;
         }
     };
-    let mut buf = vec![0u8; CHUNK];
     for i in range {
         let n = chunk_len(size, i);
-        let sealed = match input.read_exact(&mut buf[..n]) {
-            Ok(()) => sealer
-                .seal(&file, i, &buf[..n])
-                .map_err(|e| final_err(ErrorCode::Internal, e)),
-            Err(e) => Err(final_err(
+        let frame = match sealer.frame(&file, i, n, |buf| input.read_exact(buf)) {
+            Ok(frame) => Ok(Bytes::from(frame)),
+            Err(ChunkError::Read(e)) => Err(final_err(
                 ErrorCode::BadRequest,
                 format!("{} changed while sending: {e}", path.display()),
             )),
+            Err(ChunkError::Seal(e)) => Err(final_err(ErrorCode::Internal, e)),
         };
-        let failed = sealed.is_err();
-        if out.blocking_send(sealed).is_err() || failed {
+        let failed = frame.is_err();
+        if out.blocking_send(frame).is_err() || failed {
             return;
         }
     }
