@@ -1,16 +1,18 @@
-//! One upload: hash the file, then send its chunks (resuming from what the server holds),
-//! and hand the finished file to the client loop to post its file message.
+//! One upload: send the file's chunks (resuming from what the server holds), hashing them
+//! as they are read, and hand the finished file, with its SHA-256, to the client loop to
+//! post its file message.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::debug;
 
 use super::{
     Failure, FileMsg, LiveSession, Progress, after_failure, final_err, next_session, read_down,
-    retry, sha256_of,
+    retry,
 };
 use crate::app::client::{Event, to_hex};
 use crate::app::files::{
@@ -42,7 +44,7 @@ pub(super) struct Upload {
 impl Upload {
     pub(super) async fn run(mut self) {
         let fid = to_hex(&self.file.0);
-        if let Some(info) = self.prepare().await {
+        if let Some(mut info) = self.prepare().await {
             let mut session_rx = self.session.clone();
             let mut progress = Progress {
                 direction: "up",
@@ -58,7 +60,10 @@ impl Upload {
                 };
                 let conn = session.conn.clone();
                 match self.attempt(session, &info, &mut progress).await {
-                    Ok(()) => break true,
+                    Ok(sha256) => {
+                        info.sha256 = sha256;
+                        break true;
+                    }
                     Err(f) => {
                         if !after_failure(f, &conn, &self.tx, &mut same).await {
                             break false;
@@ -75,11 +80,12 @@ impl Upload {
         let _ = self.tx.send(FileMsg::Ended(fid, false));
     }
 
-    /// Hashes the file and makes its metadata; reports a local problem as an error.
+    /// The file's metadata (its SHA-256 comes with the upload, from the bytes sent);
+    /// reports a local problem as an error.
     async fn prepare(&mut self) -> Option<FileInfo> {
         let fail = |m: String| FileMsg::Event(Event::error(ErrorCode::LocalFile, m));
-        match tokio::fs::metadata(&self.path).await {
-            Ok(m) if m.is_file() => {}
+        let size = match tokio::fs::metadata(&self.path).await {
+            Ok(m) if m.is_file() => m.len(),
             Ok(_) => {
                 let m = format!("{} is not a regular file", self.path.display());
                 let _ = self.tx.send(fail(m));
@@ -90,15 +96,13 @@ impl Upload {
                 let _ = self.tx.send(fail(m));
                 return None;
             }
-        }
-        let (size, sha256) = match sha256_of(&self.path).await {
-            Ok(x) => x,
-            Err(e) => {
-                let m = format!("cannot read {}: {e}", self.path.display());
-                let _ = self.tx.send(fail(m));
-                return None;
-            }
         };
+        // Readable now (a problem later is the upload's): its bytes are hashed as they go.
+        if let Err(e) = tokio::fs::File::open(&self.path).await {
+            let m = format!("cannot read {}: {e}", self.path.display());
+            let _ = self.tx.send(fail(m));
+            return None;
+        }
         let name = clean_name(
             &self
                 .path
@@ -111,7 +115,7 @@ impl Upload {
             mime: guess_mime(&name).to_owned(),
             name,
             size,
-            sha256,
+            sha256: String::new(),
             key: self.key.map(|k| to_hex(&k)),
         })
     }
@@ -141,12 +145,13 @@ impl Upload {
         ))
     }
 
+    /// One try; on success, the SHA-256 of the file sent (hex).
     async fn attempt(
         &self,
         session: LiveSession,
         info: &FileInfo,
         progress: &mut Progress,
-    ) -> Result<(), Failure> {
+    ) -> Result<String, Failure> {
         let peer_key = self.peer_key().await?;
         let (mut send, mut recv) = session.conn.open_bi().await.map_err(retry)?;
         let (conv, file, size) = (self.conv.clone(), self.file, info.size);
@@ -181,11 +186,12 @@ impl Upload {
                 me: self.me_key.clone(),
             },
         };
-        // A thread reads and seals the next chunks while this task writes the previous ones
-        // to the stream: the file, the cipher and the network work at once.
+        // A thread reads, hashes and seals the next chunks while this task writes the
+        // previous ones to the stream: the file, the hash, the cipher and the network work
+        // at once, and the file is read once.
         let (chunks_tx, mut chunks) = mpsc::channel(PIPELINE);
         let (path, file, size) = (self.path.clone(), self.file, info.size);
-        tokio::task::spawn_blocking(move || {
+        let reader = tokio::task::spawn_blocking(move || {
             read_and_seal(&path, file, size, have..count, &sealer, &chunks_tx)
         });
         let mut done = start;
@@ -210,11 +216,15 @@ impl Upload {
                 "the upload's reader stopped early",
             ));
         }
+        let sha256 =
+            reader.await.ok().flatten().ok_or_else(|| {
+                final_err(ErrorCode::Internal, "the upload's reader stopped early")
+            })?;
         match read_down(&mut recv).await? {
             FileDown::Done => {
                 progress.report(info.size, false, &self.tx);
                 let _ = send.finish();
-                Ok(())
+                Ok(sha256)
             }
             other => Err(retry(format!("unexpected answer {other:?}"))),
         }
@@ -303,8 +313,9 @@ impl Sealer {
 }
 
 /// Reads chunks `range` of the file at `path` and hands on their frames, sealed, until the
-/// range ends, an error (handed on too) or the receiver is gone. Blocking: runs on its own
-/// thread.
+/// range ends, an error (handed on too) or the receiver is gone; hashes the file's `size`
+/// bytes on the way (the ones before the range, which the server holds, first). Returns
+/// the SHA-256 (hex) once every frame was handed on. Blocking: runs on its own thread.
 fn read_and_seal(
     path: &std::path::Path,
     file: ClientMsgId,
@@ -312,37 +323,58 @@ fn read_and_seal(
     range: std::ops::Range<u64>,
     sealer: &Sealer,
     out: &mpsc::Sender<Result<Bytes, Failure>>,
-) {
-    use std::io::{Read, Seek};
-    let unreadable = |e: std::io::Error| {
+) -> Option<String> {
+    use std::io::Read;
+    let changed = |e: std::io::Error| {
         final_err(
             ErrorCode::BadRequest,
-            format!("cannot read {}: {e}", path.display()),
+            format!("{} changed while sending: {e}", path.display()),
         )
     };
-    let start = (range.start * CHUNK as u64).min(size);
-    let opened = std::fs::File::open(path)
-        .and_then(|mut f| f.seek(std::io::SeekFrom::Start(start)).map(|_| f));
-    let mut input = match opened {
+    let mut input = match std::fs::File::open(path) {
         Ok(f) => f,
         Err(e) => {
-            let _ = out.blocking_send(Err(unreadable(e)));
-            return;
+            let m = format!("cannot read {}: {e}", path.display());
+            let _ = out.blocking_send(Err(final_err(ErrorCode::BadRequest, m)));
+            return None;
         }
     };
+    let mut hash = Sha256::new();
+    let start = (range.start * CHUNK as u64).min(size);
+    if let Err(e) = hash_prefix(&mut input, start, &mut hash) {
+        let _ = out.blocking_send(Err(changed(e)));
+        return None;
+    }
     for i in range {
         let n = chunk_len(size, i);
-        let frame = match sealer.frame(&file, i, n, |buf| input.read_exact(buf)) {
+        let read = |buf: &mut [u8]| {
+            input.read_exact(buf)?;
+            hash.update(&*buf);
+            Ok(())
+        };
+        let frame = match sealer.frame(&file, i, n, read) {
             Ok(frame) => Ok(Bytes::from(frame)),
-            Err(ChunkError::Read(e)) => Err(final_err(
-                ErrorCode::BadRequest,
-                format!("{} changed while sending: {e}", path.display()),
-            )),
+            Err(ChunkError::Read(e)) => Err(changed(e)),
             Err(ChunkError::Seal(e)) => Err(final_err(ErrorCode::Internal, e)),
         };
         let failed = frame.is_err();
         if out.blocking_send(frame).is_err() || failed {
-            return;
+            return None;
         }
     }
+    Some(to_hex(&hash.finalize()))
+}
+
+/// Hashes the first `len` bytes of `input` (read from where it is).
+fn hash_prefix(input: &mut std::fs::File, len: u64, hash: &mut Sha256) -> std::io::Result<()> {
+    use std::io::Read;
+    let mut buf = vec![0u8; (1024 * 1024).min(len as usize)];
+    let mut left = len;
+    while left > 0 {
+        let n = left.min(buf.len() as u64) as usize;
+        input.read_exact(&mut buf[..n])?;
+        hash.update(&buf[..n]);
+        left -= n as u64;
+    }
+    Ok(())
 }
