@@ -625,10 +625,6 @@ async fn receive(
     };
     let writer = async move {
         let mut at = keep;
-        // The part file's early syncs: one at a time, each started once `SYNC_STEP` more
-        // bytes were written, so the final fsync before `Done` finds little left to write.
-        let mut unsynced = 0;
-        let mut syncing: Option<tokio::task::JoinHandle<StoreResult<()>>> = None;
         while let Some(first) = chunks.recv().await {
             let mut written = first.keep.len();
             let mut batch = vec![first];
@@ -657,20 +653,6 @@ async fn receive(
                 .map_err(write_refusal)?;
             at += written as u64;
             drop(current);
-            unsynced += written;
-            if unsynced >= SYNC_STEP && syncing.as_ref().is_none_or(|s| s.is_finished()) {
-                if let Some(done) = syncing.take() {
-                    synced(done).await?;
-                }
-                unsynced = 0;
-                let (store, u, n) = (store.clone(), ukey.to_owned(), name.to_owned());
-                syncing = Some(tokio::spawn(async move {
-                    store.blobs(move |b| b.sync_part(&u, &n)).await
-                }));
-            }
-        }
-        if let Some(done) = syncing {
-            synced(done).await?;
         }
         Ok::<bool, Refusal>(true)
     };
@@ -696,8 +678,6 @@ async fn receive(
 const UPLOAD_PIPELINE: usize = 16;
 /// Bytes of an upload written in one call on the store at most.
 const WRITE_BATCH: usize = 1024 * 1024;
-/// Bytes of an upload written between two early syncs of its part file.
-const SYNC_STEP: usize = 32 * 1024 * 1024;
 
 /// A chunk of an upload checked by the reader: what is stored is `buf[keep]` (a
 /// `#general` chunk's plaintext, opened where it arrived, or an end-to-end chunk whole).
@@ -710,14 +690,6 @@ impl Verified {
     fn bytes(&self) -> &[u8] {
         &self.buf[self.keep.clone()]
     }
-}
-
-/// The result of an early sync of a part file: a failed one fails the upload (the final
-/// fsync, on another descriptor, might not hear of the lost write).
-async fn synced(sync: tokio::task::JoinHandle<StoreResult<()>>) -> Result<(), Refusal> {
-    sync.await
-        .map_err(|e| io_refusal("write the file", e))?
-        .map_err(write_refusal)
 }
 
 /// How many chunks a download reads from the store at once.
