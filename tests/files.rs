@@ -701,13 +701,22 @@ fn raw_quinn_seconds(size: usize) -> f64 {
 /// The speed check of the issue: a 256 MiB file over loopback against a raw quinn stream in
 /// the same run. Run it in release: `cargo test --release --no-default-features --test
 /// files -- --ignored --nocapture speed`. `LIVEWIRE_SPEED_TO=@bob` sends it in a direct
-/// message (sealed with its own key) instead of `#general`.
+/// message (sealed with its own key) instead of `#general`. Besides the times it prints the
+/// CPU seconds per GiB the processes spent (user + system, from `/proc`): the raw quinn run
+/// (both ends, in this process), the upload (server and alice, after the hashing) and the
+/// download (server and bob) — a figure the load of a shared machine disturbs less than
+/// time. `LIVEWIRE_TEST_BIN` runs another `livewire` binary (an A/B).
 #[test]
 #[ignore]
 fn speed_256mib_against_raw_quinn() {
     let to = std::env::var("LIVEWIRE_SPEED_TO").unwrap_or_else(|_| "#general".into());
     let size = 256 * 1024 * 1024;
+    let gib = size as f64 / (1024.0 * 1024.0 * 1024.0);
+    let me = std::process::id();
+    let cpu = |pid: u32| cpu_seconds(pid).unwrap_or(f64::NAN);
+    let raw_cpu0 = cpu(me);
     let raw = raw_quinn_seconds(size);
+    let raw_cpu = cpu(me) - raw_cpu0;
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("srv");
     let mut args = FAST.to_vec();
@@ -716,23 +725,29 @@ fn speed_256mib_against_raw_quinn() {
     let home = dir.path();
     let mut alice = ChatProc::login(&server.addr, "alice", home);
     let mut bob = ChatProc::login(&server.addr, "bob", home);
+    let (spid, apid, bpid) = (server.child.id(), alice.child.id(), bob.child.id());
     let src = dir.path().join("speed.dat");
     random_file(&src, size, 99);
     let t = std::time::Instant::now();
+    let a0 = cpu(apid);
     send_file(&mut alice, &to, &src);
     let first = alice.expect("upload start", |v| v["event"] == "transfer");
     let hashed = t.elapsed().as_secs_f64();
+    let (a1, s1) = (cpu(apid), cpu(spid));
     assert_eq!(first["bytes"], 0);
     sent_file(&mut alice, "speed.dat");
     let up_total = t.elapsed().as_secs_f64();
+    let (a2, s2) = (cpu(apid), cpu(spid));
     let up = up_total - hashed;
     let m = bob.expect("file message", |v| {
         v["event"] == "message" && v["file"]["name"] == "speed.dat"
     });
     let out = dir.path().join("speed.copy");
+    let (b3, s3) = (cpu(bpid), cpu(spid));
     let t = std::time::Instant::now();
     let d = download(&mut bob, &m["id"], &out);
     let down = t.elapsed().as_secs_f64();
+    let (b4, s4) = (cpu(bpid), cpu(spid));
     assert_eq!(d["event"], "downloaded", "{d}");
     let mib = size as f64 / (1024.0 * 1024.0);
     eprintln!(
@@ -743,6 +758,17 @@ fn speed_256mib_against_raw_quinn() {
         100.0 * raw / up_total,
         mib / down,
         100.0 * raw / down
+    );
+    eprintln!(
+        "CPU {to} s/GiB: raw quinn {:.2}; upload {:.2} (server {:.2} + alice {:.2}; alice's hashing before it {:.2}); download {:.2} (server {:.2} + bob {:.2})",
+        raw_cpu / gib,
+        (s2 - s1 + a2 - a1) / gib,
+        (s2 - s1) / gib,
+        (a2 - a1) / gib,
+        (a1 - a0) / gib,
+        (s4 - s3 + b4 - b3) / gib,
+        (s4 - s3) / gib,
+        (b4 - b3) / gib,
     );
     assert_eq!(alice.finish().0, 0);
     assert_eq!(bob.finish().0, 0);

@@ -43,6 +43,14 @@ pub trait FileBlobs: Send + Sync + 'static {
     /// chunk, so a chunk written twice is the same bytes in the same place).
     fn write_part(&self, uploader: &str, name: &str, at: u64, bytes: &[u8]) -> StoreResult<()>;
 
+    /// Writes `parts`, one after the other, at offset `at` of the partial upload (whole
+    /// stored chunks, as [`FileBlobs::write_part`]): a batch of chunks that arrived apart,
+    /// which a store able to write them as they lie (the data dir: one `writev`) does not
+    /// copy together first.
+    fn write_parts(&self, uploader: &str, name: &str, at: u64, parts: &[&[u8]]) -> StoreResult<()> {
+        self.write_part(uploader, name, at, &parts.concat())
+    }
+
     /// Makes what the partial upload holds durable, e.g. before giving up on an
     /// interrupted upload that a client will resume.
     fn sync_part(&self, uploader: &str, name: &str) -> StoreResult<()>;

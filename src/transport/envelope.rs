@@ -178,6 +178,64 @@ impl SealingKey {
         out
     }
 
+    /// Seals `plain` where it lies with the key's next nonce and returns that nonce and
+    /// the tag: the envelope is `nonce ‖ plain (now the ciphertext) ‖ tag`, for a caller
+    /// that lays the three parts out itself (a file chunk, encrypted in the buffer it was
+    /// read into, copies nothing).
+    pub fn seal_detached(
+        &self,
+        aad: &Aad<'_>,
+        plain: &mut [u8],
+    ) -> Result<([u8; NONCE_LEN], [u8; TAG_LEN]), EnvelopeError> {
+        let nonce = self.1.next()?;
+        let aad = aad.encode();
+        let tag = self
+            .0
+            .encrypt_inout_detached(&Nonce::from(nonce), &aad, plain.into())
+            .expect("AES-GCM-SIV encryption of an in-memory buffer cannot fail");
+        let mut t = [0u8; TAG_LEN];
+        t.copy_from_slice(&tag);
+        Ok((nonce, t))
+    }
+
+    /// Seals in place an envelope laid out as room for the nonce ‖ the plaintext ‖ room
+    /// for the tag (`envelope` is the plaintext's length plus [`NONCE_LEN`] and
+    /// [`TAG_LEN`]).
+    pub fn seal_in_place(&self, aad: &Aad<'_>, envelope: &mut [u8]) -> Result<(), EnvelopeError> {
+        let end = envelope
+            .len()
+            .checked_sub(TAG_LEN)
+            .filter(|&end| end >= NONCE_LEN)
+            .ok_or(EnvelopeError::Short)?;
+        let (nonce, tag) = self.seal_detached(aad, &mut envelope[NONCE_LEN..end])?;
+        envelope[..NONCE_LEN].copy_from_slice(&nonce);
+        envelope[end..].copy_from_slice(&tag);
+        Ok(())
+    }
+
+    /// Opens an envelope where it lies (no copy): on success the plaintext is the middle
+    /// of `envelope`, returned; on an error `envelope`'s bytes are not to be used.
+    pub fn open_in_place<'b>(
+        &self,
+        aad: &Aad<'_>,
+        envelope: &'b mut [u8],
+    ) -> Result<&'b mut [u8], EnvelopeError> {
+        let end = envelope
+            .len()
+            .checked_sub(TAG_LEN)
+            .filter(|&end| end >= NONCE_LEN)
+            .ok_or(EnvelopeError::Short)?;
+        let (head, tag) = envelope.split_at_mut(end);
+        let (nonce, body) = head.split_at_mut(NONCE_LEN);
+        let nonce: [u8; NONCE_LEN] = (&*nonce).try_into().map_err(|_| EnvelopeError::Short)?;
+        let tag = aes_gcm_siv::Tag::try_from(&*tag).map_err(|_| EnvelopeError::Short)?;
+        let aad = aad.encode();
+        self.0
+            .decrypt_inout_detached(&Nonce::from(nonce), &aad, (&mut *body).into(), &tag)
+            .map_err(|_| EnvelopeError::Auth)?;
+        Ok(body)
+    }
+
     /// Opens an envelope sealed under the same key and AAD.
     pub fn open(&self, aad: &Aad<'_>, envelope: &[u8]) -> Result<Vec<u8>, EnvelopeError> {
         if envelope.len() < NONCE_LEN + TAG_LEN {
@@ -497,6 +555,50 @@ mod tests {
     }
 
     #[test]
+    fn in_place_envelopes_are_the_same_envelopes() {
+        let k = SealingKey::session(&[9; 32]);
+        // Sealed in place: opens with `open`, and is what `seal` makes with that nonce.
+        let mut env = vec![0u8; NONCE_LEN + 5 + TAG_LEN];
+        env[NONCE_LEN..NONCE_LEN + 5].copy_from_slice(b"hello");
+        k.seal_in_place(&aad("#general"), &mut env).unwrap();
+        assert_eq!(k.open(&aad("#general"), &env).unwrap(), b"hello");
+        let nonce: [u8; NONCE_LEN] = env[..NONCE_LEN].try_into().unwrap();
+        assert_eq!(k.seal_with_nonce(&aad("#general"), b"hello", nonce), env);
+        // `seal` opens in place; tampered, transplanted, too short: refused.
+        let mut sealed = k.seal(&aad("#general"), b"chunk").unwrap();
+        let plain = k.open_in_place(&aad("#general"), &mut sealed).unwrap();
+        assert_eq!(plain, b"chunk");
+        let mut t = k.seal(&aad("#general"), b"chunk").unwrap();
+        t[NONCE_LEN] ^= 1;
+        assert_eq!(
+            k.open_in_place(&aad("#general"), &mut t),
+            Err(EnvelopeError::Auth)
+        );
+        let mut moved = k.seal(&aad("#general"), b"chunk").unwrap();
+        assert_eq!(
+            k.open_in_place(&aad("dm:alice:bob"), &mut moved),
+            Err(EnvelopeError::Auth)
+        );
+        let mut short = [0u8; NONCE_LEN + TAG_LEN - 1];
+        assert_eq!(
+            k.open_in_place(&aad("#general"), &mut short),
+            Err(EnvelopeError::Short)
+        );
+        assert_eq!(
+            k.seal_in_place(&aad("#general"), &mut short),
+            Err(EnvelopeError::Short)
+        );
+        // Detached: nonce ‖ ciphertext ‖ tag is an envelope; the empty plaintext too.
+        let mut body = *b"detached";
+        let (nonce, tag) = k.seal_detached(&aad("#general"), &mut body).unwrap();
+        let env = [&nonce[..], &body[..], &tag[..]].concat();
+        assert_eq!(k.open(&aad("#general"), &env).unwrap(), b"detached");
+        let mut empty = [0u8; NONCE_LEN + TAG_LEN];
+        k.seal_in_place(&aad("#general"), &mut empty).unwrap();
+        assert_eq!(k.open(&aad("#general"), &empty).unwrap(), b"");
+    }
+
+    #[test]
     fn session_keys_agree_and_depend_on_exporter() {
         let (c, s) = (Ephemeral::new(), Ephemeral::new());
         let (cp, sp) = (c.public, s.public);
@@ -560,6 +662,8 @@ mod tests {
         #[test]
         fn open_never_panics_on_garbage(bytes in proptest::collection::vec(any::<u8>(), 0..128)) {
             let _ = key(1).open(&aad("#general"), &bytes);
+            let mut bytes = bytes;
+            let _ = key(1).open_in_place(&aad("#general"), &mut bytes);
         }
     }
 }

@@ -18,6 +18,8 @@ use std::time::Duration;
 
 use quinn::{IdleTimeout, TransportConfig, VarInt};
 
+/// The buffers quinn takes without copying them (a file chunk handed to a stream).
+pub use bytes::Bytes;
 pub use quinn::{
     ClientConfig, Connection, ConnectionError, Endpoint, EndpointConfig, Incoming, RecvStream,
     SendStream, ServerConfig, TransportErrorCode,

@@ -42,9 +42,27 @@ pub const WAIT: Duration = Duration::from_secs(40);
 /// The password every test user registers with.
 pub const PASSWORD: &str = "correct horse battery";
 
-/// The `livewire` binary cargo built for this test run.
+/// The `livewire` binary cargo built for this test run, or the one `LIVEWIRE_TEST_BIN`
+/// names (an A/B of two builds runs one test binary against each of them in turn).
 pub fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_livewire")
+    static BIN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| {
+        std::env::var("LIVEWIRE_TEST_BIN")
+            .unwrap_or_else(|_| env!("CARGO_BIN_EXE_livewire").to_owned())
+    })
+}
+
+/// CPU seconds (user + system, every thread) process `pid` has used so far, from
+/// `/proc/PID/stat` (in clock ticks of 1/100 s, Linux's fixed `USER_HZ`); `None` where
+/// there is no procfs.
+pub fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces) and its closing parenthesis:
+    // state is field 3, utime field 14, stime field 15.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+    Some(ticks as f64 / 100.0)
 }
 
 /// Waits up to [`WAIT`] for a child to exit (killing it and failing the test after that).

@@ -2,27 +2,49 @@
 //! chunk travels as a raw frame, `u32` big-endian length ‖ sealed bytes, and is sealed
 //! under an AAD that binds conversation, uploader, file id and chunk index.
 
-use aes_gcm_siv::aead::{Aead, AeadInOut, KeyInit, Payload};
+use aes_gcm_siv::aead::{AeadInOut, KeyInit};
 use aes_gcm_siv::{Aes256GcmSiv, Nonce};
 
-use crate::app::files::{CHUNK, KEYED_OVERHEAD, SESSION_OVERHEAD, keyed_chunk_aad};
+use crate::app::files::{CHUNK, SESSION_OVERHEAD, keyed_chunk_aad};
 use crate::app::ids::ClientMsgId;
 use crate::app::protocol::E2E_OVERHEAD;
-use crate::transport::envelope::{Aad, Direction};
-use crate::transport::quic::{RecvStream, SendStream};
+use crate::transport::envelope::{Aad, Direction, NONCE_LEN, TAG_LEN};
+use crate::transport::quic::{Bytes, RecvStream, SendStream};
 
 /// Largest raw chunk frame either side accepts.
 pub(super) const MAX_CHUNK_FRAME: usize = CHUNK + E2E_OVERHEAD + SESSION_OVERHEAD;
 /// Control frames on a file stream are small.
 pub(super) const MAX_FILE_FRAME: usize = 16 * 1024;
 
-/// Writes one chunk frame.
-pub(super) async fn write_chunk(s: &mut SendStream, bytes: &[u8]) -> std::io::Result<()> {
-    // Two writes into quinn's send buffer rather than a copy of the chunk into a frame.
-    s.write_all(&(bytes.len() as u32).to_be_bytes())
+/// Where the plaintext starts in a frame from [`sealable_frame`]: after the frame's length
+/// and the nonce.
+pub(super) const FRAME_HEAD: usize = 4 + NONCE_LEN;
+
+/// A whole chunk frame for `plain_len` bytes of plaintext sealed in place (under the
+/// session keys or a file's key: nonce ‖ ciphertext ‖ tag): the length written, zeros
+/// for the rest. The plaintext goes at `FRAME_HEAD..FRAME_HEAD + plain_len`, then
+/// `frame[4..]` is sealed in place, and the frame goes to quinn as it is (no copy).
+pub(super) fn sealable_frame(plain_len: usize) -> Vec<u8> {
+    let sealed = NONCE_LEN + plain_len + TAG_LEN;
+    let mut frame = vec![0u8; 4 + sealed];
+    frame[..4].copy_from_slice(&(sealed as u32).to_be_bytes());
+    frame
+}
+
+/// Writes chunk frames whose parts are already laid out (a frame from [`sealable_frame`],
+/// or a length, a stored chunk and its tag): quinn keeps the `Bytes`, it copies nothing.
+pub(super) async fn write_frame_parts(
+    s: &mut SendStream,
+    parts: &mut [Bytes],
+) -> std::io::Result<()> {
+    s.write_all_chunks(parts)
         .await
-        .map_err(std::io::Error::other)?;
-    s.write_all(bytes).await.map_err(std::io::Error::other)
+        .map_err(std::io::Error::other)
+}
+
+/// The length prefix of a chunk frame of `len` bytes.
+pub(super) fn frame_len(len: usize) -> [u8; 4] {
+    (len as u32).to_be_bytes()
 }
 
 /// Reads one chunk frame into `buf` (refusing one over [`MAX_CHUNK_FRAME`]).
@@ -84,50 +106,90 @@ impl FileKey {
     }
 
     /// Nonce ‖ ciphertext ‖ tag of chunk `index` of `file`.
+    #[cfg(test)]
     pub(super) fn seal(
         &self,
         file: &ClientMsgId,
         index: u64,
         plain: &[u8],
     ) -> std::io::Result<Vec<u8>> {
-        let mut nonce = [0u8; 12];
-        getrandom::fill(&mut nonce).map_err(std::io::Error::other)?;
-        let aad = keyed_chunk_aad(file, index);
-        let mut out = Vec::with_capacity(KEYED_OVERHEAD + plain.len());
-        out.extend_from_slice(&nonce);
-        out.extend_from_slice(plain);
-        let tag = self
-            .0
-            .encrypt_inout_detached(&Nonce::from(nonce), &aad, (&mut out[12..]).into())
-            .map_err(|_| std::io::Error::other("a chunk could not be sealed"))?;
-        out.extend_from_slice(&tag);
+        let mut out = vec![0u8; NONCE_LEN + plain.len() + TAG_LEN];
+        out[NONCE_LEN..NONCE_LEN + plain.len()].copy_from_slice(plain);
+        self.seal_in_place(file, index, &mut out)?;
         Ok(out)
     }
 
+    /// Seals chunk `index` of `file` in place: `envelope` is room for the nonce ‖ the
+    /// plaintext ‖ room for the tag, and becomes nonce ‖ ciphertext ‖ tag.
+    pub(super) fn seal_in_place(
+        &self,
+        file: &ClientMsgId,
+        index: u64,
+        envelope: &mut [u8],
+    ) -> std::io::Result<()> {
+        let end = envelope
+            .len()
+            .checked_sub(TAG_LEN)
+            .filter(|&end| end >= NONCE_LEN)
+            .ok_or_else(|| std::io::Error::other("a chunk's buffer has no room for its seal"))?;
+        let mut nonce = [0u8; NONCE_LEN];
+        getrandom::fill(&mut nonce).map_err(std::io::Error::other)?;
+        let aad = keyed_chunk_aad(file, index);
+        let tag = self
+            .0
+            .encrypt_inout_detached(
+                &Nonce::from(nonce),
+                &aad,
+                (&mut envelope[NONCE_LEN..end]).into(),
+            )
+            .map_err(|_| std::io::Error::other("a chunk could not be sealed"))?;
+        envelope[..NONCE_LEN].copy_from_slice(&nonce);
+        envelope[end..].copy_from_slice(&tag);
+        Ok(())
+    }
+
     /// The plaintext of chunk `index` of `file`.
+    #[cfg(test)]
     pub(super) fn open(
         &self,
         file: &ClientMsgId,
         index: u64,
         sealed: &[u8],
     ) -> Result<Vec<u8>, KeyedChunkError> {
-        if sealed.len() < KEYED_OVERHEAD {
-            return Err(KeyedChunkError::Short(index));
-        }
-        let (nonce, ct) = sealed.split_at(12);
-        let nonce: [u8; 12] = nonce
+        let mut copy = sealed.to_vec();
+        Ok(self.open_in_place(file, index, &mut copy)?.to_vec())
+    }
+
+    /// Opens chunk `index` of `file` where it lies: its plaintext, the middle of `sealed`.
+    pub(super) fn open_in_place<'b>(
+        &self,
+        file: &ClientMsgId,
+        index: u64,
+        sealed: &'b mut [u8],
+    ) -> Result<&'b mut [u8], KeyedChunkError> {
+        let end = sealed
+            .len()
+            .checked_sub(TAG_LEN)
+            .filter(|&end| end >= NONCE_LEN)
+            .ok_or(KeyedChunkError::Short(index))?;
+        let (head, tag) = sealed.split_at_mut(end);
+        let (nonce, body) = head.split_at_mut(NONCE_LEN);
+        let nonce: [u8; NONCE_LEN] = (&*nonce)
             .try_into()
             .map_err(|_| KeyedChunkError::Short(index))?;
+        let tag = aes_gcm_siv::Tag::try_from(&*tag).map_err(|_| KeyedChunkError::Short(index))?;
         let aad = keyed_chunk_aad(file, index);
         self.0
-            .decrypt(&Nonce::from(nonce), Payload { msg: ct, aad: &aad })
-            .map_err(|_| KeyedChunkError::Auth(index))
+            .decrypt_inout_detached(&Nonce::from(nonce), &aad, (&mut *body).into(), &tag)
+            .map_err(|_| KeyedChunkError::Auth(index))?;
+        Ok(body)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::app::files::KEYED_OVERHEAD;
 
     #[test]
     fn keyed_chunks_open_only_with_their_key_index_and_file() {
@@ -151,6 +213,27 @@ mod tests {
             key.open(&file, 3, &sealed[..10]),
             Err(KeyedChunkError::Short(3))
         ));
+        // In place: the same envelopes.
+        let mut copy = sealed.clone();
+        assert_eq!(
+            key.open_in_place(&file, 3, &mut copy).unwrap(),
+            b"hello chunk"
+        );
+        let mut bad = sealed.clone();
+        bad[20] ^= 1;
+        assert!(matches!(
+            key.open_in_place(&file, 3, &mut bad),
+            Err(KeyedChunkError::Auth(3))
+        ));
+        assert!(matches!(
+            key.open_in_place(&file, 3, &mut [0u8; 27]),
+            Err(KeyedChunkError::Short(3))
+        ));
+        let mut frame = sealable_frame(11);
+        frame[FRAME_HEAD..FRAME_HEAD + 11].copy_from_slice(b"hello chunk");
+        key.seal_in_place(&file, 3, &mut frame[4..]).unwrap();
+        assert_eq!(frame[..4], frame_len(11 + KEYED_OVERHEAD));
+        assert_eq!(key.open(&file, 3, &frame[4..]).unwrap(), b"hello chunk");
         // A fresh nonce per seal.
         assert_ne!(key.seal(&file, 3, b"hello chunk").unwrap(), sealed);
         assert_ne!(FileKey::random_bytes().unwrap(), [0; 32]);

@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use tracing::{debug, info, warn};
 
-use super::chunk::{MAX_CHUNK_FRAME, MAX_FILE_FRAME, chunk_aad, read_chunk, write_chunk};
+use super::chunk::{
+    MAX_CHUNK_FRAME, MAX_FILE_FRAME, chunk_aad, frame_len, read_chunk, write_frame_parts,
+};
 use super::dir_blobs::DirBlobs;
 use crate::app::blobs::{FileBlobs, Holding};
 use crate::app::files::{
@@ -18,8 +20,8 @@ use crate::app::ids::{ClientMsgId, ConvId};
 use crate::app::protocol::{ErrorCode, FileDown, FileReq};
 use crate::app::store::{StoreError, StoreResult};
 use crate::transport::codec;
-use crate::transport::envelope::{Direction, SessionKeys};
-use crate::transport::quic::{RecvStream, SendStream};
+use crate::transport::envelope::{Direction, NONCE_LEN, SessionKeys, TAG_LEN};
+use crate::transport::quic::{Bytes, RecvStream, SendStream};
 
 /// Partial uploads untouched for this long are abandoned and removed.
 pub const PART_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
@@ -569,14 +571,15 @@ async fn receive(
         return Ok(Received::Interrupted);
     }
     debug!(have, count, "upload starts");
-    // The stream is read (and a `#general` chunk opened) while the chunks before it are
-    // written: verified chunks go through a channel to the writer, which takes all that
-    // waits in one write (one call on the store, not one per chunk).
-    let (chunks_tx, mut chunks) = tokio::sync::mpsc::channel::<Vec<u8>>(UPLOAD_PIPELINE);
+    // The stream is read (and a `#general` chunk opened, where it lies) while the chunks
+    // before it are written: verified chunks go through a channel to the writer, which
+    // takes all that waits in one write (one call on the store, one `writev` in the data
+    // dir, not one per chunk, and no copy into one buffer).
+    let (chunks_tx, mut chunks) = tokio::sync::mpsc::channel::<Verified>(UPLOAD_PIPELINE);
     let conv_key = conv.storage_key();
     let reader = async move {
-        let mut buf = Vec::with_capacity(MAX_CHUNK_FRAME);
         for i in have..count {
+            let mut buf = Vec::with_capacity(MAX_CHUNK_FRAME);
             let got = tokio::select! {
                 r = read_chunk(recv, &mut buf) => r,
                 // The writer stopped (superseded, or a failed write): its result says why.
@@ -587,32 +590,33 @@ async fn receive(
                 return Ok(false);
             }
             let plain_len = chunk_len(size, i);
-            match layout {
+            let wrong_size = || {
+                (
+                    ErrorCode::BadRequest,
+                    format!("chunk {i} has the wrong size"),
+                )
+            };
+            let stored = match layout {
                 Layout::Plain => {
                     let aad = chunk_aad(Direction::Up, &conv_key, user, chunk_aad_id(&file, i));
                     let plain = keys
                         .up
-                        .open(&aad, &buf)
+                        .open_in_place(&aad, &mut buf)
                         .map_err(|e| (ErrorCode::BadRequest, format!("chunk {i} refused: {e}")))?;
                     if plain.len() != plain_len {
-                        return Err((
-                            ErrorCode::BadRequest,
-                            format!("chunk {i} has the wrong size"),
-                        ));
+                        return Err(wrong_size());
                     }
-                    buf = plain;
+                    NONCE_LEN..NONCE_LEN + plain_len
                 }
                 Layout::Identity | Layout::Keyed => {
                     // Sealed end to end: only its size can be checked here.
                     if buf.len() != plain_len + layout.overhead() {
-                        return Err((
-                            ErrorCode::BadRequest,
-                            format!("chunk {i} has the wrong size"),
-                        ));
+                        return Err(wrong_size());
                     }
+                    0..buf.len()
                 }
-            }
-            let chunk = std::mem::replace(&mut buf, Vec::with_capacity(MAX_CHUNK_FRAME));
+            };
+            let chunk = Verified { buf, keep: stored };
             if chunks_tx.send(chunk).await.is_err() {
                 return Ok(true);
             }
@@ -621,10 +625,15 @@ async fn receive(
     };
     let writer = async move {
         let mut at = keep;
-        while let Some(mut batch) = chunks.recv().await {
-            while batch.len() < WRITE_BATCH {
+        while let Some(first) = chunks.recv().await {
+            let mut written = first.keep.len();
+            let mut batch = vec![first];
+            while written < WRITE_BATCH {
                 match chunks.try_recv() {
-                    Ok(more) => batch.extend_from_slice(&more),
+                    Ok(more) => {
+                        written += more.keep.len();
+                        batch.push(more);
+                    }
                     Err(_) => break,
                 }
             }
@@ -634,13 +643,15 @@ async fn receive(
                 debug!("upload superseded by a newer one");
                 return Ok(false);
             }
-            let written = batch.len() as u64;
             let (u, n) = (ukey.to_owned(), name.to_owned());
             store
-                .blobs(move |b| b.write_part(&u, &n, at, &batch))
+                .blobs(move |b| {
+                    let parts: Vec<&[u8]> = batch.iter().map(Verified::bytes).collect();
+                    b.write_parts(&u, &n, at, &parts)
+                })
                 .await
                 .map_err(write_refusal)?;
-            at += written;
+            at += written as u64;
             drop(current);
         }
         Ok::<bool, Refusal>(true)
@@ -667,6 +678,19 @@ async fn receive(
 const UPLOAD_PIPELINE: usize = 16;
 /// Bytes of an upload written in one call on the store at most.
 const WRITE_BATCH: usize = 1024 * 1024;
+
+/// A chunk of an upload checked by the reader: what is stored is `buf[keep]` (a
+/// `#general` chunk's plaintext, opened where it arrived, or an end-to-end chunk whole).
+struct Verified {
+    buf: Vec<u8>,
+    keep: std::ops::Range<usize>,
+}
+
+impl Verified {
+    fn bytes(&self) -> &[u8] {
+        &self.buf[self.keep.clone()]
+    }
+}
 
 /// How many chunks a download reads from the store at once.
 const READ_BATCH: u64 = 16;
@@ -734,21 +758,24 @@ async fn serve_download(
     };
     let mut next = (from < count).then(|| read(from));
     while let Some((batch_start, batch_end, bytes)) = next.take() {
-        let bytes = bytes
+        let mut bytes = bytes
             .await
             .map_err(|e| io_refusal("read the file", e))?
             .map_err(|e| io_refusal("read the file", e))?;
         if batch_end < count {
             next = Some(read(batch_end));
         }
-        let mut rest = &bytes[..];
+        // The batch is sealed where it was read and handed to quinn in slices: per chunk
+        // a small head (length, and nonce for a `#general` chunk), the chunk as stored,
+        // and its tag; the file's bytes are not copied again.
+        let mut frames = Vec::with_capacity((batch_end - batch_start) as usize);
+        let mut at = 0;
         for i in batch_start..batch_end {
             let n = chunk_len(size, i) + overhead as usize;
-            let Some((chunk, tail)) = rest.split_at_checked(n) else {
+            let Some(chunk) = bytes.get_mut(at..at + n) else {
                 return Err(io_refusal("read the file", "it is shorter than stored"));
             };
-            rest = tail;
-            let sent = match layout {
+            let (head, tail) = match layout {
                 Layout::Plain => {
                     let aad = chunk_aad(
                         Direction::Down,
@@ -756,13 +783,29 @@ async fn serve_download(
                         &uploader,
                         chunk_aad_id(&file, i),
                     );
-                    let sealed = keys
+                    let (nonce, tag) = keys
                         .down
-                        .seal(&aad, chunk)
+                        .seal_detached(&aad, chunk)
                         .map_err(|e| io_refusal("seal", e))?;
-                    write_chunk(send, &sealed).await
+                    let mut head = Vec::with_capacity(4 + NONCE_LEN);
+                    head.extend_from_slice(&frame_len(NONCE_LEN + n + TAG_LEN));
+                    head.extend_from_slice(&nonce);
+                    (head, Some(tag))
                 }
-                Layout::Identity | Layout::Keyed => write_chunk(send, chunk).await,
+                Layout::Identity | Layout::Keyed => (frame_len(n).to_vec(), None),
+            };
+            frames.push((head, at..at + n, tail));
+            at += n;
+        }
+        let bytes = Bytes::from(bytes);
+        for ((head, range, tail), i) in frames.into_iter().zip(batch_start..) {
+            let (head, chunk) = (Bytes::from(head), bytes.slice(range));
+            let sent = match tail {
+                Some(tag) => {
+                    let tag = Bytes::copy_from_slice(&tag);
+                    write_frame_parts(send, &mut [head, chunk, tag]).await
+                }
+                None => write_frame_parts(send, &mut [head, chunk]).await,
             };
             if let Err(e) = sent {
                 debug!("download interrupted at chunk {i}: {e}");

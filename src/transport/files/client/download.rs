@@ -331,35 +331,48 @@ enum Opener {
 }
 
 impl Opener {
-    fn open(&self, file: &ClientMsgId, i: u64, sealed: &[u8]) -> Result<Vec<u8>, Failure> {
+    /// Opens chunk `i` of `file` where it lies (the first scheme, for this device's
+    /// identity key, into a new buffer): its plaintext.
+    fn open<'b>(
+        &self,
+        file: &ClientMsgId,
+        i: u64,
+        sealed: &'b mut Vec<u8>,
+    ) -> Result<&'b [u8], Failure> {
         let aad_id = chunk_aad_id(file, i);
         match self {
             Opener::Key(k) => k
-                .open(file, i, sealed)
+                .open_in_place(file, i, sealed)
+                .map(|p| &*p)
                 .map_err(|e| final_err(ErrorCode::BadRequest, e.to_string())),
             Opener::Identity {
                 identity,
                 conv_key,
                 uploader,
-            } => identity
-                .open(conv_key, uploader, aad_id, sealed)
-                .map(|(p, _)| p)
-                .map_err(|_| {
-                    final_err(
-                        ErrorCode::BadRequest,
-                        format!("chunk {i}: {}", EnvelopeError::Auth),
-                    )
-                }),
+            } => {
+                let (plain, _) =
+                    identity
+                        .open(conv_key, uploader, aad_id, sealed)
+                        .map_err(|_| {
+                            final_err(
+                                ErrorCode::BadRequest,
+                                format!("chunk {i}: {}", EnvelopeError::Auth),
+                            )
+                        })?;
+                *sealed = plain;
+                Ok(sealed)
+            }
             Opener::Session {
                 keys,
                 conv_key,
                 uploader,
             } => keys
                 .down
-                .open(
+                .open_in_place(
                     &chunk_aad(Direction::Down, conv_key, uploader, aad_id),
                     sealed,
                 )
+                .map(|p| &*p)
                 .map_err(|e| final_err(ErrorCode::BadRequest, format!("chunk {i}: {e}"))),
         }
     }
@@ -394,10 +407,10 @@ impl Sink {
             )
         };
         for i in range {
-            let Some(sealed) = chunks.blocking_recv() else {
+            let Some(mut sealed) = chunks.blocking_recv() else {
                 return Ok(None);
             };
-            let plain = self.opener.open(&self.file, i, &sealed)?;
+            let plain = self.opener.open(&self.file, i, &mut sealed)?;
             if plain.len() != chunk_len(self.size, i) {
                 return Err(final_err(
                     ErrorCode::BadRequest,
@@ -405,9 +418,9 @@ impl Sink {
                 ));
             }
             if let Some(h) = self.hasher.as_mut() {
-                h.update(&plain);
+                h.update(plain);
             }
-            self.out.write_all(&plain).map_err(local)?;
+            self.out.write_all(plain).map_err(local)?;
         }
         self.out.sync_all().map_err(local)?;
         Ok(self.hasher.map(|h| to_hex(&h.finalize())))

@@ -1,16 +1,18 @@
-//! One upload: hash the file, then send its chunks (resuming from what the server holds),
-//! and hand the finished file to the client loop to post its file message.
+//! One upload: send the file's chunks (resuming from what the server holds), hashing them
+//! as they are read, and hand the finished file, with its SHA-256, to the client loop to
+//! post its file message.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::debug;
 
 use super::{
     Failure, FileMsg, LiveSession, Progress, after_failure, final_err, next_session, read_down,
-    retry, sha256_of,
+    retry,
 };
 use crate::app::client::{Event, to_hex};
 use crate::app::files::{
@@ -20,8 +22,11 @@ use crate::app::ids::{ClientMsgId, ConvId};
 use crate::app::protocol::{ConvUp, ErrorCode, FileDown, FileReq};
 use crate::transport::codec;
 use crate::transport::envelope::{Direction, SessionKeys};
-use crate::transport::files::chunk::{FileKey, MAX_FILE_FRAME, chunk_aad, write_chunk};
+use crate::transport::files::chunk::{
+    FRAME_HEAD, FileKey, MAX_FILE_FRAME, chunk_aad, frame_len, sealable_frame, write_frame_parts,
+};
 use crate::transport::identity::IdentityKey;
+use crate::transport::quic::Bytes;
 
 /// An upload task.
 pub(super) struct Upload {
@@ -39,7 +44,7 @@ pub(super) struct Upload {
 impl Upload {
     pub(super) async fn run(mut self) {
         let fid = to_hex(&self.file.0);
-        if let Some(info) = self.prepare().await {
+        if let Some(mut info) = self.prepare().await {
             let mut session_rx = self.session.clone();
             let mut progress = Progress {
                 direction: "up",
@@ -55,7 +60,10 @@ impl Upload {
                 };
                 let conn = session.conn.clone();
                 match self.attempt(session, &info, &mut progress).await {
-                    Ok(()) => break true,
+                    Ok(sha256) => {
+                        info.sha256 = sha256;
+                        break true;
+                    }
                     Err(f) => {
                         if !after_failure(f, &conn, &self.tx, &mut same).await {
                             break false;
@@ -72,11 +80,12 @@ impl Upload {
         let _ = self.tx.send(FileMsg::Ended(fid, false));
     }
 
-    /// Hashes the file and makes its metadata; reports a local problem as an error.
+    /// The file's metadata (its SHA-256 comes with the upload, from the bytes sent);
+    /// reports a local problem as an error.
     async fn prepare(&mut self) -> Option<FileInfo> {
         let fail = |m: String| FileMsg::Event(Event::error(ErrorCode::LocalFile, m));
-        match tokio::fs::metadata(&self.path).await {
-            Ok(m) if m.is_file() => {}
+        let size = match tokio::fs::metadata(&self.path).await {
+            Ok(m) if m.is_file() => m.len(),
             Ok(_) => {
                 let m = format!("{} is not a regular file", self.path.display());
                 let _ = self.tx.send(fail(m));
@@ -87,15 +96,13 @@ impl Upload {
                 let _ = self.tx.send(fail(m));
                 return None;
             }
-        }
-        let (size, sha256) = match sha256_of(&self.path).await {
-            Ok(x) => x,
-            Err(e) => {
-                let m = format!("cannot read {}: {e}", self.path.display());
-                let _ = self.tx.send(fail(m));
-                return None;
-            }
         };
+        // Readable now (a problem later is the upload's): its bytes are hashed as they go.
+        if let Err(e) = tokio::fs::File::open(&self.path).await {
+            let m = format!("cannot read {}: {e}", self.path.display());
+            let _ = self.tx.send(fail(m));
+            return None;
+        }
         let name = clean_name(
             &self
                 .path
@@ -108,7 +115,7 @@ impl Upload {
             mime: guess_mime(&name).to_owned(),
             name,
             size,
-            sha256,
+            sha256: String::new(),
             key: self.key.map(|k| to_hex(&k)),
         })
     }
@@ -138,12 +145,13 @@ impl Upload {
         ))
     }
 
+    /// One try; on success, the SHA-256 of the file sent (hex).
     async fn attempt(
         &self,
         session: LiveSession,
         info: &FileInfo,
         progress: &mut Progress,
-    ) -> Result<(), Failure> {
+    ) -> Result<String, Failure> {
         let peer_key = self.peer_key().await?;
         let (mut send, mut recv) = session.conn.open_bi().await.map_err(retry)?;
         let (conv, file, size) = (self.conv.clone(), self.file, info.size);
@@ -178,18 +186,18 @@ impl Upload {
                 me: self.me_key.clone(),
             },
         };
-        // A thread reads and seals the next chunks while this task writes the previous ones
-        // to the stream: the file, the cipher and the network work at once.
+        // A thread reads, hashes and seals the next chunks while this task writes the
+        // previous ones to the stream: the file, the hash, the cipher and the network work
+        // at once, and the file is read once.
         let (chunks_tx, mut chunks) = mpsc::channel(PIPELINE);
         let (path, file, size) = (self.path.clone(), self.file, info.size);
-        tokio::task::spawn_blocking(move || {
+        let reader = tokio::task::spawn_blocking(move || {
             read_and_seal(&path, file, size, have..count, &sealer, &chunks_tx)
         });
         let mut done = start;
         let mut i = have;
-        while let Some(sealed) = chunks.recv().await {
-            let sealed = sealed?;
-            if let Err(e) = write_chunk(&mut send, &sealed).await {
+        while let Some(frame) = chunks.recv().await {
+            if let Err(e) = write_frame_parts(&mut send, &mut [frame?]).await {
                 // The server may have stopped the upload with a reason (a full disk):
                 // that reason, if it sent one, says more than the broken stream.
                 let answer = tokio::time::timeout(Duration::from_secs(2), read_down(&mut recv));
@@ -208,11 +216,15 @@ impl Upload {
                 "the upload's reader stopped early",
             ));
         }
+        let sha256 =
+            reader.await.ok().flatten().ok_or_else(|| {
+                final_err(ErrorCode::Internal, "the upload's reader stopped early")
+            })?;
         match read_down(&mut recv).await? {
             FileDown::Done => {
                 progress.report(info.size, false, &self.tx);
                 let _ = send.finish();
-                Ok(())
+                Ok(sha256)
             }
             other => Err(retry(format!("unexpected answer {other:?}"))),
         }
@@ -241,70 +253,128 @@ enum Sealer {
     },
 }
 
+/// Why a chunk could not be made.
+enum ChunkError {
+    /// Reading the file failed (it changed, or went away).
+    Read(std::io::Error),
+    /// Sealing failed.
+    Seal(String),
+}
+
 impl Sealer {
-    fn seal(&self, file: &ClientMsgId, i: u64, plain: &[u8]) -> Result<Vec<u8>, String> {
+    /// The whole frame of chunk `i` of `file`: its `n` bytes of plaintext filled in by
+    /// `read` where they are sealed, so the file's bytes are copied once, from the page
+    /// cache into the frame quinn sends (the first scheme, for a peer's identity key,
+    /// seals into a copy).
+    fn frame(
+        &self,
+        file: &ClientMsgId,
+        i: u64,
+        n: usize,
+        read: impl FnOnce(&mut [u8]) -> std::io::Result<()>,
+    ) -> Result<Vec<u8>, ChunkError> {
+        let seal_err = |e: &dyn std::fmt::Display| ChunkError::Seal(e.to_string());
         let aad_id = chunk_aad_id(file, i);
         match self {
-            Sealer::Key(k) => k.seal(file, i, plain).map_err(|e| e.to_string()),
             Sealer::Identity {
                 identity,
                 peer,
                 conv_key,
                 me,
-            } => identity
-                .seal(peer, conv_key, me, aad_id, plain)
-                .map_err(|e| e.to_string()),
-            Sealer::Session { keys, conv_key, me } => keys
-                .up
-                .seal(&chunk_aad(Direction::Up, conv_key, me, aad_id), plain)
-                .map_err(|e| e.to_string()),
+            } => {
+                let mut plain = vec![0u8; n];
+                read(&mut plain).map_err(ChunkError::Read)?;
+                let sealed = identity
+                    .seal(peer, conv_key, me, aad_id, &plain)
+                    .map_err(|e| seal_err(&e))?;
+                let mut frame = Vec::with_capacity(4 + sealed.len());
+                frame.extend_from_slice(&frame_len(sealed.len()));
+                frame.extend_from_slice(&sealed);
+                Ok(frame)
+            }
+            Sealer::Key(k) => {
+                let mut frame = sealable_frame(n);
+                read(&mut frame[FRAME_HEAD..FRAME_HEAD + n]).map_err(ChunkError::Read)?;
+                k.seal_in_place(file, i, &mut frame[4..])
+                    .map_err(|e| seal_err(&e))?;
+                Ok(frame)
+            }
+            Sealer::Session { keys, conv_key, me } => {
+                let mut frame = sealable_frame(n);
+                read(&mut frame[FRAME_HEAD..FRAME_HEAD + n]).map_err(ChunkError::Read)?;
+                let aad = chunk_aad(Direction::Up, conv_key, me, aad_id);
+                keys.up
+                    .seal_in_place(&aad, &mut frame[4..])
+                    .map_err(|e| seal_err(&e))?;
+                Ok(frame)
+            }
         }
     }
 }
 
-/// Reads chunks `range` of the file at `path` and hands them on sealed, until the range
-/// ends, an error (handed on too) or the receiver is gone. Blocking: runs on its own
-/// thread.
+/// Reads chunks `range` of the file at `path` and hands on their frames, sealed, until the
+/// range ends, an error (handed on too) or the receiver is gone; hashes the file's `size`
+/// bytes on the way (the ones before the range, which the server holds, first). Returns
+/// the SHA-256 (hex) once every frame was handed on. Blocking: runs on its own thread.
 fn read_and_seal(
     path: &std::path::Path,
     file: ClientMsgId,
     size: u64,
     range: std::ops::Range<u64>,
     sealer: &Sealer,
-    out: &mpsc::Sender<Result<Vec<u8>, Failure>>,
-) {
-    use std::io::{Read, Seek};
-    let unreadable = |e: std::io::Error| {
+    out: &mpsc::Sender<Result<Bytes, Failure>>,
+) -> Option<String> {
+    use std::io::Read;
+    let changed = |e: std::io::Error| {
         final_err(
             ErrorCode::BadRequest,
-            format!("cannot read {}: {e}", path.display()),
+            format!("{} changed while sending: {e}", path.display()),
         )
     };
-    let start = (range.start * CHUNK as u64).min(size);
-    let opened = std::fs::File::open(path)
-        .and_then(|mut f| f.seek(std::io::SeekFrom::Start(start)).map(|_| f));
-    let mut input = match opened {
+    let mut input = match std::fs::File::open(path) {
         Ok(f) => f,
         Err(e) => {
-            let _ = out.blocking_send(Err(unreadable(e)));
-            return;
+            let m = format!("cannot read {}: {e}", path.display());
+            let _ = out.blocking_send(Err(final_err(ErrorCode::BadRequest, m)));
+            return None;
         }
     };
-    let mut buf = vec![0u8; CHUNK];
+    let mut hash = Sha256::new();
+    let start = (range.start * CHUNK as u64).min(size);
+    if let Err(e) = hash_prefix(&mut input, start, &mut hash) {
+        let _ = out.blocking_send(Err(changed(e)));
+        return None;
+    }
     for i in range {
         let n = chunk_len(size, i);
-        let sealed = match input.read_exact(&mut buf[..n]) {
-            Ok(()) => sealer
-                .seal(&file, i, &buf[..n])
-                .map_err(|e| final_err(ErrorCode::Internal, e)),
-            Err(e) => Err(final_err(
-                ErrorCode::BadRequest,
-                format!("{} changed while sending: {e}", path.display()),
-            )),
+        let read = |buf: &mut [u8]| {
+            input.read_exact(buf)?;
+            hash.update(&*buf);
+            Ok(())
         };
-        let failed = sealed.is_err();
-        if out.blocking_send(sealed).is_err() || failed {
-            return;
+        let frame = match sealer.frame(&file, i, n, read) {
+            Ok(frame) => Ok(Bytes::from(frame)),
+            Err(ChunkError::Read(e)) => Err(changed(e)),
+            Err(ChunkError::Seal(e)) => Err(final_err(ErrorCode::Internal, e)),
+        };
+        let failed = frame.is_err();
+        if out.blocking_send(frame).is_err() || failed {
+            return None;
         }
     }
+    Some(to_hex(&hash.finalize()))
+}
+
+/// Hashes the first `len` bytes of `input` (read from where it is).
+fn hash_prefix(input: &mut std::fs::File, len: u64, hash: &mut Sha256) -> std::io::Result<()> {
+    use std::io::Read;
+    let mut buf = vec![0u8; (1024 * 1024).min(len as usize)];
+    let mut left = len;
+    while left > 0 {
+        let n = left.min(buf.len() as u64) as usize;
+        input.read_exact(&mut buf[..n])?;
+        hash.update(&buf[..n]);
+        left -= n as u64;
+    }
+    Ok(())
 }
