@@ -99,13 +99,7 @@ impl FileBlobs for DirBlobs {
     }
 
     fn write_part(&self, uploader: &str, name: &str, at: u64, bytes: &[u8]) -> StoreResult<()> {
-        let part = self.part(uploader, name);
-        let mut f = fs::OpenOptions::new()
-            .write(true)
-            .open(&part)
-            .map_err(io_err(&part))?;
-        f.seek(SeekFrom::Start(at)).map_err(io_err(&part))?;
-        f.write_all(bytes).map_err(io_err(&part))
+        self.write_parts(uploader, name, at, &[bytes])
     }
 
     fn write_parts(&self, uploader: &str, name: &str, at: u64, parts: &[&[u8]]) -> StoreResult<()> {
