@@ -136,6 +136,27 @@ impl std::fmt::Debug for SealingKey {
     }
 }
 
+/// Where the ciphertext lies in an envelope of `len` bytes (nonce ‖ ciphertext ‖ tag), if
+/// it has room for the nonce and the tag.
+pub(crate) fn body_range(len: usize) -> Option<std::ops::Range<usize>> {
+    len.checked_sub(TAG_LEN)
+        .filter(|&end| end >= NONCE_LEN)
+        .map(|end| NONCE_LEN..end)
+}
+
+/// An envelope's nonce, its ciphertext (to open in place) and its tag, if it is long
+/// enough to hold them.
+pub(crate) fn split_envelope(
+    envelope: &mut [u8],
+) -> Option<([u8; NONCE_LEN], &mut [u8], aes_gcm_siv::Tag)> {
+    let end = body_range(envelope.len())?.end;
+    let (head, tag) = envelope.split_at_mut(end);
+    let (nonce, body) = head.split_at_mut(NONCE_LEN);
+    let nonce = (&*nonce).try_into().ok()?;
+    let tag = aes_gcm_siv::Tag::try_from(&*tag).ok()?;
+    Some((nonce, body, tag))
+}
+
 impl SealingKey {
     /// From 32 key bytes, with a random nonce per envelope (for a key that more than one
     /// sealer uses, or that outlives a process).
@@ -202,12 +223,9 @@ impl SealingKey {
     /// for the tag (`envelope` is the plaintext's length plus [`NONCE_LEN`] and
     /// [`TAG_LEN`]).
     pub fn seal_in_place(&self, aad: &Aad<'_>, envelope: &mut [u8]) -> Result<(), EnvelopeError> {
-        let end = envelope
-            .len()
-            .checked_sub(TAG_LEN)
-            .filter(|&end| end >= NONCE_LEN)
-            .ok_or(EnvelopeError::Short)?;
-        let (nonce, tag) = self.seal_detached(aad, &mut envelope[NONCE_LEN..end])?;
+        let body = body_range(envelope.len()).ok_or(EnvelopeError::Short)?;
+        let end = body.end;
+        let (nonce, tag) = self.seal_detached(aad, &mut envelope[body])?;
         envelope[..NONCE_LEN].copy_from_slice(&nonce);
         envelope[end..].copy_from_slice(&tag);
         Ok(())
@@ -220,15 +238,7 @@ impl SealingKey {
         aad: &Aad<'_>,
         envelope: &'b mut [u8],
     ) -> Result<&'b mut [u8], EnvelopeError> {
-        let end = envelope
-            .len()
-            .checked_sub(TAG_LEN)
-            .filter(|&end| end >= NONCE_LEN)
-            .ok_or(EnvelopeError::Short)?;
-        let (head, tag) = envelope.split_at_mut(end);
-        let (nonce, body) = head.split_at_mut(NONCE_LEN);
-        let nonce: [u8; NONCE_LEN] = (&*nonce).try_into().map_err(|_| EnvelopeError::Short)?;
-        let tag = aes_gcm_siv::Tag::try_from(&*tag).map_err(|_| EnvelopeError::Short)?;
+        let (nonce, body, tag) = split_envelope(envelope).ok_or(EnvelopeError::Short)?;
         let aad = aad.encode();
         self.0
             .decrypt_inout_detached(&Nonce::from(nonce), &aad, (&mut *body).into(), &tag)

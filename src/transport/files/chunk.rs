@@ -8,7 +8,7 @@ use aes_gcm_siv::{Aes256GcmSiv, Nonce};
 use crate::app::files::{CHUNK, SESSION_OVERHEAD, keyed_chunk_aad};
 use crate::app::ids::ClientMsgId;
 use crate::app::protocol::E2E_OVERHEAD;
-use crate::transport::envelope::{Aad, Direction, NONCE_LEN, TAG_LEN};
+use crate::transport::envelope::{Aad, Direction, NONCE_LEN, TAG_LEN, body_range, split_envelope};
 use crate::transport::quic::{Bytes, RecvStream, SendStream};
 
 /// Largest raw chunk frame either side accepts.
@@ -127,21 +127,15 @@ impl FileKey {
         index: u64,
         envelope: &mut [u8],
     ) -> std::io::Result<()> {
-        let end = envelope
-            .len()
-            .checked_sub(TAG_LEN)
-            .filter(|&end| end >= NONCE_LEN)
+        let body = body_range(envelope.len())
             .ok_or_else(|| std::io::Error::other("a chunk's buffer has no room for its seal"))?;
+        let end = body.end;
         let mut nonce = [0u8; NONCE_LEN];
         getrandom::fill(&mut nonce).map_err(std::io::Error::other)?;
         let aad = keyed_chunk_aad(file, index);
         let tag = self
             .0
-            .encrypt_inout_detached(
-                &Nonce::from(nonce),
-                &aad,
-                (&mut envelope[NONCE_LEN..end]).into(),
-            )
+            .encrypt_inout_detached(&Nonce::from(nonce), &aad, (&mut envelope[body]).into())
             .map_err(|_| std::io::Error::other("a chunk could not be sealed"))?;
         envelope[..NONCE_LEN].copy_from_slice(&nonce);
         envelope[end..].copy_from_slice(&tag);
@@ -167,17 +161,7 @@ impl FileKey {
         index: u64,
         sealed: &'b mut [u8],
     ) -> Result<&'b mut [u8], KeyedChunkError> {
-        let end = sealed
-            .len()
-            .checked_sub(TAG_LEN)
-            .filter(|&end| end >= NONCE_LEN)
-            .ok_or(KeyedChunkError::Short(index))?;
-        let (head, tag) = sealed.split_at_mut(end);
-        let (nonce, body) = head.split_at_mut(NONCE_LEN);
-        let nonce: [u8; NONCE_LEN] = (&*nonce)
-            .try_into()
-            .map_err(|_| KeyedChunkError::Short(index))?;
-        let tag = aes_gcm_siv::Tag::try_from(&*tag).map_err(|_| KeyedChunkError::Short(index))?;
+        let (nonce, body, tag) = split_envelope(sealed).ok_or(KeyedChunkError::Short(index))?;
         let aad = keyed_chunk_aad(file, index);
         self.0
             .decrypt_inout_detached(&Nonce::from(nonce), &aad, (&mut *body).into(), &tag)
